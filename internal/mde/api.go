@@ -1,0 +1,31 @@
+// Package mde holds the HTTP clients for the Defender API families: the
+// portal service API behind security.microsoft.com/apiproxy and the public
+// Defender API. Clients own host allow-listing, auth headers, retries with
+// Retry-After, client-side rate limits, redirect refusal, continuation-link
+// validation and error envelopes; sources only see JSON bodies.
+package mde
+
+import (
+	"context"
+	"net/url"
+)
+
+// Portal is the portal service API, reached through the proxy at
+// https://security.microsoft.com/apiproxy/... with the portal session.
+type Portal interface {
+	// Get fetches path (which must start with "/apiproxy/") with query and
+	// returns the JSON body. An HTML page, a redirect or a non-JSON body is
+	// an error, never data.
+	Get(ctx context.Context, path string, query url.Values) ([]byte, error)
+	// Post sends body as JSON to path and returns the JSON body.
+	Post(ctx context.Context, path string, query url.Values, body any) ([]byte, error)
+}
+
+// PublicAPI is the public Defender API at https://api.security.microsoft.com.
+type PublicAPI interface {
+	// Get fetches path (which must start with "/api/") with query.
+	Get(ctx context.Context, path string, query url.Values) ([]byte, error)
+	// GetLink follows an @odata.nextLink after validating it (same host,
+	// same path prefix, no userinfo); an invalid link is an error.
+	GetLink(ctx context.Context, link string) ([]byte, error)
+}

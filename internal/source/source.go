@@ -1,0 +1,169 @@
+// Package source defines what a data source is and keeps the registry of all
+// of them. A source knows one kind of Defender data: where it lives, how to
+// page it, how to cut a time window, which field is its time and its id. It
+// emits items; it never writes output and never touches state.
+package source
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/defenderharvester/defenderharvester/internal/mde"
+)
+
+// Kind tells the pipeline how to treat a source.
+type Kind int
+
+const (
+	// Event sources read a time window [From, To) and keep a cursor.
+	Event Kind = iota + 1
+	// Snapshot sources read the whole state each time; the pipeline turns
+	// the difference from the last snapshot into change records.
+	Snapshot
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Event:
+		return "event"
+	case Snapshot:
+		return "snapshot"
+	}
+	return "unknown"
+}
+
+// Window is a half-open time interval [From, To).
+type Window struct {
+	From, To time.Time
+}
+
+// Contains reports whether t lies in [From, To).
+func (w Window) Contains(t time.Time) bool {
+	return !t.Before(w.From) && t.Before(w.To)
+}
+
+// Item is what a source emits.
+//
+// Event sources set ID (a stable id, see record.StableID) and Time (the
+// event time, UTC). Snapshot sources set Key (the natural key of the item in
+// the snapshot, e.g. a rule id) and leave Time zero.
+type Item struct {
+	ID   string
+	Key  string
+	Time time.Time
+	Raw  json.RawMessage
+}
+
+// Emit hands one item to the pipeline. It returns an error when the
+// pipeline cannot take more (context cancelled, sink failure); the source
+// must stop and return that error.
+type Emit func(ctx context.Context, it Item) error
+
+// Source is the common part of every source.
+type Source interface {
+	Name() string  // CLI/config key, e.g. "actioncenter"
+	Table() string // destination table, e.g. "MdeMachineActions"
+	Kind() Kind
+}
+
+// EventSource reads a time window.
+type EventSource interface {
+	Source
+	// Fetch emits every item whose time lies in w. It may also emit items
+	// outside w (APIs often treat bounds inclusively); the pipeline drops
+	// those. Order does not matter.
+	Fetch(ctx context.Context, w Window, emit Emit) error
+	// Windowing says how the pipeline should cut windows for this source.
+	Windowing() Windowing
+}
+
+// Windowing are the per-source window rules.
+type Windowing struct {
+	// Overlap is re-read before the cursor on every run, to catch late
+	// arrivals; duplicates it causes are removed by id.
+	Overlap time.Duration
+	// MaxWindow splits long ranges (backfills) into chunks; the cursor is
+	// committed after each chunk. Zero means no limit.
+	MaxWindow time.Duration
+	// Delay keeps the window end this far behind now (ingestion latency).
+	Delay time.Duration
+}
+
+// SnapshotSource reads the whole current state.
+type SnapshotSource interface {
+	Source
+	// Snapshot emits every item of the current state, each with a unique
+	// Key. It must return an error rather than emit a partial snapshot
+	// silently: the pipeline only computes removals from complete ones.
+	Snapshot(ctx context.Context, emit Emit) error
+}
+
+// Deps are the shared things a source is built with.
+type Deps struct {
+	Portal   mde.Portal    // the portal service API (security.microsoft.com/apiproxy)
+	API      mde.PublicAPI // the public Defender API (api.security.microsoft.com)
+	TenantID string
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Factory describes and builds one source. Each source package registers
+// its factory in init().
+type Factory struct {
+	Name        string
+	Table       string
+	Kind        Kind
+	Description string // one line, shown by `sources` listings and docs
+	// API names the API family the source needs: "portal" or "public".
+	API string
+	// DefaultEnabled says whether "all" includes it without explicit config.
+	DefaultEnabled bool
+	// NewConfig returns a pointer to the source's config struct with its
+	// defaults filled in; the config loader decodes the user's settings
+	// into it (unknown keys are errors). May be nil when the source has
+	// no settings.
+	NewConfig func() any
+	// New builds the source from deps and the decoded config.
+	New func(deps Deps, cfg any) (Source, error)
+}
+
+var (
+	mu        sync.RWMutex
+	factories = map[string]Factory{}
+)
+
+// Register adds a source factory. It panics on a duplicate name because
+// that is a programming error caught by any test.
+func Register(f Factory) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := factories[f.Name]; dup {
+		panic(fmt.Sprintf("source %q registered twice", f.Name))
+	}
+	factories[f.Name] = f
+}
+
+// Lookup returns the factory for name.
+func Lookup(name string) (Factory, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	f, ok := factories[name]
+	return f, ok
+}
+
+// All returns every registered factory, sorted by name.
+func All() []Factory {
+	mu.RLock()
+	defer mu.RUnlock()
+	out := make([]Factory, 0, len(factories))
+	for _, f := range factories {
+		out = append(out, f)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
