@@ -1,0 +1,122 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/defenderharvester/defenderharvester/internal/harvester"
+	"go.yaml.in/yaml/v3"
+)
+
+// compatSources maps the original DefenderHarvester's flags to sources.
+var compatSources = []struct {
+	flag    string
+	sources []string
+	help    string
+}{
+	{"machineactions", []string{"actioncenter", "machineactions"}, "Action Center history (MdeMachineActions) and public-API machine actions (MdeMachineActionsApi)"},
+	{"customdetections", []string{"customdetections"}, "custom detection rules and their state"},
+	{"featuresettings", []string{"featuresettings"}, "advanced feature and Live Response settings"},
+	{"suppressionrules", []string{"suppressionrules"}, "alert suppression rules"},
+	{"machinegroups", []string{"machinegroups"}, "device groups"},
+	{"connectedapps", []string{"connectedapps"}, "connected API apps and their usage"},
+	{"executedqueries", []string{"executedqueries"}, "executed advanced hunting queries"},
+	{"alertservicesettings", []string{"alertservicesettings"}, "disabled alert workloads"},
+	{"dataexportsettings", []string{"dataexportsettings"}, "streaming API export destinations"},
+	{"schema", []string{"schema"}, "advanced hunting schema reference"},
+	{"timeline", []string{"timeline"}, "device timeline of -machineid"},
+}
+
+// runCompat accepts the original tool's command line unchanged.
+func runCompat(ctx context.Context, env *Env, args []string) int {
+	fs := newFlagSet(env, "compat", "-machineactions -customdetections … [-lookback HOURS] -files   (original DefenderHarvester flags)")
+	picked := map[string]*bool{}
+	for _, c := range compatSources {
+		picked[c.flag] = fs.Bool(c.flag, false, c.help)
+	}
+	machineID := fs.String("machineid", "", "device id (40 hex) for -timeline")
+	lookback := fs.Int("lookback", 0, "hours to re-read; without it the harvest resumes from the last checkpoint")
+	files := fs.Bool("files", false, "write JSONL files (directory: outputs.files.dir, default ./out)")
+	sentinel := fs.Bool("sentinel", false, "send to Microsoft Sentinel (changed: see message)")
+	splunk := fs.Bool("splunk", false, "send to Splunk (changed: see message)")
+	token := fs.String("accesstoken", "", "bearer token for the public API (prefer $DH_ACCESS_TOKEN: command lines are visible to other users)")
+	location := fs.String("location", "", "portal region of the legacy hosts (not needed: the portal proxy has one host)")
+	debug := fs.Bool("debug", false, "debug logging")
+	if code, ok := parseFlags(fs, env, args); !ok {
+		return code
+	}
+
+	if *sentinel {
+		fmt.Fprintln(env.Stderr, "defenderharvester: -sentinel used the HTTP Data Collector API (SentinelWorkspaceID / SentinelSharedKey), which Microsoft retired on 2026-09-14.")
+		fmt.Fprintln(env.Stderr, "  Sentinel delivery moves to the Logs Ingestion API (a data collection rule and an Entra app); that output is not in this version yet.")
+		if env.Getenv("SentinelWorkspaceID") != "" || env.Getenv("SentinelSharedKey") != "" {
+			fmt.Fprintln(env.Stderr, "  SentinelWorkspaceID / SentinelSharedKey are set in your environment; they are ignored.")
+		}
+		fmt.Fprintln(env.Stderr, "  For now use -files and ship the JSONL files.")
+		return exitUsage
+	}
+	if *splunk {
+		fmt.Fprintln(env.Stderr, "defenderharvester: -splunk (SplunkUri / SplunkToken) is not in this version yet; the new Splunk output verifies TLS and batches events.")
+		fmt.Fprintln(env.Stderr, "  For now use -files and ship the JSONL files.")
+		return exitUsage
+	}
+
+	var names []string
+	for _, c := range compatSources {
+		if *picked[c.flag] {
+			names = append(names, c.sources...)
+		}
+	}
+	if len(names) == 0 {
+		fmt.Fprintln(env.Stderr, "defenderharvester: choose at least one data set, e.g. -machineactions (see -h), or use 'defenderharvester run --sources all'")
+		return exitUsage
+	}
+	if !*files {
+		fmt.Fprintln(env.Stderr, "defenderharvester: choose an output: -files (JSONL files under ./out)")
+		return exitUsage
+	}
+	if *picked["timeline"] && *machineID == "" {
+		fmt.Fprintln(env.Stderr, "defenderharvester: -timeline needs -machineid <40-hex device id>")
+		return exitUsage
+	}
+	if *lookback < 0 {
+		fmt.Fprintln(env.Stderr, "defenderharvester: -lookback must be a positive number of hours")
+		return exitUsage
+	}
+	cfg, err := loadConfig(env, "")
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "defenderharvester:", err)
+		return exitUsage
+	}
+	log := newLogger(env, cfg.LogLevel, *debug)
+	if *location != "" {
+		log.Info("-location is not needed any more: the portal proxy (security.microsoft.com/apiproxy) serves every region", "location", *location)
+	}
+	if *token != "" {
+		log.Warn("-accesstoken puts a secret on the command line, where other local users can read it; set DH_ACCESS_TOKEN instead")
+		cfg.Secrets.AccessToken = *token
+	}
+	if *picked["timeline"] {
+		node := &yaml.Node{}
+		if err := node.Encode(map[string]any{"machines": []string{*machineID}}); err != nil {
+			fmt.Fprintln(env.Stderr, "defenderharvester:", err)
+			return exitUsage
+		}
+		cfg.Sources["timeline"] = node
+	}
+	var since time.Time
+	if *lookback > 0 {
+		since = env.Now().Add(-time.Duration(*lookback) * time.Hour)
+	}
+	req := harvester.Request{
+		Config:  cfg,
+		Sources: names,
+		Outputs: []string{"files"},
+		Since:   since,
+		Logger:  log,
+		Now:     env.Now,
+		Stdout:  env.Stdout,
+	}
+	return harvestAndReport(ctx, env, req, env.Stdout)
+}

@@ -1,0 +1,165 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/defenderharvester/defenderharvester/internal/config"
+	"github.com/defenderharvester/defenderharvester/internal/harvester"
+)
+
+func init() {
+	register(command{name: "run", summary: "one incremental harvest of the selected sources", run: runRun})
+}
+
+func runRun(ctx context.Context, env *Env, args []string) int {
+	fs := newFlagSet(env, "run", "run [--config FILE] [--sources LIST|all] [--lookback DURATION | --since TIME] [--out DIR]")
+	cfgPath := fs.String("config", "", "config file (YAML); default $"+config.EnvConfig+" or built-in defaults")
+	sources := fs.String("sources", "all", "comma-separated source names, or all (see 'defenderharvester sources')")
+	lookback := fs.String("lookback", "", "re-read this far back instead of resuming from the checkpoint, e.g. 6h or 7d")
+	since := fs.String("since", "", "re-read from this time (RFC 3339, e.g. 2026-11-01T00:00:00Z) instead of the checkpoint")
+	out := fs.String("out", "", "directory for the files output (overrides outputs.files.dir)")
+	outputs := fs.String("outputs", "", "comma-separated outputs (files, stdout); default: those in the config, else files")
+	debug := fs.Bool("debug", false, "debug logging")
+	if code, ok := parseFlags(fs, env, args); !ok {
+		return code
+	}
+	cfg, err := loadConfig(env, *cfgPath)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "defenderharvester run:", err)
+		return exitUsage
+	}
+	start, err := windowStart(env.Now(), *lookback, *since)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "defenderharvester run:", err)
+		return exitUsage
+	}
+	req := harvester.Request{
+		Config:  cfg,
+		Sources: splitList(*sources),
+		Outputs: splitList(*outputs),
+		OutDir:  *out,
+		Since:   start,
+		Logger:  newLogger(env, cfg.LogLevel, *debug),
+		Now:     env.Now,
+		Stdout:  env.Stdout,
+	}
+	return harvestAndReport(ctx, env, req, summaryWriter(env, req.Outputs))
+}
+
+// summaryWriter keeps stdout clean for JSON when the stdout output is used.
+func summaryWriter(env *Env, outputs []string) io.Writer {
+	for _, o := range outputs {
+		if o == "stdout" {
+			return env.Stderr
+		}
+	}
+	return env.Stdout
+}
+
+func harvestAndReport(ctx context.Context, env *Env, req harvester.Request, w io.Writer) int {
+	rep, err := harvester.Run(ctx, req)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "defenderharvester:", err)
+		return exitFailed
+	}
+	printReport(w, rep)
+	if n := rep.Failed(); n > 0 {
+		fmt.Fprintf(env.Stderr, "%d of %d sources failed; their checkpoints did not move (see the errors above)\n", n, len(rep.Results))
+		return exitFailed
+	}
+	return exitOK
+}
+
+func printReport(w io.Writer, rep harvester.Report) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "SOURCE\tTABLE\tKIND\tWINDOW\tRECORDS\tNEW\tDUPLICATES\tDURATION\tSTATUS\n")
+	for _, r := range rep.Results {
+		win := "-"
+		if !r.Window.From.IsZero() {
+			win = r.Window.From.UTC().Format("01-02 15:04") + " → " + r.Window.To.UTC().Format("01-02 15:04")
+		}
+		status := "ok"
+		if r.Err != nil {
+			status = "FAILED: " + oneLine(r.Err.Error())
+		}
+		newCol := fmt.Sprint(r.New)
+		if len(r.Changes) > 0 {
+			newCol = changesString(r.Changes)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", r.Source, r.Table, r.Kind, win, r.Fetched, newCol, r.Duplicates, r.Duration.Round(time.Millisecond), status)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "tenant %s, %d sources, %s\n", rep.TenantID, len(rep.Results), rep.Duration.Round(time.Millisecond))
+}
+
+func changesString(m map[string]int) string {
+	var parts []string
+	for _, k := range []string{"Initial", "Added", "Modified", "Removed"} {
+		if m[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", strings.ToLower(k), m[k]))
+		}
+	}
+	if len(parts) == 0 {
+		return "0"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// loadConfig reads --config, else $DH_CONFIG, else the defaults.
+func loadConfig(env *Env, path string) (*config.Config, error) {
+	if path == "" {
+		path = env.Getenv(config.EnvConfig)
+	}
+	cfg, err := config.Load(path, env.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if err := harvester.Check(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// windowStart turns --lookback / --since into an explicit window start.
+func windowStart(now time.Time, lookback, since string) (time.Time, error) {
+	switch {
+	case lookback != "" && since != "":
+		return time.Time{}, fmt.Errorf("--lookback and --since cannot be used together: pick one")
+	case lookback != "":
+		d, err := config.ParseDuration(lookback)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("--lookback: %w", err)
+		}
+		if d == 0 {
+			return time.Time{}, fmt.Errorf("--lookback must be more than 0")
+		}
+		return now.Add(-d), nil
+	case since != "":
+		t, err := time.Parse(time.RFC3339, since)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("--since %q: write an RFC 3339 time such as 2026-11-01T00:00:00Z", since)
+		}
+		if !t.Before(now) {
+			return time.Time{}, fmt.Errorf("--since %s is not in the past", since)
+		}
+		return t, nil
+	}
+	return time.Time{}, nil
+}

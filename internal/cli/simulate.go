@@ -1,0 +1,142 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/defenderharvester/defenderharvester/internal/config"
+	"github.com/defenderharvester/defenderharvester/internal/sim"
+)
+
+func init() {
+	register(command{name: "simulate", summary: "run the emulated Defender tenant (portal, public API, Entra) as a server", run: runSimulate})
+}
+
+func runSimulate(ctx context.Context, env *Env, args []string) int {
+	fs := newFlagSet(env, "simulate", "simulate [--listen ADDR] [--plain] [--ca-out FILE] [--write-config FILE] [--seed N] [--faults SPEC]")
+	listen := fs.String("listen", "127.0.0.1:8443", "address to listen on (loopback recommended; port 0 picks a free one)")
+	plain := fs.Bool("plain", false, "serve plain HTTP instead of HTTPS (loopback tests only)")
+	caOut := fs.String("ca-out", "", "write the emulator's CA certificate (PEM) to this file")
+	writeCfg := fs.String("write-config", "", "write a harvester config pointing at this emulator to FILE (secrets go to FILE.cookie and FILE.secret, mode 0600)")
+	seed := fs.Int64("seed", 1, "seed of the emulated tenant's data (same seed, same data)")
+	machines := fs.Int("machines", 30, "number of emulated devices")
+	history := fs.String("history", "30d", "how far back the emulated data goes")
+	latency := fs.String("latency", "0s", "delay added to every response")
+	faults := fs.String("faults", "", "fault injection, e.g. portal:429=0.1,public:500=0.05,timeline:slow=2s")
+	timelineRate := fs.Int("timeline-rate", 0, "timeline events per device per hour (0 = default)")
+	if code, ok := parseFlags(fs, env, args); !ok {
+		return code
+	}
+	hist, err := config.ParseDuration(*history)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "simulate: --history:", err)
+		return exitUsage
+	}
+	lat, err := config.ParseDuration(*latency)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "simulate: --latency:", err)
+		return exitUsage
+	}
+	fl, err := sim.ParseFaults(*faults)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "simulate: --faults:", err)
+		return exitUsage
+	}
+	if *machines < 1 || *machines > 100000 {
+		fmt.Fprintln(env.Stderr, "simulate: --machines must be between 1 and 100000")
+		return exitUsage
+	}
+	if *writeCfg != "" && !*plain && *caOut == "" {
+		fmt.Fprintln(env.Stderr, "simulate: --write-config needs --ca-out FILE too (the harvester verifies the emulator's TLS with it), or --plain")
+		return exitUsage
+	}
+	tenant, err := sim.New(sim.Options{
+		Seed:                         *seed,
+		Now:                          env.Now,
+		History:                      hist,
+		Machines:                     *machines,
+		Latency:                      lat,
+		Faults:                       fl,
+		TimelineEventsPerMachineHour: *timelineRate,
+		Logger:                       newLogger(env, "info", false),
+	})
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "simulate:", err)
+		return exitUsage
+	}
+	srv, err := tenant.Serve(*listen, !*plain)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "simulate:", err)
+		return exitFailed
+	}
+	defer srv.Close()
+
+	if *caOut != "" {
+		if err := os.WriteFile(*caOut, tenant.CACertPEM(), 0o644); err != nil {
+			fmt.Fprintln(env.Stderr, "simulate: --ca-out:", err)
+			return exitFailed
+		}
+	}
+	info := tenant.Info(srv)
+	if *writeCfg != "" {
+		if err := writeEmulatorConfig(*writeCfg, tenant.Credentials(), srv.Addr(), *caOut, *plain); err != nil {
+			fmt.Fprintln(env.Stderr, "simulate: --write-config:", err)
+			return exitFailed
+		}
+	}
+	line, err := json.Marshal(info)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "simulate:", err)
+		return exitFailed
+	}
+	fmt.Fprintln(env.Stdout, string(line))
+	fmt.Fprintf(env.Stderr, "emulated tenant %s listening on %s (%s); Ctrl-C to stop\n", tenant.Credentials().TenantID, srv.Addr(), map[bool]string{true: "plain HTTP", false: "HTTPS"}[*plain])
+	<-ctx.Done()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = shutdownCtx
+	return exitOK
+}
+
+// writeEmulatorConfig writes a ready harvester config for the emulator;
+// secrets go to 0600 side files, never into the YAML.
+func writeEmulatorConfig(path string, cred sim.Credentials, addr, caFile string, plain bool) error {
+	cookieFile, secretFile := path+".cookie", path+".secret"
+	if err := os.WriteFile(cookieFile, []byte("sccauth="+cred.SccAuth+"; XSRF-TOKEN="+cred.XSRFToken+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(secretFile, []byte(cred.ClientSecret+"\n"), 0o600); err != nil {
+		return err
+	}
+	body := EmulatorConfigYAML(cred.TenantID, cred.ClientID, addr, caFile, plain, cookieFile, secretFile)
+	return os.WriteFile(path, []byte(body), 0o600)
+}
+
+// EmulatorConfigYAML is the config text `simulate --write-config` writes.
+func EmulatorConfigYAML(tenantID, clientID, addr, caFile string, plain bool, cookieFile, secretFile string) string {
+	emu := fmt.Sprintf("  address: %q\n", addr)
+	if plain {
+		emu += "  plaintext: true\n"
+	} else {
+		emu += fmt.Sprintf("  ca_file: %q\n", caFile)
+	}
+	return fmt.Sprintf(`# Written by 'defenderharvester simulate --write-config': harvest the emulated tenant.
+tenant_id: %q
+state_file: sim-state.db
+emulator:
+%sportal:
+  cookie_file: %q
+public_api:
+  client_id: %q
+  client_secret_file: %q
+outputs:
+  files:
+    dir: sim-out
+sources:
+  timeline:
+    machines: [all]
+`, tenantID, emu, cookieFile, clientID, secretFile)
+}

@@ -1,0 +1,31 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/defenderharvester/defenderharvester/internal/source"
+)
+
+func init() {
+	register(command{name: "sources", summary: "list the data sets this version can harvest", run: runSources})
+}
+
+func runSources(_ context.Context, env *Env, args []string) int {
+	fs := newFlagSet(env, "sources", "sources")
+	if code, ok := parseFlags(fs, env, args); !ok {
+		return code
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOURCE\tTABLE\tKIND\tAPI\tIN all\tDESCRIPTION")
+	for _, f := range source.All() {
+		inAll := "yes"
+		if !f.DefaultEnabled {
+			inAll = "when configured"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f.Name, f.Table, f.Kind, f.API, inAll, f.Description)
+	}
+	tw.Flush()
+	return exitOK
+}

@@ -1,0 +1,484 @@
+// Package config turns the YAML config file, environment variables and
+// command-line flags into one validated Config. Every error names the key
+// that is wrong and says what to do about it.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Environment variables that carry secrets, so they never need to be on
+// the command line.
+const (
+	EnvConfig        = "DH_CONFIG"         // path of the config file
+	EnvPortalCookie  = "DH_PORTAL_COOKIE"  // "sccauth=…; XSRF-TOKEN=…" as copied from the browser
+	EnvPortalSccAuth = "DH_PORTAL_SCCAUTH" // the sccauth cookie alone
+	EnvPortalXSRF    = "DH_PORTAL_XSRF"    // the XSRF-TOKEN cookie alone
+	EnvClientSecret  = "DH_CLIENT_SECRET"  // public-API app client secret
+	EnvAccessToken   = "DH_ACCESS_TOKEN"   // bring-your-own bearer token for the public API
+	EnvTenantID      = "DH_TENANT_ID"      // tenant id (GUID)
+	EnvClientID      = "DH_CLIENT_ID"      // public-API app (client) id
+)
+
+// Config is the whole validated configuration.
+type Config struct {
+	TenantID        string        `yaml:"tenant_id"`
+	StateFile       string        `yaml:"state_file"`
+	InitialLookback Duration      `yaml:"initial_lookback"`
+	Concurrency     int           `yaml:"concurrency"`
+	LogLevel        string        `yaml:"log_level"`
+	Portal          Portal        `yaml:"portal"`
+	PublicAPI       PublicAPI     `yaml:"public_api"`
+	Emulator        Emulator      `yaml:"emulator"`
+	Outputs         PluginConfigs `yaml:"outputs"`
+	Sources         PluginConfigs `yaml:"sources"`
+
+	// Secrets resolved from files or the environment; never from YAML
+	// literals the user might commit, never from plain flags.
+	Secrets Secrets `yaml:"-"`
+}
+
+// Portal configures the portal service API (security.microsoft.com/apiproxy).
+type Portal struct {
+	BaseURL       string  `yaml:"base_url"`
+	CookieFile    string  `yaml:"cookie_file"`
+	RatePerSecond float64 `yaml:"rate_per_second"`
+}
+
+// PublicAPI configures the public Defender API (api.security.microsoft.com).
+type PublicAPI struct {
+	BaseURL          string `yaml:"base_url"`
+	ClientID         string `yaml:"client_id"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+	AccessTokenFile  string `yaml:"access_token_file"`
+	AuthorityHost    string `yaml:"authority_host"`
+}
+
+// Emulator points every API host at the emulated tenant (see
+// docs/ARCHITECTURE.md, "Reaching the emulator").
+type Emulator struct {
+	Address   string `yaml:"address"`
+	CAFile    string `yaml:"ca_file"`
+	Plaintext bool   `yaml:"plaintext"`
+}
+
+// Secrets holds credentials read from files or the environment.
+type Secrets struct {
+	PortalCookie string // raw cookie header
+	SccAuth      string
+	XSRF         string
+	ClientSecret string
+	AccessToken  string
+}
+
+// PluginConfigs is a map of plugin name → its raw YAML settings. Each
+// plugin decodes its own part strictly into the struct it declares.
+type PluginConfigs map[string]*yaml.Node
+
+// UnmarshalYAML keeps each plugin's section as a node, decoded later by
+// the plugin into its own settings struct.
+func (p *PluginConfigs) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: expected a map of plugin names to their settings", n.Line)
+	}
+	if *p == nil {
+		*p = PluginConfigs{}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		(*p)[n.Content[i].Value] = n.Content[i+1]
+	}
+	return nil
+}
+
+// Duration is a time.Duration written as "15m", "24h", "7d".
+type Duration time.Duration
+
+// UnmarshalYAML accepts Go durations plus a "d" (days) suffix.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration back in the form it is read.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+var daysRe = regexp.MustCompile(`^(\d+)d$`)
+
+// ParseDuration parses "90m", "36h", "7d".
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if m := daysRe.FindStringSubmatch(s); m != nil {
+		var n int
+		fmt.Sscanf(m[1], "%d", &n)
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration: write it like 15m, 24h or 7d", s)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("%q is negative: durations must be positive", s)
+	}
+	return d, nil
+}
+
+// Default returns the configuration used when no file is given.
+func Default() *Config {
+	return &Config{
+		StateFile:       "defenderharvester.db",
+		InitialLookback: Duration(24 * time.Hour),
+		Concurrency:     4,
+		LogLevel:        "info",
+		Portal: Portal{
+			BaseURL:       "https://security.microsoft.com",
+			RatePerSecond: 5,
+		},
+		PublicAPI: PublicAPI{
+			BaseURL:       "https://api.security.microsoft.com",
+			AuthorityHost: "https://login.microsoftonline.com/",
+		},
+		Outputs: PluginConfigs{},
+		Sources: PluginConfigs{},
+	}
+}
+
+// Load reads path (if not empty) over the defaults, then the environment,
+// and validates the result. getenv is os.Getenv in production.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	cfg := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: cannot read %s: %w", path, err)
+		}
+		if err := Decode(data, cfg); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := cfg.resolveEnv(getenv); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Decode parses YAML strictly into cfg: an unknown key is an error naming
+// it and listing the known ones.
+func Decode(data []byte, cfg *Config) error {
+	return decodeStrict(data, cfg, "")
+}
+
+// DecodePlugin decodes one plugin's settings (a node from Outputs or
+// Sources) strictly into target. section is e.g. "sources.timeline".
+// The key "enabled" is handled by the caller and skipped here.
+func DecodePlugin(n *yaml.Node, section string, target any) error {
+	if n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("%s (line %d): expected a map of settings", section, n.Line)
+	}
+	if target == nil {
+		if hasKeysOtherThan(n, "enabled") {
+			return fmt.Errorf("%s: this plugin takes no settings (only \"enabled\")", section)
+		}
+		return nil
+	}
+	clean := withoutKey(n, "enabled")
+	if err := checkKeys(clean, reflect.TypeOf(target), section); err != nil {
+		return err
+	}
+	if err := clean.Decode(target); err != nil {
+		return fmt.Errorf("%s: %w", section, err)
+	}
+	return nil
+}
+
+// checkKeys rejects keys the target struct does not declare, with the
+// line in the user's file and the keys that would have been accepted.
+func checkKeys(n *yaml.Node, t reflect.Type, section string) error {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() != reflect.Struct || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	fields := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if !f.IsExported() || name == "-" {
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		fields[name] = f.Type
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		ft, ok := fields[k.Value]
+		if !ok {
+			return fmt.Errorf("%s: unknown key %q (line %d); known keys: %s", section, k.Value, k.Line, strings.Join(structKeys(t), ", "))
+		}
+		if err := checkKeys(n.Content[i+1], ft, section+"."+k.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Enabled reads the optional "enabled" key of a plugin section (default true).
+func Enabled(n *yaml.Node) (bool, error) {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return true, nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "enabled" {
+			var b bool
+			if err := n.Content[i+1].Decode(&b); err != nil {
+				return false, fmt.Errorf("line %d: \"enabled\" must be true or false", n.Content[i+1].Line)
+			}
+			return b, nil
+		}
+	}
+	return true, nil
+}
+
+func hasKeysOtherThan(n *yaml.Node, key string) bool {
+	if n.Kind != yaml.MappingNode {
+		return n.Kind != 0 && !(n.Kind == yaml.ScalarNode && n.Tag == "!!null")
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value != key {
+			return true
+		}
+	}
+	return false
+}
+
+func withoutKey(n *yaml.Node, key string) *yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		return n
+	}
+	out := *n
+	out.Content = nil
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			continue
+		}
+		out.Content = append(out.Content, n.Content[i], n.Content[i+1])
+	}
+	return &out
+}
+
+var lineRe = regexp.MustCompile(`line (\d+)`)
+
+func atoi(s string) int {
+	n := 0
+	fmt.Sscanf(s, "%d", &n)
+	return n
+}
+
+// keyPathAtLine finds the dotted key whose value sits on line, so an error
+// from a value decoder can name the key.
+func keyPathAtLine(data []byte, line int) string {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil {
+		return ""
+	}
+	var walk func(n *yaml.Node, prefix string) string
+	walk = func(n *yaml.Node, prefix string) string {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				if p := walk(c, prefix); p != "" {
+					return p
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				path := k.Value
+				if prefix != "" {
+					path = prefix + "." + k.Value
+				}
+				if v.Line == line && v.Kind == yaml.ScalarNode {
+					return path
+				}
+				if p := walk(v, path); p != "" {
+					return p
+				}
+			}
+		}
+		return ""
+	}
+	return walk(&doc, "")
+}
+
+var unknownFieldRe = regexp.MustCompile(`line (\d+): field (\S+) not found in type (\S+)`)
+
+func decodeStrict(data []byte, target any, section string) error {
+	if len(bytes.TrimSpace(data)) == 0 || strings.TrimSpace(string(data)) == "{}" || strings.TrimSpace(string(data)) == "null" {
+		return nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	err := dec.Decode(target)
+	if err == nil || errors.Is(err, io.EOF) {
+		return nil
+	}
+	prefix := ""
+	if section != "" {
+		prefix = section + ": "
+	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]string, 0, len(te.Errors))
+		for _, e := range te.Errors {
+			if m := unknownFieldRe.FindStringSubmatch(e); m != nil {
+				msgs = append(msgs, fmt.Sprintf("unknown key %q (line %s); known keys: %s",
+					m[2], m[1], strings.Join(keysOfType(target, m[3]), ", ")))
+				continue
+			}
+			msgs = append(msgs, e)
+		}
+		return fmt.Errorf("%s%s", prefix, strings.Join(msgs, "; "))
+	}
+	msg := err.Error()
+	if m := lineRe.FindStringSubmatch(msg); m != nil && section == "" {
+		if path := keyPathAtLine(data, atoi(m[1])); path != "" {
+			return fmt.Errorf("%s: %s", path, msg)
+		}
+	}
+	return fmt.Errorf("%sinvalid YAML: %w", prefix, err)
+}
+
+// resolveEnv fills secrets and identifiers from the environment and the
+// files the config names. Secrets are never read from plain YAML values.
+func (c *Config) resolveEnv(getenv func(string) string) error {
+	if v := getenv(EnvTenantID); v != "" {
+		c.TenantID = v
+	}
+	if v := getenv(EnvClientID); v != "" {
+		c.PublicAPI.ClientID = v
+	}
+	c.Secrets.PortalCookie = getenv(EnvPortalCookie)
+	c.Secrets.SccAuth = getenv(EnvPortalSccAuth)
+	c.Secrets.XSRF = getenv(EnvPortalXSRF)
+	c.Secrets.ClientSecret = getenv(EnvClientSecret)
+	c.Secrets.AccessToken = getenv(EnvAccessToken)
+	if c.Portal.CookieFile != "" && c.Secrets.PortalCookie == "" && c.Secrets.SccAuth == "" {
+		v, err := ReadSecretFile(c.Portal.CookieFile)
+		if err != nil {
+			return fmt.Errorf("portal.cookie_file: %w", err)
+		}
+		c.Secrets.PortalCookie = v
+	}
+	if c.PublicAPI.ClientSecretFile != "" && c.Secrets.ClientSecret == "" {
+		v, err := ReadSecretFile(c.PublicAPI.ClientSecretFile)
+		if err != nil {
+			return fmt.Errorf("public_api.client_secret_file: %w", err)
+		}
+		c.Secrets.ClientSecret = v
+	}
+	if c.PublicAPI.AccessTokenFile != "" && c.Secrets.AccessToken == "" {
+		v, err := ReadSecretFile(c.PublicAPI.AccessTokenFile)
+		if err != nil {
+			return fmt.Errorf("public_api.access_token_file: %w", err)
+		}
+		c.Secrets.AccessToken = v
+	}
+	return nil
+}
+
+// ReadSecretFile reads a secret from a file that only its owner can read.
+func ReadSecretFile(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("cannot read secret file: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("secret file %s is readable by others (mode %04o): run `chmod 600 %s`", path, st.Mode().Perm(), path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("cannot read secret file: %w", err)
+	}
+	v := strings.TrimSpace(string(data))
+	if v == "" {
+		return "", fmt.Errorf("secret file %s is empty", path)
+	}
+	return v, nil
+}
+
+var guidRe = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// Validate checks every value and names the key of the first problems.
+func (c *Config) Validate() error {
+	var errs []string
+	add := func(key, format string, a ...any) {
+		errs = append(errs, key+": "+fmt.Sprintf(format, a...))
+	}
+	if c.TenantID != "" && !guidRe.MatchString(c.TenantID) {
+		add("tenant_id", "%q is not a tenant GUID (like 72f988bf-86f1-41af-91ab-2d7cd011db47); leave it empty to read it from the portal", c.TenantID)
+	}
+	if strings.TrimSpace(c.StateFile) == "" {
+		add("state_file", "must name a file, e.g. defenderharvester.db")
+	}
+	if c.InitialLookback <= 0 {
+		add("initial_lookback", "must be positive, e.g. 24h")
+	}
+	if c.Concurrency < 1 || c.Concurrency > 64 {
+		add("concurrency", "%d is out of range: use 1 to 64", c.Concurrency)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	checkURL := func(key, v string) {
+		u, err := url.Parse(v)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
+			add(key, "%q must be an https URL without user info, e.g. https://security.microsoft.com", v)
+		}
+	}
+	checkURL("portal.base_url", c.Portal.BaseURL)
+	checkURL("public_api.base_url", c.PublicAPI.BaseURL)
+	checkURL("public_api.authority_host", c.PublicAPI.AuthorityHost)
+	if c.Portal.RatePerSecond <= 0 || c.Portal.RatePerSecond > 100 {
+		add("portal.rate_per_second", "%v is out of range: use a value between 0.1 and 100", c.Portal.RatePerSecond)
+	}
+	if c.Emulator.Plaintext && c.Emulator.Address == "" {
+		add("emulator.plaintext", "only makes sense with emulator.address")
+	}
+	if c.Emulator.Address != "" && !c.Emulator.Plaintext && c.Emulator.CAFile == "" {
+		add("emulator.ca_file", "the emulator's CA certificate is needed to verify its TLS (simulate --ca-out FILE writes it)")
+	}
+	if len(errs) > 0 {
+		sort.Strings(errs)
+		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
+	}
+	return nil
+}

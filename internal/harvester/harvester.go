@@ -1,0 +1,441 @@
+// Package harvester assembles one harvest from a validated config: API
+// clients and credentials, the selected sources, the sinks, the state store
+// and the pipeline. The CLI commands (run, demo, compat) only parse flags and
+// print what this returns.
+package harvester
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/defenderharvester/defenderharvester/internal/auth"
+	"github.com/defenderharvester/defenderharvester/internal/config"
+	"github.com/defenderharvester/defenderharvester/internal/mde"
+	"github.com/defenderharvester/defenderharvester/internal/pipeline"
+	"github.com/defenderharvester/defenderharvester/internal/sink"
+	"github.com/defenderharvester/defenderharvester/internal/source"
+	"github.com/defenderharvester/defenderharvester/internal/state"
+
+	_ "github.com/defenderharvester/defenderharvester/internal/sink/all"   // register sinks
+	_ "github.com/defenderharvester/defenderharvester/internal/source/all" // register sources
+)
+
+// Request says what one harvest should do.
+type Request struct {
+	Config  *config.Config
+	Sources []string  // source names; empty or ["all"] = every enabled source
+	Outputs []string  // sink names; empty = those configured, else "files"
+	OutDir  string    // overrides the files sink directory when set
+	Since   time.Time // non-zero: start every event window here
+	Logger  *slog.Logger
+	Now     func() time.Time
+	Stdout  io.Writer // for the stdout sink
+}
+
+// Report is the outcome of one harvest.
+type Report struct {
+	TenantID string
+	Results  []pipeline.Result
+	Duration time.Duration
+}
+
+// Failed counts the sources that did not succeed.
+func (r Report) Failed() int {
+	n := 0
+	for _, res := range r.Results {
+		if res.Err != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// Run performs one incremental pass. An error means nothing could be run
+// (bad selection, state file in use); per-source failures are in the
+// report's results.
+func Run(ctx context.Context, req Request) (Report, error) {
+	start := time.Now()
+	if req.Logger == nil {
+		req.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if req.Now == nil {
+		req.Now = time.Now
+	}
+	if req.Stdout == nil {
+		req.Stdout = os.Stdout
+	}
+	cfg := req.Config
+
+	factories, err := Select(cfg, req.Sources)
+	if err != nil {
+		return Report{}, err
+	}
+
+	clients, err := newClients(ctx, cfg, req.Logger)
+	if err != nil {
+		return Report{}, err
+	}
+
+	tenant := cfg.TenantID
+	if tenant == "" && clients.portal != nil {
+		tc, err := clients.portal.TenantContext(ctx)
+		if err != nil {
+			return Report{}, fmt.Errorf("tenant_id is not set and reading it from the portal failed: %w", err)
+		}
+		tenant = tc.TenantID
+	}
+	if tenant == "" {
+		return Report{}, errors.New("tenant_id is not set: put it in the config (tenant_id) or DH_TENANT_ID")
+	}
+	if clients.tokensErr == nil && clients.api == nil && needsPublic(factories) {
+		// Tokens could be built only once the tenant is known.
+		if err := clients.buildPublic(cfg, tenant, req.Logger); err != nil {
+			clients.tokensErr = err
+		}
+	}
+
+	deps := source.Deps{TenantID: tenant, Logger: req.Logger, Now: req.Now}
+	if clients.portal != nil {
+		deps.Portal = clients.portal
+	}
+	if clients.api != nil {
+		deps.API = clients.api
+	}
+
+	var runnable []source.Source
+	var results []pipeline.Result
+	for _, f := range factories {
+		src, err := build(f, cfg, deps, clients)
+		if err != nil {
+			results = append(results, pipeline.Result{Source: f.Name, Table: f.Table, Kind: f.Kind, Err: err})
+			continue
+		}
+		runnable = append(runnable, src)
+	}
+
+	sinks, err := buildSinks(cfg, req)
+	if err != nil {
+		return Report{}, err
+	}
+	store, err := state.Open(cfg.StateFile, state.Options{Logger: req.Logger})
+	if err != nil {
+		return Report{}, err
+	}
+	defer store.Close()
+
+	for _, s := range sinks {
+		if err := s.Start(ctx); err != nil {
+			shutdown(sinks, req.Logger)
+			return Report{}, fmt.Errorf("output %s cannot start: %w", s.Name(), err)
+		}
+	}
+	p, err := pipeline.New(pipeline.Options{
+		Store:           store,
+		Sinks:           sinks,
+		Logger:          req.Logger,
+		Now:             req.Now,
+		InitialLookback: time.Duration(cfg.InitialLookback),
+		Concurrency:     cfg.Concurrency,
+	})
+	if err != nil {
+		shutdown(sinks, req.Logger)
+		return Report{}, err
+	}
+	results = append(results, p.Run(ctx, tenant, runnable, pipeline.RunOptions{Since: req.Since})...)
+	if err := shutdown(sinks, req.Logger); err != nil {
+		return Report{}, err
+	}
+	sortResults(results, factories)
+	return Report{TenantID: tenant, Results: results, Duration: time.Since(start)}, nil
+}
+
+func shutdown(sinks []sink.Sink, log *slog.Logger) error {
+	var first error
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, s := range sinks {
+		if err := s.Shutdown(ctx); err != nil {
+			log.Error("output shutdown failed", "output", s.Name(), "err", err)
+			if first == nil {
+				first = fmt.Errorf("output %s: %w", s.Name(), err)
+			}
+		}
+	}
+	return first
+}
+
+// sortResults puts results back in the selection order.
+func sortResults(results []pipeline.Result, factories []source.Factory) {
+	pos := map[string]int{}
+	for i, f := range factories {
+		pos[f.Name] = i
+	}
+	sort.SliceStable(results, func(i, j int) bool { return pos[results[i].Source] < pos[results[j].Source] })
+}
+
+// Select resolves source names: "all" (or nothing) means every source that
+// is enabled by default or configured, minus those configured with
+// enabled: false. Named sources always run.
+func Select(cfg *config.Config, names []string) ([]source.Factory, error) {
+	if len(names) == 0 || (len(names) == 1 && names[0] == "all") {
+		var out []source.Factory
+		for _, f := range source.All() {
+			node, configured := cfg.Sources[f.Name]
+			on, err := config.Enabled(node)
+			if err != nil {
+				return nil, fmt.Errorf("sources.%s.%w", f.Name, err)
+			}
+			if !on {
+				continue
+			}
+			if f.DefaultEnabled || configured {
+				out = append(out, f)
+			}
+		}
+		return out, nil
+	}
+	var out []source.Factory
+	seen := map[string]bool{}
+	for _, n := range names {
+		n = strings.TrimSpace(strings.ToLower(n))
+		if n == "" || seen[n] {
+			continue
+		}
+		if n == "all" {
+			return nil, errors.New("--sources: \"all\" cannot be combined with other names")
+		}
+		f, ok := source.Lookup(n)
+		if !ok {
+			return nil, fmt.Errorf("--sources: unknown source %q; known sources: %s", n, strings.Join(Names(), ", "))
+		}
+		seen[n] = true
+		out = append(out, f)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("--sources: no source named; use a comma-separated list or all")
+	}
+	return out, nil
+}
+
+// Names lists every registered source name.
+func Names() []string {
+	var out []string
+	for _, f := range source.All() {
+		out = append(out, f.Name)
+	}
+	return out
+}
+
+// Check that every configured source and output section names a real
+// plugin, so a typo does not silently disable a data set.
+func Check(cfg *config.Config) error {
+	for name := range cfg.Sources {
+		if _, ok := source.Lookup(name); !ok {
+			return fmt.Errorf("sources.%s: unknown source; known sources: %s", name, strings.Join(Names(), ", "))
+		}
+	}
+	for name := range cfg.Outputs {
+		if _, ok := sink.Lookup(name); !ok {
+			return fmt.Errorf("outputs.%s: unknown output; known outputs: %s", name, strings.Join(sinkNames(), ", "))
+		}
+	}
+	return nil
+}
+
+func sinkNames() []string {
+	var out []string
+	for _, f := range sink.All() {
+		out = append(out, f.Name)
+	}
+	return out
+}
+
+func needsPublic(fs []source.Factory) bool {
+	for _, f := range fs {
+		if f.API == "public" {
+			return true
+		}
+	}
+	return false
+}
+
+func build(f source.Factory, cfg *config.Config, deps source.Deps, c *clients) (source.Source, error) {
+	switch f.API {
+	case "portal":
+		if c.portal == nil {
+			return nil, c.portalErr
+		}
+	case "public":
+		if c.api == nil {
+			if c.tokensErr != nil {
+				return nil, c.tokensErr
+			}
+			return nil, errors.New("the public Defender API is not configured")
+		}
+	}
+	var settings any
+	if f.NewConfig != nil {
+		settings = f.NewConfig()
+	}
+	if err := config.DecodePlugin(cfg.Sources[f.Name], "sources."+f.Name, settings); err != nil {
+		return nil, err
+	}
+	return f.New(deps, settings)
+}
+
+func buildSinks(cfg *config.Config, req Request) ([]sink.Sink, error) {
+	names := req.Outputs
+	if len(names) == 0 {
+		for n, node := range cfg.Outputs {
+			on, err := config.Enabled(node)
+			if err != nil {
+				return nil, fmt.Errorf("outputs.%s.%w", n, err)
+			}
+			if on {
+				names = append(names, n)
+			}
+		}
+		sort.Strings(names)
+	}
+	if len(names) == 0 {
+		names = []string{"files"}
+	}
+	deps := sink.Deps{Logger: req.Logger, Now: req.Now, Stdout: req.Stdout}
+	var out []sink.Sink
+	for _, n := range names {
+		f, ok := sink.Lookup(n)
+		if !ok {
+			return nil, fmt.Errorf("output %q is not known; known outputs: %s", n, strings.Join(sinkNames(), ", "))
+		}
+		var settings any
+		if f.NewConfig != nil {
+			settings = f.NewConfig()
+		}
+		if err := config.DecodePlugin(cfg.Outputs[n], "outputs."+n, settings); err != nil {
+			return nil, err
+		}
+		if req.OutDir != "" {
+			if d, ok := settings.(interface{ SetDir(string) }); ok {
+				d.SetDir(req.OutDir)
+			}
+		}
+		s, err := f.New(deps, settings)
+		if err != nil {
+			return nil, fmt.Errorf("outputs.%s: %w", n, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// clients holds the API clients the config allows, and why the others
+// could not be built (reported per source, so other sources still run).
+type clients struct {
+	transport http.RoundTripper
+	portal    *mde.PortalClient
+	portalErr error
+	api       *mde.PublicAPIClient
+	tokensErr error
+}
+
+func newClients(ctx context.Context, cfg *config.Config, log *slog.Logger) (*clients, error) {
+	topts := mde.TransportOptions{}
+	if cfg.Emulator.Address != "" {
+		topts.EmulatorAddress = cfg.Emulator.Address
+		topts.Plaintext = cfg.Emulator.Plaintext
+		if cfg.Emulator.CAFile != "" {
+			pem, err := os.ReadFile(cfg.Emulator.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("emulator.ca_file: %w", err)
+			}
+			topts.EmulatorCAPEM = pem
+		}
+	}
+	rt, err := mde.NewTransport(topts)
+	if err != nil {
+		return nil, err
+	}
+	c := &clients{transport: rt}
+
+	session, err := portalSession(cfg)
+	if err != nil {
+		c.portalErr = err
+	} else {
+		c.portal, err = mde.NewPortalClient(mde.PortalOptions{
+			BaseURL:       cfg.Portal.BaseURL,
+			Session:       session,
+			TenantID:      cfg.TenantID,
+			Transport:     rt,
+			RatePerSecond: cfg.Portal.RatePerSecond,
+			Logger:        log,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if cfg.TenantID != "" {
+		if err := c.buildPublic(cfg, cfg.TenantID, log); err != nil {
+			c.tokensErr = err
+		}
+	}
+	return c, nil
+}
+
+func (c *clients) buildPublic(cfg *config.Config, tenant string, log *slog.Logger) error {
+	var tokens auth.TokenSource
+	switch {
+	case cfg.Secrets.AccessToken != "":
+		tokens = auth.NewStaticToken(cfg.Secrets.AccessToken)
+	case cfg.PublicAPI.ClientID != "" && cfg.Secrets.ClientSecret != "":
+		ts, err := auth.NewClientSecret(auth.ClientSecretOptions{
+			TenantID:                 tenant,
+			ClientID:                 cfg.PublicAPI.ClientID,
+			Secret:                   cfg.Secrets.ClientSecret,
+			AuthorityHost:            cfg.PublicAPI.AuthorityHost,
+			Transport:                &http.Client{Transport: c.transport},
+			DisableInstanceDiscovery: cfg.Emulator.Address != "",
+		})
+		if err != nil {
+			return fmt.Errorf("public API credentials: %w", err)
+		}
+		tokens = ts
+	case cfg.PublicAPI.ClientID != "":
+		return fmt.Errorf("public_api.client_id is set but there is no client secret: set %s or public_api.client_secret_file", config.EnvClientSecret)
+	default:
+		return fmt.Errorf("the public Defender API needs credentials: set public_api.client_id with %s (or public_api.client_secret_file), or a token in %s", config.EnvClientSecret, config.EnvAccessToken)
+	}
+	api, err := mde.NewPublicAPIClient(mde.PublicOptions{
+		BaseURL:   cfg.PublicAPI.BaseURL,
+		Tokens:    tokens,
+		Transport: c.transport,
+		Logger:    log,
+	})
+	if err != nil {
+		return err
+	}
+	c.api = api
+	return nil
+}
+
+func portalSession(cfg *config.Config) (auth.PortalSession, error) {
+	sccauth, xsrf := cfg.Secrets.SccAuth, cfg.Secrets.XSRF
+	if cfg.Secrets.PortalCookie != "" {
+		var err error
+		sccauth, xsrf, err = auth.ParseCookieHeader(cfg.Secrets.PortalCookie)
+		if err != nil {
+			return nil, fmt.Errorf("portal cookie: %w", err)
+		}
+	}
+	if sccauth == "" || xsrf == "" {
+		return nil, fmt.Errorf("the portal session is not configured: put the browser's cookies (sccauth and XSRF-TOKEN) in %s or in a 0600 file named by portal.cookie_file", config.EnvPortalCookie)
+	}
+	return auth.NewStaticCookies(sccauth, xsrf)
+}

@@ -1,0 +1,388 @@
+package mde
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Limiter is a client-side rate limiter; *rate.Limiter satisfies it.
+type Limiter interface {
+	Wait(ctx context.Context) error
+}
+
+// Limiters waits on every limiter in turn (e.g. per-minute and per-hour).
+type Limiters []Limiter
+
+// Wait blocks until every limiter allows one request.
+func (ls Limiters) Wait(ctx context.Context) error {
+	for _, l := range ls {
+		if l == nil {
+			continue
+		}
+		if err := l.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ClientOptions are the knobs both API clients share. Zero values get
+// defaults.
+type ClientOptions struct {
+	// Transport carries the requests (see NewTransport); nil means a
+	// production transport.
+	Transport http.RoundTripper
+	// Limiter replaces the default client-side rate limiter.
+	Limiter Limiter
+	// MaxAttempts per request, including the first (default 5).
+	MaxAttempts int
+	// Timeout per attempt (default 60 s; timeline pages can be slow).
+	Timeout time.Duration
+	// BaseBackoff is the first backoff ceiling (default 1 s); it doubles
+	// per attempt, with full jitter.
+	BaseBackoff time.Duration
+	// MaxWait caps a single wait between attempts (default 2 min). A
+	// Retry-After longer than this is an error rather than an early retry.
+	MaxWait time.Duration
+	// MaxBodyBytes caps a response body (default 256 MiB).
+	MaxBodyBytes int64
+	// UserAgent overrides the default User-Agent.
+	UserAgent string
+	// Logger receives retry and request logs (never secrets or queries).
+	Logger *slog.Logger
+	// Sleep waits d or until ctx ends; tests inject a fake.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+const (
+	defaultMaxAttempts = 5
+	defaultTimeout     = 60 * time.Second
+	defaultBaseBackoff = time.Second
+	defaultMaxWait     = 2 * time.Minute
+	defaultMaxBody     = 256 << 20
+	browserUA          = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36 Edg/142.0.0.0"
+)
+
+func (o *ClientOptions) defaults() error {
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = defaultMaxAttempts
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = defaultTimeout
+	}
+	if o.BaseBackoff <= 0 {
+		o.BaseBackoff = defaultBaseBackoff
+	}
+	if o.MaxWait <= 0 {
+		o.MaxWait = defaultMaxWait
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = defaultMaxBody
+	}
+	if o.UserAgent == "" {
+		o.UserAgent = browserUA
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Sleep == nil {
+		o.Sleep = sleepCtx
+	}
+	if o.Transport == nil {
+		t, err := NewTransport(TransportOptions{})
+		if err != nil {
+			return err
+		}
+		o.Transport = t
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// family is what differs between the portal and the public API.
+type family struct {
+	name       string                    // "portal" or "public API"
+	allowHost  func(u *url.URL) bool     // may credentials go to u?
+	authorize  func(*http.Request) error // puts credentials on the request
+	authFailed func(status int) error    // 401/440/redirect → error
+	forbidden  func(path string) string  // hint naming the likely missing role
+	headers    func(h http.Header)       // family-specific headers
+	htmlIsAuth bool                      // HTML body means "signed out"
+}
+
+// doer sends requests for one API family with retries, limits and checks.
+type doer struct {
+	o      ClientOptions
+	fam    family
+	client *http.Client
+}
+
+func newDoer(o ClientOptions, fam family) (*doer, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	return &doer{o: o, fam: fam, client: &http.Client{
+		Transport: o.Transport,
+		// Never follow: a redirect would carry credentials elsewhere, and
+		// for the portal it means the session is gone.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}, nil
+}
+
+// do sends method u with an optional JSON body and returns the JSON
+// response body.
+func (d *doer) do(ctx context.Context, method string, u *url.URL, body []byte) ([]byte, error) {
+	if !d.fam.allowHost(u) {
+		return nil, fmt.Errorf("%s %s: %w: credentials are only sent to the Defender hosts", d.fam.name, u.Host, ErrHostNotAllowed)
+	}
+	where := method + " " + u.Path
+	var lastErr error
+	for attempt := 1; ; attempt++ {
+		if d.o.Limiter != nil {
+			if err := d.o.Limiter.Wait(ctx); err != nil {
+				return nil, fmt.Errorf("%s %s: waiting for the client-side rate limit: %w", d.fam.name, where, err)
+			}
+		}
+		out, retryAfter, err := d.once(ctx, method, u, body)
+		if err == nil {
+			return out, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s %s: %w", d.fam.name, where, ctx.Err())
+		}
+		lastErr = err
+		var re *retryable
+		if !errors.As(err, &re) {
+			return nil, fmt.Errorf("%s %s: %w", d.fam.name, where, err)
+		}
+		if attempt >= d.o.MaxAttempts {
+			return nil, fmt.Errorf("%s %s: giving up after %d attempts: %w", d.fam.name, where, attempt, re.err)
+		}
+		wait := d.backoff(attempt)
+		if retryAfter > 0 {
+			if retryAfter > d.o.MaxWait {
+				return nil, fmt.Errorf("%s %s: server asked to wait %s, more than the configured maximum %s; try again later: %w", d.fam.name, where, retryAfter, d.o.MaxWait, re.err)
+			}
+			wait = retryAfter
+		}
+		d.o.Logger.LogAttrs(ctx, levelFor(attempt), "retrying request",
+			slog.String("api", d.fam.name), slog.String("request", where),
+			slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.String("reason", re.err.Error()))
+		if err := d.o.Sleep(ctx, wait); err != nil {
+			return nil, fmt.Errorf("%s %s: %w (last error: %v)", d.fam.name, where, err, lastErr)
+		}
+	}
+}
+
+func levelFor(attempt int) slog.Level {
+	if attempt >= 2 {
+		return slog.LevelWarn
+	}
+	return slog.LevelDebug
+}
+
+// backoff is full jitter: uniform in [0, min(MaxWait, Base·2^(attempt-1))].
+func (d *doer) backoff(attempt int) time.Duration {
+	ceil := d.o.BaseBackoff
+	for i := 1; i < attempt && ceil < d.o.MaxWait; i++ {
+		ceil *= 2
+	}
+	ceil = min(ceil, d.o.MaxWait)
+	return rand.N(ceil + 1)
+}
+
+// retryable marks an attempt error worth another try.
+type retryable struct{ err error }
+
+func (r *retryable) Error() string { return r.err.Error() }
+func (r *retryable) Unwrap() error { return r.err }
+
+func (d *doer) once(ctx context.Context, method string, u *url.URL, body []byte) (_ []byte, retryAfter time.Duration, _ error) {
+	actx, cancel := context.WithTimeout(ctx, d.o.Timeout)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(actx, method, u.String(), rd)
+	if err != nil {
+		return nil, 0, fmt.Errorf("building request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", d.o.UserAgent)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if d.fam.headers != nil {
+		d.fam.headers(req.Header)
+	}
+	if err := d.fam.authorize(req); err != nil {
+		return nil, 0, err
+	}
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return nil, 0, d.transportErr(ctx, actx, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, d.o.MaxBodyBytes+1))
+	if err != nil {
+		return nil, 0, d.transportErr(ctx, actx, err)
+	}
+	if int64(len(data)) > d.o.MaxBodyBytes {
+		return nil, 0, fmt.Errorf("%w (%d bytes): narrow the window or page size", ErrTooLarge, d.o.MaxBodyBytes)
+	}
+	return d.check(u, resp, data)
+}
+
+// transportErr classifies a network failure: timeouts and resets retry.
+func (d *doer) transportErr(parent, attempt context.Context, err error) error {
+	if parent.Err() != nil {
+		return parent.Err()
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(attempt.Err(), context.DeadlineExceeded):
+		return &retryable{fmt.Errorf("no answer within %s", d.o.Timeout)}
+	case errors.As(err, &ne) && ne.Timeout(),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.EPIPE), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return &retryable{fmt.Errorf("connection failed: %s", scrubURL(err))}
+	}
+	return fmt.Errorf("connection failed: %s", scrubURL(err))
+}
+
+// scrubURL drops the query string *url.Error would print.
+func scrubURL(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Op + " " + stripQuery(ue.URL) + ": " + ue.Err.Error()
+	}
+	return err.Error()
+}
+
+func stripQuery(s string) string {
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// check turns a response into JSON bytes or an error.
+func (d *doer) check(u *url.URL, resp *http.Response, data []byte) ([]byte, time.Duration, error) {
+	st := resp.StatusCode
+	switch {
+	case st >= 300 && st < 400:
+		if err := d.fam.authFailed(st); err != nil {
+			return nil, 0, err
+		}
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		host := ""
+		if loc != nil {
+			host = loc.Host
+		}
+		return nil, 0, fmt.Errorf("%w (HTTP %d to host %q)", ErrRedirect, st, host)
+	case st == 401 || st == 419 || st == 440:
+		if err := d.fam.authFailed(st); err != nil {
+			return nil, 0, err
+		}
+		return nil, 0, d.apiError(u, st, data)
+	case st == 429 || st == 500 || st == 502 || st == 503 || st == 504:
+		return nil, parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()), &retryable{d.apiError(u, st, data)}
+	case st < 200 || st >= 300:
+		return nil, 0, d.apiError(u, st, data)
+	}
+	ct := strings.ToLower(resp.Header.Get("Content-Type"))
+	trimmed := bytes.TrimSpace(data)
+	if strings.Contains(ct, "text/html") || looksHTML(trimmed) {
+		if d.fam.htmlIsAuth {
+			return nil, 0, ErrSessionExpired
+		}
+		return nil, 0, fmt.Errorf("%w: got an HTML page (HTTP %d)", ErrNotJSON, st)
+	}
+	if len(trimmed) == 0 {
+		return nil, 0, fmt.Errorf("%w: empty body (HTTP %d)", ErrNotJSON, st)
+	}
+	if !jsonValid(trimmed) {
+		return nil, 0, fmt.Errorf("%w: body is not valid JSON (HTTP %d, %d bytes; truncated?)", ErrNotJSON, st, len(data))
+	}
+	return data, 0, nil
+}
+
+func looksHTML(b []byte) bool {
+	if len(b) == 0 || b[0] != '<' {
+		return false
+	}
+	// JSON never starts with '<'; any markup (HTML sign-in page, XML
+	// error) is not data.
+	return true
+}
+
+func (d *doer) apiError(u *url.URL, st int, data []byte) *APIError {
+	e := &APIError{Status: st, kind: kindFor(st)}
+	if code, msg, target, ok := ParseErrorEnvelope(data); ok {
+		e.Code, e.Message, e.Target = code, msg, target
+	} else if len(data) > 0 && !looksHTML(bytes.TrimSpace(data)) {
+		e.Message = clean(string(data), 200)
+	}
+	switch {
+	case st == 403:
+		e.Hint = d.fam.forbidden(u.Path)
+	case st == 404:
+		e.Hint = "the endpoint or object does not exist for this tenant (feature not enabled or API moved)"
+	case st == 429:
+		e.Hint = "the API's rate limit was hit; lower the request rate or run less often"
+	case st >= 500:
+		e.Hint = "the service failed; it is usually transient, try again later"
+	case st == 400:
+		e.Hint = "the request was rejected; check the window size and page size for this source"
+	}
+	return e
+}
+
+// parseRetryAfter reads seconds or an HTTP date; 0 when absent or invalid.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		if n > 86400 {
+			n = 86400
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}

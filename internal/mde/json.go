@@ -1,0 +1,5 @@
+package mde
+
+import "encoding/json"
+
+func jsonValid(b []byte) bool { return json.Valid(b) }

@@ -1,0 +1,569 @@
+// Package sim is the emulated Microsoft tenant: Entra ID's token endpoint,
+// the Defender portal proxy (security.microsoft.com/apiproxy), the legacy
+// regional service hosts (*.securitycenter.windows.com) and the public
+// Defender API (api.security.microsoft.com). It routes by Host header, so a
+// real client whose transport dials the emulator instead of Microsoft works
+// unmodified. It is a separate party: it imports nothing of the harvester
+// and follows the reference facts and docs/ARCHITECTURE.md, never the
+// harvester's convenience. See README.md in this folder.
+package sim
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options configure a Tenant. Zero values pick the documented defaults.
+type Options struct {
+	Seed    int64
+	Now     func() time.Time // the data clock (default time.Now); tests drive it
+	Start   time.Time        // anchor of generated data (default Now() truncated to the hour)
+	History time.Duration    // how far back before Start event data exists (default 30 days)
+	// TimelineHistory is how far back before Start timelines exist
+	// (default 7 days, at most History).
+	TimelineHistory  time.Duration
+	Machines         int           // default 30
+	TenantID         string        // default derived from Seed (a GUID)
+	Latency          time.Duration // added to every response
+	Faults           Faults        // probabilistic fault injection
+	PublicAPIPageCap int           // rows served without $top (default 10000)
+	// TimelineEventsPerMachineHour scales the timeline (default 12, at most 6000).
+	TimelineEventsPerMachineHour int
+	// Clock is the wall clock for tokens, sessions and rate limits (default
+	// time.Now). Tests drive it to expire tokens or refill rate limits.
+	Clock func() time.Time
+	// TokenLifetime is the life of issued access tokens (default 3599s).
+	TokenLifetime time.Duration
+	Logger        *slog.Logger
+}
+
+// Credentials are the secrets a client needs to talk to this tenant.
+type Credentials struct {
+	TenantID     string `json:"tenant_id"`
+	ClientID     string `json:"client_id"`     // public-API app (Machine.Read.All, Library.Manage)
+	ClientSecret string `json:"client_secret"` //
+	// RestrictedClientID names an app with no API permissions (403 tests).
+	RestrictedClientID     string `json:"restricted_client_id"`
+	RestrictedClientSecret string `json:"restricted_client_secret"`
+	// LegacyClientID is the app for the legacy hosts (the same app here).
+	LegacyClientID     string `json:"legacy_client_id"`
+	LegacyClientSecret string `json:"legacy_client_secret"`
+	SccAuth            string `json:"sccauth"`    // portal session cookie value
+	XSRFToken          string `json:"xsrf_token"` // URL-decoded: send as X-XSRF-TOKEN
+}
+
+// String keeps secrets out of logs and error messages.
+func (c Credentials) String() string {
+	return fmt.Sprintf("Credentials{TenantID:%s ClientID:%s secrets:redacted}", c.TenantID, c.ClientID)
+}
+
+// LogValue keeps secrets out of structured logs.
+func (c Credentials) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("tenant_id", c.TenantID), slog.String("client_id", c.ClientID))
+}
+
+// Request families, for RequestCount and fault rules.
+const (
+	FamilyPortal   = "portal"
+	FamilyPublic   = "public"
+	FamilyEntra    = "entra"
+	FamilyLegacy   = "legacy"
+	FamilyTimeline = "timeline" // timeline routes of portal and legacy hosts (faults only)
+)
+
+// Tenant is one emulated Defender tenant with its Microsoft endpoints.
+type Tenant struct {
+	opts  Options
+	w     *world
+	log   *slog.Logger
+	now   func() time.Time
+	clock func() time.Time
+
+	opsCache *lru[int64, *opsBucket]
+	qCache   *lru[int64, []*queryRecord]
+	tlCache  *lru[tlKey, []tlEvent]
+
+	apps    map[string]*entraApp
+	creds   Credentials
+	hmacKey []byte
+	pki     *pki
+	sess    *sessions
+	limiter *rateLimiter
+	faults  *faultEngine
+
+	countMu sync.Mutex
+	counts  map[string]int
+
+	handler http.Handler
+}
+
+// Limits on knobs, so a typo cannot make the emulator eat the machine.
+const (
+	maxMachines     = 100000
+	maxTLPerHour    = 6000
+	maxHistory      = 366 * 24 * time.Hour
+	defaultPageCap  = 10000
+	defaultTokenTTL = 3599 * time.Second
+)
+
+// New builds a tenant. It fails only on invalid options.
+func New(opts Options) (*Tenant, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.Start.IsZero() {
+		opts.Start = opts.Now().UTC().Truncate(time.Hour)
+	}
+	opts.Start = opts.Start.UTC()
+	if opts.History == 0 {
+		opts.History = 30 * 24 * time.Hour
+	}
+	if opts.TimelineHistory == 0 {
+		opts.TimelineHistory = 7 * 24 * time.Hour
+	}
+	if opts.TimelineHistory > opts.History {
+		opts.TimelineHistory = opts.History
+	}
+	if opts.Machines == 0 {
+		opts.Machines = 30
+	}
+	if opts.PublicAPIPageCap == 0 {
+		opts.PublicAPIPageCap = defaultPageCap
+	}
+	if opts.TimelineEventsPerMachineHour == 0 {
+		opts.TimelineEventsPerMachineHour = 12
+	}
+	if opts.TokenLifetime == 0 {
+		opts.TokenLifetime = defaultTokenTTL
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case opts.History < 0 || opts.History > maxHistory:
+		return nil, fmt.Errorf("sim: History %s is out of range: use a duration between 1h and %s", opts.History, maxHistory)
+	case opts.TimelineHistory < 0:
+		return nil, fmt.Errorf("sim: TimelineHistory %s is negative: use a positive duration", opts.TimelineHistory)
+	case opts.Machines < 1 || opts.Machines > maxMachines:
+		return nil, fmt.Errorf("sim: Machines %d is out of range: use 1 to %d", opts.Machines, maxMachines)
+	case opts.PublicAPIPageCap < 1 || opts.PublicAPIPageCap > 10000:
+		return nil, fmt.Errorf("sim: PublicAPIPageCap %d is out of range: use 1 to 10000 (the service's maximum page)", opts.PublicAPIPageCap)
+	case opts.TimelineEventsPerMachineHour < 0 || opts.TimelineEventsPerMachineHour > maxTLPerHour:
+		return nil, fmt.Errorf("sim: TimelineEventsPerMachineHour %d is out of range: use 0 to %d", opts.TimelineEventsPerMachineHour, maxTLPerHour)
+	case opts.Latency < 0:
+		return nil, fmt.Errorf("sim: Latency %s is negative", opts.Latency)
+	case opts.TokenLifetime < 0:
+		return nil, fmt.Errorf("sim: TokenLifetime %s is negative", opts.TokenLifetime)
+	case opts.TenantID != "" && !isGUID(opts.TenantID):
+		return nil, fmt.Errorf("sim: TenantID %q is not a GUID: leave it empty to derive one from the seed", opts.TenantID)
+	}
+	if err := opts.Faults.validate(); err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
+	}
+	opts.TenantID = strings.ToLower(opts.TenantID)
+
+	t := &Tenant{
+		opts:     opts,
+		w:        newWorld(opts),
+		log:      opts.Logger,
+		now:      opts.Now,
+		clock:    opts.Clock,
+		opsCache: newLRU[int64, *opsBucket](4096),
+		qCache:   newLRU[int64, []*queryRecord](4096),
+		tlCache:  newLRU[tlKey, []tlEvent](16384),
+		counts:   map[string]int{},
+	}
+	var err error
+	if t.hmacKey, err = randomBytes(32); err != nil {
+		return nil, err
+	}
+	if t.pki, err = newPKI(); err != nil {
+		return nil, err
+	}
+	if err := t.initApps(); err != nil {
+		return nil, err
+	}
+	if t.sess, err = newSessions(); err != nil {
+		return nil, err
+	}
+	t.limiter = newRateLimiter(t.clock)
+	t.faults = newFaultEngine(opts.Seed, opts.Faults)
+	t.handler = t.buildHandler()
+	return t, nil
+}
+
+func randomBytes(n int) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("sim: reading system randomness: %w", err)
+	}
+	return b, nil
+}
+
+// randomSecret looks like an Entra client secret (40 chars, with "~").
+func randomSecret() (string, error) {
+	b, err := randomBytes(30)
+	if err != nil {
+		return "", err
+	}
+	s := base64.RawURLEncoding.EncodeToString(b)
+	return s[:3] + "8Q~" + s[3:37], nil
+}
+
+func isGUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Credentials returns the secrets of the tenant's apps and portal session.
+func (t *Tenant) Credentials() Credentials {
+	c := t.creds
+	c.SccAuth, c.XSRFToken = t.sess.current()
+	return c
+}
+
+// TenantID is the tenant's GUID.
+func (t *Tenant) TenantID() string { return t.w.tenantID }
+
+// MachineIDs lists the SenseMachineIds of all machines.
+func (t *Tenant) MachineIDs() []string {
+	out := make([]string, len(t.w.machines))
+	for i, m := range t.w.machines {
+		out[i] = m.ID
+	}
+	return out
+}
+
+// RequestCount is how many requests a family has received: "portal",
+// "public", "entra", "legacy" (and "timeline", a subset of portal+legacy).
+func (t *Tenant) RequestCount(family string) int {
+	t.countMu.Lock()
+	defer t.countMu.Unlock()
+	return t.counts[family]
+}
+
+func (t *Tenant) count(families ...string) {
+	t.countMu.Lock()
+	defer t.countMu.Unlock()
+	for _, f := range families {
+		if f != "" {
+			t.counts[f]++
+		}
+	}
+}
+
+// ops returns the (cached) operations that started in hour h.
+func (t *Tenant) ops(h int64) *opsBucket {
+	return t.opsCache.get(h, func() *opsBucket { return t.w.genOps(h) })
+}
+
+func (t *Tenant) queries(h int64) []*queryRecord {
+	return t.qCache.get(h, func() []*queryRecord { return t.w.genQueries(h) })
+}
+
+func (t *Tenant) timeline(machineID string, h int64) []tlEvent {
+	k := tlKey{machineID, h}
+	return t.tlCache.get(k, func() []tlEvent { return t.genTimeline(k) })
+}
+
+// retentionFrom is the oldest time the services still return at now.
+func (t *Tenant) retentionFrom(now time.Time) time.Time {
+	from := now.Add(-180 * 24 * time.Hour)
+	if t.w.dataFrom.After(from) {
+		from = t.w.dataFrom
+	}
+	return from
+}
+
+// acRows returns the Action Center rows visible at now with EventTime in
+// [from, to] (both inclusive), oldest first.
+func (t *Tenant) acRows(now, from, to time.Time) []*acRecord {
+	if lo := t.retentionFrom(now); from.Before(lo) {
+		from = lo
+	}
+	if to.After(now) {
+		to = now
+	}
+	var out []*acRecord
+	if to.Before(from) {
+		return out
+	}
+	for h := hourOf(from.Add(-maxOpSpan)); h <= hourOf(to); h++ {
+		for _, r := range t.ops(h).ac {
+			if !r.eventTime.Before(from) && !r.eventTime.After(to) {
+				out = append(out, r)
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].eventTime.Before(out[j].eventTime) })
+	return out
+}
+
+// machineActions returns the machine actions as visible at now whose
+// creation time is in [from, to], oldest first.
+func (t *Tenant) machineActions(now, from, to time.Time) []maRecord {
+	if lo := t.retentionFrom(now); from.Before(lo) {
+		from = lo
+	}
+	if to.After(now) {
+		to = now
+	}
+	var out []maRecord
+	for h := hourOf(from); h <= hourOf(to) && !to.Before(from); h++ {
+		for _, a := range t.ops(h).actions {
+			c := a.created()
+			if c.Before(from) || c.After(to) {
+				continue
+			}
+			if rec, ok := a.view(now); ok {
+				out = append(out, rec)
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].created.Before(out[j].created) })
+	return out
+}
+
+// executedQueries returns queries with Timestamp in [from, to) visible at now.
+func (t *Tenant) executedQueries(now, from, to time.Time) []*queryRecord {
+	if lo := t.retentionFrom(now); from.Before(lo) {
+		from = lo
+	}
+	var out []*queryRecord
+	last := hourOf(to)
+	if hn := hourOf(now); hn < last {
+		last = hn
+	}
+	for h := hourOf(from); h <= last; h++ {
+		for _, q := range t.queries(h) {
+			if !q.at.Before(from) && q.at.Before(to) && !q.at.After(now) {
+				out = append(out, q)
+			}
+		}
+	}
+	return out
+}
+
+// Events is the ground truth: the records of dataset visible at Now() whose
+// event time lies in [from, to), oldest first, as the services print them.
+// Datasets: "actioncenter" (EventTime), "machineactions" (current state of
+// each action, by lastUpdateDateTimeUtc), "executedqueries" (Timestamp) and
+// "timeline:<machineId>" (ActionTime).
+func (t *Tenant) Events(dataset string, from, to time.Time) ([]json.RawMessage, error) {
+	now := t.now().UTC()
+	from, to = from.UTC(), to.UTC()
+	if to.Before(from) {
+		return nil, fmt.Errorf("sim: events window ends (%s) before it starts (%s)", to, from)
+	}
+	var out []json.RawMessage
+	switch {
+	case dataset == "actioncenter":
+		for _, r := range t.acRows(now, from, to) {
+			if r.eventTime.Before(to) {
+				out = append(out, mustJSON(r))
+			}
+		}
+	case dataset == "machineactions":
+		var recs []maRecord
+		for _, r := range t.machineActions(now, from.Add(-maxOpSpan), to) {
+			if !r.updated.Before(from) && r.updated.Before(to) {
+				recs = append(recs, r)
+			}
+		}
+		sort.SliceStable(recs, func(i, j int) bool { return recs[i].updated.Before(recs[j].updated) })
+		for _, r := range recs {
+			out = append(out, mustJSON(r))
+		}
+	case dataset == "executedqueries":
+		for _, q := range t.executedQueries(now, from, to) {
+			out = append(out, mustJSON(q))
+		}
+	case strings.HasPrefix(dataset, "timeline:"):
+		id := strings.TrimPrefix(dataset, "timeline:")
+		m, ok := t.w.machine(id)
+		if !ok {
+			return nil, fmt.Errorf("sim: unknown machine %q: use one of MachineIDs()", id)
+		}
+		if from.Before(t.w.tlFrom) {
+			from = t.w.tlFrom
+		}
+		for h := hourOf(from); h <= hourOf(to) && h <= hourOf(now); h++ {
+			evs := t.timeline(m.ID, h)
+			for i := len(evs) - 1; i >= 0; i-- { // stored newest first
+				e := evs[i]
+				if !e.at.Before(from) && e.at.Before(to) && !e.at.After(now) {
+					out = append(out, e.raw)
+				}
+			}
+		}
+	default:
+		return nil, fmt.Errorf("sim: unknown dataset %q: use actioncenter, machineactions, executedqueries or timeline:<machineId>", dataset)
+	}
+	return out, nil
+}
+
+// Handler serves every emulated host, routing by the Host header (the port
+// is ignored), over whatever transport the caller provides.
+func (t *Tenant) Handler() http.Handler { return t.handler }
+
+// Server is a running listener for the tenant.
+type Server struct {
+	srv  *http.Server
+	ln   net.Listener
+	tls  bool
+	done chan error
+}
+
+// Addr is the listening address (host:port).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL is the base URL of the listener (https://127.0.0.1:port or http://…).
+func (s *Server) URL() string {
+	if s.tls {
+		return "https://" + s.Addr()
+	}
+	return "http://" + s.Addr()
+}
+
+// TLS reports whether the listener speaks TLS.
+func (s *Server) TLS() bool { return s.tls }
+
+// Close stops the listener and open connections.
+func (s *Server) Close() error {
+	err := s.srv.Close()
+	if serr := <-s.done; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// Serve listens on addr ("127.0.0.1:0" picks a free port), with TLS from
+// the tenant's CA or as plain HTTP.
+func (t *Tenant) Serve(addr string, useTLS bool) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("sim: listen on %s: %w (pick a free address or port 0)", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           t.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(t.log.Handler(), slog.LevelDebug),
+	}
+	s := &Server{srv: srv, ln: ln, tls: useTLS, done: make(chan error, 1)}
+	if useTLS {
+		srv.TLSConfig = &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{t.pki.leaf},
+			NextProtos:   []string{"h2", "http/1.1"},
+		}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	go func() { s.done <- srv.Serve(ln) }()
+	t.log.Info("emulated tenant listening", "address", s.Addr(), "tls", useTLS, "tenant_id", t.w.tenantID)
+	return s, nil
+}
+
+// Hosts are the host names the tenant answers for (legacy hosts are
+// patterns: any location).
+func Hosts() []string {
+	return []string{
+		"login.microsoftonline.com",
+		"security.microsoft.com", "mto.security.microsoft.com",
+		"api.security.microsoft.com", "api.securitycenter.microsoft.com",
+		"us.api.security.microsoft.com", "eu.api.security.microsoft.com", "uk.api.security.microsoft.com",
+		"au.api.security.microsoft.com", "swa.api.security.microsoft.com", "ina.api.security.microsoft.com",
+		"wdatpprd-<loc>.securitycenter.windows.com", "wdatpprd-eu.securitycenter.windows.com",
+		"wdatpprd-eu3.securitycenter.windows.com", "wdatpprd-us.securitycenter.windows.com", "wdatpprd-us3.securitycenter.windows.com",
+		"m365d-autoir-ac-prd-<loc>.securitycenter.windows.com", "m365d-hunting-api-prd-<loc>.securitycenter.windows.com",
+		"m365duseprd-<loc>.securitycenter.windows.com",
+		"api-eu.securitycenter.windows.com", "api-us.securitycenter.windows.com",
+	}
+}
+
+// Info is what a user needs to point a client at a running tenant.
+type Info struct {
+	Address      string            `json:"address"`
+	TLS          bool              `json:"tls"`
+	CAPEM        string            `json:"ca_pem,omitempty"`
+	Note         string            `json:"note,omitempty"`
+	TenantID     string            `json:"tenant_id"`
+	ClientID     string            `json:"client_id"`
+	ClientSecret string            `json:"client_secret"`
+	SccAuth      string            `json:"sccauth"`
+	XSRFToken    string            `json:"xsrf_token"`
+	Hosts        []string          `json:"hosts"`
+	BaseURLs     map[string]string `json:"base_urls"`
+	Changes      []Change          `json:"changes"`
+}
+
+// Info describes the running server s (nil: no listener yet).
+func (t *Tenant) Info(s *Server) Info {
+	c := t.Credentials()
+	in := Info{
+		TenantID: c.TenantID, ClientID: c.ClientID, ClientSecret: c.ClientSecret,
+		SccAuth: c.SccAuth, XSRFToken: c.XSRFToken, Hosts: Hosts(),
+		BaseURLs: map[string]string{
+			"entra":  "https://login.microsoftonline.com/" + c.TenantID,
+			"portal": "https://security.microsoft.com/apiproxy",
+			"public": "https://api.security.microsoft.com/api",
+			"legacy": "https://wdatpprd-weu.securitycenter.windows.com/api",
+		},
+		Changes: t.Changes(),
+	}
+	if s != nil {
+		in.Address, in.TLS = s.Addr(), s.tls
+		if s.tls {
+			in.CAPEM = string(t.pki.caPEM)
+		} else {
+			in.Note = "plain HTTP: send requests to the address with the real host name in the Host header (loopback tests only)"
+		}
+	}
+	return in
+}
+
+// CACertPEM is the PEM of the tenant's CA (stable for the Tenant's life).
+func (t *Tenant) CACertPEM() []byte { return append([]byte(nil), t.pki.caPEM...) }
+
+// sleepCtx waits d or until ctx ends; it reports whether d elapsed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

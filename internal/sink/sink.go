@@ -1,0 +1,102 @@
+// Package sink defines where records go and keeps the registry of every
+// output. A sink takes batches of records for one table and returns only
+// once they are durably accepted; it never decides what to fetch.
+package sink
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/defenderharvester/defenderharvester/internal/record"
+)
+
+// Sink is one output.
+type Sink interface {
+	Name() string
+	// Start prepares the output (directories, connections, repairs after a
+	// crash). Write must not be called before Start.
+	Start(ctx context.Context) error
+	// Write delivers records (all of one table) and returns nil only once
+	// they are durably accepted (file: written and fsync'd). Safe for
+	// concurrent calls.
+	Write(ctx context.Context, table string, recs []record.Record) error
+	// Shutdown flushes and releases everything. Idempotent, safe without
+	// Start; Write fails after it.
+	Shutdown(ctx context.Context) error
+}
+
+// Deps are the shared things a sink is built with.
+type Deps struct {
+	Logger *slog.Logger
+	Now    func() time.Time
+	Stdout io.Writer
+}
+
+// Factory describes and builds one sink. Each sink package registers its
+// factory in init().
+type Factory struct {
+	Name        string
+	Description string
+	// NewConfig returns a pointer to the sink's config struct with its
+	// defaults filled in; the config loader decodes the user's settings
+	// into it. May be nil when the sink has no settings.
+	NewConfig func() any
+	// New builds the sink from deps and the decoded config.
+	New func(deps Deps, cfg any) (Sink, error)
+}
+
+var (
+	mu        sync.RWMutex
+	factories = map[string]Factory{}
+)
+
+// Register adds a sink factory. It panics on a duplicate name because that
+// is a programming error caught by any test.
+func Register(f Factory) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := factories[f.Name]; dup {
+		panic(fmt.Sprintf("sink %q registered twice", f.Name))
+	}
+	factories[f.Name] = f
+}
+
+// Lookup returns the factory for name.
+func Lookup(name string) (Factory, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	f, ok := factories[name]
+	return f, ok
+}
+
+// All returns every registered factory, sorted by name.
+func All() []Factory {
+	mu.RLock()
+	defer mu.RUnlock()
+	out := make([]Factory, 0, len(factories))
+	for _, f := range factories {
+		out = append(out, f)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// WithDefaults fills the zero fields of d: a discarding logger, time.Now
+// and io.Discard, so sinks never dereference nil.
+func (d Deps) WithDefaults() Deps {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Stdout == nil {
+		d.Stdout = io.Discard
+	}
+	return d
+}

@@ -1,0 +1,93 @@
+package featuresettings
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/defenderharvester/defenderharvester/internal/mde"
+	"github.com/defenderharvester/defenderharvester/internal/source"
+	"github.com/defenderharvester/defenderharvester/internal/source/srcutil/srctest"
+)
+
+const adv = `{"EnableWdavPassiveModeRemediation":false,"EnableWdavAuditMode":false,"MagellanOptOut":false,"BlockListEnabled":true,"EnableWdavAntiTampering":true,"AllowWdavNetworkBlock":true,"MobileDeactivationPeriodInDays":null}`
+const lr = `{"AutomatedIrLiveResponse":true,"AutomatedIrUnsignedScripts":true,"LiveResponseForServers":true}`
+
+func TestSnapshot(t *testing.T) {
+	tests := []struct {
+		name     string
+		adv, lr  string
+		lrStatus int
+		wantKeys []string
+		wantErr  string
+		wantIs   error
+	}{
+		{name: "both", adv: adv, lr: lr, wantKeys: []string{KeyAdvancedFeatures, KeyLiveResponse}},
+		{name: "advanced features not an object", adv: `[true]`, lr: lr, wantErr: "featuresettings AdvancedFeatures: expected a JSON object"},
+		{name: "live response scalar", adv: adv, lr: `true`, wantErr: "featuresettings LiveResponse: expected a JSON object"},
+		{name: "live response forbidden", adv: adv, lr: `{}`, lrStatus: 403, wantIs: mde.ErrForbidden, wantErr: "LiveResponse"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch r.URL.Path {
+				case AdvancedFeaturesPath:
+					w.Write([]byte(tt.adv))
+				case LiveResponsePath:
+					if q := r.URL.Query(); q.Get("useV2Api") != "true" || q.Get("useV3Api") != "true" {
+						t.Errorf("live response query = %v", q)
+					}
+					if tt.lrStatus != 0 {
+						w.WriteHeader(tt.lrStatus)
+					}
+					w.Write([]byte(tt.lr))
+				default:
+					t.Errorf("unexpected path %s", r.URL.Path)
+					http.NotFound(w, r)
+				}
+			})
+			s := srctest.Build(t, Name, source.Deps{Portal: srctest.Portal(t, h)}, nil).(source.SnapshotSource)
+			var c srctest.Collector
+			err := s.Snapshot(context.Background(), c.Emit)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || (tt.wantIs != nil && !errors.Is(err, tt.wantIs)) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				if len(c.Items) != 0 {
+					t.Error("partial snapshot emitted")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(c.Keys(), ",") != strings.Join(tt.wantKeys, ",") {
+				t.Errorf("keys = %v", c.Keys())
+			}
+			if string(c.Items[0].Raw) != tt.adv || string(c.Items[1].Raw) != tt.lr {
+				t.Error("raw JSON changed")
+			}
+		})
+	}
+}
+
+func TestNeedsPortal(t *testing.T) {
+	f, _ := source.Lookup(Name)
+	if _, err := f.New(source.Deps{}, nil); err == nil || !strings.Contains(err.Error(), "portal session") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{adv, lr, `[]`, `null`, `{"a":`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		it, err := Decode(KeyLiveResponse, b)
+		if err == nil && (it.Key != KeyLiveResponse || string(it.Raw) != string(b)) {
+			t.Fatalf("item %+v", it)
+		}
+	})
+}

@@ -1,0 +1,45 @@
+package machinegroups
+
+import (
+	"net/url"
+	"testing"
+
+	"github.com/defenderharvester/defenderharvester/internal/mde"
+	"github.com/defenderharvester/defenderharvester/internal/source/srcutil/srctest"
+)
+
+const g1 = `{"MachineGroupId":15,"Name":"Servers","Description":"","AutoRemediationLevel":1,"Priority":1,"LastUpdated":"2025-02-18T12:09:03.3766667Z","IsUnassignedMachineGroup":false,"MachineCount":0,"GroupRules":[{"OperatorType":3,"Property":1,"PropertyValue":"contoso"}]}`
+const gUnassigned = `{"MachineGroupId":1,"Name":"Ungrouped devices (default)","Priority":2147483647,"IsUnassignedMachineGroup":true,"GroupRules":[]}`
+
+func TestSnapshot(t *testing.T) {
+	q := url.Values{"addAadGroupNames": {"true"}, "addMachineGroupCount": {"false"}}
+	srctest.RunSnapshot(t, Name, Path, q, true, []srctest.SnapshotCase{
+		{Name: "groups", Body: `{"items":[` + g1 + "," + gUnassigned + `],"containsAadGroupNames":true,"containsMachineGroupCount":false}`, WantKeys: []string{"15", "1"}},
+		{Name: "empty", Body: `{"items":[]}`},
+		{Name: "bare array", Body: "[" + g1 + "]", WantErr: "expected an object with items"},
+		{Name: "items missing", Body: `{"value":[` + g1 + `]}`, WantErr: "no items field"},
+		{Name: "items not array", Body: `{"items":"x"}`, WantErr: "field items is not an array"},
+		{Name: "group without id", Body: `{"items":[{"Name":"x"}]}`, WantErr: "no MachineGroupId field"},
+		{Name: "duplicate", Body: `{"items":[` + g1 + "," + g1 + `]}`, WantErr: "appears twice"},
+		{Name: "session expired", Status: 401, Body: ``, WantIs: mde.ErrSessionExpired},
+	})
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{`{"items":[` + g1 + `]}`, `{"items":null}`, `{"items":[{"MachineGroupId":{}}]}`, `[]`, `{}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		items, err := Decode(body)
+		if err != nil && len(items) != 0 {
+			t.Fatal("items returned with an error")
+		}
+		seen := map[string]bool{}
+		for _, it := range items {
+			if it.Key == "" || seen[it.Key] {
+				t.Fatalf("bad key %q", it.Key)
+			}
+			seen[it.Key] = true
+		}
+	})
+}

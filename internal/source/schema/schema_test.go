@@ -1,0 +1,42 @@
+package schema
+
+import (
+	"testing"
+
+	"github.com/defenderharvester/defenderharvester/internal/mde"
+	"github.com/defenderharvester/defenderharvester/internal/source/srcutil/srctest"
+)
+
+const tProc = `{"Name":"DeviceProcessEvents","Description":"Process creation","Columns":[{"Name":"Timestamp","Type":"DateTime","Description":"Event time"},{"Name":"FileName","Type":"String","Description":""}]}`
+const tAlert = `{"Name":"AlertInfo","Description":"Alerts","Columns":[]}`
+
+func TestSnapshot(t *testing.T) {
+	srctest.RunSnapshot(t, Name, Path, nil, true, []srctest.SnapshotCase{
+		{Name: "tables", Body: `{"Tables":[` + tProc + "," + tAlert + `]}`, WantKeys: []string{"DeviceProcessEvents", "AlertInfo"}},
+		{Name: "placeholder array shape", Body: `[{"name":"x","columns":[]}]`, WantErr: "expected an object with Tables"},
+		{Name: "Tables missing", Body: `{"Functions":[]}`, WantErr: "no Tables field"},
+		{Name: "table without name", Body: `{"Tables":[{"Columns":[]}]}`, WantErr: "no Name field"},
+		{Name: "empty name", Body: `{"Tables":[{"Name":""}]}`, WantErr: "not a non-empty string"},
+		{Name: "duplicate table", Body: `{"Tables":[` + tAlert + "," + tAlert + `]}`, WantErr: "appears twice"},
+		{Name: "html", Body: "<!DOCTYPE html><html>", WantIs: mde.ErrSessionExpired},
+	})
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{`{"Tables":[` + tProc + `]}`, `{"Tables":[null]}`, `{"Tables":[{"Name":true}]}`, `"x"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		items, err := Decode(body)
+		if err != nil && len(items) != 0 {
+			t.Fatal("items returned with an error")
+		}
+		seen := map[string]bool{}
+		for _, it := range items {
+			if it.Key == "" || seen[it.Key] {
+				t.Fatalf("bad key %q", it.Key)
+			}
+			seen[it.Key] = true
+		}
+	})
+}

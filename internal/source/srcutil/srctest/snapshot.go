@@ -1,0 +1,86 @@
+package srctest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/defenderharvester/defenderharvester/internal/source"
+)
+
+// SnapshotCase is one canned answer and what the source must make of it.
+type SnapshotCase struct {
+	Name        string
+	Status      int    // default 200
+	ContentType string // default application/json
+	Body        string
+	WantKeys    []string // emitted keys, in order
+	WantErr     string   // substring of the error; nothing may be emitted
+	WantIs      error    // optional errors.Is target
+}
+
+// RunSnapshot serves each case at wantPath (checking the query) and runs
+// the registered source name against it. rawCheck verifies every item's Raw
+// is an unmodified slice of the body.
+func RunSnapshot(t *testing.T, name, wantPath string, wantQuery url.Values, rawCheck bool, cases []SnapshotCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.Name, func(t *testing.T) {
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != wantPath {
+					t.Errorf("path = %s, want %s", r.URL.Path, wantPath)
+				}
+				if wantQuery != nil && !reflect.DeepEqual(r.URL.Query(), wantQuery) {
+					t.Errorf("query = %v, want %v", r.URL.Query(), wantQuery)
+				}
+				ct := tc.ContentType
+				if ct == "" {
+					ct = "application/json"
+				}
+				w.Header().Set("Content-Type", ct)
+				if tc.Status != 0 {
+					w.WriteHeader(tc.Status)
+				}
+				w.Write([]byte(tc.Body))
+			})
+			deps := source.Deps{Portal: Portal(t, h), API: Public(t, h)}
+			src := Build(t, name, deps, nil).(source.SnapshotSource)
+			var c Collector
+			err := src.Snapshot(context.Background(), c.Emit)
+			if tc.WantErr != "" || tc.WantIs != nil {
+				if err == nil {
+					t.Fatalf("no error; emitted %v", c.Keys())
+				}
+				if !strings.Contains(err.Error(), tc.WantErr) {
+					t.Errorf("err = %v, want it to mention %q", err, tc.WantErr)
+				}
+				if tc.WantIs != nil && !errors.Is(err, tc.WantIs) {
+					t.Errorf("err = %v, want errors.Is %v", err, tc.WantIs)
+				}
+				if len(c.Items) != 0 {
+					t.Errorf("emitted %d items before failing", len(c.Items))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Keys(); !reflect.DeepEqual(got, tc.WantKeys) && !(len(got) == 0 && len(tc.WantKeys) == 0) {
+				t.Errorf("keys = %q, want %q", got, tc.WantKeys)
+			}
+			for _, it := range c.Items {
+				if !it.Time.IsZero() || it.ID != "" {
+					t.Errorf("snapshot item %s has Time/ID set", it.Key)
+				}
+				if rawCheck && !bytes.Contains([]byte(tc.Body), it.Raw) {
+					t.Errorf("item %s raw JSON is not an unmodified part of the page: %s", it.Key, it.Raw)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,358 @@
+// Package timeline harvests device timelines — every process, file,
+// network, registry and response event the sensor recorded — for chosen
+// devices or all of them (event source, table MdeTimeline).
+package timeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/defenderharvester/defenderharvester/internal/mde"
+	"github.com/defenderharvester/defenderharvester/internal/record"
+	"github.com/defenderharvester/defenderharvester/internal/source"
+	"github.com/defenderharvester/defenderharvester/internal/source/srcutil"
+)
+
+const (
+	// Name is the source's config key.
+	Name = "timeline"
+	// Table is where its records land.
+	Table = "MdeTimeline"
+	// Base is the portal route the timeline's relative links hang off.
+	Base = "/apiproxy/mtp/mdeTimelineExperience"
+	// MachinesPath lists devices when machines is [all].
+	MachinesPath = "/apiproxy/mtp/ndr/machines"
+	// apiLimit is the longest window the service accepts.
+	apiLimit = 30 * 24 * time.Hour
+	// maxPagesPerWindow stops a Prev chain that never ends.
+	maxPagesPerWindow = 100000
+)
+
+var machineIDRe = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+
+// Config are the source's settings.
+type Config struct {
+	// Machines are device ids (SenseMachineId) or ["all"].
+	Machines []string `yaml:"machines"`
+	// MaxMachines caps how many devices "all" harvests.
+	MaxMachines int `yaml:"max_machines"`
+	// PageSize is events per timeline page (1–1000).
+	PageSize int `yaml:"page_size"`
+	// MachinePageSize is devices per page when listing all devices.
+	MachinePageSize   int `yaml:"machine_page_size"`
+	srcutil.Windowing `yaml:",inline"`
+}
+
+// NewConfig returns the defaults.
+func NewConfig() *Config {
+	return &Config{MaxMachines: 500, PageSize: 1000, MachinePageSize: 100, Windowing: srcutil.Windowing{
+		Overlap: source.Duration(30 * time.Minute), MaxWindow: source.Duration(7 * 24 * time.Hour),
+	}}
+}
+
+// Page is one decoded timeline page.
+type Page struct {
+	Items []source.Item
+	Prev  string
+	Next  string
+}
+
+// DecodePage reads {"Items":[…],"Prev":…,"Next":…,"PartialResponseReasons":[…]}
+// for machineID. Every event needs ReportId and ActionTimeIsoString (or
+// ActionTime). A partial response is an error, never data.
+func DecodePage(machineID string, body []byte) (Page, error) {
+	obj, err := srcutil.Object(Name, body)
+	if err != nil {
+		return Page{}, err
+	}
+	if raw, ok := obj["PartialResponseReasons"]; ok && !bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		var reasons []json.RawMessage
+		if err := json.Unmarshal(raw, &reasons); err != nil {
+			return Page{}, fmt.Errorf("%s: field PartialResponseReasons is not an array", Name)
+		}
+		if len(reasons) > 0 {
+			return Page{}, fmt.Errorf("%s: device %s: the portal returned a partial timeline page (PartialResponseReasons %s); try again later or with a smaller page_size", Name, machineID, clip(raw))
+		}
+	}
+	recs, err := srcutil.Items(Name, body, srcutil.Envelope{Keys: []string{"Items"}})
+	if err != nil {
+		return Page{}, err
+	}
+	items := make([]source.Item, 0, len(recs))
+	for i, raw := range recs {
+		f, err := srcutil.Fields(Name, raw)
+		if err != nil {
+			return Page{}, fmt.Errorf("record %d: %w", i, err)
+		}
+		rid, err := srcutil.Text(Name, f, "ReportId")
+		if err != nil {
+			return Page{}, fmt.Errorf("record %d: %w", i, err)
+		}
+		ts, t, err := srcutil.Time(Name, f, "ActionTimeIsoString", "ActionTime")
+		if err != nil {
+			return Page{}, fmt.Errorf("record %d: %w", i, err)
+		}
+		items = append(items, source.Item{ID: record.StableID(Name, machineID, rid, ts), Time: t, Raw: raw})
+	}
+	prev, err := linkField(obj, "Prev")
+	if err != nil {
+		return Page{}, err
+	}
+	next, err := linkField(obj, "Next")
+	if err != nil {
+		return Page{}, err
+	}
+	return Page{Items: items, Prev: prev, Next: next}, nil
+}
+
+func linkField(obj map[string]json.RawMessage, name string) (string, error) {
+	raw, ok := obj[name]
+	if !ok || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", fmt.Errorf("%s: field %s is not a string", Name, name)
+	}
+	return s, nil
+}
+
+func clip(b []byte) string {
+	s := strings.Map(func(r rune) rune {
+		if r < 0x20 {
+			return ' '
+		}
+		return r
+	}, string(b))
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
+
+// DecodeMachines reads one page of the device list and returns device ids
+// (SenseMachineId, else MachineId).
+func DecodeMachines(body []byte) ([]string, error) {
+	recs, err := srcutil.Items(Name+" device list", body, srcutil.Envelope{Bare: true, Keys: []string{"Results", "value"}})
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(recs))
+	for i, raw := range recs {
+		f, err := srcutil.Fields(Name+" device list", raw)
+		if err != nil {
+			return nil, fmt.Errorf("device %d: %w", i, err)
+		}
+		id := srcutil.OptText(f, "SenseMachineId")
+		if id == "" {
+			if id, err = srcutil.Text(Name+" device list", f, "SenseMachineId", "MachineId"); err != nil {
+				return nil, fmt.Errorf("device %d: %w", i, err)
+			}
+		}
+		if !machineIDRe.MatchString(id) {
+			return nil, fmt.Errorf("%s device list: device %d has an id that is not a device id", Name, i)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+type src struct {
+	srcutil.Meta
+	portal mde.Portal
+	cfg    Config
+	all    bool
+	log    *slog.Logger
+}
+
+func (s *src) Windowing() source.Windowing { return s.cfg.Rules() }
+
+// Fetch harvests every configured device for w. A device that fails does
+// not stop the others; the errors are returned together so the window is
+// retried.
+func (s *src) Fetch(ctx context.Context, w source.Window, emit source.Emit) error {
+	machines := s.cfg.Machines
+	if s.all {
+		var err error
+		if machines, err = s.listMachines(ctx); err != nil {
+			return err
+		}
+	}
+	var emitErr error
+	guarded := func(ctx context.Context, it source.Item) error {
+		if err := emit(ctx, it); err != nil {
+			emitErr = err
+			return err
+		}
+		return nil
+	}
+	var errs []error
+	for _, id := range machines {
+		for _, c := range srcutil.Chunks(w, s.cfg.MaxWindow.D()) {
+			err := s.fetchMachine(ctx, id, c, guarded)
+			if emitErr != nil {
+				return emitErr
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				s.log.Warn("timeline: device failed; continuing with the others", slog.String("machine", id), slog.Any("error", err))
+				errs = append(errs, err)
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *src) fetchMachine(ctx context.Context, id string, w source.Window, emit source.Emit) error {
+	prefix := "/machines/" + id + "/events"
+	path := Base + prefix + "/"
+	q := url.Values{
+		"machineId": {id}, "fromDate": {mde.FormatTimelineTime(w.From)}, "toDate": {mde.FormatTimelineTime(w.To)},
+		"pageSize": {strconv.Itoa(s.cfg.PageSize)}, "doNotUseCache": {"false"}, "forceUseCache": {"false"},
+	}
+	seen := map[string]bool{}
+	for page := 1; page <= maxPagesPerWindow; page++ {
+		body, err := s.portal.Get(ctx, path, q)
+		if err != nil {
+			return fmt.Errorf("%s device %s page %d: %w", Name, id, page, err)
+		}
+		p, err := DecodePage(id, body)
+		if err != nil {
+			return fmt.Errorf("device %s page %d: %w", id, page, err)
+		}
+		if err := srcutil.EmitAll(ctx, emit, p.Items); err != nil {
+			return err
+		}
+		if p.Prev == "" {
+			return nil
+		}
+		u, err := mde.ValidateRelativeLink(p.Prev, prefix)
+		if err != nil {
+			return fmt.Errorf("%s device %s: %w", Name, id, err)
+		}
+		if u.Path != prefix && u.Path != prefix+"/" {
+			return fmt.Errorf("%s device %s: refusing continuation link: unexpected path %q", Name, id, u.Path)
+		}
+		nq := u.Query()
+		if m := nq.Get("machineId"); m != "" && m != id {
+			return fmt.Errorf("%s device %s: refusing continuation link: it names another device", Name, id)
+		}
+		cursor := nq.Encode()
+		if seen[cursor] {
+			return fmt.Errorf("%s device %s: %w", Name, id, srcutil.ErrRepeatedLink)
+		}
+		seen[cursor] = true
+		path, q = Base+u.Path, nq
+	}
+	return fmt.Errorf("%s device %s: more than %d pages in one window; lower max_window", Name, id, maxPagesPerWindow)
+}
+
+// listMachines pages the device list until a short page, up to
+// max_machines.
+func (s *src) listMachines(ctx context.Context) ([]string, error) {
+	size := s.cfg.MachinePageSize
+	seen := map[string]bool{}
+	var ids []string
+	for page := 1; ; page++ {
+		body, err := s.portal.Get(ctx, MachinesPath, url.Values{
+			"pageIndex": {strconv.Itoa(page)}, "pageSize": {strconv.Itoa(size)}, "lookingBackIndays": {"180"},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: listing devices, page %d: %w", Name, page, err)
+		}
+		got, err := DecodeMachines(body)
+		if err != nil {
+			return nil, fmt.Errorf("page %d: %w", page, err)
+		}
+		fresh := 0
+		for _, id := range got {
+			if seen[id] {
+				continue
+			}
+			fresh++
+			seen[id] = true
+			if len(ids) == s.cfg.MaxMachines {
+				s.log.Warn("timeline: more devices than max_machines; the rest are not harvested",
+					slog.Int("max_machines", s.cfg.MaxMachines))
+				return ids, nil
+			}
+			ids = append(ids, id)
+		}
+		if len(got) < size {
+			return ids, nil
+		}
+		if fresh == 0 {
+			return nil, fmt.Errorf("%s: listing devices, page %d repeated earlier devices (paging loop)", Name, page)
+		}
+	}
+}
+
+func newSource(deps source.Deps, cfg any) (source.Source, error) {
+	c, err := srcutil.CheckConfig[Config](Name, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if len(c.Machines) == 0 {
+		return nil, fmt.Errorf("%s: no devices configured: set sources.timeline.machines to device ids or [all]", Name)
+	}
+	cc := *c
+	all := false
+	cc.Machines = nil
+	dedup := map[string]bool{}
+	for _, m := range c.Machines {
+		m = strings.TrimSpace(m)
+		switch {
+		case strings.EqualFold(m, "all"):
+			all = true
+		case !machineIDRe.MatchString(m):
+			return nil, fmt.Errorf("%s: machines entry %q is not a device id (the 40-hex SenseMachineId from the device page URL) or \"all\"", Name, m)
+		case !dedup[m]:
+			dedup[m] = true
+			cc.Machines = append(cc.Machines, m)
+		}
+	}
+	if all && len(cc.Machines) > 0 {
+		return nil, fmt.Errorf("%s: machines is either [all] or a list of device ids, not both", Name)
+	}
+	if cc.PageSize < 1 || cc.PageSize > 1000 {
+		return nil, fmt.Errorf("%s: page_size %d must be between 1 and 1000", Name, cc.PageSize)
+	}
+	if cc.MaxMachines < 1 {
+		return nil, fmt.Errorf("%s: max_machines must be at least 1", Name)
+	}
+	if cc.MachinePageSize < 1 || cc.MachinePageSize > 1000 {
+		return nil, fmt.Errorf("%s: machine_page_size %d must be between 1 and 1000", Name, cc.MachinePageSize)
+	}
+	if err := cc.Check(Name, apiLimit); err != nil {
+		return nil, err
+	}
+	if err := srcutil.NeedPortal(Name, deps); err != nil {
+		return nil, err
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &src{Meta: srcutil.NewMeta(Name, Table, source.Event), portal: deps.Portal, cfg: cc, all: all, log: log}, nil
+}
+
+func init() {
+	source.Register(source.Factory{
+		Name: Name, Table: Table, Kind: source.Event, API: "portal", DefaultEnabled: false,
+		Description: "Device timelines (every sensor event) for chosen devices or all of them",
+		NewConfig:   func() any { return NewConfig() },
+		New:         newSource,
+	})
+}

@@ -1,0 +1,546 @@
+// Package state is the harvester's memory between runs: one bbolt file
+// holding, per (tenant, source), the cursor, the recently delivered record
+// ids and the last snapshot. Every change is one bbolt transaction, so a
+// crash leaves either the old or the new state, never a mix.
+package state
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// Options tune Open.
+type Options struct {
+	Logger *slog.Logger
+	// LockTimeout is how long Open waits for another process to release
+	// the file (default 2s).
+	LockTimeout time.Duration
+}
+
+// Store is an open state file. Safe for concurrent use.
+type Store struct {
+	db   *bolt.DB
+	path string
+	log  *slog.Logger
+}
+
+// Layout: sources/<tenant>\x00<source>/{cursor, snapAt, seen/, seenByTime/, snap/}.
+var (
+	bucketSources = []byte("sources")
+	bucketMeta    = []byte("meta")
+	keyVersion    = []byte("version")
+	keyCursor     = []byte("cursor")
+	keySnapAt     = []byte("snapAt")
+	bucketSeen    = []byte("seen")       // id → event time
+	bucketByTime  = []byte("seenByTime") // event time ‖ id → nothing (for pruning)
+	bucketSnap    = []byte("snap")       // key → uvarint(len hash) ‖ hash ‖ raw
+)
+
+const formatVersion = 1
+
+// Open opens (or creates) the state file at path with mode 0600, taking an
+// exclusive lock so two harvesters never interleave their checkpoints.
+func Open(path string, opts Options) (*Store, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	timeout := opts.LockTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	if path == "" {
+		return nil, errors.New("no state file configured; set state_file to a path the harvester may write")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("cannot create the directory of state file %s: %w", path, err)
+	}
+	if st, err := os.Stat(path); err == nil {
+		if !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("state file %s is not a regular file; point state_file at a file path", path)
+		}
+		if st.Mode().Perm()&0o077 != 0 {
+			// Cursors and snapshots (which hold tenant settings) are not
+			// for other users; tighten rather than refuse.
+			if err := os.Chmod(path, 0o600); err != nil {
+				return nil, fmt.Errorf("state file %s is readable by other users (mode %v) and cannot be restricted: %w; run chmod 600 on it", path, st.Mode().Perm(), err)
+			}
+			log.Warn("state file was readable by other users; restricted it to mode 0600", "path", path, "old_mode", st.Mode().Perm().String())
+		}
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("state file %s is in use by another defenderharvester process; wait for it to finish or give this one its own state_file", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot open state file %s: %w; if it is damaged, move it away (the next run starts again from the initial lookback)", path, err)
+	}
+	s := &Store{db: db, path: path, log: log}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if v := meta.Get(keyVersion); v != nil {
+			if len(v) != 8 {
+				return fmt.Errorf("its format version is unreadable")
+			}
+			if n := binary.BigEndian.Uint64(v); n > formatVersion {
+				return fmt.Errorf("it was written by a newer defenderharvester (format %d, this one reads %d); upgrade", n, formatVersion)
+			}
+		} else if err := meta.Put(keyVersion, binary.BigEndian.AppendUint64(nil, formatVersion)); err != nil {
+			return err
+		}
+		_, err = tx.CreateBucketIfNotExists(bucketSources)
+		return err
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state file %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close releases the file and its lock.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("closing state file %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Path is the file the store lives in.
+func (s *Store) Path() string { return s.path }
+
+// SeenID is a delivered record id and its event time (which decides when
+// it is forgotten).
+type SeenID struct {
+	ID   string
+	Time time.Time
+}
+
+// Commit is one atomic checkpoint of a source.
+type Commit struct {
+	// Seen are ids every sink accepted.
+	Seen []SeenID
+	// Cursor, when not zero, is the new cursor; it only moves forward.
+	Cursor time.Time
+	// PruneBefore, when not zero, forgets seen ids whose event time is
+	// earlier: they lie before any window a later run will read.
+	PruneBefore time.Time
+}
+
+// SnapshotEntry is one item of a stored snapshot.
+type SnapshotEntry struct {
+	Hash string          // content hash chosen by the caller
+	Raw  json.RawMessage // the item as last delivered
+}
+
+// CursorInfo summarises one source's state (for `state show`).
+type CursorInfo struct {
+	Tenant, Source string
+	Cursor         time.Time // zero when the source never completed a window
+	SeenIDs        int
+	SnapshotAt     time.Time // zero when no snapshot is stored
+	SnapshotItems  int
+}
+
+func sourceKey(tenant, source string) []byte {
+	return []byte(tenant + "\x00" + source)
+}
+
+type corruptError struct {
+	path, tenant, source, what string
+}
+
+func (e *corruptError) Error() string {
+	return fmt.Sprintf("state file %s: the %s of source %s (tenant %q) is corrupt; move the state file away (the next run starts again from the initial lookback) or restore a backup",
+		e.path, e.what, e.source, e.tenant, // no payloads: only names
+	)
+}
+
+// ErrCorrupt is matched (errors.Is) by every corruption error.
+var ErrCorrupt = errors.New("state is corrupt")
+
+func (e *corruptError) Is(target error) bool { return target == ErrCorrupt }
+
+func (s *Store) corrupt(tenant, source, what string) error {
+	return &corruptError{path: s.path, tenant: tenant, source: source, what: what}
+}
+
+func (s *Store) wrap(tenant, source, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *corruptError
+	if errors.As(err, &ce) {
+		return err
+	}
+	return fmt.Errorf("state file %s: %s for source %s (tenant %q): %w", s.path, op, source, tenant, err)
+}
+
+// sourceBucket returns the source's bucket, or nil when it has none yet.
+func (s *Store) sourceBucket(tx *bolt.Tx, tenant, source string) (*bolt.Bucket, error) {
+	root := tx.Bucket(bucketSources)
+	if root == nil {
+		return nil, s.corrupt(tenant, source, "source index")
+	}
+	k := sourceKey(tenant, source)
+	b := root.Bucket(k)
+	if b == nil && root.Get(k) != nil {
+		return nil, s.corrupt(tenant, source, "bucket")
+	}
+	return b, nil
+}
+
+func (s *Store) subBucket(b *bolt.Bucket, name []byte, tenant, source string) (*bolt.Bucket, error) {
+	sb := b.Bucket(name)
+	if sb == nil && b.Get(name) != nil {
+		return nil, s.corrupt(tenant, source, string(name)+" list")
+	}
+	return sb, nil
+}
+
+// Times are stored as order-preserving 8-byte big-endian nanoseconds.
+func encTime(t time.Time) []byte {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(clampNanos(t))^(1<<63))
+}
+
+func decTime(b []byte) (time.Time, bool) {
+	if len(b) != 8 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(b)^(1<<63))).UTC(), true
+}
+
+var (
+	minTime = time.Unix(0, -1<<63)
+	maxTime = time.Unix(0, 1<<63-1)
+)
+
+func clampNanos(t time.Time) int64 {
+	switch {
+	case t.Before(minTime):
+		return minTime.UnixNano()
+	case t.After(maxTime):
+		return maxTime.UnixNano()
+	}
+	return t.UnixNano()
+}
+
+func (s *Store) validate(source string) error {
+	if source == "" {
+		return errors.New("state: empty source name (a programming error)")
+	}
+	return nil
+}
+
+// Cursor returns the source's cursor; ok is false when it has none.
+func (s *Store) Cursor(tenant, source string) (cursor time.Time, ok bool, err error) {
+	if err := s.validate(source); err != nil {
+		return time.Time{}, false, err
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		b, err := s.sourceBucket(tx, tenant, source)
+		if err != nil || b == nil {
+			return err
+		}
+		v := b.Get(keyCursor)
+		if v == nil {
+			return nil
+		}
+		if cursor, ok = decTime(v); !ok {
+			return s.corrupt(tenant, source, "cursor")
+		}
+		return nil
+	})
+	return cursor, ok, s.wrap(tenant, source, "reading the cursor", err)
+}
+
+// SeenAmong returns which of ids were already delivered (and not yet
+// forgotten), in one read transaction.
+func (s *Store) SeenAmong(tenant, source string, ids []string) (map[string]bool, error) {
+	if err := s.validate(source); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b, err := s.sourceBucket(tx, tenant, source)
+		if err != nil || b == nil {
+			return err
+		}
+		sb, err := s.subBucket(b, bucketSeen, tenant, source)
+		if err != nil || sb == nil {
+			return err
+		}
+		for _, id := range ids {
+			if id != "" && sb.Get([]byte(id)) != nil {
+				seen[id] = true
+			}
+		}
+		return nil
+	})
+	return seen, s.wrap(tenant, source, "reading seen record ids", err)
+}
+
+// Commit applies c atomically: either all of it is stored or none.
+func (s *Store) Commit(tenant, source string, c Commit) error {
+	if err := s.validate(source); err != nil {
+		return err
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := s.createSourceBucket(tx, tenant, source)
+		if err != nil {
+			return err
+		}
+		seen, err := s.createSub(b, bucketSeen, tenant, source)
+		if err != nil {
+			return err
+		}
+		byTime, err := s.createSub(b, bucketByTime, tenant, source)
+		if err != nil {
+			return err
+		}
+		for _, id := range c.Seen {
+			if id.ID == "" {
+				continue
+			}
+			k := []byte(id.ID)
+			if old := seen.Get(k); old != nil {
+				if len(old) != 8 {
+					return s.corrupt(tenant, source, "seen id list")
+				}
+				if err := byTime.Delete(append(bytes.Clone(old), k...)); err != nil {
+					return err
+				}
+			}
+			t := encTime(id.Time)
+			if err := seen.Put(k, t); err != nil {
+				return err
+			}
+			if err := byTime.Put(append(t, k...), nil); err != nil {
+				return err
+			}
+		}
+		if !c.Cursor.IsZero() {
+			cur := b.Get(keyCursor)
+			old, ok := decTime(cur)
+			if cur != nil && !ok {
+				return s.corrupt(tenant, source, "cursor")
+			}
+			if cur == nil || c.Cursor.After(old) {
+				if err := b.Put(keyCursor, encTime(c.Cursor)); err != nil {
+					return err
+				}
+			}
+		}
+		if !c.PruneBefore.IsZero() {
+			return s.prune(seen, byTime, c.PruneBefore, tenant, source)
+		}
+		return nil
+	})
+	return s.wrap(tenant, source, "saving the checkpoint", err)
+}
+
+// prune forgets ids with event time before cutoff, walking the time index
+// from its start so the cost is the number of ids forgotten.
+func (s *Store) prune(seen, byTime *bolt.Bucket, cutoff time.Time, tenant, source string) error {
+	limit := encTime(cutoff)
+	var dead [][]byte
+	c := byTime.Cursor()
+	for k, _ := c.First(); k != nil && bytes.Compare(k[:min(8, len(k))], limit) < 0; k, _ = c.Next() {
+		if len(k) < 8 {
+			return s.corrupt(tenant, source, "seen id time index")
+		}
+		dead = append(dead, bytes.Clone(k))
+	}
+	for _, k := range dead {
+		if err := byTime.Delete(k); err != nil {
+			return err
+		}
+		id := k[8:]
+		// Only drop the id when its current time is this entry's time.
+		if v := seen.Get(id); v != nil && bytes.Equal(v, k[:8]) {
+			if err := seen.Delete(id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Store) createSourceBucket(tx *bolt.Tx, tenant, source string) (*bolt.Bucket, error) {
+	root := tx.Bucket(bucketSources)
+	if root == nil {
+		return nil, s.corrupt(tenant, source, "source index")
+	}
+	b, err := root.CreateBucketIfNotExists(sourceKey(tenant, source))
+	if errors.Is(err, bolterrors.ErrIncompatibleValue) {
+		return nil, s.corrupt(tenant, source, "bucket")
+	}
+	return b, err
+}
+
+func (s *Store) createSub(b *bolt.Bucket, name []byte, tenant, source string) (*bolt.Bucket, error) {
+	sb, err := b.CreateBucketIfNotExists(name)
+	if errors.Is(err, bolterrors.ErrIncompatibleValue) {
+		return nil, s.corrupt(tenant, source, string(name)+" list")
+	}
+	return sb, err
+}
+
+// Snapshot returns the stored snapshot of a snapshot source; ok is false
+// when none was ever stored (the next one is the initial snapshot).
+func (s *Store) Snapshot(tenant, source string) (entries map[string]SnapshotEntry, at time.Time, ok bool, err error) {
+	if err := s.validate(source); err != nil {
+		return nil, time.Time{}, false, err
+	}
+	entries = map[string]SnapshotEntry{}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		b, err := s.sourceBucket(tx, tenant, source)
+		if err != nil || b == nil {
+			return err
+		}
+		v := b.Get(keySnapAt)
+		if v == nil {
+			return nil
+		}
+		if at, ok = decTime(v); !ok {
+			return s.corrupt(tenant, source, "snapshot time")
+		}
+		sb, err := s.subBucket(b, bucketSnap, tenant, source)
+		if err != nil || sb == nil {
+			return err
+		}
+		return sb.ForEach(func(k, v []byte) error {
+			e, ok := decEntry(v)
+			if !ok {
+				return s.corrupt(tenant, source, "stored snapshot")
+			}
+			entries[string(k)] = e
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, time.Time{}, false, s.wrap(tenant, source, "reading the last snapshot", err)
+	}
+	return entries, at, ok, nil
+}
+
+func encEntry(e SnapshotEntry) []byte {
+	b := binary.AppendUvarint(make([]byte, 0, 10+len(e.Hash)+len(e.Raw)), uint64(len(e.Hash)))
+	b = append(b, e.Hash...)
+	return append(b, e.Raw...)
+}
+
+func decEntry(v []byte) (SnapshotEntry, bool) {
+	n, w := binary.Uvarint(v)
+	if w <= 0 || n > uint64(len(v)-w) {
+		return SnapshotEntry{}, false
+	}
+	hash := v[w : w+int(n)]
+	raw := v[w+int(n):]
+	if !json.Valid(raw) {
+		return SnapshotEntry{}, false
+	}
+	return SnapshotEntry{Hash: string(hash), Raw: bytes.Clone(raw)}, true
+}
+
+// ReplaceSnapshot stores entries as the source's snapshot taken at at,
+// replacing the previous one atomically.
+func (s *Store) ReplaceSnapshot(tenant, source string, at time.Time, entries map[string]SnapshotEntry) error {
+	if err := s.validate(source); err != nil {
+		return err
+	}
+	for k := range entries {
+		if k == "" {
+			return fmt.Errorf("state: snapshot of source %s has an item with an empty key", source)
+		}
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := s.createSourceBucket(tx, tenant, source)
+		if err != nil {
+			return err
+		}
+		if b.Bucket(bucketSnap) != nil {
+			if err := b.DeleteBucket(bucketSnap); err != nil {
+				return err
+			}
+		} else if b.Get(bucketSnap) != nil {
+			if err := b.Delete(bucketSnap); err != nil { // a corrupt plain value: replace it
+				return err
+			}
+		}
+		sb, err := b.CreateBucket(bucketSnap)
+		if err != nil {
+			return err
+		}
+		keys := make([]string, 0, len(entries))
+		for k := range entries {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys) // sorted inserts keep bbolt pages compact
+		for _, k := range keys {
+			if err := sb.Put([]byte(k), encEntry(entries[k])); err != nil {
+				return err
+			}
+		}
+		return b.Put(keySnapAt, encTime(at))
+	})
+	return s.wrap(tenant, source, "saving the snapshot", err)
+}
+
+// Cursors lists every source that has state, sorted by tenant and source.
+func (s *Store) Cursors() ([]CursorInfo, error) {
+	var out []CursorInfo
+	err := s.db.View(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketSources)
+		if root == nil {
+			return nil
+		}
+		return root.ForEachBucket(func(k []byte) error {
+			tenant, source, found := bytes.Cut(k, []byte{0})
+			if !found {
+				return fmt.Errorf("state file %s: an entry has an unreadable name; move the state file away", s.path)
+			}
+			ci := CursorInfo{Tenant: string(tenant), Source: string(source)}
+			b := root.Bucket(k)
+			if v := b.Get(keyCursor); v != nil {
+				t, ok := decTime(v)
+				if !ok {
+					return s.corrupt(ci.Tenant, ci.Source, "cursor")
+				}
+				ci.Cursor = t
+			}
+			if v := b.Get(keySnapAt); v != nil {
+				t, ok := decTime(v)
+				if !ok {
+					return s.corrupt(ci.Tenant, ci.Source, "snapshot time")
+				}
+				ci.SnapshotAt = t
+			}
+			if sb := b.Bucket(bucketSeen); sb != nil {
+				ci.SeenIDs = sb.Stats().KeyN
+			}
+			if sb := b.Bucket(bucketSnap); sb != nil {
+				ci.SnapshotItems = sb.Stats().KeyN
+			}
+			out = append(out, ci)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
