@@ -67,6 +67,8 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	cfg.TenantID = cred.TenantID
 	cfg.StateFile = filepath.Join(*out, "state.db")
 	cfg.LogLevel = level
+	// The emulator is local: no need for the production politeness limit.
+	cfg.Portal.RatePerSecond = 100
 	cfg.Emulator = config.Emulator{Address: srv.Addr(), CAFile: caFile}
 	cfg.PublicAPI.ClientID = cred.ClientID
 	cfg.Secrets = config.Secrets{SccAuth: cred.SccAuth, XSRF: cred.XSRFToken, ClientSecret: cred.ClientSecret}

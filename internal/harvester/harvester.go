@@ -370,12 +370,11 @@ func newClients(ctx context.Context, cfg *config.Config, log *slog.Logger) (*cli
 		c.portalErr = err
 	} else {
 		c.portal, err = mde.NewPortalClient(mde.PortalOptions{
-			BaseURL:       cfg.Portal.BaseURL,
-			Session:       session,
-			TenantID:      cfg.TenantID,
-			Transport:     rt,
-			RatePerSecond: cfg.Portal.RatePerSecond,
-			Logger:        log,
+			ClientOptions:     mde.ClientOptions{Transport: rt, Logger: log},
+			BaseURL:           cfg.Portal.BaseURL,
+			Session:           session,
+			TenantID:          cfg.TenantID,
+			RequestsPerSecond: cfg.Portal.RatePerSecond,
 		})
 		if err != nil {
 			return nil, err
@@ -413,10 +412,9 @@ func (c *clients) buildPublic(cfg *config.Config, tenant string, log *slog.Logge
 		return fmt.Errorf("the public Defender API needs credentials: set public_api.client_id with %s (or public_api.client_secret_file), or a token in %s", config.EnvClientSecret, config.EnvAccessToken)
 	}
 	api, err := mde.NewPublicAPIClient(mde.PublicOptions{
-		BaseURL:   cfg.PublicAPI.BaseURL,
-		Tokens:    tokens,
-		Transport: c.transport,
-		Logger:    log,
+		ClientOptions: mde.ClientOptions{Transport: c.transport, Logger: log},
+		BaseURL:       cfg.PublicAPI.BaseURL,
+		Tokens:        tokens,
 	})
 	if err != nil {
 		return err

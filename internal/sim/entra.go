@@ -375,7 +375,16 @@ func (t *Tenant) clientCredentials(q *req, f url.Values) {
 		t.aadError(q, http.StatusBadRequest, "invalid_client", 7000215, fmt.Sprintf("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", app.id))
 		return
 	}
-	scopes := strings.Fields(f.Get("scope"))
+	// OIDC scopes are accepted and ignored: MSAL adds "openid
+	// offline_access profile" to every request, client credentials too.
+	var scopes []string
+	for _, sc := range strings.Fields(f.Get("scope")) {
+		switch strings.ToLower(sc) {
+		case "openid", "offline_access", "profile", "email":
+		default:
+			scopes = append(scopes, sc)
+		}
+	}
 	if len(scopes) != 1 || !strings.HasSuffix(scopes[0], "/.default") {
 		t.aadError(q, http.StatusBadRequest, "invalid_scope", 70011, fmt.Sprintf("The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope %s is not valid. The client credentials flow needs exactly one scope of the form <resource>/.default.", strings.Join(scopes, " ")))
 		return

@@ -2,8 +2,8 @@ package sim
 
 import (
 	"bytes"
-	"fmt"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +26,12 @@ func (c *clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
+}
+
+func (c *clock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
 }
 
 func (c *clock) Add(d time.Duration) {
@@ -150,3 +156,9 @@ func (e *env) public(pathQuery, tok string) resp {
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
 func strconvItoa(n int) string { return fmt.Sprint(n) }
+
+func newTestServer(t *testing.T, ten *Tenant) *httptest.Server {
+	s := httptest.NewServer(ten.Handler())
+	t.Cleanup(s.Close)
+	return s
+}

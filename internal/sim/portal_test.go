@@ -173,7 +173,11 @@ func TestPortalRouteEnvelopes(t *testing.T) {
 			}
 		}},
 		{"tenant context", "GET", "/apiproxy/mtp/sccManagement/mgmt/TenantContext?realTime=true", "", func(t *testing.T, b []byte) {
-			var m struct{ AuthInfo struct{ TenantID string `json:"TenantId"` } }
+			var m struct {
+				AuthInfo struct {
+					TenantID string `json:"TenantId"`
+				}
+			}
 			json.Unmarshal(b, &m)
 			if m.AuthInfo.TenantID != e.ten.TenantID() {
 				t.Fatalf("AuthInfo.TenantId = %q", m.AuthInfo.TenantID)
