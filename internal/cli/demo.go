@@ -71,7 +71,7 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	cfg.Portal.RatePerSecond = 100
 	cfg.Emulator = config.Emulator{Address: srv.Addr(), CAFile: caFile}
 	cfg.PublicAPI.ClientID = cred.ClientID
-	cfg.Secrets = config.Secrets{SccAuth: cred.SccAuth, XSRF: cred.XSRFToken, ClientSecret: cred.ClientSecret}
+	cfg.Secrets = config.Secrets{PortalCookie: PortalCookieHeader(cred.SccAuth, cred.XSRFToken), ClientSecret: cred.ClientSecret}
 	timeline := &yaml.Node{}
 	if err := timeline.Encode(map[string]any{"machines": []string{"all"}}); err != nil {
 		fmt.Fprintln(env.Stderr, "demo:", err)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/config"
@@ -104,8 +106,17 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 // writeEmulatorConfig writes a ready harvester config for the emulator;
 // secrets go to 0600 side files, never into the YAML.
 func writeEmulatorConfig(path string, cred sim.Credentials, addr, caFile string, plain bool) error {
-	cookieFile, secretFile := path+".cookie", path+".secret"
-	if err := os.WriteFile(cookieFile, []byte("sccauth="+cred.SccAuth+"; XSRF-TOKEN="+cred.XSRFToken+"\n"), 0o600); err != nil {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	if caFile != "" {
+		if caFile, err = filepath.Abs(caFile); err != nil {
+			return err
+		}
+	}
+	cookieFile, secretFile := abs+".cookie", abs+".secret"
+	if err := os.WriteFile(cookieFile, []byte(PortalCookieHeader(cred.SccAuth, cred.XSRFToken)+"\n"), 0o600); err != nil {
 		return err
 	}
 	if err := os.WriteFile(secretFile, []byte(cred.ClientSecret+"\n"), 0o600); err != nil {
@@ -113,6 +124,12 @@ func writeEmulatorConfig(path string, cred sim.Credentials, addr, caFile string,
 	}
 	body := EmulatorConfigYAML(cred.TenantID, cred.ClientID, addr, caFile, plain, cookieFile, secretFile)
 	return os.WriteFile(path, []byte(body), 0o600)
+}
+
+// PortalCookieHeader renders the session as the browser's Cookie header
+// holds it: the XSRF-TOKEN cookie is URL-encoded (the header form is not).
+func PortalCookieHeader(sccauth, xsrfHeaderForm string) string {
+	return "sccauth=" + sccauth + "; XSRF-TOKEN=" + url.QueryEscape(xsrfHeaderForm)
 }
 
 // EmulatorConfigYAML is the config text `simulate --write-config` writes.

@@ -127,7 +127,7 @@ func TestSnapshotChangesAtKnownTimes(t *testing.T) {
 			return !strings.Contains(b, "IR-Automation-Test") && strings.Contains(a, "IR-Automation-Test")
 		}},
 		{"alert workload disabled", "/apiproxy/mtp/alertsApiService/workloads/disabled?includeDetails=true", ChangeAlertWorkloadDisabled, func(b, a string) bool {
-			return b == "{}" && strings.Contains(a, `"Mdc"`)
+			return strings.Contains(b, `"Aad"`) && !strings.Contains(b, `"Mdc"`) && strings.Contains(a, `"Mdc"`)
 		}},
 		{"data export destination", "/apiproxy/mtp/wdatpApi/dataexportsettings", ChangeDataExportAdded, func(b, a string) bool {
 			return !strings.Contains(b, "eventHubResourceId") && strings.Contains(a, "eventHubResourceId")

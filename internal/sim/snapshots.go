@@ -411,18 +411,27 @@ func (w *world) connectedApps(now time.Time) json.RawMessage {
 // ---- alert service settings (decision 9) ----
 
 func (w *world) alertServiceSettings(now time.Time) json.RawMessage {
-	t := w.start.Add(ChangeAlertWorkloadDisabled)
-	if now.Before(t) {
-		return json.RawMessage(`{}`)
+	// Entra ID Protection alerts were switched off long before the data
+	// starts (a common tenant state); Defender for Cloud's are switched off
+	// at a known time after Start, so change records can be seen.
+	out := map[string]any{
+		"Aad": map[string]any{
+			"reasons":         []string{"DuplicateAlerts"},
+			"feedback":        "Identity Protection alerts handled in Entra",
+			"disabledTime":    fmt7Z(w.start.Add(-40 * 24 * time.Hour)),
+			"disablementType": "Manual",
+		},
 	}
-	return mustJSON(map[string]any{
-		"Mdc": map[string]any{
+	t := w.start.Add(ChangeAlertWorkloadDisabled)
+	if !now.Before(t) {
+		out["Mdc"] = map[string]any{
 			"reasons":         []string{"TooManyAlerts"},
 			"feedback":        "Noisy informational alerts from Defender for Cloud",
 			"disabledTime":    fmt7Z(t),
 			"disablementType": "Manual",
-		},
-	})
+		}
+	}
+	return mustJSON(out)
 }
 
 // ---- data export settings (decision 10) ----
