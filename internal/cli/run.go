@@ -33,6 +33,10 @@ func runRun(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "defenderharvester run:", err)
 		return exitUsage
 	}
+	if _, err := harvester.Select(cfg, splitList(*sources)); err != nil {
+		fmt.Fprintln(env.Stderr, "defenderharvester run:", err)
+		return exitUsage
+	}
 	start, err := windowStart(env.Now(), *lookback, *since)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "defenderharvester run:", err)

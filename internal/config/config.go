@@ -39,6 +39,7 @@ type Config struct {
 	InitialLookback Duration      `yaml:"initial_lookback"`
 	Concurrency     int           `yaml:"concurrency"`
 	LogLevel        string        `yaml:"log_level"`
+	HTTP            HTTP          `yaml:"http"`
 	Portal          Portal        `yaml:"portal"`
 	PublicAPI       PublicAPI     `yaml:"public_api"`
 	Emulator        Emulator      `yaml:"emulator"`
@@ -48,6 +49,15 @@ type Config struct {
 	// Secrets resolved from files or the environment; never from YAML
 	// literals the user might commit, never from plain flags.
 	Secrets Secrets `yaml:"-"`
+}
+
+// HTTP tunes every API client: per-attempt timeout and the retry policy
+// for 429, 5xx, timeouts and connection resets.
+type HTTP struct {
+	Timeout     Duration `yaml:"timeout"`
+	MaxAttempts int      `yaml:"max_attempts"`
+	Backoff     Duration `yaml:"backoff"`
+	MaxWait     Duration `yaml:"max_wait"`
 }
 
 // Portal configures the portal service API (security.microsoft.com/apiproxy).
@@ -148,6 +158,12 @@ func Default() *Config {
 		InitialLookback: Duration(24 * time.Hour),
 		Concurrency:     4,
 		LogLevel:        "info",
+		HTTP: HTTP{
+			Timeout:     Duration(60 * time.Second),
+			MaxAttempts: 5,
+			Backoff:     Duration(time.Second),
+			MaxWait:     Duration(2 * time.Minute),
+		},
 		Portal: Portal{
 			BaseURL:       "https://security.microsoft.com",
 			RatePerSecond: 5,
@@ -457,6 +473,18 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		add("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	if c.HTTP.Timeout <= 0 {
+		add("http.timeout", "must be positive, e.g. 60s")
+	}
+	if c.HTTP.MaxAttempts < 1 || c.HTTP.MaxAttempts > 50 {
+		add("http.max_attempts", "%d is out of range: use 1 (no retries) to 50", c.HTTP.MaxAttempts)
+	}
+	if c.HTTP.Backoff <= 0 {
+		add("http.backoff", "must be positive, e.g. 1s")
+	}
+	if c.HTTP.MaxWait < c.HTTP.Backoff {
+		add("http.max_wait", "must be at least http.backoff")
 	}
 	checkURL := func(key, v string) {
 		u, err := url.Parse(v)

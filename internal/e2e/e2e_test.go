@@ -479,3 +479,86 @@ func TestSimulateWritesAWorkingConfig(t *testing.T) {
 		t.Fatalf("simulate exited %d after cancel", code)
 	}
 }
+
+// TestFaultyServicesGiveTheSameHarvest runs the same tenant twice: once
+// clean, once with 5xx, 429 + Retry-After, connection resets, truncated
+// bodies and slow pages injected. Retries must make the two harvests equal.
+func TestFaultyServicesGiveTheSameHarvest(t *testing.T) {
+	faults, err := sim.ParseFaults("portal:500=0.08,portal:reset=0.05,portal:truncate=0.05,public:503=0.1,public:429=0.05,timeline:slow=20ms,entra:500=0.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	retry := "http:\n  backoff: 5ms\n  max_wait: 3s\n  max_attempts: 10\n"
+	run := func(name string, opts sim.Options) []line {
+		f := newFixture(t, opts)
+		cfg := f.writeConfig(name, retry)
+		code, stdout, stderr := f.runCLI("run", "--config", cfg)
+		if code != 0 {
+			t.Fatalf("%s run exit %d\n%s\n%s", name, code, stdout, stderr)
+		}
+		return readOutput(t, filepath.Join(f.dir, name+"-out"))
+	}
+	clean := run("clean", sim.Options{Seed: 21})
+	faulty := run("faulty", sim.Options{Seed: 21, Faults: faults})
+	if len(clean) != len(faulty) {
+		t.Fatalf("clean harvest %d records, faulty %d", len(clean), len(faulty))
+	}
+	ids := map[string]bool{}
+	for _, l := range clean {
+		ids[l.Table+"/"+l.RecordID] = true
+	}
+	for _, l := range faulty {
+		if !ids[l.Table+"/"+l.RecordID] {
+			t.Fatalf("faulty harvest has %s/%s that the clean one lacks", l.Table, l.RecordID)
+		}
+	}
+}
+
+// TestSecretsNeverPrinted runs harvests with debug logging, injected
+// failures and an expired session, and scans everything printed and
+// written for the session cookies and the client secret.
+func TestSecretsNeverPrinted(t *testing.T) {
+	faults, err := sim.ParseFaults("portal:500=0.1,public:429=0.05,entra:500=0.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, sim.Options{Seed: 4, Faults: faults})
+	cred := f.tenant.Credentials()
+	cfg := f.writeConfig("canary", "log_level: debug\nhttp:\n  backoff: 5ms\n  max_wait: 3s\n  max_attempts: 10\n")
+	var printed strings.Builder
+	for i := 0; i < 2; i++ {
+		_, out, errs := f.runCLI("run", "--config", cfg, "--debug")
+		printed.WriteString(out + errs)
+	}
+	f.tenant.Inject(sim.FaultRule{Family: sim.FamilyPortal, Kind: sim.FaultLogin, Count: 5})
+	_, out, errs := f.runCLI("run", "--config", cfg, "--debug", "--sources", "actioncenter,featuresettings")
+	printed.WriteString(out + errs)
+	if err := f.tenant.RevokePortalSession(); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := f.runCLI("run", "--config", cfg, "--debug", "--sources", "suppressionrules")
+	printed.WriteString(out + errs)
+	if code == 0 || !strings.Contains(out+errs, "session") {
+		t.Fatalf("a revoked session did not fail with a session error: %s %s", out, errs)
+	}
+	state, _ := os.ReadFile(filepath.Join(f.dir, "canary.db"))
+	var files strings.Builder
+	for _, l := range readOutput(t, filepath.Join(f.dir, "canary-out")) {
+		b, _ := json.Marshal(l.raw)
+		files.Write(b)
+	}
+	for name, secret := range map[string]string{"sccauth": cred.SccAuth, "XSRF token": cred.XSRFToken, "client secret": cred.ClientSecret} {
+		if strings.Contains(printed.String(), secret) {
+			t.Errorf("the %s appears in the command's output or logs", name)
+		}
+		if bytes.Contains(state, []byte(secret)) {
+			t.Errorf("the %s is stored in the state file", name)
+		}
+		if strings.Contains(files.String(), secret) {
+			t.Errorf("the %s appears in the harvested records", name)
+		}
+	}
+	if !strings.Contains(printed.String(), "level=DEBUG") {
+		t.Fatal("debug logging was not on: the scan proves nothing")
+	}
+}

@@ -370,7 +370,7 @@ func newClients(ctx context.Context, cfg *config.Config, log *slog.Logger) (*cli
 		c.portalErr = err
 	} else {
 		c.portal, err = mde.NewPortalClient(mde.PortalOptions{
-			ClientOptions:     mde.ClientOptions{Transport: rt, Logger: log},
+			ClientOptions:     clientOptions(cfg, rt, log),
 			BaseURL:           cfg.Portal.BaseURL,
 			Session:           session,
 			TenantID:          cfg.TenantID,
@@ -412,7 +412,7 @@ func (c *clients) buildPublic(cfg *config.Config, tenant string, log *slog.Logge
 		return fmt.Errorf("the public Defender API needs credentials: set public_api.client_id with %s (or public_api.client_secret_file), or a token in %s", config.EnvClientSecret, config.EnvAccessToken)
 	}
 	api, err := mde.NewPublicAPIClient(mde.PublicOptions{
-		ClientOptions: mde.ClientOptions{Transport: c.transport, Logger: log},
+		ClientOptions: clientOptions(cfg, c.transport, log),
 		BaseURL:       cfg.PublicAPI.BaseURL,
 		Tokens:        tokens,
 	})
@@ -421,6 +421,17 @@ func (c *clients) buildPublic(cfg *config.Config, tenant string, log *slog.Logge
 	}
 	c.api = api
 	return nil
+}
+
+func clientOptions(cfg *config.Config, rt http.RoundTripper, log *slog.Logger) mde.ClientOptions {
+	return mde.ClientOptions{
+		Transport:   rt,
+		Logger:      log,
+		Timeout:     time.Duration(cfg.HTTP.Timeout),
+		MaxAttempts: cfg.HTTP.MaxAttempts,
+		BaseBackoff: time.Duration(cfg.HTTP.Backoff),
+		MaxWait:     time.Duration(cfg.HTTP.MaxWait),
+	}
 }
 
 func portalSession(cfg *config.Config) (auth.PortalSession, error) {

@@ -3,6 +3,8 @@ package mde
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +15,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -259,21 +260,32 @@ func (d *doer) once(ctx context.Context, method string, u *url.URL, body []byte)
 	return d.check(u, resp, data)
 }
 
-// transportErr classifies a network failure: timeouts and resets retry.
+// transportErr classifies a network failure. Timeouts, resets, truncated
+// bodies and HTTP/2 stream resets (whose type net/http does not export) are
+// transient and retried; failures that a retry cannot fix — the
+// certificate is not trusted, the host name does not resolve — are final,
+// so the user hears about them at once.
 func (d *doer) transportErr(parent, attempt context.Context, err error) error {
 	if parent.Err() != nil {
 		return parent.Err()
 	}
-	var ne net.Error
-	switch {
-	case errors.Is(attempt.Err(), context.DeadlineExceeded):
+	if errors.Is(attempt.Err(), context.DeadlineExceeded) {
 		return &retryable{fmt.Errorf("no answer within %s", d.o.Timeout)}
-	case errors.As(err, &ne) && ne.Timeout(),
-		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED),
-		errors.Is(err, syscall.EPIPE), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return &retryable{fmt.Errorf("connection failed: %s", scrubURL(err))}
 	}
-	return fmt.Errorf("connection failed: %s", scrubURL(err))
+	var (
+		certErr    *tls.CertificateVerificationError
+		unknownCA  x509.UnknownAuthorityError
+		hostErr    x509.HostnameError
+		invalidErr x509.CertificateInvalidError
+		dnsErr     *net.DNSError
+	)
+	switch {
+	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalidErr):
+		return fmt.Errorf("TLS certificate not trusted (check proxies that intercept TLS, or emulator.ca_file): %s", scrubURL(err))
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return fmt.Errorf("host name does not resolve: %s", scrubURL(err))
+	}
+	return &retryable{fmt.Errorf("connection failed: %s", scrubURL(err))}
 }
 
 // scrubURL drops the query string *url.Error would print.

@@ -561,3 +561,35 @@ func TestParseRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestUntrustedCertificateIsNotRetried: a TLS verification failure will not
+// heal by retrying, so it is reported at once with a hint.
+func TestUntrustedCertificateIsNotRetried(t *testing.T) {
+	_, leaf := testCA(t, "security.microsoft.com")
+	var handshakes atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`[]`)) }))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{leaf}, GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		handshakes.Add(1)
+		return nil, nil
+	}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	defer srv.Close()
+	rt, err := NewTransport(TransportOptions{EmulatorAddress: srv.Listener.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, _ := auth.NewStaticCookies("a", "b")
+	sl := &sleeps{}
+	c, err := NewPortalClient(PortalOptions{Session: sess, ClientOptions: ClientOptions{Transport: rt, MaxAttempts: 5, Limiter: &countLimiter{}, Sleep: sl.sleep}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Get(context.Background(), "/apiproxy/mtp/x", nil)
+	if err == nil || !strings.Contains(err.Error(), "certificate not trusted") {
+		t.Fatalf("want a certificate error with a hint, got %v", err)
+	}
+	if n := handshakes.Load(); n != 1 {
+		t.Fatalf("%d handshakes; a certificate failure must not be retried", n)
+	}
+}

@@ -7,13 +7,11 @@ package source
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
-	"sort"
-	"sync"
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/mde"
+	"github.com/defenderharvester/defenderharvester/internal/registry"
 )
 
 // Kind tells the pipeline how to treat a source.
@@ -132,38 +130,14 @@ type Factory struct {
 	New func(deps Deps, cfg any) (Source, error)
 }
 
-var (
-	mu        sync.RWMutex
-	factories = map[string]Factory{}
-)
+var factories = registry.New("source", func(f Factory) string { return f.Name })
 
 // Register adds a source factory. It panics on a duplicate name because
 // that is a programming error caught by any test.
-func Register(f Factory) {
-	mu.Lock()
-	defer mu.Unlock()
-	if _, dup := factories[f.Name]; dup {
-		panic(fmt.Sprintf("source %q registered twice", f.Name))
-	}
-	factories[f.Name] = f
-}
+func Register(f Factory) { factories.Register(f) }
 
 // Lookup returns the factory for name.
-func Lookup(name string) (Factory, bool) {
-	mu.RLock()
-	defer mu.RUnlock()
-	f, ok := factories[name]
-	return f, ok
-}
+func Lookup(name string) (Factory, bool) { return factories.Lookup(name) }
 
 // All returns every registered factory, sorted by name.
-func All() []Factory {
-	mu.RLock()
-	defer mu.RUnlock()
-	out := make([]Factory, 0, len(factories))
-	for _, f := range factories {
-		out = append(out, f)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
-}
+func All() []Factory { return factories.All() }

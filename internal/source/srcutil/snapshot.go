@@ -10,6 +10,44 @@ import (
 	"github.com/defenderharvester/defenderharvester/internal/source"
 )
 
+// DecodeList is the decoder of a plain list snapshot: the records under env,
+// each keyed by the first present of keyFields. A wrong envelope, a record
+// without the key or a duplicate key fails the whole page.
+func DecodeList(src string, body []byte, env Envelope, keyFields ...string) ([]source.Item, error) {
+	recs, err := Items(src, body, env)
+	if err != nil {
+		return nil, err
+	}
+	return SnapshotItems(src, recs, NewKeys(src), keyFields...)
+}
+
+// PortalSnapshotSpec describes a snapshot source read with one portal GET.
+type PortalSnapshotSpec struct {
+	Name, Table, Description string
+	Path                     string
+	Query                    url.Values // sent as is on every read; may be nil
+	// Decode turns the whole body into keyed items or fails.
+	Decode func(body []byte) ([]source.Item, error)
+}
+
+// PortalSnapshotFactory is the factory of such a source: enabled by
+// default, no settings, needs the portal client.
+func PortalSnapshotFactory(spec PortalSnapshotSpec) source.Factory {
+	return source.Factory{
+		Name: spec.Name, Table: spec.Table, Kind: source.Snapshot, API: "portal", DefaultEnabled: true,
+		Description: spec.Description,
+		New: func(deps source.Deps, _ any) (source.Source, error) {
+			if err := NeedPortal(spec.Name, deps); err != nil {
+				return nil, err
+			}
+			return &PortalSnapshot{
+				Meta: NewMeta(spec.Name, spec.Table, source.Snapshot), Portal: deps.Portal,
+				Path: spec.Path, Query: spec.Query, Decode: spec.Decode,
+			}, nil
+		},
+	}
+}
+
 // PortalSnapshot is a snapshot source read with one portal GET.
 type PortalSnapshot struct {
 	Meta
@@ -32,6 +70,32 @@ func (s *PortalSnapshot) Snapshot(ctx context.Context, emit source.Emit) error {
 		return err
 	}
 	return EmitAll(ctx, emit, items)
+}
+
+// Pages gathers the items of a paged snapshot: keys must be unique across
+// all pages, and nothing is emitted until the last page has been read.
+type Pages struct {
+	keys  *Keys
+	items []source.Item
+}
+
+// NewPages starts an empty paged snapshot for src.
+func NewPages(src string) *Pages { return &Pages{keys: NewKeys(src)} }
+
+// Add takes one page's items; a key already seen on any page is an error.
+func (p *Pages) Add(items []source.Item) error {
+	for _, it := range items {
+		if err := p.keys.Add(it.Key); err != nil {
+			return err
+		}
+	}
+	p.items = append(p.items, items...)
+	return nil
+}
+
+// Emit emits every gathered item in page order.
+func (p *Pages) Emit(ctx context.Context, emit source.Emit) error {
+	return EmitAll(ctx, emit, p.items)
 }
 
 // NeedPortal is the error a portal source returns when built without the
