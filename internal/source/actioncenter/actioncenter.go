@@ -58,34 +58,30 @@ func DecodePage(body []byte) (Page, error) {
 	if err != nil {
 		return Page{}, err
 	}
-	rawCount, ok := obj["Count"]
+	count, ok, err := srcutil.Count(Name, obj)
+	if err != nil {
+		return Page{}, err
+	}
 	if !ok {
 		return Page{}, fmt.Errorf("%s: response has no Count field", Name)
-	}
-	var count int64
-	if err := json.Unmarshal(rawCount, &count); err != nil || count < 0 {
-		return Page{}, fmt.Errorf("%s: field Count is not a non-negative integer", Name)
 	}
 	recs, err := srcutil.Items(Name, body, srcutil.Envelope{Keys: []string{"Results"}})
 	if err != nil {
 		return Page{}, err
 	}
-	items := make([]source.Item, 0, len(recs))
-	for i, raw := range recs {
-		f, err := srcutil.Fields(Name, raw)
-		if err != nil {
-			return Page{}, fmt.Errorf("record %d: %w", i, err)
-		}
+	items, err := srcutil.EventItems(Name, recs, func(f map[string]json.RawMessage) (string, time.Time, error) {
 		id, err := srcutil.Text(Name, f, "ActionId")
 		if err != nil {
-			return Page{}, fmt.Errorf("record %d: %w", i, err)
+			return "", time.Time{}, err
 		}
 		ts, t, err := srcutil.Time(Name, f, "EventTime")
 		if err != nil {
-			return Page{}, fmt.Errorf("record %d: %w", i, err)
+			return "", time.Time{}, err
 		}
-		status := srcutil.OptText(f, "ActionStatus")
-		items = append(items, source.Item{ID: record.StableID(Name, id, ts, status), Time: t, Raw: raw})
+		return record.StableID(Name, id, ts, srcutil.OptText(f, "ActionStatus")), t, nil
+	})
+	if err != nil {
+		return Page{}, err
 	}
 	return Page{Count: count, Items: items}, nil
 }
@@ -137,8 +133,8 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			if c.PageSize < 1 || c.PageSize > maxPageSize {
-				return nil, fmt.Errorf("%s: page_size %d must be between 1 and %d (the service clamps larger pages)", Name, c.PageSize, maxPageSize)
+			if err := srcutil.IntRange(Name, "page_size", c.PageSize, 1, maxPageSize); err != nil {
+				return nil, fmt.Errorf("%w (the service clamps larger pages)", err)
 			}
 			if err := srcutil.NeedPortal(Name, deps); err != nil {
 				return nil, err

@@ -61,17 +61,10 @@ func Decode(body []byte) ([]source.Item, error) {
 }
 
 func init() {
-	source.Register(source.Factory{
-		Name: Name, Table: Table, Kind: source.Snapshot, API: "portal", DefaultEnabled: true,
+	source.Register(srcutil.PortalSnapshotFactory(srcutil.PortalSnapshotSpec{
+		Name: Name, Table: Table, Path: Path,
+		Query:       url.Values{"includeDetails": {"true"}},
 		Description: "Workloads whose alerts are disabled in Defender XDR, with reasons",
-		New: func(deps source.Deps, _ any) (source.Source, error) {
-			if err := srcutil.NeedPortal(Name, deps); err != nil {
-				return nil, err
-			}
-			return &srcutil.PortalSnapshot{
-				Meta: srcutil.NewMeta(Name, Table, source.Snapshot), Portal: deps.Portal,
-				Path: Path, Query: url.Values{"includeDetails": {"true"}}, Decode: Decode,
-			}, nil
-		},
-	})
+		Decode:      Decode,
+	}))
 }

@@ -36,13 +36,9 @@ func NewConfig() *Config { return &Config{PageSize: 10000} }
 // DecodePage returns the records of one page: a bare array, or an object
 // with Rules or Results.
 func DecodePage(body []byte) ([]source.Item, error) {
-	recs, err := srcutil.Items(Name, body, srcutil.Envelope{Bare: true, Keys: []string{"Rules", "Results"}})
-	if err != nil {
-		return nil, err
-	}
-	// Keys are checked across pages by the caller; a fresh set here only
-	// validates the page itself.
-	return srcutil.SnapshotItems(Name, recs, srcutil.NewKeys(Name), "Id", "id")
+	// Keys are checked across pages by the caller; this only validates the
+	// page itself.
+	return srcutil.DecodeList(Name, body, srcutil.Envelope{Bare: true, Keys: []string{"Rules", "Results"}}, "Id", "id")
 }
 
 type src struct {
@@ -54,8 +50,7 @@ type src struct {
 // Snapshot pages until a short page and emits only if every page decoded
 // and all rule ids are unique.
 func (s *src) Snapshot(ctx context.Context, emit source.Emit) error {
-	keys := srcutil.NewKeys(Name)
-	var all []source.Item
+	all := srcutil.NewPages(Name)
 	for page := 1; ; page++ {
 		if page > maxPages {
 			return fmt.Errorf("%s: more than %d pages; the API does not seem to end (lower page_size?)", Name, maxPages)
@@ -72,17 +67,14 @@ func (s *src) Snapshot(ctx context.Context, emit source.Emit) error {
 		if err != nil {
 			return fmt.Errorf("page %d: %w", page, err)
 		}
-		for _, it := range items {
-			if err := keys.Add(it.Key); err != nil {
-				return err
-			}
+		if err := all.Add(items); err != nil {
+			return err
 		}
-		all = append(all, items...)
 		if len(items) < s.pageSize {
 			break
 		}
 	}
-	return srcutil.EmitAll(ctx, emit, all)
+	return all.Emit(ctx, emit)
 }
 
 func init() {
@@ -98,8 +90,8 @@ func init() {
 			if c.PageSize == 0 {
 				c.PageSize = NewConfig().PageSize
 			}
-			if c.PageSize < 1 || c.PageSize > 10000 {
-				return nil, fmt.Errorf("%s: page_size %d must be between 1 and 10000", Name, c.PageSize)
+			if err := srcutil.IntRange(Name, "page_size", c.PageSize, 1, 10000); err != nil {
+				return nil, err
 			}
 			if err := srcutil.NeedPortal(Name, deps); err != nil {
 				return nil, err

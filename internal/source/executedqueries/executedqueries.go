@@ -53,31 +53,30 @@ func DecodePage(body []byte) (Page, error) {
 	if err != nil {
 		return Page{}, err
 	}
-	count := int64(-1)
-	if raw, ok := obj["Count"]; ok {
-		if err := json.Unmarshal(raw, &count); err != nil || count < 0 {
-			return Page{}, fmt.Errorf("%s: field Count is not a non-negative integer", Name)
-		}
+	count, ok, err := srcutil.Count(Name, obj)
+	if err != nil {
+		return Page{}, err
+	}
+	if !ok {
+		count = -1
 	}
 	recs, err := srcutil.Items(Name, body, srcutil.Envelope{Keys: []string{"Results"}})
 	if err != nil {
 		return Page{}, err
 	}
-	items := make([]source.Item, 0, len(recs))
-	for i, raw := range recs {
-		f, err := srcutil.Fields(Name, raw)
-		if err != nil {
-			return Page{}, fmt.Errorf("record %d: %w", i, err)
-		}
+	items, err := srcutil.EventItems(Name, recs, func(f map[string]json.RawMessage) (string, time.Time, error) {
 		id, err := srcutil.Text(Name, f, "QueryId")
 		if err != nil {
-			return Page{}, fmt.Errorf("record %d: %w", i, err)
+			return "", time.Time{}, err
 		}
 		_, t, err := srcutil.Time(Name, f, "Timestamp")
 		if err != nil {
-			return Page{}, fmt.Errorf("record %d: %w", i, err)
+			return "", time.Time{}, err
 		}
-		items = append(items, source.Item{ID: record.StableID(Name, id), Time: t, Raw: raw})
+		return record.StableID(Name, id), t, nil
+	})
+	if err != nil {
+		return Page{}, err
 	}
 	return Page{Count: count, Items: items}, nil
 }

@@ -3,9 +3,7 @@
 package libraryfiles
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/defenderharvester/defenderharvester/internal/mde"
@@ -32,37 +30,15 @@ type Page struct {
 // DecodePage reads {"value":[…],"@odata.nextLink":…}; items are keyed by
 // fileName.
 func DecodePage(body []byte) (Page, error) {
-	recs, err := srcutil.Items(Name, body, srcutil.Envelope{Keys: []string{"value"}})
+	items, err := srcutil.DecodeList(Name, body, srcutil.Envelope{Keys: []string{"value"}}, "fileName")
 	if err != nil {
 		return Page{}, err
 	}
-	items, err := srcutil.SnapshotItems(Name, recs, srcutil.NewKeys(Name), "fileName")
-	if err != nil {
-		return Page{}, err
-	}
-	next, err := nextLink(body)
+	next, err := srcutil.NextLink(Name, body)
 	if err != nil {
 		return Page{}, err
 	}
 	return Page{Items: items, NextLink: next}, nil
-}
-
-// nextLink reads @odata.nextLink, which must be a string when present.
-func nextLink(body []byte) (string, error) {
-	var env struct {
-		Next json.RawMessage `json:"@odata.nextLink"`
-	}
-	if err := json.Unmarshal(body, &env); err != nil {
-		return "", fmt.Errorf("%s: %w", Name, err)
-	}
-	if len(env.Next) == 0 || bytes.Equal(env.Next, []byte("null")) {
-		return "", nil
-	}
-	var s string
-	if err := json.Unmarshal(env.Next, &s); err != nil {
-		return "", fmt.Errorf("%s: field @odata.nextLink is not a string", Name)
-	}
-	return s, nil
 }
 
 type src struct {
@@ -72,9 +48,8 @@ type src struct {
 
 // Snapshot reads every page and emits only a complete, unique set.
 func (s *src) Snapshot(ctx context.Context, emit source.Emit) error {
-	keys := srcutil.NewKeys(Name)
-	seenLinks := map[string]bool{}
-	var all []source.Item
+	all := srcutil.NewPages(Name)
+	links := srcutil.Cursors{}
 	link := ""
 	for page := 1; ; page++ {
 		var body []byte
@@ -91,25 +66,21 @@ func (s *src) Snapshot(ctx context.Context, emit source.Emit) error {
 		if err != nil {
 			return fmt.Errorf("page %d: %w", page, err)
 		}
-		for _, it := range p.Items {
-			if err := keys.Add(it.Key); err != nil {
-				return err
-			}
+		if err := all.Add(p.Items); err != nil {
+			return err
 		}
-		all = append(all, p.Items...)
 		if p.NextLink == "" {
 			break
 		}
-		if seenLinks[p.NextLink] {
-			return fmt.Errorf("%s: %w", Name, srcutil.ErrRepeatedLink)
+		if err := links.Follow(p.NextLink); err != nil {
+			return fmt.Errorf("%s: %w", Name, err)
 		}
 		if page >= maxPages {
 			return fmt.Errorf("%s: more than %d pages; the API does not seem to end", Name, maxPages)
 		}
-		seenLinks[p.NextLink] = true
 		link = p.NextLink
 	}
-	return srcutil.EmitAll(ctx, emit, all)
+	return all.Emit(ctx, emit)
 }
 
 func init() {

@@ -4,7 +4,6 @@
 package machineactions
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -60,32 +59,23 @@ func DecodePage(body []byte) (Page, error) {
 	if err != nil {
 		return Page{}, err
 	}
-	items := make([]source.Item, 0, len(recs))
-	for i, raw := range recs {
-		f, err := srcutil.Fields(Name, raw)
-		if err != nil {
-			return Page{}, fmt.Errorf("record %d: %w", i, err)
-		}
+	items, err := srcutil.EventItems(Name, recs, func(f map[string]json.RawMessage) (string, time.Time, error) {
 		id, err := srcutil.Text(Name, f, "id")
 		if err != nil {
-			return Page{}, fmt.Errorf("record %d: %w", i, err)
+			return "", time.Time{}, err
 		}
 		ts, t, err := srcutil.Time(Name, f, "lastUpdateDateTimeUtc", "lastUpdateTimeUtc")
 		if err != nil {
-			return Page{}, fmt.Errorf("record %d: %w", i, err)
+			return "", time.Time{}, err
 		}
-		status := srcutil.OptText(f, "status")
-		items = append(items, source.Item{ID: record.StableID(Name, id, ts, status), Time: t, Raw: raw})
+		return record.StableID(Name, id, ts, srcutil.OptText(f, "status")), t, nil
+	})
+	if err != nil {
+		return Page{}, err
 	}
-	var env struct {
-		Next json.RawMessage `json:"@odata.nextLink"`
-	}
-	_ = json.Unmarshal(body, &env) // the body already decoded as an object above
-	var next string
-	if len(env.Next) > 0 && !bytes.Equal(env.Next, []byte("null")) {
-		if err := json.Unmarshal(env.Next, &next); err != nil {
-			return Page{}, fmt.Errorf("%s: field @odata.nextLink is not a string", Name)
-		}
+	next, err := srcutil.NextLink(Name, body)
+	if err != nil {
+		return Page{}, err
 	}
 	return Page{Items: items, Rows: len(recs), NextLink: next}, nil
 }
@@ -107,7 +97,7 @@ func (s *src) Fetch(ctx context.Context, w source.Window, emit source.Emit) erro
 	size := s.cfg.PageSize
 	skip := 0
 	link := ""
-	seen := map[string]bool{}
+	links := srcutil.Cursors{}
 	for page := 1; page <= maxPages; page++ {
 		var body []byte
 		var err error
@@ -136,10 +126,9 @@ func (s *src) Fetch(ctx context.Context, w source.Window, emit source.Emit) erro
 		}
 		switch {
 		case p.NextLink != "":
-			if seen[p.NextLink] {
-				return fmt.Errorf("%s: %w", Name, srcutil.ErrRepeatedLink)
+			if err := links.Follow(p.NextLink); err != nil {
+				return fmt.Errorf("%s: %w", Name, err)
 			}
-			seen[p.NextLink] = true
 			link = p.NextLink
 		case link != "" || p.Rows < size:
 			// A followed nextLink chain ends without a new link; a $top page
@@ -162,8 +151,8 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			if c.PageSize < 1 || c.PageSize > maxPageSize {
-				return nil, fmt.Errorf("%s: page_size %d must be between 1 and %d", Name, c.PageSize, maxPageSize)
+			if err := srcutil.IntRange(Name, "page_size", c.PageSize, 1, maxPageSize); err != nil {
+				return nil, err
 			}
 			if err := srcutil.NeedPublic(Name, deps); err != nil {
 				return nil, err

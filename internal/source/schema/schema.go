@@ -19,25 +19,13 @@ const (
 // A wrong envelope, a record without the key or a duplicate key fails the
 // whole page.
 func Decode(body []byte) ([]source.Item, error) {
-	recs, err := srcutil.Items(Name, body, srcutil.Envelope{Keys: []string{"Tables"}})
-	if err != nil {
-		return nil, err
-	}
-	return srcutil.SnapshotItems(Name, recs, srcutil.NewKeys(Name), "Name")
+	return srcutil.DecodeList(Name, body, srcutil.Envelope{Keys: []string{"Tables"}}, "Name")
 }
 
 func init() {
-	source.Register(source.Factory{
-		Name: Name, Table: Table, Kind: source.Snapshot, API: "portal", DefaultEnabled: true,
+	source.Register(srcutil.PortalSnapshotFactory(srcutil.PortalSnapshotSpec{
+		Name: Name, Table: Table, Path: Path,
 		Description: "Advanced hunting schema reference: one item per table",
-		New: func(deps source.Deps, _ any) (source.Source, error) {
-			if err := srcutil.NeedPortal(Name, deps); err != nil {
-				return nil, err
-			}
-			return &srcutil.PortalSnapshot{
-				Meta: srcutil.NewMeta(Name, Table, source.Snapshot), Portal: deps.Portal,
-				Path: Path, Query: nil, Decode: Decode,
-			}, nil
-		},
-	})
+		Decode:      Decode,
+	}))
 }

@@ -68,3 +68,17 @@ func IntRange(src, key string, v, lo, hi int) error {
 	}
 	return nil
 }
+
+// Cursors remembers the continuation links (or cursors) a paging loop has
+// followed, so a server that hands one out twice cannot loop it forever.
+type Cursors map[string]bool
+
+// Follow marks c as followed; it fails with ErrRepeatedLink when c was
+// already followed.
+func (cs Cursors) Follow(c string) error {
+	if cs[c] {
+		return ErrRepeatedLink
+	}
+	cs[c] = true
+	return nil
+}

@@ -19,25 +19,13 @@ const (
 // A wrong envelope, a record without the key or a duplicate key fails the
 // whole page.
 func Decode(body []byte) ([]source.Item, error) {
-	recs, err := srcutil.Items(Name, body, srcutil.Envelope{Bare: true})
-	if err != nil {
-		return nil, err
-	}
-	return srcutil.SnapshotItems(Name, recs, srcutil.NewKeys(Name), "Id", "id")
+	return srcutil.DecodeList(Name, body, srcutil.Envelope{Bare: true}, "Id", "id")
 }
 
 func init() {
-	source.Register(source.Factory{
-		Name: Name, Table: Table, Kind: source.Snapshot, API: "portal", DefaultEnabled: true,
+	source.Register(srcutil.PortalSnapshotFactory(srcutil.PortalSnapshotSpec{
+		Name: Name, Table: Table, Path: Path,
 		Description: "Alert suppression (tuning) rules: who silences which alerts",
-		New: func(deps source.Deps, _ any) (source.Source, error) {
-			if err := srcutil.NeedPortal(Name, deps); err != nil {
-				return nil, err
-			}
-			return &srcutil.PortalSnapshot{
-				Meta: srcutil.NewMeta(Name, Table, source.Snapshot), Portal: deps.Portal,
-				Path: Path, Query: nil, Decode: Decode,
-			}, nil
-		},
-	})
+		Decode:      Decode,
+	}))
 }

@@ -87,21 +87,19 @@ func DecodePage(machineID string, body []byte) (Page, error) {
 	if err != nil {
 		return Page{}, err
 	}
-	items := make([]source.Item, 0, len(recs))
-	for i, raw := range recs {
-		f, err := srcutil.Fields(Name, raw)
-		if err != nil {
-			return Page{}, fmt.Errorf("record %d: %w", i, err)
-		}
+	items, err := srcutil.EventItems(Name, recs, func(f map[string]json.RawMessage) (string, time.Time, error) {
 		rid, err := srcutil.Text(Name, f, "ReportId")
 		if err != nil {
-			return Page{}, fmt.Errorf("record %d: %w", i, err)
+			return "", time.Time{}, err
 		}
 		ts, t, err := srcutil.Time(Name, f, "ActionTimeIsoString", "ActionTime")
 		if err != nil {
-			return Page{}, fmt.Errorf("record %d: %w", i, err)
+			return "", time.Time{}, err
 		}
-		items = append(items, source.Item{ID: record.StableID(Name, machineID, rid, ts), Time: t, Raw: raw})
+		return record.StableID(Name, machineID, rid, ts), t, nil
+	})
+	if err != nil {
+		return Page{}, err
 	}
 	prev, err := linkField(obj, "Prev")
 	if err != nil {
@@ -222,7 +220,7 @@ func (s *src) fetchMachine(ctx context.Context, id string, w source.Window, emit
 		"machineId": {id}, "fromDate": {mde.FormatTimelineTime(w.From)}, "toDate": {mde.FormatTimelineTime(w.To)},
 		"pageSize": {strconv.Itoa(s.cfg.PageSize)}, "doNotUseCache": {"false"}, "forceUseCache": {"false"},
 	}
-	seen := map[string]bool{}
+	cursors := srcutil.Cursors{}
 	for page := 1; page <= maxPagesPerWindow; page++ {
 		body, err := s.portal.Get(ctx, path, q)
 		if err != nil {
@@ -249,11 +247,9 @@ func (s *src) fetchMachine(ctx context.Context, id string, w source.Window, emit
 		if m := nq.Get("machineId"); m != "" && m != id {
 			return fmt.Errorf("%s device %s: refusing continuation link: it names another device", Name, id)
 		}
-		cursor := nq.Encode()
-		if seen[cursor] {
-			return fmt.Errorf("%s device %s: %w", Name, id, srcutil.ErrRepeatedLink)
+		if err := cursors.Follow(nq.Encode()); err != nil {
+			return fmt.Errorf("%s device %s: %w", Name, id, err)
 		}
-		seen[cursor] = true
 		path, q = Base+u.Path, nq
 	}
 	return fmt.Errorf("%s device %s: more than %d pages in one window; lower max_window", Name, id, maxPagesPerWindow)
@@ -326,14 +322,14 @@ func newSource(deps source.Deps, cfg any) (source.Source, error) {
 	if all && len(cc.Machines) > 0 {
 		return nil, fmt.Errorf("%s: machines is either [all] or a list of device ids, not both", Name)
 	}
-	if cc.PageSize < 1 || cc.PageSize > 1000 {
-		return nil, fmt.Errorf("%s: page_size %d must be between 1 and 1000", Name, cc.PageSize)
+	if err := srcutil.IntRange(Name, "page_size", cc.PageSize, 1, 1000); err != nil {
+		return nil, err
 	}
 	if cc.MaxMachines < 1 {
 		return nil, fmt.Errorf("%s: max_machines must be at least 1", Name)
 	}
-	if cc.MachinePageSize < 1 || cc.MachinePageSize > 1000 {
-		return nil, fmt.Errorf("%s: machine_page_size %d must be between 1 and 1000", Name, cc.MachinePageSize)
+	if err := srcutil.IntRange(Name, "machine_page_size", cc.MachinePageSize, 1, 1000); err != nil {
+		return nil, err
 	}
 	if err := cc.Check(Name, apiLimit); err != nil {
 		return nil, err
