@@ -94,8 +94,12 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	}
 	printReport(env.Stdout, rep1)
 
-	clock.Advance(time.Hour)
-	fmt.Fprintln(env.Stdout, "\nPass 2 — one emulated hour later, incremental from the checkpoints:")
+	// Twelve emulated hours: long enough for the tenant's scheduled
+	// changes (tamper protection off, a new API app, a new export
+	// destination, …) to happen, so pass 2 shows change records.
+	clock.Advance(12 * time.Hour)
+	pass2 := clock.Now()
+	fmt.Fprintln(env.Stdout, "\nPass 2 — twelve emulated hours later, incremental from the checkpoints:")
 	rep2, err := harvester.Run(ctx, req)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "demo:", err)
@@ -125,6 +129,10 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 		dups += c.duplicates
 	}
 	tw.Flush()
+	if err := printChanges(env.Stdout, *out, pass2); err != nil {
+		fmt.Fprintln(env.Stderr, "demo:", err)
+		return exitFailed
+	}
 	fmt.Fprintf(env.Stdout, "\n%d records in %d tables, %d duplicates, in %s.\n", total, len(tables), dups, time.Since(began).Round(time.Millisecond))
 	if rep1.Failed()+rep2.Failed() > 0 || dups > 0 {
 		fmt.Fprintln(env.Stderr, "demo: something went wrong (see above)")
@@ -132,6 +140,71 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	}
 	fmt.Fprintf(env.Stdout, "Try: jq -c 'select(.ActionType==\"LiveResponseCommand\") | {EventTime, UserPrincipalName, ComputerName, cmd: .AdditionalFields.raw_command}' %s/MdeMachineActions-*.jsonl | head\n", *out)
 	return exitOK
+}
+
+// routineFields change on every run of a healthy tenant; the demo
+// summarises them instead of listing each.
+var routineFields = map[string]bool{"LastRunTime": true, "NextRunTime": true, "LastRunStatus": true,
+	"MonthlyStatistics": true, "LatestConnectivity": true}
+
+// printChanges lists the change records pass 2 produced: what a detection
+// engineer would alert on.
+func printChanges(w io.Writer, dir string, harvested time.Time) error {
+	files, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))
+	if err != nil {
+		return err
+	}
+	stamp := harvested.UTC().Format(time.RFC3339Nano)
+	var lines []string
+	routine := 0
+	for _, f := range files {
+		table := strings.SplitN(filepath.Base(f), "-", 2)[0]
+		err := scanLines(f, func(b []byte) error {
+			var r struct {
+				HarvestedAt   string
+				ChangeType    string
+				SnapshotKey   string
+				ChangedFields []string
+			}
+			if err := json.Unmarshal(b, &r); err != nil {
+				return err
+			}
+			if r.HarvestedAt != stamp || r.ChangeType == "" || r.ChangeType == "Initial" {
+				return nil
+			}
+			if r.ChangeType == "Modified" && allRoutine(r.ChangedFields) {
+				routine++
+				return nil
+			}
+			detail := ""
+			if len(r.ChangedFields) > 0 {
+				detail = " (" + strings.Join(r.ChangedFields, ", ") + ")"
+			}
+			lines = append(lines, fmt.Sprintf("  %-26s %-8s %s%s", table, r.ChangeType, r.SnapshotKey, detail))
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+	}
+	sort.Strings(lines)
+	fmt.Fprintln(w, "\nChanges pass 2 recorded (the stuff of detections):")
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
+	}
+	if routine > 0 {
+		fmt.Fprintf(w, "  … and %d routine updates (rule run times, app usage counters)\n", routine)
+	}
+	return nil
+}
+
+func allRoutine(fields []string) bool {
+	for _, f := range fields {
+		if !routineFields[f] {
+			return false
+		}
+	}
+	return len(fields) > 0
 }
 
 func newFor(rep harvester.Report, table string) int {
@@ -205,6 +278,19 @@ func countOutput(dir string) (map[string]tableCount, error) {
 }
 
 func scanIDs(path string, fn func(id string)) error {
+	return scanLines(path, func(b []byte) error {
+		var r struct {
+			RecordID string `json:"RecordId"`
+		}
+		if err := json.Unmarshal(b, &r); err != nil || r.RecordID == "" {
+			return fmt.Errorf("%s: a line without a RecordId: %v", path, err)
+		}
+		fn(r.RecordID)
+		return nil
+	})
+}
+
+func scanLines(path string, fn func([]byte) error) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -213,13 +299,9 @@ func scanIDs(path string, fn func(id string)) error {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	for sc.Scan() {
-		var r struct {
-			RecordID string `json:"RecordId"`
+		if err := fn(sc.Bytes()); err != nil {
+			return err
 		}
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil || r.RecordID == "" {
-			return fmt.Errorf("%s: a line without a RecordId: %v", path, err)
-		}
-		fn(r.RecordID)
 	}
 	return sc.Err()
 }

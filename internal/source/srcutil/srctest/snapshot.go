@@ -50,30 +50,14 @@ func RunSnapshot(t *testing.T, name, wantPath string, wantQuery url.Values, rawC
 			})
 			deps := source.Deps{Portal: Portal(t, h), API: Public(t, h)}
 			src := Build(t, name, deps, nil).(source.SnapshotSource)
-			var c Collector
-			err := src.Snapshot(context.Background(), c.Emit)
-			if tc.WantErr != "" || tc.WantIs != nil {
-				if err == nil {
-					t.Fatalf("no error; emitted %v", c.Keys())
-				}
-				if !strings.Contains(err.Error(), tc.WantErr) {
-					t.Errorf("err = %v, want it to mention %q", err, tc.WantErr)
-				}
-				if tc.WantIs != nil && !errors.Is(err, tc.WantIs) {
-					t.Errorf("err = %v, want errors.Is %v", err, tc.WantIs)
-				}
-				if len(c.Items) != 0 {
-					t.Errorf("emitted %d items before failing", len(c.Items))
-				}
+			items, ok := CheckSnapshot(t, src, tc.WantErr, tc.WantIs)
+			if !ok {
 				return
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := c.Keys(); !reflect.DeepEqual(got, tc.WantKeys) && !(len(got) == 0 && len(tc.WantKeys) == 0) {
+			if got := keys(items); !reflect.DeepEqual(got, tc.WantKeys) && !(len(got) == 0 && len(tc.WantKeys) == 0) {
 				t.Errorf("keys = %q, want %q", got, tc.WantKeys)
 			}
-			for _, it := range c.Items {
+			for _, it := range items {
 				if !it.Time.IsZero() || it.ID != "" {
 					t.Errorf("snapshot item %s has Time/ID set", it.Key)
 				}

@@ -72,8 +72,12 @@ func (c *Collector) Emit(_ context.Context, it source.Item) error {
 func (c *Collector) Keys() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]string, len(c.Items))
-	for i, it := range c.Items {
+	return keys(c.Items)
+}
+
+func keys(items []source.Item) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
 		out[i] = it.Key
 	}
 	return out
