@@ -117,6 +117,7 @@ func runCompat(ctx context.Context, env *Env, args []string) int {
 		Logger:  log,
 		Now:     env.Now,
 		Stdout:  env.Stdout,
+		Getenv:  env.Getenv,
 	}
 	return harvestAndReport(ctx, env, req, env.Stdout)
 }

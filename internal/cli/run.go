@@ -51,6 +51,7 @@ func runRun(ctx context.Context, env *Env, args []string) int {
 		Logger:  newLogger(env, cfg.LogLevel, *debug),
 		Now:     env.Now,
 		Stdout:  env.Stdout,
+		Getenv:  env.Getenv,
 	}
 	return harvestAndReport(ctx, env, req, summaryWriter(env, req.Outputs))
 }
@@ -72,11 +73,16 @@ func harvestAndReport(ctx context.Context, env *Env, req harvester.Request, w io
 		return exitFailed
 	}
 	printReport(w, rep)
+	code := exitOK
 	if n := rep.Failed(); n > 0 {
 		fmt.Fprintf(env.Stderr, "%d of %d sources failed; their checkpoints did not move (see the errors above)\n", n, len(rep.Results))
-		return exitFailed
+		code = exitFailed
 	}
-	return exitOK
+	if n := rep.OutputsFailing(); n > 0 {
+		fmt.Fprintf(env.Stderr, "%d output(s) did not take everything; their records are kept in the spool in the state file and sent again on the next run\n", n)
+		code = exitFailed
+	}
+	return code
 }
 
 func printReport(w io.Writer, rep harvester.Report) {
@@ -98,6 +104,16 @@ func printReport(w io.Writer, rep harvester.Report) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", r.Source, r.Table, r.Kind, win, r.Fetched, newCol, r.Duplicates, r.Duration.Round(time.Millisecond), status)
 	}
 	tw.Flush()
+	for _, o := range rep.Outputs {
+		if o.Err == nil && o.Spooled == 0 && o.Drained == 0 && o.Backlog == 0 {
+			continue
+		}
+		line := fmt.Sprintf("output %s: spooled %d, delivered from spool %d, still spooled %d", o.Output, o.Spooled, o.Drained, o.Backlog)
+		if o.Err != nil {
+			line += " — FAILED: " + oneLine(o.Err.Error())
+		}
+		fmt.Fprintln(w, line)
+	}
 	fmt.Fprintf(w, "tenant %s, %d sources, %s\n", rep.TenantID, len(rep.Results), rep.Duration.Round(time.Millisecond))
 }
 

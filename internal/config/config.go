@@ -38,6 +38,7 @@ type Config struct {
 	StateFile       string        `yaml:"state_file"`
 	InitialLookback Duration      `yaml:"initial_lookback"`
 	Concurrency     int           `yaml:"concurrency"`
+	SpoolMaxBytes   int64         `yaml:"spool_max_bytes"`
 	LogLevel        string        `yaml:"log_level"`
 	HTTP            HTTP          `yaml:"http"`
 	Portal          Portal        `yaml:"portal"`
@@ -157,6 +158,7 @@ func Default() *Config {
 		StateFile:       "defenderharvester.db",
 		InitialLookback: Duration(24 * time.Hour),
 		Concurrency:     4,
+		SpoolMaxBytes:   1 << 30,
 		LogLevel:        "info",
 		HTTP: HTTP{
 			Timeout:     Duration(60 * time.Second),
@@ -468,6 +470,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Concurrency < 1 || c.Concurrency > 64 {
 		add("concurrency", "%d is out of range: use 1 to 64", c.Concurrency)
+	}
+	if c.SpoolMaxBytes < 1<<20 {
+		add("spool_max_bytes", "%d is too small: use at least 1048576 (1 MiB); the default is 1073741824 (1 GiB)", c.SpoolMaxBytes)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

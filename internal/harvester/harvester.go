@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -38,13 +39,26 @@ type Request struct {
 	Logger  *slog.Logger
 	Now     func() time.Time
 	Stdout  io.Writer // for the stdout sink
+	Getenv  func(string) string
 }
 
 // Report is the outcome of one harvest.
 type Report struct {
 	TenantID string
 	Results  []pipeline.Result
+	Outputs  []pipeline.OutputStatus
 	Duration time.Duration
+}
+
+// OutputsFailing counts outputs that failed or still have spooled records.
+func (r Report) OutputsFailing() int {
+	n := 0
+	for _, o := range r.Outputs {
+		if o.Err != nil || o.Backlog > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // Failed counts the sources that did not succeed.
@@ -71,6 +85,9 @@ func Run(ctx context.Context, req Request) (Report, error) {
 	}
 	if req.Stdout == nil {
 		req.Stdout = os.Stdout
+	}
+	if req.Getenv == nil {
+		req.Getenv = func(string) string { return "" }
 	}
 	cfg := req.Config
 
@@ -121,7 +138,7 @@ func Run(ctx context.Context, req Request) (Report, error) {
 		runnable = append(runnable, src)
 	}
 
-	sinks, err := buildSinks(cfg, req)
+	sinks, err := buildSinks(cfg, req, clients.transport)
 	if err != nil {
 		return Report{}, err
 	}
@@ -144,17 +161,19 @@ func Run(ctx context.Context, req Request) (Report, error) {
 		Now:             req.Now,
 		InitialLookback: time.Duration(cfg.InitialLookback),
 		Concurrency:     cfg.Concurrency,
+		SpoolMaxBytes:   cfg.SpoolMaxBytes,
 	})
 	if err != nil {
 		shutdown(sinks, req.Logger)
 		return Report{}, err
 	}
 	results = append(results, p.Run(ctx, tenant, runnable, pipeline.RunOptions{Since: req.Since})...)
+	outputs := p.Outputs()
 	if err := shutdown(sinks, req.Logger); err != nil {
 		return Report{}, err
 	}
 	sortResults(results, factories)
-	return Report{TenantID: tenant, Results: results, Duration: time.Since(start)}, nil
+	return Report{TenantID: tenant, Results: results, Outputs: outputs, Duration: time.Since(start)}, nil
 }
 
 func shutdown(sinks []sink.Sink, log *slog.Logger) error {
@@ -291,7 +310,7 @@ func build(f source.Factory, cfg *config.Config, deps source.Deps, c *clients) (
 	return f.New(deps, settings)
 }
 
-func buildSinks(cfg *config.Config, req Request) ([]sink.Sink, error) {
+func buildSinks(cfg *config.Config, req Request, rt http.RoundTripper) ([]sink.Sink, error) {
 	names := req.Outputs
 	if len(names) == 0 {
 		for n, node := range cfg.Outputs {
@@ -308,7 +327,8 @@ func buildSinks(cfg *config.Config, req Request) ([]sink.Sink, error) {
 	if len(names) == 0 {
 		names = []string{"files"}
 	}
-	deps := sink.Deps{Logger: req.Logger, Now: req.Now, Stdout: req.Stdout}
+	deps := sink.Deps{Logger: req.Logger, Now: req.Now, Stdout: req.Stdout, Transport: rt,
+		Emulated: cfg.Emulator.Address != "", Getenv: req.Getenv, DataDir: filepath.Dir(cfg.StateFile)}
 	var out []sink.Sink
 	for _, n := range names {
 		f, ok := sink.Lookup(n)

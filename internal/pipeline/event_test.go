@@ -192,11 +192,12 @@ func TestSinkFailureCommitsNothing(t *testing.T) {
 			s.before = func(int) error { return errors.New("disk full") }
 			return sinks{s}
 		}},
-		{"one of two outputs fails", func() sinks {
-			bad := newMemSink()
-			bad.name = "bad"
-			bad.before = func(call int) error { return errors.New("disk full") }
-			return sinks{newMemSink(), bad}
+		{"both of two outputs fail", func() sinks {
+			a, b := newMemSink(), newMemSink()
+			b.name = "second"
+			a.before = func(int) error { return errors.New("disk full") }
+			b.before = func(int) error { return errors.New("HEC 503") }
+			return sinks{a, b}
 		}},
 	}
 	for _, tc := range tests {
@@ -352,7 +353,7 @@ func TestStreamingIsMemoryBounded(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			store, _ := newStore(t)
-			cs := &countSink{}
+			cs := &countSink{memSink: memSink{name: "count"}}
 			p := newPipeline(t, Options{Store: store, Sinks: []sinkT{cs}, Now: func() time.Time { return t0 },
 				BatchSize: tc.batchSize, BatchBytes: tc.batchByte})
 			res := run1(t, p, &streamSource{n: tc.n, size: tc.size}, RunOptions{})

@@ -49,6 +49,24 @@ type Options struct {
 	InitialLookback time.Duration
 	// Concurrency is how many sources run at once.
 	Concurrency int
+	// SpoolMaxBytes bounds each output's spool (default 1 GiB). When one
+	// output fails while others accept a batch, the batch is spooled for
+	// it in the state file and sent again at the start of the next run.
+	SpoolMaxBytes int64
+}
+
+// DefaultSpoolMaxBytes is the default per-output spool limit.
+const DefaultSpoolMaxBytes = 1 << 30
+
+// OutputStatus is what happened to one output in a run.
+type OutputStatus struct {
+	Output string
+	// Err says why the output was given up on in this run (nil: healthy).
+	Err error
+	// Spooled records went to the output's spool this run; Drained
+	// spooled records were delivered this run; Backlog records are still
+	// spooled after it.
+	Spooled, Drained, Backlog int
 }
 
 // RunOptions change one run.
@@ -78,6 +96,9 @@ type Result struct {
 type Pipeline struct {
 	opts Options
 	log  *slog.Logger
+
+	mu      sync.Mutex
+	outputs map[string]*OutputStatus
 }
 
 // New checks opts and fills defaults.
@@ -111,12 +132,28 @@ func New(opts Options) (*Pipeline, error) {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = DefaultConcurrency
 	}
-	return &Pipeline{opts: opts, log: opts.Logger}, nil
+	if opts.SpoolMaxBytes <= 0 {
+		opts.SpoolMaxBytes = DefaultSpoolMaxBytes
+	}
+	seen := map[string]bool{}
+	outputs := map[string]*OutputStatus{}
+	for _, s := range opts.Sinks {
+		if s.Name() == "" {
+			return nil, errors.New("pipeline: an output has no name (a programming error)")
+		}
+		if seen[s.Name()] {
+			return nil, fmt.Errorf("pipeline: two outputs are named %q; each output needs its own name (its spool is kept under it)", s.Name())
+		}
+		seen[s.Name()] = true
+		outputs[s.Name()] = &OutputStatus{Output: s.Name()}
+	}
+	return &Pipeline{opts: opts, log: opts.Logger, outputs: outputs}, nil
 }
 
 // Run harvests every source for tenant and returns one Result per source,
 // in the order of srcs. A failing source does not stop the others.
 func (p *Pipeline) Run(ctx context.Context, tenant string, srcs []source.Source, ro RunOptions) []Result {
+	p.drain(ctx)
 	results := make([]Result, len(srcs))
 	sem := make(chan struct{}, p.opts.Concurrency)
 	var wg sync.WaitGroup
@@ -182,26 +219,133 @@ func (p *Pipeline) runSource(ctx context.Context, tenant string, src source.Sour
 	return res
 }
 
-// deliver hands recs to every sink at once and succeeds only if all do.
+// deliver hands recs to every output at once. It succeeds when every
+// output accepted them, or when at least one did and the batch was
+// durably spooled for the others (which are then skipped for the rest of
+// the run). When no output accepted it, it fails: the source stops and the
+// data stays at the source, where the next run reads it again.
 func (p *Pipeline) deliver(ctx context.Context, table string, recs []record.Record) error {
-	if len(p.opts.Sinks) == 1 {
-		s := p.opts.Sinks[0]
-		if err := s.Write(ctx, table, recs); err != nil {
-			return fmt.Errorf("output %s: %w", s.Name(), err)
-		}
-		return nil
-	}
-	errs := make([]error, len(p.opts.Sinks))
+	sinks := p.opts.Sinks
+	errs := make([]error, len(sinks))
 	var wg sync.WaitGroup
-	for i, s := range p.opts.Sinks {
-		wg.Go(func() {
-			if err := s.Write(ctx, table, recs); err != nil {
-				errs[i] = fmt.Errorf("output %s: %w", s.Name(), err)
-			}
-		})
+	for i, s := range sinks {
+		if err := p.downErr(s.Name()); err != nil {
+			errs[i] = err
+			continue
+		}
+		if len(sinks) == 1 {
+			errs[i] = s.Write(ctx, table, recs)
+			break
+		}
+		wg.Go(func() { errs[i] = s.Write(ctx, table, recs) })
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	failed := 0
+	for i, err := range errs {
+		if err != nil {
+			failed++
+			errs[i] = fmt.Errorf("output %s: %w", sinks[i].Name(), err)
+		}
+	}
+	if failed == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		// Stopping, not failing: nothing is spooled; the next run re-reads.
+		return err
+	}
+	if failed == len(sinks) {
+		return errors.Join(errs...)
+	}
+	for i, s := range sinks {
+		if errs[i] == nil {
+			continue
+		}
+		if err := p.opts.Store.SpoolPut(s.Name(), table, recs, p.opts.SpoolMaxBytes); err != nil {
+			return fmt.Errorf("%w; and its records could not be spooled: %w", errs[i], err)
+		}
+		p.markDown(s.Name(), errs[i], len(recs))
+	}
+	return nil
+}
+
+// errOutputDown marks an output given up on earlier in this run.
+var errOutputDown = errors.New("failed earlier in this run")
+
+func (p *Pipeline) downErr(name string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st := p.outputs[name]; st != nil && st.Err != nil {
+		return errOutputDown
+	}
+	return nil
+}
+
+// markDown records that an output failed; its batches go to its spool for
+// the rest of the run.
+func (p *Pipeline) markDown(name string, err error, spooled int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.outputs[name]
+	if st.Err == nil && !errors.Is(err, errOutputDown) {
+		st.Err = err
+		p.log.Error("output failed; the other outputs carry on and its records are kept in its spool until it accepts them again",
+			"output", name, "err", err)
+	}
+	st.Spooled += spooled
+}
+
+// drain sends every spooled batch to its output, oldest first, deleting
+// each once accepted. An output that still fails is marked down for this
+// run (so new batches join its spool instead of waiting on it).
+func (p *Pipeline) drain(ctx context.Context) {
+	for _, s := range p.opts.Sinks {
+		name := s.Name()
+		var after uint64
+		for ctx.Err() == nil {
+			b, ok, err := p.opts.Store.SpoolNext(name, after)
+			if err != nil {
+				p.markDown(name, fmt.Errorf("reading its spool: %w", err), 0)
+				break
+			}
+			if !ok {
+				break
+			}
+			if err := s.Write(ctx, b.Table, b.Records); err != nil {
+				p.markDown(name, fmt.Errorf("output %s: spooled records still not accepted: %w", name, err), 0)
+				break
+			}
+			if err := p.opts.Store.SpoolDelete(name, b.Seq); err != nil {
+				p.markDown(name, fmt.Errorf("spooled records were delivered but could not be removed from the spool (they will be sent again): %w", err), 0)
+				break
+			}
+			p.mu.Lock()
+			p.outputs[name].Drained += len(b.Records)
+			p.mu.Unlock()
+			after = b.Seq
+		}
+	}
+}
+
+// Outputs reports each output's status, including what is still spooled.
+func (p *Pipeline) Outputs() []OutputStatus {
+	backlog := map[string]int{}
+	infos, err := p.opts.Store.Spools()
+	if err != nil {
+		p.log.Error("cannot read the spool", "err", err)
+	}
+	for _, in := range infos {
+		backlog[in.Output] = in.Records
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]OutputStatus, 0, len(p.opts.Sinks))
+	for _, s := range p.opts.Sinks {
+		st := *p.outputs[s.Name()]
+		st.Backlog = backlog[s.Name()]
+		out = append(out, st)
+	}
+	return out
 }
 
 // approxSize is what one item adds to a batch.

@@ -24,6 +24,7 @@ const (
 	audWdatpLegacy = "https://securitycenter.onmicrosoft.com/windowsatpservice"
 	audMTP         = "https://securitycenter.microsoft.com/mtp"
 	audPortal      = "https://security.microsoft.com"
+	audMonitor     = "https://monitor.azure.com"
 )
 
 // Resource groups decide which roles a token carries and who accepts it.
@@ -47,6 +48,11 @@ var knownResources = map[string][2]string{
 	audPortal:                       {audPortal, resPortal},
 	"https://graph.microsoft.com":   {"https://graph.microsoft.com", resOther},
 	"https://manage.office.com":     {"https://manage.office.com", resOther},
+	// Logs Ingestion (protocols §A.2): the SDK asks for
+	// "https://monitor.azure.com//.default"; the trailing slashes are trimmed.
+	audMonitor:                 {audMonitor, resOther},
+	"https://monitor.azure.us": {"https://monitor.azure.us", resOther},
+	"https://monitor.azure.cn": {"https://monitor.azure.cn", resOther},
 }
 
 type entraApp struct {

@@ -22,12 +22,13 @@ const (
 	FaultTruncate FaultKind = "truncate" // half the real body under the full Content-Length, then close
 	FaultLogin    FaultKind = "login"    // 200 with an HTML sign-in page instead of JSON
 	FaultSlow     FaultKind = "slow"     // the response is delayed, then served normally
+	FaultChaos    FaultKind = "chaos"    // one of 429, 500, 503 or reset, picked at random (seeded)
 )
 
-var faultKinds = []FaultKind{Fault429, Fault500, Fault503, FaultReset, FaultTruncate, FaultLogin, FaultSlow}
+var faultKinds = []FaultKind{Fault429, Fault500, Fault503, FaultReset, FaultTruncate, FaultLogin, FaultSlow, FaultChaos}
 
 // faultFamilies are the families a fault can target; "*" is all.
-var faultFamilies = []string{FamilyPortal, FamilyPublic, FamilyEntra, FamilyLegacy, FamilyTimeline, "*"}
+var faultFamilies = []string{FamilyPortal, FamilyPublic, FamilyEntra, FamilyLegacy, FamilyTimeline, ReceiverSentinel, ReceiverSplunk, "*"}
 
 // FaultRate is one probabilistic fault: each request of Family suffers Kind
 // with probability Rate.
@@ -199,6 +200,7 @@ func (t *Tenant) Inject(f FaultRule) {
 
 type faultDecision struct {
 	kind       FaultKind // "" when only delayed
+	pick       int       // for chaos: which failure
 	retryAfter time.Duration
 	delay      time.Duration
 }
@@ -224,6 +226,9 @@ func (e *faultEngine) decide(family, sub string) *faultDecision {
 			return &d
 		}
 		d.kind, d.retryAfter, d.delay = r.Kind, r.RetryAfter, r.Delay
+		if d.kind == FaultChaos {
+			d.pick = e.rng.IntN(4)
+		}
 		if d.kind == Fault429 && d.retryAfter <= 0 {
 			d.retryAfter = time.Second
 		}
@@ -244,6 +249,9 @@ func (e *faultEngine) decide(family, sub string) *faultDecision {
 		}
 		if d.kind == "" {
 			d.kind, d.retryAfter = r.Kind, r.RetryAfter
+			if d.kind == FaultChaos {
+				d.pick = e.rng.IntN(4)
+			}
 			if d.kind == Fault429 && d.retryAfter <= 0 {
 				d.retryAfter = time.Second
 			}

@@ -29,6 +29,31 @@ var certHosts = []string{
 	"*.api.security.microsoft.com",
 	"*.securitycenter.windows.com",
 	"localhost",
+	// Receivers: Splunk HEC and the Logs Ingestion endpoints (see ingestCertHosts).
+	hecHost, "*.splunkcloud.com",
+}
+
+// ingestRegions are the Azure regions whose Logs Ingestion host names
+// ("<dce>.<region>-1.ingest.monitor.azure.<tld>") the certificate covers: a
+// wildcard spans one label only, so each region needs its own entry.
+var ingestRegions = map[string][]string{
+	"com": {"eastus", "eastus2", "westus", "westus2", "westus3", "centralus", "northcentralus", "southcentralus",
+		"westcentralus", "canadacentral", "brazilsouth", "westeurope", "northeurope", "uksouth", "ukwest",
+		"francecentral", "germanywestcentral", "swedencentral", "switzerlandnorth", "norwayeast", "australiaeast",
+		"southeastasia", "eastasia", "japaneast", "koreacentral", "centralindia", "southafricanorth", "uaenorth"},
+	"us": {"usgovvirginia", "usgovarizona", "usgovtexas"},
+	"cn": {"chinaeast2", "chinanorth2", "chinanorth3"},
+}
+
+func allCertHosts() []string {
+	out := append([]string(nil), certHosts...)
+	for _, tld := range []string{"com", "us", "cn"} {
+		out = append(out, "*.ingest.monitor.azure."+tld)
+		for _, r := range ingestRegions[tld] {
+			out = append(out, "*."+r+"-1.ingest.monitor.azure."+tld)
+		}
+	}
+	return out
 }
 
 func newPKI() (*pki, error) {
@@ -72,7 +97,7 @@ func newPKI() (*pki, error) {
 	leafTmpl := &x509.Certificate{
 		SerialNumber: sn,
 		Subject:      pkix.Name{CommonName: "security.microsoft.com"},
-		DNSNames:     certHosts,
+		DNSNames:     allCertHosts(),
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(2 * 365 * 24 * time.Hour),

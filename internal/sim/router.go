@@ -22,6 +22,8 @@ type req struct {
 	now    time.Time // data clock, read once per request
 	claims *claims   // bearer token, when one was presented and valid
 	svc    service
+	// bodyBytes is the request body size as received (receivers' accounting).
+	bodyBytes int
 }
 
 // route is one method+path of a service. Literal segments match
@@ -91,6 +93,9 @@ type service struct {
 	auth func(*req) bool
 	// fail writes an error in the service's envelope.
 	fail func(q *req, status int, code, msg string)
+	// receiver names the receiver ("sentinel", "splunk") whose accounting
+	// and outage switch apply; empty for the Microsoft read services.
+	receiver string
 }
 
 var (
@@ -109,6 +114,10 @@ func (t *Tenant) serviceFor(host string) (service, bool) {
 		return t.publicService(), true
 	case host == "api-eu.securitycenter.windows.com" || host == "api-us.securitycenter.windows.com":
 		return t.legacyService("api"), true
+	case reIngest.MatchString(host):
+		return t.logsIngestionService(), true
+	case host == hecHost || strings.HasSuffix(host, ".splunkcloud.com"):
+		return t.hecService(), true
 	}
 	if m := reLegacy.FindStringSubmatch(host); m != nil {
 		return t.legacyService(m[1]), true
@@ -155,9 +164,25 @@ func (t *Tenant) buildHandler() http.Handler {
 		}
 		sw := &statusWriter{ResponseWriter: w}
 		q.w = sw
+		var rs *receiverState
+		if svc.receiver != "" {
+			rs = t.receivers[svc.receiver]
+		}
 		defer func() {
+			if rs != nil {
+				n := q.bodyBytes
+				if n == 0 && r.ContentLength > 0 {
+					n = int(min(r.ContentLength, 1<<40))
+				}
+				rs.observe(sw.status, n)
+			}
 			t.log.Debug("request", "family", svc.family, "method", r.Method, "host", host, "path", r.URL.Path, "status", sw.status)
 		}()
+		if rs != nil && rs.isDown() {
+			// An outage: the connection dies before any response.
+			dropConn(q.w, true)
+			return
+		}
 		if f := t.faults.decide(svc.family, sub); f != nil {
 			if !sleepCtx(r.Context(), f.delay) {
 				return
@@ -273,6 +298,14 @@ func (t *Tenant) applyFault(q *req, f *faultDecision, rt *route) bool {
 		q.svc.fail(q, http.StatusServiceUnavailable, "ServiceUnavailable", "The service is temporarily unavailable.")
 	case FaultLogin:
 		writeHTML(q.w, http.StatusOK, loginPageHTML)
+	case FaultChaos:
+		// One of the transient failures, picked by the seeded fault RNG.
+		sub := *f
+		sub.kind = []FaultKind{Fault429, Fault500, Fault503, FaultReset}[f.pick%4]
+		if sub.kind == Fault429 && sub.retryAfter <= 0 {
+			sub.retryAfter = time.Second
+		}
+		return t.applyFault(q, &sub, rt)
 	case FaultReset:
 		dropConn(q.w, true)
 	case FaultTruncate:

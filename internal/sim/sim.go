@@ -47,6 +47,26 @@ type Options struct {
 	// TokenLifetime is the life of issued access tokens (default 3599s).
 	TokenLifetime time.Duration
 	Logger        *slog.Logger
+
+	// Receivers (README "Receivers").
+	//
+	// DCRs are the data collection rules the Logs Ingestion receiver
+	// knows. Empty: one default DCR (immutable id derived from Seed) with a
+	// stream "Custom-<T>" per SentinelTables entry, or, when that is empty
+	// too, accepting any stream whose name starts with "Custom-".
+	DCRs           []DCR
+	SentinelTables []string
+	// KeepReceived keeps every accepted record's bytes for Stored (ids and
+	// counts are always kept).
+	KeepReceived bool
+	// HECIndexes are the indexes the HEC tokens may write (default
+	// "main", "defender"); an envelope without index uses the first.
+	HECIndexes []string
+	// HECMaxContentLength is the HEC body limit in bytes, compressed as
+	// received and decompressed (default 1,000,000, Splunk Cloud's 1 MB).
+	HECMaxContentLength int
+	// HECAckDelay is how long after acceptance (on Clock) an ack turns true.
+	HECAckDelay time.Duration
 }
 
 // Credentials are the secrets a client needs to talk to this tenant.
@@ -62,6 +82,11 @@ type Credentials struct {
 	LegacyClientSecret string `json:"legacy_client_secret"`
 	SccAuth            string `json:"sccauth"`    // portal session cookie value
 	XSRFToken          string `json:"xsrf_token"` // URL-decoded: send as X-XSRF-TOKEN
+	// Splunk HEC tokens (GUIDs): a plain one, one with indexer
+	// acknowledgement, and a disabled one (403 code 1).
+	HECToken         string `json:"hec_token"`
+	HECAckToken      string `json:"hec_ack_token"`
+	HECDisabledToken string `json:"hec_disabled_token"`
 }
 
 // String keeps secrets out of logs and error messages.
@@ -105,6 +130,11 @@ type Tenant struct {
 
 	countMu sync.Mutex
 	counts  map[string]int
+
+	receivers map[string]*receiverState
+	dcrs      map[string]*DCR // by lower-case immutable id
+	defDCR    *DCR            // first DCR, for Info
+	hec       *hecState
 
 	handler http.Handler
 }
@@ -199,6 +229,9 @@ func New(opts Options) (*Tenant, error) {
 		return nil, err
 	}
 	if t.sess, err = newSessions(); err != nil {
+		return nil, err
+	}
+	if err := t.initReceivers(); err != nil {
 		return nil, err
 	}
 	t.limiter = newRateLimiter(t.clock)
@@ -506,6 +539,8 @@ func Hosts() []string {
 		"m365d-autoir-ac-prd-<loc>.securitycenter.windows.com", "m365d-hunting-api-prd-<loc>.securitycenter.windows.com",
 		"m365duseprd-<loc>.securitycenter.windows.com",
 		"api-eu.securitycenter.windows.com", "api-us.securitycenter.windows.com",
+		"<dce>.<region>-1.ingest.monitor.azure.com", "<dce>.<region>-1.ingest.monitor.azure.us", "<dce>.<region>-1.ingest.monitor.azure.cn",
+		hecHost, "<stack>.splunkcloud.com",
 	}
 }
 
@@ -523,6 +558,8 @@ type Info struct {
 	Hosts        []string          `json:"hosts"`
 	BaseURLs     map[string]string `json:"base_urls"`
 	Changes      []Change          `json:"changes"`
+	Sentinel     SentinelInfo      `json:"sentinel"`
+	Splunk       SplunkInfo        `json:"splunk"`
 }
 
 // Info describes the running server s (nil: no listener yet).
@@ -537,8 +574,15 @@ func (t *Tenant) Info(s *Server) Info {
 			"public": "https://api.security.microsoft.com/api",
 			"legacy": "https://wdatpprd-weu.securitycenter.windows.com/api",
 		},
-		Changes: t.Changes(),
+		Changes:  t.Changes(),
+		Sentinel: t.sentinelInfo(),
+		Splunk: SplunkInfo{
+			URL: "https://" + hecHost + "/services/collector/event", Token: c.HECToken,
+			AckToken: c.HECAckToken, DisabledToken: c.HECDisabledToken, Indexes: t.hec.indexes,
+		},
 	}
+	in.BaseURLs["sentinel"] = in.Sentinel.Endpoint
+	in.BaseURLs["splunk"] = "https://" + hecHost
 	if s != nil {
 		in.Address, in.TLS = s.Addr(), s.tls
 		if s.tls {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/record"
@@ -33,6 +34,18 @@ type Deps struct {
 	Logger *slog.Logger
 	Now    func() time.Time
 	Stdout io.Writer
+	// Transport carries network sinks' requests; nil means a production
+	// transport (TLS verified). The emulator swaps it (docs/ARCHITECTURE.md,
+	// "Reaching the emulator").
+	Transport http.RoundTripper
+	// Emulated is true when Transport leads to the emulator (e.g. Entra
+	// instance discovery must be off).
+	Emulated bool
+	// Getenv reads secrets from the environment (os.Getenv in production).
+	Getenv func(string) string
+	// DataDir is where a sink may keep files of its own (dead letters),
+	// the directory of the state file.
+	DataDir string
 }
 
 // Factory describes and builds one sink. Each sink package registers its
@@ -71,6 +84,12 @@ func (d Deps) WithDefaults() Deps {
 	}
 	if d.Stdout == nil {
 		d.Stdout = io.Discard
+	}
+	if d.Getenv == nil {
+		d.Getenv = func(string) string { return "" }
+	}
+	if d.DataDir == "" {
+		d.DataDir = "."
 	}
 	return d
 }

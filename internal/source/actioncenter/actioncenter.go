@@ -54,36 +54,23 @@ type Page struct {
 // DecodePage reads {"Count":n,"Results":[…]}; every record needs ActionId
 // and EventTime (no offset means UTC).
 func DecodePage(body []byte) (Page, error) {
-	obj, err := srcutil.Object(Name, body)
+	count, recs, err := srcutil.Results(Name, body, true)
 	if err != nil {
 		return Page{}, err
 	}
-	count, ok, err := srcutil.Count(Name, obj)
-	if err != nil {
-		return Page{}, err
-	}
-	if !ok {
-		return Page{}, fmt.Errorf("%s: response has no Count field", Name)
-	}
-	recs, err := srcutil.Items(Name, body, srcutil.Envelope{Keys: []string{"Results"}})
-	if err != nil {
-		return Page{}, err
-	}
-	items, err := srcutil.EventItems(Name, recs, func(f map[string]json.RawMessage) (string, time.Time, error) {
-		id, err := srcutil.Text(Name, f, "ActionId")
-		if err != nil {
-			return "", time.Time{}, err
-		}
-		ts, t, err := srcutil.Time(Name, f, "EventTime")
-		if err != nil {
-			return "", time.Time{}, err
-		}
-		return record.StableID(Name, id, ts, srcutil.OptText(f, "ActionStatus")), t, nil
-	})
+	items, err := fields.Items(Name, recs)
 	if err != nil {
 		return Page{}, err
 	}
 	return Page{Count: count, Items: items}, nil
+}
+
+// fields: an action that changes status is a new record.
+var fields = srcutil.EventFields{
+	ID: []string{"ActionId"}, Time: []string{"EventTime"},
+	StableID: func(id, ts string, f map[string]json.RawMessage) string {
+		return record.StableID(Name, id, ts, srcutil.OptText(f, "ActionStatus"))
+	},
 }
 
 type src struct {

@@ -174,10 +174,6 @@ func FuzzDecodePage(f *testing.F) {
 		if p.Count < 0 {
 			t.Fatal("negative count")
 		}
-		for _, it := range p.Items {
-			if it.ID == "" || it.Time.IsZero() || it.Time.Location() != time.UTC {
-				t.Fatalf("bad item %+v", it)
-			}
-		}
+		srctest.CheckEventItems(t, p.Items)
 	})
 }

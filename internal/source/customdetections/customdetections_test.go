@@ -1,7 +1,6 @@
 package customdetections
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -60,21 +59,11 @@ func TestSnapshotPaging(t *testing.T) {
 				w.Write([]byte(body))
 			})
 			s := srctest.Build(t, Name, source.Deps{Portal: srctest.Portal(t, h)}, func(c any) { c.(*Config).PageSize = 2 }).(source.SnapshotSource)
-			var c srctest.Collector
-			err := s.Snapshot(context.Background(), c.Emit)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
-				if len(c.Items) != 0 {
-					t.Error("partial snapshot emitted")
-				}
+			items, ok := srctest.CheckSnapshot(t, s, tt.wantErr, nil)
+			if !ok {
 				return
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := strings.Join(c.Keys(), ","); got != tt.wantKeys {
+			if got := strings.Join(srctest.Keys(items), ","); got != tt.wantKeys {
 				t.Errorf("keys = %s, want %s", got, tt.wantKeys)
 			}
 			if reqs != tt.wantReqs {
@@ -100,15 +89,6 @@ func FuzzDecodePage(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		items, err := DecodePage(b)
-		if err != nil && len(items) != 0 {
-			t.Fatal("items with error")
-		}
-		seen := map[string]bool{}
-		for _, it := range items {
-			if it.Key == "" || seen[it.Key] {
-				t.Fatalf("bad key %q", it.Key)
-			}
-			seen[it.Key] = true
-		}
+		srctest.CheckSnapshotDecode(t, items, err)
 	})
 }

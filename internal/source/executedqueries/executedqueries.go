@@ -49,36 +49,23 @@ type Page struct {
 // DecodePage reads {"Count":n,"Results":[…]}; every query needs QueryId
 // and Timestamp.
 func DecodePage(body []byte) (Page, error) {
-	obj, err := srcutil.Object(Name, body)
+	count, recs, err := srcutil.Results(Name, body, false)
 	if err != nil {
 		return Page{}, err
 	}
-	count, ok, err := srcutil.Count(Name, obj)
-	if err != nil {
-		return Page{}, err
-	}
-	if !ok {
-		count = -1
-	}
-	recs, err := srcutil.Items(Name, body, srcutil.Envelope{Keys: []string{"Results"}})
-	if err != nil {
-		return Page{}, err
-	}
-	items, err := srcutil.EventItems(Name, recs, func(f map[string]json.RawMessage) (string, time.Time, error) {
-		id, err := srcutil.Text(Name, f, "QueryId")
-		if err != nil {
-			return "", time.Time{}, err
-		}
-		_, t, err := srcutil.Time(Name, f, "Timestamp")
-		if err != nil {
-			return "", time.Time{}, err
-		}
-		return record.StableID(Name, id), t, nil
-	})
+	items, err := fields.Items(Name, recs)
 	if err != nil {
 		return Page{}, err
 	}
 	return Page{Count: count, Items: items}, nil
+}
+
+// fields: QueryId is one per execution, so it alone is the id.
+var fields = srcutil.EventFields{
+	ID: []string{"QueryId"}, Time: []string{"Timestamp"},
+	StableID: func(id, _ string, _ map[string]json.RawMessage) string {
+		return record.StableID(Name, id)
+	},
 }
 
 type src struct {

@@ -140,10 +140,6 @@ func FuzzDecodePage(f *testing.F) {
 		if p.Count < -1 {
 			t.Fatal("bad count")
 		}
-		for _, it := range p.Items {
-			if it.ID == "" || it.Time.IsZero() {
-				t.Fatalf("bad item %+v", it)
-			}
-		}
+		srctest.CheckEventItems(t, p.Items)
 	})
 }

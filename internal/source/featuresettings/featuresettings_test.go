@@ -1,8 +1,6 @@
 package featuresettings
 
 import (
-	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -49,24 +47,14 @@ func TestSnapshot(t *testing.T) {
 				}
 			})
 			s := srctest.Build(t, Name, source.Deps{Portal: srctest.Portal(t, h)}, nil).(source.SnapshotSource)
-			var c srctest.Collector
-			err := s.Snapshot(context.Background(), c.Emit)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || (tt.wantIs != nil && !errors.Is(err, tt.wantIs)) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
-				if len(c.Items) != 0 {
-					t.Error("partial snapshot emitted")
-				}
+			items, ok := srctest.CheckSnapshot(t, s, tt.wantErr, tt.wantIs)
+			if !ok {
 				return
 			}
-			if err != nil {
-				t.Fatal(err)
+			if got := srctest.Keys(items); strings.Join(got, ",") != strings.Join(tt.wantKeys, ",") {
+				t.Fatalf("keys = %v", got)
 			}
-			if strings.Join(c.Keys(), ",") != strings.Join(tt.wantKeys, ",") {
-				t.Errorf("keys = %v", c.Keys())
-			}
-			if string(c.Items[0].Raw) != tt.adv || string(c.Items[1].Raw) != tt.lr {
+			if string(items[0].Raw) != tt.adv || string(items[1].Raw) != tt.lr {
 				t.Error("raw JSON changed")
 			}
 		})

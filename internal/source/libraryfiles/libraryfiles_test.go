@@ -1,7 +1,6 @@
 package libraryfiles
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -48,21 +47,11 @@ func TestSnapshot(t *testing.T) {
 				w.Write([]byte(body))
 			})
 			s := srctest.Build(t, Name, source.Deps{API: srctest.Public(t, h)}, nil).(source.SnapshotSource)
-			var c srctest.Collector
-			err := s.Snapshot(context.Background(), c.Emit)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
-				if len(c.Items) != 0 {
-					t.Error("partial snapshot emitted")
-				}
+			items, ok := srctest.CheckSnapshot(t, s, tt.wantErr, nil)
+			if !ok {
 				return
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := strings.Join(c.Keys(), ","); got != tt.wantKeys {
+			if got := strings.Join(srctest.Keys(items), ","); got != tt.wantKeys {
 				t.Errorf("keys = %s, want %s", got, tt.wantKeys)
 			}
 		})

@@ -59,17 +59,7 @@ func DecodePage(body []byte) (Page, error) {
 	if err != nil {
 		return Page{}, err
 	}
-	items, err := srcutil.EventItems(Name, recs, func(f map[string]json.RawMessage) (string, time.Time, error) {
-		id, err := srcutil.Text(Name, f, "id")
-		if err != nil {
-			return "", time.Time{}, err
-		}
-		ts, t, err := srcutil.Time(Name, f, "lastUpdateDateTimeUtc", "lastUpdateTimeUtc")
-		if err != nil {
-			return "", time.Time{}, err
-		}
-		return record.StableID(Name, id, ts, srcutil.OptText(f, "status")), t, nil
-	})
+	items, err := fields.Items(Name, recs)
 	if err != nil {
 		return Page{}, err
 	}
@@ -78,6 +68,14 @@ func DecodePage(body []byte) (Page, error) {
 		return Page{}, err
 	}
 	return Page{Items: items, Rows: len(recs), NextLink: next}, nil
+}
+
+// fields: a status change is a new record.
+var fields = srcutil.EventFields{
+	ID: []string{"id"}, Time: []string{"lastUpdateDateTimeUtc", "lastUpdateTimeUtc"},
+	StableID: func(id, ts string, f map[string]json.RawMessage) string {
+		return record.StableID(Name, id, ts, srcutil.OptText(f, "status"))
+	},
 }
 
 type src struct {

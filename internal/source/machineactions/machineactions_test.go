@@ -164,10 +164,6 @@ func FuzzDecodePage(f *testing.F) {
 		if p.Rows != len(p.Items) {
 			t.Fatal("rows and items differ")
 		}
-		for _, it := range p.Items {
-			if it.ID == "" || it.Time.IsZero() {
-				t.Fatalf("bad item %+v", it)
-			}
-		}
+		srctest.CheckEventItems(t, p.Items)
 	})
 }

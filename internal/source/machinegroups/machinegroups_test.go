@@ -31,15 +31,6 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		items, err := Decode(body)
-		if err != nil && len(items) != 0 {
-			t.Fatal("items returned with an error")
-		}
-		seen := map[string]bool{}
-		for _, it := range items {
-			if it.Key == "" || seen[it.Key] {
-				t.Fatalf("bad key %q", it.Key)
-			}
-			seen[it.Key] = true
-		}
+		srctest.CheckSnapshotDecode(t, items, err)
 	})
 }

@@ -4,42 +4,61 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/source"
 )
 
-// EventItems turns records into event items. idTime reads one record's
-// fields and returns its stable id and UTC time; its errors, like a record
-// that is not an object, fail the page with the record's index.
-func EventItems(src string, recs []json.RawMessage, idTime func(f map[string]json.RawMessage) (string, time.Time, error)) ([]source.Item, error) {
+// EventFields says how an event source reads its records: the first
+// present of ID names the record's id, the first present of Time its time,
+// and StableID makes the item id from both (and, if it needs, other fields).
+type EventFields struct {
+	ID, Time []string
+	StableID func(id, ts string, f map[string]json.RawMessage) string
+}
+
+// Items turns records into event items. A record that is not an object or
+// lacks its id or time fails the page, naming the record's index.
+func (e EventFields) Items(src string, recs []json.RawMessage) ([]source.Item, error) {
 	items := make([]source.Item, 0, len(recs))
 	for i, raw := range recs {
 		f, err := Fields(src, raw)
 		if err != nil {
 			return nil, fmt.Errorf("record %d: %w", i, err)
 		}
-		id, t, err := idTime(f)
+		id, err := Text(src, f, e.ID...)
 		if err != nil {
 			return nil, fmt.Errorf("record %d: %w", i, err)
 		}
-		items = append(items, source.Item{ID: id, Time: t, Raw: raw})
+		ts, t, err := Time(src, f, e.Time...)
+		if err != nil {
+			return nil, fmt.Errorf("record %d: %w", i, err)
+		}
+		items = append(items, source.Item{ID: e.StableID(id, ts, f), Time: t, Raw: raw})
 	}
 	return items, nil
 }
 
-// Count reads the Count total of a {"Count":n,"Results":[…]} page; ok is
-// false when the field is absent. A present Count must be a non-negative
-// integer.
-func Count(src string, obj map[string]json.RawMessage) (n int64, ok bool, err error) {
-	raw, ok := obj["Count"]
-	if !ok {
-		return 0, false, nil
+// Results reads a portal report page {"Count":n,"Results":[…]}. Count must
+// be a non-negative integer; when it is absent, Results fails if
+// countRequired and otherwise gives -1.
+func Results(src string, body []byte, countRequired bool) (count int64, recs []json.RawMessage, err error) {
+	obj, err := Object(src, body)
+	if err != nil {
+		return 0, nil, err
 	}
-	if err := json.Unmarshal(raw, &n); err != nil || n < 0 {
-		return 0, true, fmt.Errorf("%s: field Count is not a non-negative integer", src)
+	count = -1
+	if raw, ok := obj["Count"]; ok {
+		if err := json.Unmarshal(raw, &count); err != nil || count < 0 {
+			return 0, nil, fmt.Errorf("%s: field Count is not a non-negative integer", src)
+		}
+	} else if countRequired {
+		return 0, nil, fmt.Errorf("%s: response has no Count field", src)
 	}
-	return n, true, nil
+	recs, err = Items(src, body, Envelope{Keys: []string{"Results"}})
+	if err != nil {
+		return 0, nil, err
+	}
+	return count, recs, nil
 }
 
 // NextLink reads @odata.nextLink of an OData page: "" when absent or null,

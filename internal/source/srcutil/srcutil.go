@@ -1,6 +1,8 @@
 // Package srcutil holds what the source packages share: envelope decoding
 // that refuses wrong shapes, field extraction for ids, keys and times,
-// snapshot key checks and window chunking. Items keep their raw JSON.
+// snapshot key checks, window chunking, config checks, and the skeletons of
+// one-GET snapshot sources and event record decoding. Items keep their raw
+// JSON.
 package srcutil
 
 import (

@@ -30,18 +30,6 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		items, err := Decode(body)
-		if err != nil {
-			if len(items) != 0 {
-				t.Fatal("items returned with an error")
-			}
-			return
-		}
-		seen := map[string]bool{}
-		for _, it := range items {
-			if it.Key == "" || seen[it.Key] || len(it.Raw) == 0 {
-				t.Fatalf("bad item %+v", it)
-			}
-			seen[it.Key] = true
-		}
+		srctest.CheckSnapshotDecode(t, items, err)
 	})
 }

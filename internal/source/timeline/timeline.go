@@ -87,17 +87,13 @@ func DecodePage(machineID string, body []byte) (Page, error) {
 	if err != nil {
 		return Page{}, err
 	}
-	items, err := srcutil.EventItems(Name, recs, func(f map[string]json.RawMessage) (string, time.Time, error) {
-		rid, err := srcutil.Text(Name, f, "ReportId")
-		if err != nil {
-			return "", time.Time{}, err
-		}
-		ts, t, err := srcutil.Time(Name, f, "ActionTimeIsoString", "ActionTime")
-		if err != nil {
-			return "", time.Time{}, err
-		}
-		return record.StableID(Name, machineID, rid, ts), t, nil
-	})
+	// ReportId is unique per machine only, so the machine is part of the id.
+	items, err := srcutil.EventFields{
+		ID: []string{"ReportId"}, Time: []string{"ActionTimeIsoString", "ActionTime"},
+		StableID: func(rid, ts string, _ map[string]json.RawMessage) string {
+			return record.StableID(Name, machineID, rid, ts)
+		},
+	}.Items(Name, recs)
 	if err != nil {
 		return Page{}, err
 	}

@@ -320,11 +320,7 @@ func FuzzDecodePage(f *testing.F) {
 			}
 			return
 		}
-		for _, it := range p.Items {
-			if it.ID == "" || it.Time.IsZero() {
-				t.Fatalf("bad item %+v", it)
-			}
-		}
+		srctest.CheckEventItems(t, p.Items)
 	})
 }
 

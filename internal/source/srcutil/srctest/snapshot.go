@@ -2,12 +2,9 @@ package srctest
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"net/http"
 	"net/url"
 	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/defenderharvester/defenderharvester/internal/source"
@@ -54,7 +51,7 @@ func RunSnapshot(t *testing.T, name, wantPath string, wantQuery url.Values, rawC
 			if !ok {
 				return
 			}
-			if got := keys(items); !reflect.DeepEqual(got, tc.WantKeys) && !(len(got) == 0 && len(tc.WantKeys) == 0) {
+			if got := Keys(items); !reflect.DeepEqual(got, tc.WantKeys) && !(len(got) == 0 && len(tc.WantKeys) == 0) {
 				t.Errorf("keys = %q, want %q", got, tc.WantKeys)
 			}
 			for _, it := range items {

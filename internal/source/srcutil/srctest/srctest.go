@@ -72,10 +72,11 @@ func (c *Collector) Emit(_ context.Context, it source.Item) error {
 func (c *Collector) Keys() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return keys(c.Items)
+	return Keys(c.Items)
 }
 
-func keys(items []source.Item) []string {
+// Keys returns the keys of items in order.
+func Keys(items []source.Item) []string {
 	out := make([]string, len(items))
 	for i, it := range items {
 		out[i] = it.Key

@@ -1,0 +1,476 @@
+// Package delivery is the one helper every network sink uses to get
+// records to its destination: it encodes and packs records into requests
+// that respect the destination's size limits, sends them with bounded
+// concurrency and a client-side rate limit, retries transient failures
+// with backoff (honouring Retry-After however long it is), splits
+// requests the server calls too large, and dead-letters the single
+// records that can never be sent. A sink implements only "send one
+// request" (SendFunc) and classifies its failures.
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/defenderharvester/defenderharvester/internal/record"
+)
+
+// Framing tells the helper how records are joined into one request body.
+type Framing struct{ Open, Sep, Close []byte }
+
+var (
+	// JSONArray frames records as a JSON array (Logs Ingestion API).
+	JSONArray = Framing{[]byte("["), []byte(","), []byte("]")}
+	// Concatenated frames records as objects one per line (Splunk HEC).
+	Concatenated = Framing{nil, []byte("\n"), nil}
+)
+
+// Encoder appends one record's encoding to dst (the sink's per-record
+// format). On error it should return dst unchanged.
+type Encoder func(dst []byte, r *record.Record) ([]byte, error)
+
+// Request is one HTTP call's worth of records.
+type Request struct {
+	Table   string
+	Body    []byte          // framed, uncompressed; len(Body) <= Config.MaxBytes
+	Records []record.Record // the records in Body, in order
+}
+
+// SendFunc performs one request and returns nil only when the destination
+// accepted it. It classifies failures with Permanent, RetryAfter and
+// TooLarge; an unclassified error is treated as transient. Errors must
+// not contain secrets: they are logged and returned to the user.
+type SendFunc func(ctx context.Context, req *Request) error
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultMaxBytes       = 1_000_000 // Logs Ingestion and (cloud) HEC accept 1 MB per call
+	DefaultMaxRecords     = 10_000
+	DefaultMaxAttempts    = 8
+	DefaultInitialBackoff = time.Second
+	DefaultMaxBackoff     = 5 * time.Minute
+	DefaultMaxElapsed     = 30 * time.Minute
+	DefaultConcurrency    = 4
+)
+
+// Config holds the delivery knobs. Zero fields take the defaults above.
+type Config struct {
+	MaxBytes   int `yaml:"max_bytes"`   // per request body, uncompressed
+	MaxRecords int `yaml:"max_records"` // per request
+	// MaxAttempts per request (first try included). 0 means the default
+	// (8); a negative value retries until MaxElapsed.
+	MaxAttempts int `yaml:"max_attempts"`
+	// Exponential backoff with full jitter between InitialBackoff and
+	// MaxBackoff, unless the server said how long to wait (RetryAfter).
+	InitialBackoff time.Duration `yaml:"initial_backoff"`
+	MaxBackoff     time.Duration `yaml:"max_backoff"`
+	// MaxElapsed bounds the time spent on one request, waits included; a
+	// wait that would cross it ends the request with an error instead.
+	MaxElapsed    time.Duration `yaml:"max_elapsed"`
+	Concurrency   int           `yaml:"concurrency"`     // requests in flight per Write
+	RatePerSecond float64       `yaml:"rate_per_second"` // requests per second per exporter; 0 = unlimited
+	Burst         int           `yaml:"burst"`           // rate limiter burst; default 1
+
+	// Test seams. Now defaults to time.Now, Sleep to a context-aware
+	// timer, Jitter to a uniform random duration in [0, max].
+	Now    func() time.Time                                 `yaml:"-"`
+	Sleep  func(ctx context.Context, d time.Duration) error `yaml:"-"`
+	Jitter func(max time.Duration) time.Duration            `yaml:"-"`
+}
+
+func (c Config) withDefaults() (Config, error) {
+	switch {
+	case c.MaxBytes < 0, c.MaxRecords < 0, c.InitialBackoff < 0, c.MaxBackoff < 0,
+		c.MaxElapsed < 0, c.Concurrency < 0, c.RatePerSecond < 0, c.Burst < 0:
+		return c, errors.New("delivery settings must not be negative (max_bytes, max_records, backoffs, max_elapsed, concurrency, rate_per_second, burst)")
+	}
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defD := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxBytes, DefaultMaxBytes)
+	def(&c.MaxRecords, DefaultMaxRecords)
+	def(&c.MaxAttempts, DefaultMaxAttempts)
+	def(&c.Concurrency, DefaultConcurrency)
+	defD(&c.InitialBackoff, DefaultInitialBackoff)
+	defD(&c.MaxBackoff, DefaultMaxBackoff)
+	defD(&c.MaxElapsed, DefaultMaxElapsed)
+	if c.InitialBackoff > c.MaxBackoff {
+		return c, fmt.Errorf("initial_backoff %s is longer than max_backoff %s: lower initial_backoff or raise max_backoff", c.InitialBackoff, c.MaxBackoff)
+	}
+	if c.RatePerSecond > 0 && c.Burst == 0 {
+		c.Burst = 1
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Sleep == nil {
+		c.Sleep = sleepCtx
+	}
+	if c.Jitter == nil {
+		c.Jitter = func(max time.Duration) time.Duration {
+			if max <= 0 {
+				return 0
+			}
+			return rand.N(max + 1)
+		}
+	}
+	return c, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Stats are an exporter's counters since New.
+type Stats struct {
+	Requests        int64 // calls to SendFunc, retries included
+	Retries         int64 // calls that repeated an earlier failed attempt
+	BytesSent       int64 // body bytes over all calls
+	MaxRequestBytes int64 // largest body passed to SendFunc
+	Records         int64 // records accepted by the destination
+	DeadLettered    int64 // records handed to the dead letter (or logged, without one)
+	TooLargeSplits  int64 // requests split in two after TooLarge
+}
+
+// Exporter delivers records for one sink. Safe for concurrent use.
+type Exporter struct {
+	name    string
+	cfg     Config
+	framing Framing
+	enc     Encoder
+	send    SendFunc
+	dl      DeadLetter
+	log     *slog.Logger
+	limiter *rate.Limiter
+
+	requests, retries, bytesSent, maxRequestBytes atomic.Int64
+	records, deadLettered, splits                 atomic.Int64
+}
+
+// New builds an exporter for the sink called name. dl may be nil: records
+// that can never be sent are then only logged (at error level) and
+// counted. log may be nil.
+func New(name string, cfg Config, framing Framing, enc Encoder, send SendFunc, dl DeadLetter, log *slog.Logger) (*Exporter, error) {
+	if name == "" {
+		return nil, errors.New("delivery: the sink name is empty")
+	}
+	if enc == nil || send == nil {
+		return nil, fmt.Errorf("delivery for sink %q: encoder and send function are required", name)
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("delivery settings of sink %q: %w", name, err)
+	}
+	if min := len(framing.Open) + len(framing.Close) + 2; cfg.MaxBytes < min {
+		return nil, fmt.Errorf("delivery settings of sink %q: max_bytes %d cannot hold even one record; use at least %d", name, cfg.MaxBytes, min)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Exporter{name: name, cfg: cfg, framing: framing, enc: enc, send: send, dl: dl, log: log}
+	if cfg.RatePerSecond > 0 {
+		e.limiter = rate.NewLimiter(rate.Limit(cfg.RatePerSecond), cfg.Burst)
+	}
+	return e, nil
+}
+
+// Stats returns a snapshot of the counters.
+func (e *Exporter) Stats() Stats {
+	return Stats{
+		Requests:        e.requests.Load(),
+		Retries:         e.retries.Load(),
+		BytesSent:       e.bytesSent.Load(),
+		MaxRequestBytes: e.maxRequestBytes.Load(),
+		Records:         e.records.Load(),
+		DeadLettered:    e.deadLettered.Load(),
+		TooLargeSplits:  e.splits.Load(),
+	}
+}
+
+// item is one encoded record: recs[idx] encoded at buf[start:end].
+type item struct{ idx, start, end int }
+
+// batch is the shared state of one Write.
+type batch struct {
+	table string
+	recs  []record.Record
+	buf   []byte
+}
+
+// Write encodes recs, packs them into requests within MaxBytes and
+// MaxRecords (record order kept inside and across request bodies), sends
+// them with up to Concurrency in flight and returns nil only when every
+// record was accepted or dead-lettered. A permanent rejection of a
+// request holding several records fails the whole Write: a wrong token or
+// index must stop delivery, not dead-letter everything.
+func (e *Exporter) Write(ctx context.Context, table string, recs []record.Record) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("sink %s: table %s: not sent: %w", e.name, table, err)
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	b := &batch{table: table, recs: recs}
+	groups, err := e.pack(ctx, b)
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		sem      = make(chan struct{}, e.cfg.Concurrency)
+		queued   int
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+		cancel() // the Write fails as a whole: stop the other requests
+	}
+loop:
+	for _, g := range groups {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			break loop
+		}
+		queued++
+		wg.Add(1)
+		go func(g []item) {
+			defer func() { <-sem; wg.Done() }()
+			if err := e.deliver(ctx, b, g); err != nil {
+				fail(err)
+			}
+		}(g)
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	if queued < len(groups) { // cancelled by the caller before everything was sent
+		return fmt.Errorf("sink %s: table %s: delivery stopped: %w", e.name, table, err)
+	}
+	return nil
+}
+
+// pack encodes every record and groups them into requests. Records that
+// cannot be encoded, or that alone exceed MaxBytes, are dead-lettered
+// here, before anything is sent.
+func (e *Exporter) pack(ctx context.Context, b *batch) ([][]item, error) {
+	frame := len(e.framing.Open) + len(e.framing.Close)
+	sep := len(e.framing.Sep)
+	var (
+		groups [][]item
+		cur    []item
+		size   int
+	)
+	for i := range b.recs {
+		start := len(b.buf)
+		out, err := e.enc(b.buf, &b.recs[i])
+		if err != nil {
+			b.buf = b.buf[:start]
+			if err := e.deadLetter(ctx, b.table, &b.recs[i], fmt.Errorf("cannot be encoded for this destination: %w", err)); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		b.buf = out
+		n := len(b.buf) - start
+		if n+frame > e.cfg.MaxBytes {
+			b.buf = b.buf[:start]
+			reason := fmt.Errorf("encoded record is %d bytes, more than the %d bytes one request may carry (max_bytes); it can never be sent", n+frame, e.cfg.MaxBytes)
+			if err := e.deadLetter(ctx, b.table, &b.recs[i], reason); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if len(cur) > 0 && (size+sep+n > e.cfg.MaxBytes || len(cur) >= e.cfg.MaxRecords) {
+			groups = append(groups, cur)
+			cur, size = nil, 0
+		}
+		if len(cur) == 0 {
+			size = frame + n
+		} else {
+			size += sep + n
+		}
+		cur = append(cur, item{idx: i, start: start, end: len(b.buf)})
+	}
+	if len(cur) > 0 {
+		groups = append(groups, cur)
+	}
+	return groups, nil
+}
+
+// request frames the items' encodings into one body.
+func (e *Exporter) request(b *batch, g []item) *Request {
+	n := len(e.framing.Open) + len(e.framing.Close) + len(e.framing.Sep)*(len(g)-1)
+	for _, it := range g {
+		n += it.end - it.start
+	}
+	body := make([]byte, 0, n)
+	body = append(body, e.framing.Open...)
+	recs := make([]record.Record, len(g))
+	for i, it := range g {
+		if i > 0 {
+			body = append(body, e.framing.Sep...)
+		}
+		body = append(body, b.buf[it.start:it.end]...)
+		recs[i] = b.recs[it.idx]
+	}
+	body = append(body, e.framing.Close...)
+	return &Request{Table: b.table, Body: body, Records: recs}
+}
+
+// deliver sends one group until it is accepted, dead-lettered, split or
+// given up on.
+func (e *Exporter) deliver(ctx context.Context, b *batch, g []item) error {
+	req := e.request(b, g)
+	start := e.cfg.Now()
+	for attempt := 1; ; attempt++ {
+		if err := e.wait(ctx); err != nil {
+			return fmt.Errorf("sink %s: table %s: delivery stopped: %w", e.name, b.table, err)
+		}
+		e.count(req, attempt)
+		err := e.send(ctx, req)
+		if err == nil {
+			e.records.Add(int64(len(g)))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("sink %s: table %s: delivery stopped: %w (last error: %v)", e.name, b.table, ctx.Err(), err)
+		}
+		switch kindOf(err) {
+		case kindPermanent:
+			if len(g) == 1 {
+				return e.deadLetter(ctx, b.table, &req.Records[0], fmt.Errorf("rejected permanently: %w", err))
+			}
+			return fmt.Errorf("sink %s: table %s: a request of %d records was rejected permanently: %w; nothing more is sent until this is fixed (check the sink's endpoint, credentials, index or stream settings)", e.name, b.table, len(g), err)
+		case kindTooLarge:
+			if len(g) == 1 {
+				return e.deadLetter(ctx, b.table, &req.Records[0], fmt.Errorf("rejected as too large even alone (%d bytes): %w", len(req.Body), err))
+			}
+			e.splits.Add(1)
+			e.log.Debug("request too large, splitting", "sink", e.name, "table", b.table, "records", len(g), "bytes", len(req.Body))
+			half := len(g) / 2
+			if err := e.deliver(ctx, b, g[:half]); err != nil {
+				return err
+			}
+			return e.deliver(ctx, b, g[half:])
+		}
+
+		delay, told := retryAfterOf(err)
+		if !told {
+			delay = e.backoff(attempt)
+		}
+		if e.cfg.MaxAttempts > 0 && attempt >= e.cfg.MaxAttempts {
+			return fmt.Errorf("sink %s: table %s: gave up on a request of %d records after %d attempts: %w (the destination keeps failing; raise max_attempts or check its health)", e.name, b.table, len(g), attempt, err)
+		}
+		if elapsed := e.cfg.Now().Sub(start); elapsed+delay > e.cfg.MaxElapsed {
+			return fmt.Errorf("sink %s: table %s: gave up on a request of %d records after %d attempts in %s (next wait %s would pass max_elapsed %s): %w", e.name, b.table, len(g), attempt, elapsed.Round(time.Millisecond), delay, e.cfg.MaxElapsed, err)
+		}
+		e.log.Warn("request failed, retrying", "sink", e.name, "table", b.table, "records", len(g),
+			"attempt", attempt, "wait", delay, "server_asked", told, "error", err)
+		if err := e.cfg.Sleep(ctx, delay); err != nil {
+			return fmt.Errorf("sink %s: table %s: delivery stopped while waiting to retry: %w", e.name, b.table, err)
+		}
+	}
+}
+
+func (e *Exporter) count(req *Request, attempt int) {
+	n := int64(len(req.Body))
+	e.requests.Add(1)
+	if attempt > 1 {
+		e.retries.Add(1)
+	}
+	e.bytesSent.Add(n)
+	for {
+		m := e.maxRequestBytes.Load()
+		if n <= m || e.maxRequestBytes.CompareAndSwap(m, n) {
+			return
+		}
+	}
+}
+
+// backoff is full-jitter exponential: a random wait in
+// [0, min(MaxBackoff, InitialBackoff·2^(attempt-1))].
+func (e *Exporter) backoff(attempt int) time.Duration {
+	d := e.cfg.InitialBackoff
+	for i := 1; i < attempt && d < e.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	if d > e.cfg.MaxBackoff {
+		d = e.cfg.MaxBackoff
+	}
+	j := e.cfg.Jitter(d)
+	if j < 0 || j > d { // a broken jitter function must not disable backoff
+		return d
+	}
+	return j
+}
+
+// wait takes a token from the rate limiter, sleeping through the
+// configured Sleep so tests control time.
+func (e *Exporter) wait(ctx context.Context) error {
+	if e.limiter == nil {
+		return ctx.Err()
+	}
+	now := e.cfg.Now()
+	r := e.limiter.ReserveN(now, 1)
+	if !r.OK() { // cannot happen: burst is at least 1
+		return errors.New("rate limiter refused the request")
+	}
+	d := r.DelayFrom(now)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	if err := e.cfg.Sleep(ctx, d); err != nil {
+		r.CancelAt(e.cfg.Now())
+		return err
+	}
+	return nil
+}
+
+// deadLetter hands r to the dead-letter store and logs it; a record is
+// never dropped silently.
+func (e *Exporter) deadLetter(ctx context.Context, table string, r *record.Record, reason error) error {
+	e.log.Error("record cannot be delivered, dead-lettering it", "sink", e.name, "table", table,
+		"record_id", r.ID, "source", r.Source, "reason", reason.Error(), "kept", e.dl != nil)
+	if e.dl != nil {
+		if err := e.dl.Put(ctx, e.name, table, r, reason); err != nil {
+			return fmt.Errorf("sink %s: table %s: record %s cannot be delivered (%v) and could not be dead-lettered: %w", e.name, table, r.ID, reason, err)
+		}
+	}
+	e.deadLettered.Add(1)
+	return nil
+}

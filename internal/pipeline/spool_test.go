@@ -1,0 +1,135 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/defenderharvester/defenderharvester/internal/source"
+)
+
+// TestOneOutputDownOthersReceive: a broken output neither loses data nor
+// holds back the healthy one; its batches wait in the spool (which
+// survives reopening the state file) and reach it once it is back.
+func TestOneOutputDownOthersReceive(t *testing.T) {
+	store, path := newStore(t)
+	clk := &clock{t: t0}
+	healthy, broken := newMemSink(), newMemSink()
+	healthy.name, broken.name = "files", "splunk"
+	broken.before = func(int) error { return errors.New("HEC 503 Server is busy") }
+	p := newPipeline(t, Options{Store: store, Sinks: sinks{healthy, broken}.s(), Now: clk.Now, BatchSize: 10})
+	src := &fakeEvent{name: "ActionCenter"}
+	snap := &fakeSnapshot{}
+	snap.set(nil, "1", `{"Id":1}`, "2", `{"Id":2}`)
+	var ids []string
+	for i := range 35 {
+		id := fmt.Sprintf("x%02d", i)
+		ids = append(ids, id)
+		src.add(item(id, t0.Add(-time.Duration(i+1)*time.Minute)))
+	}
+	res := p.Run(t.Context(), tenant, []source.Source{src, snap}, RunOptions{})
+	for _, r := range res {
+		if r.Err != nil {
+			t.Fatalf("%s failed although one output accepted everything: %v", r.Source, r.Err)
+		}
+	}
+	assertOnce(t, healthy.ids(), append(ids, snapIDs(healthy)...)...)
+	if len(broken.all()) != 0 {
+		t.Fatal("the broken output stored records")
+	}
+	if broken.calls > 2 {
+		t.Errorf("the broken output was tried %d times in one run; after its first failure batches should go straight to its spool", broken.calls)
+	}
+	if _, ok := cursorOf(t, store, src.name); !ok {
+		t.Fatal("cursor did not move although every record is delivered or spooled")
+	}
+	outs := p.Outputs()
+	if outs[1].Err == nil || !strings.Contains(outs[1].Err.Error(), "503") || outs[1].Spooled != 37 || outs[1].Backlog != 37 || outs[0].Err != nil {
+		t.Fatalf("output status = %+v", outs)
+	}
+
+	// The state file is reopened (a new process) and the output is back.
+	store.Close()
+	store = openStore(t, path)
+	broken.before = nil
+	clk.Set(t0.Add(time.Minute))
+	p = newPipeline(t, Options{Store: store, Sinks: sinks{healthy, broken}.s(), Now: clk.Now, BatchSize: 10})
+	res = p.Run(t.Context(), tenant, []source.Source{src, snap}, RunOptions{})
+	for _, r := range res {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	got := broken.ids()
+	for _, id := range ids {
+		if got[id] != 1 {
+			t.Errorf("record %s reached the recovered output %d times, want once", id, got[id])
+		}
+	}
+	if len(got) != 37 {
+		t.Errorf("recovered output got %d distinct records, want 37 (35 events + 2 snapshot changes)", len(got))
+	}
+	outs = p.Outputs()
+	if outs[1].Err != nil || outs[1].Drained != 37 || outs[1].Backlog != 0 {
+		t.Fatalf("after recovery: %+v", outs[1])
+	}
+}
+
+func snapIDs(m *memSink) []string {
+	var out []string
+	for _, r := range m.all() {
+		if len(r.Extra) > 0 {
+			out = append(out, r.ID)
+		}
+	}
+	return out
+}
+
+// TestSpoolFullFailsTheSource: when the spool limit is reached the source
+// fails and its cursor stays, so the data is still at the source.
+func TestSpoolFullFailsTheSource(t *testing.T) {
+	store, _ := newStore(t)
+	clk := &clock{t: t0}
+	healthy, broken := newMemSink(), newMemSink()
+	broken.name = "sentinel"
+	broken.before = func(int) error { return errors.New("403 OperationFailed") }
+	p := newPipeline(t, Options{Store: store, Sinks: sinks{healthy, broken}.s(), Now: clk.Now, BatchSize: 10, SpoolMaxBytes: 2000})
+	src := &fakeEvent{name: "Timeline"}
+	for i := range 100 {
+		src.add(item(fmt.Sprintf("t%03d", i), t0.Add(-time.Duration(i+1)*time.Second)))
+	}
+	res := run1(t, p, src, RunOptions{})
+	if res.Err == nil || !strings.Contains(res.Err.Error(), "spool full") || !strings.Contains(res.Err.Error(), "sentinel") {
+		t.Fatalf("want a spool-full error naming the output, got %v", res.Err)
+	}
+	if _, ok := cursorOf(t, store, src.name); ok {
+		t.Fatal("cursor moved although records could be neither delivered nor spooled")
+	}
+}
+
+// TestStillBrokenOutputKeepsItsSpool: draining stops at the first refused
+// batch and keeps the rest, in order.
+func TestStillBrokenOutputKeepsItsSpool(t *testing.T) {
+	store, _ := newStore(t)
+	clk := &clock{t: t0}
+	healthy, broken := newMemSink(), newMemSink()
+	broken.name = "splunk"
+	broken.before = func(int) error { return errors.New("connection refused") }
+	p := newPipeline(t, Options{Store: store, Sinks: sinks{healthy, broken}.s(), Now: clk.Now, BatchSize: 5})
+	src := &fakeEvent{name: "ActionCenter"}
+	for i := range 12 {
+		src.add(item(fmt.Sprintf("a%02d", i), t0.Add(-time.Duration(i+1)*time.Minute)))
+	}
+	run1(t, p, src, RunOptions{})
+	clk.Set(t0.Add(time.Minute))
+	p = newPipeline(t, Options{Store: store, Sinks: sinks{healthy, broken}.s(), Now: clk.Now, BatchSize: 5})
+	if res := run1(t, p, src, RunOptions{}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	out := p.Outputs()[1]
+	if out.Err == nil || out.Backlog != 12 || out.Drained != 0 {
+		t.Fatalf("still-broken output: %+v", out)
+	}
+}

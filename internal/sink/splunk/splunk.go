@@ -1,0 +1,702 @@
+// Package splunk is the sink that sends records to a Splunk HTTP Event
+// Collector (HEC) as concatenated JSON envelopes, optionally waiting for
+// indexer acknowledgement before a batch counts as delivered.
+package splunk
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/defenderharvester/defenderharvester/internal/config"
+	"github.com/defenderharvester/defenderharvester/internal/delivery"
+	"github.com/defenderharvester/defenderharvester/internal/record"
+	"github.com/defenderharvester/defenderharvester/internal/sink"
+)
+
+// Name is the output's config key.
+const Name = "splunk"
+
+// EnvToken is the environment variable holding the HEC token when
+// token_file is not set.
+const EnvToken = "DH_SPLUNK_TOKEN"
+
+// Defaults of Config.
+const (
+	DefaultSource       = "defenderharvester"
+	DefaultTimeout      = 30 * time.Second
+	DefaultPollInterval = 10 * time.Second
+	DefaultAckTimeout   = 5 * time.Minute
+)
+
+const (
+	eventPath  = "/services/collector/event"
+	ackPath    = "/services/collector/ack"
+	healthPath = "/services/collector/health"
+	// maxReplyBytes bounds how much of a HEC answer is read: replies are
+	// tiny JSON objects, anything larger is not HEC.
+	maxReplyBytes = 64 << 10
+)
+
+func init() {
+	sink.Register(sink.Factory{
+		Name:        Name,
+		Description: "Splunk HTTP Event Collector (/services/collector/event), gzip, optional indexer acknowledgement",
+		NewConfig:   func() any { return DefaultConfig() },
+		New: func(deps sink.Deps, cfg any) (sink.Sink, error) {
+			c, ok := cfg.(*Config)
+			if !ok || c == nil {
+				c = DefaultConfig()
+			}
+			return New(deps, *c)
+		},
+	})
+}
+
+// Config are the Splunk output's settings. The token is never part of
+// it: it comes from token_file (mode 0600) or DH_SPLUNK_TOKEN.
+type Config struct {
+	// URL is the HEC base, e.g. https://splunk.example.com:8088; the
+	// event, ack and health paths are appended.
+	URL       string `yaml:"url"`
+	TokenFile string `yaml:"token_file"`
+	// Index is empty for the token's default index.
+	Index string `yaml:"index"`
+	// Host defaults to the machine's host name.
+	Host   string `yaml:"host"`
+	Source string `yaml:"source"`
+	// Sourcetype applies to every table; empty means the table name.
+	// Sourcetypes overrides it per table.
+	Sourcetype  string            `yaml:"sourcetype"`
+	Sourcetypes map[string]string `yaml:"sourcetypes"`
+	Gzip        bool              `yaml:"gzip"`
+	Ack         AckConfig         `yaml:"ack"`
+	// CAFile is a PEM bundle trusted in addition to the system roots.
+	CAFile             string `yaml:"ca_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+	// Timeout bounds one HTTP call (event post, ack query, health check).
+	Timeout  config.Duration `yaml:"timeout"`
+	Delivery delivery.Config `yaml:"delivery"`
+}
+
+// AckConfig controls indexer acknowledgement (the token must have it on).
+type AckConfig struct {
+	Enabled      bool            `yaml:"enabled"`
+	PollInterval config.Duration `yaml:"poll_interval"`
+	// Timeout is how long a request may stay unacknowledged before it is
+	// sent again (duplicates are then possible).
+	Timeout config.Duration `yaml:"timeout"`
+}
+
+// DefaultConfig returns the settings used when the config file says nothing.
+func DefaultConfig() *Config {
+	return &Config{
+		Source:  DefaultSource,
+		Gzip:    true,
+		Timeout: config.Duration(DefaultTimeout),
+		Ack: AckConfig{
+			PollInterval: config.Duration(DefaultPollInterval),
+			Timeout:      config.Duration(DefaultAckTimeout),
+		},
+		Delivery: delivery.Config{MaxBytes: delivery.DefaultMaxBytes},
+	}
+}
+
+// Sink is the Splunk HEC output.
+type Sink struct {
+	log         *slog.Logger
+	client      *http.Client
+	ownsRT      bool
+	token       string
+	channel     string
+	base        string // scheme://host[:port][/prefix], no trailing slash
+	eventURL    string
+	ackURL      string
+	healthURL   string
+	index       string
+	host        string
+	source      string
+	sourcetype  string
+	sourcetypes map[string]string
+	gzip        bool
+	ack         bool
+	pollEvery   time.Duration
+	ackTimeout  time.Duration
+	timeout     time.Duration
+	exp         *delivery.Exporter
+
+	// Test seams for the ack loop: now is the clock, sleep waits.
+	now   func() time.Time
+	sleep func(ctx context.Context, d time.Duration) error
+
+	acks      *acker
+	warnNoAck sync.Once
+	gzPool    sync.Pool
+
+	mu       sync.Mutex
+	started  bool
+	closed   bool
+	inflight sync.WaitGroup
+}
+
+// New builds the sink; nothing is sent before Start.
+func New(deps sink.Deps, cfg Config) (*Sink, error) {
+	deps = deps.WithDefaults()
+	log := deps.Logger.With("output", Name)
+	base, err := parseBase(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	token, err := loadToken(cfg.TokenFile, deps.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	host := cfg.Host
+	if host == "" {
+		if host, err = os.Hostname(); err != nil || host == "" {
+			return nil, fmt.Errorf("cannot determine this machine's host name (%v): set outputs.splunk.host", err)
+		}
+	}
+	source := cfg.Source
+	if source == "" {
+		source = DefaultSource
+	}
+	timeout, poll, ackTimeout := time.Duration(cfg.Timeout), time.Duration(cfg.Ack.PollInterval), time.Duration(cfg.Ack.Timeout)
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	if poll == 0 {
+		poll = DefaultPollInterval
+	}
+	if ackTimeout == 0 {
+		ackTimeout = DefaultAckTimeout
+	}
+	if timeout < 0 || poll < 0 || ackTimeout < 0 {
+		return nil, errors.New("splunk: timeout, ack.poll_interval and ack.timeout must not be negative")
+	}
+	if cfg.Ack.Enabled && ackTimeout < poll {
+		return nil, fmt.Errorf("splunk: ack.timeout %s is shorter than ack.poll_interval %s: no acknowledgement could ever arrive in time; raise ack.timeout", ackTimeout, poll)
+	}
+	for t, st := range cfg.Sourcetypes {
+		if strings.TrimSpace(st) == "" {
+			return nil, fmt.Errorf("splunk: sourcetypes.%s is empty; remove it to use the default or name a sourcetype", t)
+		}
+	}
+	rt, owns, err := transport(cfg, deps.Transport, log)
+	if err != nil {
+		return nil, err
+	}
+	channel, err := newGUID()
+	if err != nil {
+		return nil, fmt.Errorf("splunk: cannot create the HEC channel id: %w", err)
+	}
+	s := &Sink{
+		log: log, token: token, channel: channel, base: base,
+		eventURL: base + eventPath, ackURL: base + ackPath + "?channel=" + url.QueryEscape(channel), healthURL: base + healthPath,
+		index: cfg.Index, host: host, source: source, sourcetype: cfg.Sourcetype, sourcetypes: cfg.Sourcetypes,
+		gzip: cfg.Gzip, ack: cfg.Ack.Enabled, pollEvery: poll, ackTimeout: ackTimeout, timeout: timeout,
+		now: deps.Now, sleep: sleepCtx, ownsRT: owns,
+		client: &http.Client{
+			Transport: rt,
+			// Authenticated requests never follow redirects: the token
+			// would go wherever the redirect points.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+	s.acks = &acker{s: s, pending: map[int64]bool{}}
+	dcfg := cfg.Delivery
+	if dcfg.MaxBytes == 0 {
+		dcfg.MaxBytes = delivery.DefaultMaxBytes
+	}
+	s.exp, err = delivery.New(Name, dcfg, delivery.Concatenated, s.encode, s.send, delivery.NewFileDeadLetter(deps.DataDir, deps.Now), log)
+	if err != nil {
+		return nil, fmt.Errorf("splunk: %w", err)
+	}
+	return s, nil
+}
+
+// parseBase checks the url setting and returns it without the collector
+// path a user may have pasted.
+func parseBase(raw string) (string, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return "", errors.New("splunk: url is empty; set outputs.splunk.url to the HEC address, e.g. https://splunk.example.com:8088")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("splunk: url %q is not a URL: %w", raw, err)
+	}
+	switch {
+	case u.Scheme != "https":
+		return "", fmt.Errorf("splunk: url %q must start with https:// (the HEC token must not travel in clear text); enable SSL on the HEC input", raw)
+	case u.Host == "":
+		return "", fmt.Errorf("splunk: url %q has no host; use e.g. https://splunk.example.com:8088", raw)
+	case u.User != nil:
+		return "", errors.New("splunk: url must not contain a user or password; put the HEC token in token_file or DH_SPLUNK_TOKEN")
+	case u.RawQuery != "" || u.Fragment != "":
+		return "", errors.New("splunk: url must not contain a query or fragment (a ?token= would leak the HEC token); use the base address only")
+	}
+	p := strings.TrimRight(u.Path, "/")
+	for _, suffix := range []string{"/services/collector/event/1.0", eventPath, "/services/collector"} {
+		if strings.HasSuffix(p, suffix) {
+			p = strings.TrimSuffix(p, suffix)
+			break
+		}
+	}
+	return u.Scheme + "://" + u.Host + p, nil
+}
+
+// loadToken reads the HEC token from the file or the environment and
+// checks its shape; errors never contain it.
+func loadToken(file string, getenv func(string) string) (string, error) {
+	var tok, from string
+	if file != "" {
+		v, err := config.ReadSecretFile(file)
+		if err != nil {
+			return "", fmt.Errorf("splunk: token_file: %w", err)
+		}
+		tok, from = v, "token_file "+file
+	} else {
+		tok, from = strings.TrimSpace(getenv(EnvToken)), EnvToken
+	}
+	if tok == "" {
+		return "", fmt.Errorf("splunk: no HEC token: set %s or outputs.splunk.token_file (a file readable only by you)", EnvToken)
+	}
+	for _, c := range tok {
+		if c <= ' ' || c == 0x7f {
+			return "", fmt.Errorf("splunk: the HEC token in %s contains spaces or control characters; it should be a GUID like 01234567-89ab-cdef-0123-456789abcdef", from)
+		}
+	}
+	return tok, nil
+}
+
+// transport picks the round tripper: the injected one (emulator) unless
+// ca_file or insecure_skip_verify ask for a TLS setup of their own.
+func transport(cfg Config, injected http.RoundTripper, log *slog.Logger) (http.RoundTripper, bool, error) {
+	if cfg.CAFile == "" && !cfg.InsecureSkipVerify {
+		if injected != nil {
+			return injected, false, nil
+		}
+		return newHTTPTransport(&tls.Config{MinVersion: tls.VersionTLS12}), true, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, false, fmt.Errorf("splunk: ca_file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, false, fmt.Errorf("splunk: ca_file %s holds no PEM certificate; export the CA that signed the HEC certificate in PEM form", cfg.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if cfg.InsecureSkipVerify {
+		log.Warn("TLS certificate verification of the Splunk HEC is OFF (insecure_skip_verify): anyone on the path can read the token and the events; use ca_file instead")
+		tc.InsecureSkipVerify = true
+	}
+	return newHTTPTransport(tc), true, nil
+}
+
+func newHTTPTransport(tc *tls.Config) *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          32,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   15 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		TLSClientConfig:       tc,
+	}
+}
+
+// newGUID returns a random (version 4) GUID, the HEC channel id.
+func newGUID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	const hx = "0123456789abcdef"
+	out := make([]byte, 0, 36)
+	for i, c := range b {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out = append(out, '-')
+		}
+		out = append(out, hx[c>>4], hx[c&0x0f])
+	}
+	return string(out), nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Name implements sink.Sink.
+func (s *Sink) Name() string { return Name }
+
+// Channel is the HEC channel GUID this sink sends on (one per process).
+func (s *Sink) Channel() string { return s.channel }
+
+// Stats returns the delivery counters.
+func (s *Sink) Stats() delivery.Stats { return s.exp.Stats() }
+
+// Start checks that HEC is up and that it accepts the token, so a wrong
+// URL or token fails the run before anything is harvested.
+func (s *Sink) Start(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errors.New("splunk output is shut down and cannot be restarted; build a new one")
+	}
+	if s.started {
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	if err := s.checkHealth(ctx); err != nil {
+		return err
+	}
+	if err := s.checkToken(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.started = true
+	s.mu.Unlock()
+	s.log.Info("splunk HEC ready", "url", s.eventURL, "channel", s.channel, "ack", s.ack, "gzip", s.gzip)
+	return nil
+}
+
+func (s *Sink) checkHealth(ctx context.Context) error {
+	status, rep, _, err := s.call(ctx, http.MethodGet, s.healthURL, nil, false)
+	if err != nil {
+		return fmt.Errorf("splunk: health check of %s failed: %w; check url, DNS, firewall and that HEC is enabled", s.healthURL, err)
+	}
+	switch {
+	case status == http.StatusOK && (rep.Code == nil || *rep.Code == 17):
+		return nil
+	case status == http.StatusServiceUnavailable:
+		// Busy or ack service down: Write retries, so only warn.
+		s.log.Warn("splunk HEC reports itself unhealthy; events will be retried until it recovers", "status", status, "code", codeOf(rep), "text", s.clean(rep.Text))
+		return nil
+	case status == http.StatusNotFound:
+		return fmt.Errorf("splunk: %s answered 404: no HTTP Event Collector there; check url (the HEC base, e.g. https://splunk.example.com:8088) and that HEC is enabled (Settings → Data inputs → HTTP Event Collector → Global Settings)", s.healthURL)
+	default:
+		return fmt.Errorf("splunk: health check of %s answered HTTP %d (code %s, %q); check url and the HEC input", s.healthURL, status, codeOf(rep), s.clean(rep.Text))
+	}
+}
+
+// checkToken posts an empty batch: HEC answers "No data" (code 5) for a
+// good token and a token error otherwise, indexing nothing.
+func (s *Sink) checkToken(ctx context.Context) error {
+	status, rep, hdr, err := s.call(ctx, http.MethodPost, s.eventURL, nil, true)
+	if err != nil {
+		return fmt.Errorf("splunk: token check against %s failed: %w", s.eventURL, err)
+	}
+	if status == http.StatusOK || (rep.Code != nil && *rep.Code == 5) {
+		return nil
+	}
+	cerr := s.classify(status, rep, hdr, "")
+	if delivery.IsPermanent(cerr) {
+		return fmt.Errorf("splunk: HEC refused the token check: %w", cerr)
+	}
+	s.log.Warn("splunk HEC could not check the token now; events will be retried", "error", cerr)
+	return nil
+}
+
+// Write sends recs (one table) and returns nil once HEC accepted all of
+// them (and, with ack, the indexers acknowledged them). A batch holding a
+// record that is not valid JSON is rejected whole before anything is sent.
+func (s *Sink) Write(ctx context.Context, table string, recs []record.Record) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("splunk output is shut down: %d records of %s not sent", len(recs), table)
+	}
+	s.inflight.Add(1)
+	s.mu.Unlock()
+	defer s.inflight.Done()
+	if len(recs) == 0 {
+		return nil
+	}
+	copied := false
+	for i := range recs {
+		r := &recs[i]
+		if err := validate(r); err != nil {
+			return fmt.Errorf("splunk: table %s: batch not sent: %w", table, err)
+		}
+		if r.Table != table { // the envelope's sourcetype follows the Write's table
+			if !copied {
+				recs = append([]record.Record(nil), recs...)
+				copied = true
+			}
+			recs[i].Table = table
+		}
+	}
+	return s.exp.Write(ctx, table, recs)
+}
+
+func validate(r *record.Record) error {
+	if !json.Valid(r.Raw) {
+		return fmt.Errorf("record %s: payload is not valid JSON: %w", r.ID, record.ErrInvalidJSON)
+	}
+	for _, f := range r.Extra {
+		if !json.Valid(f.Value) {
+			return fmt.Errorf("record %s: field %q is not valid JSON: %w", r.ID, f.Key, record.ErrInvalidJSON)
+		}
+	}
+	return nil
+}
+
+// Shutdown waits for Writes in flight (bounded by ctx) and releases
+// connections. Idempotent.
+func (s *Sink) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	already := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if already {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("splunk: shutdown stopped while writes were in flight: %w", ctx.Err())
+	}
+	if s.ownsRT {
+		s.client.CloseIdleConnections()
+	}
+	return nil
+}
+
+// sourcetypeFor is the envelope's sourcetype for table.
+func (s *Sink) sourcetypeFor(table string) string {
+	if st, ok := s.sourcetypes[table]; ok {
+		return st
+	}
+	if s.sourcetype != "" {
+		return s.sourcetype
+	}
+	return table
+}
+
+// encode appends one HEC envelope; the event is the standard output line.
+func (s *Sink) encode(dst []byte, r *record.Record) ([]byte, error) {
+	start := len(dst)
+	dst = append(dst, '{')
+	if sec := r.Time.Unix(); sec > 0 {
+		dst = append(dst, `"time":`...)
+		dst = appendEpoch(dst, r.Time)
+		dst = append(dst, ',')
+	}
+	dst = append(dst, `"host":`...)
+	dst = appendJSONString(dst, s.host)
+	dst = append(dst, `,"source":`...)
+	dst = appendJSONString(dst, s.source)
+	dst = append(dst, `,"sourcetype":`...)
+	dst = appendJSONString(dst, s.sourcetypeFor(r.Table))
+	if s.index != "" {
+		dst = append(dst, `,"index":`...)
+		dst = appendJSONString(dst, s.index)
+	}
+	dst = append(dst, `,"event":`...)
+	out, err := r.AppendJSON(dst)
+	if err != nil {
+		return dst[:start], err
+	}
+	return append(out, '}'), nil
+}
+
+// appendEpoch writes t as epoch seconds with a microsecond fraction
+// (trailing zeros trimmed to milliseconds), the form HEC's "time" takes.
+func appendEpoch(dst []byte, t time.Time) []byte {
+	us := t.UnixMicro()
+	dst = strconv.AppendInt(dst, us/1_000_000, 10)
+	frac := us % 1_000_000
+	var digits [6]byte
+	for i := 5; i >= 0; i-- {
+		digits[i] = byte('0' + frac%10)
+		frac /= 10
+	}
+	n := 6
+	for n > 3 && digits[n-1] == '0' {
+		n--
+	}
+	dst = append(dst, '.')
+	return append(dst, digits[:n]...)
+}
+
+func appendJSONString(dst []byte, s string) []byte {
+	b, _ := json.Marshal(s) // a string always marshals
+	return append(dst, b...)
+}
+
+// gzipBody compresses body with a pooled writer.
+func (s *Sink) gzipBody(body []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(len(body)/4 + 64)
+	zw, _ := s.gzPool.Get().(*gzip.Writer)
+	if zw == nil {
+		zw, _ = gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	} else {
+		zw.Reset(&buf)
+	}
+	defer s.gzPool.Put(zw)
+	if _, err := zw.Write(body); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// send is the delivery.SendFunc: one POST, then (with ack) the wait for
+// the indexers.
+func (s *Sink) send(ctx context.Context, req *delivery.Request) error {
+	status, rep, hdr, err := s.call(ctx, http.MethodPost, s.eventURL, req.Body, true)
+	if err != nil {
+		return fmt.Errorf("cannot reach Splunk HEC at %s: %w", s.base, err)
+	}
+	if status != http.StatusOK {
+		return s.classify(status, rep, hdr, req.Table)
+	}
+	if !s.ack {
+		return nil
+	}
+	if rep.AckID == nil {
+		s.warnNoAck.Do(func() {
+			s.log.Warn("ack.enabled is true but HEC returned no ackId: the token does not use indexer acknowledgement, so events count as delivered when HEC accepts them; enable \"indexer acknowledgement\" on the token or set ack.enabled: false")
+		})
+		return nil
+	}
+	return s.acks.wait(ctx, *rep.AckID, len(req.Records))
+}
+
+// reply is HEC's answer body.
+type reply struct {
+	Text       string `json:"text"`
+	Code       *int   `json:"code"`
+	AckID      *int64 `json:"ackId"`
+	InvalidNum *int   `json:"invalid-event-number"`
+}
+
+// parseReply decodes a HEC answer; a body that is not HEC JSON gives an
+// empty reply (proxies answer HTML).
+func parseReply(b []byte) reply {
+	var r reply
+	if json.Unmarshal(b, &r) != nil {
+		return reply{}
+	}
+	if r.AckID != nil && *r.AckID < 0 {
+		r.AckID = nil
+	}
+	return r
+}
+
+func codeOf(r reply) string {
+	if r.Code == nil {
+		return "none"
+	}
+	return strconv.Itoa(*r.Code)
+}
+
+// call performs one HEC request. Errors never hold the token.
+func (s *Sink) call(ctx context.Context, method, u string, body []byte, auth bool) (int, reply, http.Header, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	var rd io.Reader
+	gz := false
+	if body != nil {
+		if s.gzip && len(body) > 0 {
+			zb, err := s.gzipBody(body)
+			if err != nil {
+				return 0, reply{}, nil, fmt.Errorf("gzip request: %w", err)
+			}
+			body, gz = zb, true
+		}
+		rd = bytes.NewReader(body)
+	} else if method == http.MethodPost {
+		rd = http.NoBody
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return 0, reply{}, nil, fmt.Errorf("build request: %w", err)
+	}
+	if auth {
+		req.Header.Set("Authorization", "Splunk "+s.token)
+	}
+	req.Header.Set("X-Splunk-Request-Channel", s.channel)
+	req.Header.Set("User-Agent", "defenderharvester")
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if gz {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return 0, reply{}, nil, s.scrub(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // keep the connection reusable
+	if err != nil && resp.StatusCode == http.StatusOK {
+		return 0, reply{}, nil, fmt.Errorf("reading HEC answer: %w", s.scrub(err))
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return resp.StatusCode, reply{Text: "redirect to " + resp.Header.Get("Location")}, resp.Header, nil
+	}
+	return resp.StatusCode, parseReply(b), resp.Header, nil
+}
+
+// scrub removes the token from an error's text, in case a transport or
+// proxy echoed it.
+func (s *Sink) scrub(err error) error {
+	if err == nil || s.token == "" || !strings.Contains(err.Error(), s.token) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), s.token, "[REDACTED]"))
+}
+
+// clean makes server text safe and short for messages.
+func (s *Sink) clean(t string) string {
+	if s.token != "" {
+		t = strings.ReplaceAll(t, s.token, "[REDACTED]")
+	}
+	if len(t) > 200 {
+		t = t[:200] + "…"
+	}
+	return t
+}
