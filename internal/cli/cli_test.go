@@ -112,7 +112,7 @@ func TestCompatFlagsHarvestLikeTheOriginal(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(dir, "sim.yaml")
-	if err := writeEmulatorConfig(cfgPath, tenant.Credentials(), srv.Addr(), ca, false); err != nil {
+	if err := writeEmulatorConfig(cfgPath, tenant.Info(srv), tenant.Credentials(), srv.Addr(), ca, false); err != nil {
 		t.Fatal(err)
 	}
 	wd, _ := os.Getwd()

@@ -28,10 +28,12 @@ func init() {
 const demoMarker = ".defenderharvester-demo"
 
 func runDemo(ctx context.Context, env *Env, args []string) int {
-	fs := newFlagSet(env, "demo", "demo [--out DIR] [--seed N]")
+	fs := newFlagSet(env, "demo", "demo [--out DIR] [--seed N] [--sentinel] [--splunk]")
 	out := fs.String("out", "demo-out", "directory for the demo's files and state (re-used only if an earlier demo made it)")
 	seed := fs.Int64("seed", 1, "seed of the emulated tenant")
 	verbose := fs.Bool("debug", false, "show the harvester's logs")
+	toSentinel := fs.Bool("sentinel", false, "also deliver to the emulated Microsoft Sentinel (Logs Ingestion API)")
+	toSplunk := fs.Bool("splunk", false, "also deliver to the emulated Splunk HTTP Event Collector")
 	if code, ok := parseFlags(fs, env, args); !ok {
 		return code
 	}
@@ -57,34 +59,21 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 		return exitFailed
 	}
 	defer srv.Close()
-	caFile := filepath.Join(*out, "sim-ca.pem")
-	if err := os.WriteFile(caFile, tenant.CACertPEM(), 0o600); err != nil {
+	cfg, err := demoConfig(tenant, srv, *out, level)
+	if err != nil {
 		fmt.Fprintln(env.Stderr, "demo:", err)
 		return exitFailed
+	}
+	outputs := []string{"files"}
+	if *toSentinel {
+		outputs = append(outputs, "sentinel")
+	}
+	if *toSplunk {
+		outputs = append(outputs, "splunk")
 	}
 	cred := tenant.Credentials()
-	cfg := config.Default()
-	cfg.TenantID = cred.TenantID
-	cfg.StateFile = filepath.Join(*out, "state.db")
-	cfg.LogLevel = level
-	// The emulator is local: no need for the production politeness limit.
-	cfg.Portal.RatePerSecond = 100
-	cfg.Emulator = config.Emulator{Address: srv.Addr(), CAFile: caFile}
-	cfg.PublicAPI.ClientID = cred.ClientID
-	cfg.Secrets = config.Secrets{PortalCookie: PortalCookieHeader(cred.SccAuth, cred.XSRFToken), ClientSecret: cred.ClientSecret}
-	timeline := &yaml.Node{}
-	if err := timeline.Encode(map[string]any{"machines": []string{"all"}}); err != nil {
-		fmt.Fprintln(env.Stderr, "demo:", err)
-		return exitFailed
-	}
-	cfg.Sources["timeline"] = timeline
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintln(env.Stderr, "demo:", err)
-		return exitFailed
-	}
-
 	fmt.Fprintf(env.Stdout, "Emulated tenant %s on %s (seed %d, %d devices). Output: %s\n\n", cred.TenantID, srv.Addr(), *seed, len(tenant.MachineIDs()), *out)
-	req := harvester.Request{Config: cfg, Sources: []string{"all"}, OutDir: *out, Logger: log, Now: clock.Now, Stdout: io.Discard}
+	req := harvester.Request{Config: cfg, Sources: []string{"all"}, Outputs: outputs, Logger: log, Now: clock.Now, Stdout: io.Discard}
 
 	fmt.Fprintln(env.Stdout, "Pass 1 — first harvest (event sources read the last 24 hours):")
 	rep1, err := harvester.Run(ctx, req)
@@ -133,8 +122,9 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "demo:", err)
 		return exitFailed
 	}
+	receiversOK := printReceivers(env.Stdout, tenant, counts, *toSentinel, *toSplunk)
 	fmt.Fprintf(env.Stdout, "\n%d records in %d tables, %d duplicates, in %s.\n", total, len(tables), dups, time.Since(began).Round(time.Millisecond))
-	if rep1.Failed()+rep2.Failed() > 0 || dups > 0 {
+	if rep1.Failed()+rep2.Failed()+rep1.OutputsFailing()+rep2.OutputsFailing() > 0 || dups > 0 || !receiversOK {
 		fmt.Fprintln(env.Stderr, "demo: something went wrong (see above)")
 		return exitFailed
 	}
@@ -205,6 +195,102 @@ func allRoutine(fields []string) bool {
 		}
 	}
 	return len(fields) > 0
+}
+
+// demoConfig writes the config `simulate --write-config` would, into the
+// demo directory, and loads it like a user's.
+func demoConfig(tenant *sim.Tenant, srv *sim.Server, dir, level string) (*config.Config, error) {
+	caFile := filepath.Join(dir, "sim-ca.pem")
+	if err := os.WriteFile(caFile, tenant.CACertPEM(), 0o600); err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	cfgPath := filepath.Join(abs, "demo.yaml")
+	if err := writeEmulatorConfig(cfgPath, tenant.Info(srv), tenant.Credentials(), srv.Addr(), caFile, false); err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(cfgPath, func(string) string { return "" })
+	if err != nil {
+		return nil, err
+	}
+	cfg.StateFile = filepath.Join(abs, "state.db")
+	cfg.LogLevel = level
+	// The emulator is local: no need for the production politeness limit.
+	cfg.Portal.RatePerSecond = 100
+	files := &yaml.Node{}
+	if err := files.Encode(map[string]any{"dir": abs}); err != nil {
+		return nil, err
+	}
+	cfg.Outputs["files"] = files
+	return cfg, nil
+}
+
+// printReceivers shows what the emulated Sentinel and Splunk accepted,
+// table by table, next to what the files hold: every record in both.
+func printReceivers(w io.Writer, tenant *sim.Tenant, files map[string]tableCount, sentinel, splunk bool) bool {
+	if !sentinel && !splunk {
+		return true
+	}
+	type col struct {
+		name string
+		st   sim.ReceiverStats
+		on   bool
+	}
+	cols := []col{{"Sentinel", tenant.Received(sim.ReceiverSentinel), sentinel}, {"Splunk", tenant.Received(sim.ReceiverSplunk), splunk}}
+	fmt.Fprintln(w, "\nWhat the emulated receivers accepted (records per table; files count unique RecordIds):")
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprint(tw, "TABLE\tFILES")
+	for _, c := range cols {
+		if c.on {
+			fmt.Fprintf(tw, "\t%s", strings.ToUpper(c.name))
+		}
+	}
+	fmt.Fprintln(tw)
+	tables := make([]string, 0, len(files))
+	for t := range files {
+		tables = append(tables, t)
+	}
+	sort.Strings(tables)
+	ok := true
+	for _, t := range tables {
+		fmt.Fprintf(tw, "%s\t%d", t, files[t].records-files[t].duplicates)
+		for _, c := range cols {
+			if !c.on {
+				continue
+			}
+			n := receivedFor(c.st, t)
+			if n != files[t].records-files[t].duplicates {
+				ok = false
+			}
+			fmt.Fprintf(tw, "\t%d", n)
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	for _, c := range cols {
+		if c.on {
+			fmt.Fprintf(w, "%s: %d records in %d requests (largest %d bytes), %d duplicates.\n", c.name, c.st.Records, c.st.Requests, c.st.MaxRequestBytes, c.st.Duplicates)
+		}
+	}
+	if !ok {
+		fmt.Fprintln(w, "A receiver is missing records (see above).")
+	}
+	return ok
+}
+
+// receivedFor counts a table's unique records in a receiver, whatever
+// stream or sourcetype name it arrived under.
+func receivedFor(st sim.ReceiverStats, table string) int {
+	n := 0
+	for name, c := range st.ByTable {
+		if name == table || strings.TrimPrefix(name, "Custom-") == table {
+			n += c
+		}
+	}
+	return n
 }
 
 func newFor(rep harvester.Report, table string) int {

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/config"
@@ -84,7 +85,7 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 	}
 	info := tenant.Info(srv)
 	if *writeCfg != "" {
-		if err := writeEmulatorConfig(*writeCfg, tenant.Credentials(), srv.Addr(), *caOut, *plain); err != nil {
+		if err := writeEmulatorConfig(*writeCfg, info, tenant.Credentials(), srv.Addr(), *caOut, *plain); err != nil {
 			fmt.Fprintln(env.Stderr, "simulate: --write-config:", err)
 			return exitFailed
 		}
@@ -105,7 +106,7 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 
 // writeEmulatorConfig writes a ready harvester config for the emulator;
 // secrets go to 0600 side files, never into the YAML.
-func writeEmulatorConfig(path string, cred sim.Credentials, addr, caFile string, plain bool) error {
+func writeEmulatorConfig(path string, info sim.Info, cred sim.Credentials, addr, caFile string, plain bool) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err
@@ -115,15 +116,24 @@ func writeEmulatorConfig(path string, cred sim.Credentials, addr, caFile string,
 			return err
 		}
 	}
-	cookieFile, secretFile := abs+".cookie", abs+".secret"
-	if err := os.WriteFile(cookieFile, []byte(PortalCookieHeader(cred.SccAuth, cred.XSRFToken)+"\n"), 0o600); err != nil {
-		return err
+	ec := EmulatorConfig{
+		TenantID: cred.TenantID, ClientID: cred.ClientID, Address: addr, CAFile: caFile, Plaintext: plain,
+		CookieFile: abs + ".cookie", SecretFile: abs + ".secret", HECTokenFile: abs + ".hec-token",
+		SentinelEndpoint: info.Sentinel.Endpoint, DCRImmutableID: info.Sentinel.DCRImmutableID,
+		HECURL:    strings.TrimSuffix(info.Splunk.URL, "/services/collector/event"),
+		StateFile: "sim-state.db", OutDir: "sim-out",
 	}
-	if err := os.WriteFile(secretFile, []byte(cred.ClientSecret+"\n"), 0o600); err != nil {
-		return err
+	files := map[string]string{
+		ec.CookieFile:   PortalCookieHeader(cred.SccAuth, cred.XSRFToken),
+		ec.SecretFile:   cred.ClientSecret,
+		ec.HECTokenFile: cred.HECToken,
 	}
-	body := EmulatorConfigYAML(cred.TenantID, cred.ClientID, addr, caFile, plain, cookieFile, secretFile)
-	return os.WriteFile(path, []byte(body), 0o600)
+	for f, v := range files {
+		if err := os.WriteFile(f, []byte(v+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(path, []byte(ec.YAML()), 0o600)
 }
 
 // PortalCookieHeader renders the session as the browser's Cookie header
@@ -132,28 +142,41 @@ func PortalCookieHeader(sccauth, xsrfHeaderForm string) string {
 	return "sccauth=" + sccauth + "; XSRF-TOKEN=" + url.QueryEscape(xsrfHeaderForm)
 }
 
-// EmulatorConfigYAML is the config text `simulate --write-config` writes.
-func EmulatorConfigYAML(tenantID, clientID, addr, caFile string, plain bool, cookieFile, secretFile string) string {
-	emu := fmt.Sprintf("  address: %q\n", addr)
-	if plain {
-		emu += "  plaintext: true\n"
+// EmulatorConfig is what a harvester config for the emulator needs.
+type EmulatorConfig struct {
+	TenantID, ClientID, Address, CAFile string
+	Plaintext                           bool
+	CookieFile, SecretFile              string
+	// Receivers; empty endpoints leave the outputs out.
+	SentinelEndpoint, DCRImmutableID string
+	HECURL, HECTokenFile             string
+	// EnableReceivers turns the sentinel and splunk outputs on; otherwise
+	// they are written with enabled: false (use --outputs to pick them).
+	EnableReceivers   bool
+	StateFile, OutDir string
+}
+
+// YAML is the config text `simulate --write-config` writes.
+func (e EmulatorConfig) YAML() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Written by 'defenderharvester simulate --write-config': harvest the emulated tenant.\n")
+	fmt.Fprintf(&b, "tenant_id: %q\nstate_file: %q\n", e.TenantID, e.StateFile)
+	fmt.Fprintf(&b, "emulator:\n  address: %q\n", e.Address)
+	if e.Plaintext {
+		b.WriteString("  plaintext: true\n")
 	} else {
-		emu += fmt.Sprintf("  ca_file: %q\n", caFile)
+		fmt.Fprintf(&b, "  ca_file: %q\n", e.CAFile)
 	}
-	return fmt.Sprintf(`# Written by 'defenderharvester simulate --write-config': harvest the emulated tenant.
-tenant_id: %q
-state_file: sim-state.db
-emulator:
-%sportal:
-  cookie_file: %q
-public_api:
-  client_id: %q
-  client_secret_file: %q
-outputs:
-  files:
-    dir: sim-out
-sources:
-  timeline:
-    machines: [all]
-`, tenantID, emu, cookieFile, clientID, secretFile)
+	fmt.Fprintf(&b, "portal:\n  cookie_file: %q\n  rate_per_second: 50\n", e.CookieFile)
+	fmt.Fprintf(&b, "public_api:\n  client_id: %q\n  client_secret_file: %q\n", e.ClientID, e.SecretFile)
+	fmt.Fprintf(&b, "outputs:\n  files:\n    dir: %q\n", e.OutDir)
+	if e.SentinelEndpoint != "" {
+		fmt.Fprintf(&b, "  sentinel:\n    enabled: %v\n    endpoint: %q\n    dcr_immutable_id: %q\n    auth:\n      method: client_secret\n      tenant_id: %q\n      client_id: %q\n      client_secret_file: %q\n",
+			e.EnableReceivers, e.SentinelEndpoint, e.DCRImmutableID, e.TenantID, e.ClientID, e.SecretFile)
+	}
+	if e.HECURL != "" {
+		fmt.Fprintf(&b, "  splunk:\n    enabled: %v\n    url: %q\n    token_file: %q\n    index: defender\n", e.EnableReceivers, e.HECURL, e.HECTokenFile)
+	}
+	b.WriteString("sources:\n  timeline:\n    machines: [all]\n")
+	return b.String()
 }

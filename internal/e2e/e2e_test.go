@@ -84,23 +84,26 @@ func newFixture(t *testing.T, opts sim.Options) *fixture {
 }
 
 // writeConfig writes a harvester config for the fixture under dir/name and
-// returns its path; outputs go to dir/name-out, state to dir/name.db.
+// returns its path; outputs go to dir/name-out, state to dir/name.db. The
+// emulated Sentinel and Splunk outputs are configured but off unless
+// picked with --outputs (or enabled by extra settings).
 func (f *fixture) writeConfig(name string, extra string) string {
 	f.t.Helper()
 	cred := f.tenant.Credentials()
+	info := f.tenant.Info(f.srv)
 	ca := filepath.Join(f.dir, "ca.pem")
 	mustWrite(f.t, ca, f.tenant.CACertPEM(), 0o600)
-	cookie := filepath.Join(f.dir, name+".cookie")
-	mustWrite(f.t, cookie, []byte(cli.PortalCookieHeader(cred.SccAuth, cred.XSRFToken)), 0o600)
-	secret := filepath.Join(f.dir, name+".secret")
-	mustWrite(f.t, secret, []byte(cred.ClientSecret), 0o600)
-	body := cli.EmulatorConfigYAML(cred.TenantID, cred.ClientID, f.srv.Addr(), ca, false, cookie, secret)
-	body = strings.Replace(body, "state_file: sim-state.db", "state_file: "+filepath.Join(f.dir, name+".db"), 1)
-	body = strings.Replace(body, "dir: sim-out", "dir: "+filepath.Join(f.dir, name+"-out"), 1)
-	body += "portal:\n  rate_per_second: 100\n"
-	body = strings.Replace(body, "portal:\n  cookie_file", "portal:\n  rate_per_second: 100\n  cookie_file", 1)
-	body = strings.TrimSuffix(body, "portal:\n  rate_per_second: 100\n")
-	body += extra
+	ec := cli.EmulatorConfig{
+		TenantID: cred.TenantID, ClientID: cred.ClientID, Address: f.srv.Addr(), CAFile: ca,
+		CookieFile: filepath.Join(f.dir, name+".cookie"), SecretFile: filepath.Join(f.dir, name+".secret"),
+		HECTokenFile: filepath.Join(f.dir, name+".hec"), SentinelEndpoint: info.Sentinel.Endpoint,
+		DCRImmutableID: info.Sentinel.DCRImmutableID, HECURL: strings.TrimSuffix(info.Splunk.URL, "/services/collector/event"),
+		StateFile: filepath.Join(f.dir, name+".db"), OutDir: filepath.Join(f.dir, name+"-out"),
+	}
+	mustWrite(f.t, ec.CookieFile, []byte(cli.PortalCookieHeader(cred.SccAuth, cred.XSRFToken)), 0o600)
+	mustWrite(f.t, ec.SecretFile, []byte(cred.ClientSecret), 0o600)
+	mustWrite(f.t, ec.HECTokenFile, []byte(cred.HECToken), 0o600)
+	body := strings.Replace(ec.YAML(), "rate_per_second: 50", "rate_per_second: 100", 1) + extra
 	p := filepath.Join(f.dir, name+".yaml")
 	mustWrite(f.t, p, []byte(body), 0o600)
 	return p
@@ -259,18 +262,21 @@ func TestNoLossWhenKilled(t *testing.T) {
 		t.Fatalf("clean run harvested only %d records; the test needs more to be meaningful", len(want))
 	}
 
+	// The killed harvest also feeds the emulated Sentinel and Splunk, so
+	// a kill between a network send and the commit is covered too.
 	killed := f.writeConfig("killed", extra)
+	outputs := []string{"--outputs", "files,sentinel,splunk"}
 	kills := 0
 	// Kill at 10 %, 20 %, … 90 % of an uninterrupted run's time, twice each;
 	// each resumed run starts where the killed one left its checkpoints.
 	for i := 1; i <= 18; i++ {
 		after := took * time.Duration(1+(i-1)%9) / 10
-		code, _, _ := f.child(killed, after)
+		code, _, _ := f.child(killed, after, outputs...)
 		if code == -1 {
 			kills++
 		}
 	}
-	if code, out, errs := f.child(killed, 0); code != 0 {
+	if code, out, errs := f.child(killed, 0, outputs...); code != 0 {
 		t.Fatalf("final run exit %d\n%s\n%s", code, out, errs)
 	}
 	if kills == 0 {
@@ -296,14 +302,33 @@ func TestNoLossWhenKilled(t *testing.T) {
 	if d := duplicates(got); d > kills*500 {
 		t.Fatalf("%d duplicates after %d kills; at most one batch (500) per kill is allowed", d, kills)
 	}
-	t.Logf("%d records, %d kills, %d duplicates", len(got), kills, duplicates(got))
+	for _, r := range []string{sim.ReceiverSentinel, sim.ReceiverSplunk} {
+		st := f.tenant.Received(r)
+		ids := st.IDs()
+		for k := range wantSet {
+			if ids[k[strings.Index(k, "/")+1:]] == 0 {
+				t.Fatalf("%s lost record %s after %d kills", r, k, kills)
+			}
+		}
+		if st.Unique != len(wantSet) {
+			t.Fatalf("%s holds %d unique records, want %d", r, st.Unique, len(wantSet))
+		}
+		// A kill can interrupt a batch per output after the receiver took
+		// it (sink retries may also have resent a request the receiver
+		// had accepted before the connection died).
+		if st.Duplicates > kills*500 {
+			t.Fatalf("%s: %d duplicates after %d kills", r, st.Duplicates, kills)
+		}
+		t.Logf("%s: %d records, %d duplicates", r, st.Unique, st.Duplicates)
+	}
+	t.Logf("files: %d records, %d kills, %d duplicates", len(got), kills, duplicates(got))
 }
 
 // child runs `run --config cfg` as a separate process; with killAfter > 0
 // it is killed with SIGKILL after that long (code -1 if it was).
-func (f *fixture) child(cfg string, killAfter time.Duration) (int, string, string) {
+func (f *fixture) child(cfg string, killAfter time.Duration, extra ...string) (int, string, string) {
 	f.t.Helper()
-	args, _ := json.Marshal([]string{"run", "--config", cfg})
+	args, _ := json.Marshal(append([]string{"run", "--config", cfg}, extra...))
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "DH_E2E_CHILD_ARGS="+string(args))
 	var out, errb bytes.Buffer
@@ -561,4 +586,13 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	if !strings.Contains(printed.String(), "level=DEBUG") {
 		t.Fatal("debug logging was not on: the scan proves nothing")
 	}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

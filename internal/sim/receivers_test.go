@@ -481,3 +481,27 @@ func FuzzLogsIngestionBody(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkHECBatch measures parsing and accounting of a 1 MB-class batch.
+func BenchmarkHECBatch(b *testing.B) {
+	var buf bytes.Buffer
+	for i := 0; i < 1000; i++ {
+		fmt.Fprintf(&buf, `{"event":{"RecordId":"r%d","Payload":"%s"},"sourcetype":"mde:actions","index":"main"}`+"\n", i, strings.Repeat("x", 800))
+	}
+	body := buf.Bytes()
+	rs := newReceiverState(false)
+	b.SetBytes(int64(len(body)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		evs, bad := parseHECBatch(body, []string{"main"})
+		if bad != nil || len(evs) != 1000 {
+			b.Fatalf("%d events, %+v", len(evs), bad)
+		}
+		raws := make([]json.RawMessage, len(evs))
+		for j, e := range evs {
+			raws[j] = e.event
+		}
+		rs.accept("mde:actions", raws)
+	}
+	b.ReportMetric(float64(1000*b.N)/b.Elapsed().Seconds(), "records/s")
+}

@@ -2,6 +2,8 @@
 package all
 
 import (
-	_ "github.com/defenderharvester/defenderharvester/internal/sink/file"   // registers "files"
-	_ "github.com/defenderharvester/defenderharvester/internal/sink/stdout" // registers "stdout"
+	_ "github.com/defenderharvester/defenderharvester/internal/sink/file"     // registers "files"
+	_ "github.com/defenderharvester/defenderharvester/internal/sink/sentinel" // registers "sentinel"
+	_ "github.com/defenderharvester/defenderharvester/internal/sink/splunk"   // registers "splunk"
+	_ "github.com/defenderharvester/defenderharvester/internal/sink/stdout"   // registers "stdout"
 )

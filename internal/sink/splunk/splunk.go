@@ -632,8 +632,26 @@ func codeOf(r reply) string {
 	return strconv.Itoa(*r.Code)
 }
 
-// call performs one HEC request. Errors never hold the token.
+// call performs one HEC request and decodes the answer.
 func (s *Sink) call(ctx context.Context, method, u string, body []byte, auth bool) (int, reply, http.Header, error) {
+	status, raw, hdr, err := s.do(ctx, method, u, body, auth)
+	if err != nil {
+		return 0, reply{}, nil, err
+	}
+	if status >= 300 && status < 400 {
+		return status, reply{Text: "redirect to " + hdr.Get("Location")}, hdr, nil
+	}
+	return status, parseReply(raw), hdr, nil
+}
+
+// callRaw performs one authenticated HEC request, returning the raw answer.
+func (s *Sink) callRaw(ctx context.Context, method, u string, body []byte) (int, []byte, http.Header, error) {
+	return s.do(ctx, method, u, body, true)
+}
+
+// do sends one request (gzip'd when configured). Errors never hold the
+// token.
+func (s *Sink) do(ctx context.Context, method, u string, body []byte, auth bool) (int, []byte, http.Header, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var rd io.Reader
@@ -642,7 +660,7 @@ func (s *Sink) call(ctx context.Context, method, u string, body []byte, auth boo
 		if s.gzip && len(body) > 0 {
 			zb, err := s.gzipBody(body)
 			if err != nil {
-				return 0, reply{}, nil, fmt.Errorf("gzip request: %w", err)
+				return 0, nil, nil, fmt.Errorf("gzip request: %w", err)
 			}
 			body, gz = zb, true
 		}
@@ -652,7 +670,7 @@ func (s *Sink) call(ctx context.Context, method, u string, body []byte, auth boo
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
-		return 0, reply{}, nil, fmt.Errorf("build request: %w", err)
+		return 0, nil, nil, fmt.Errorf("build request: %w", err)
 	}
 	if auth {
 		req.Header.Set("Authorization", "Splunk "+s.token)
@@ -667,18 +685,15 @@ func (s *Sink) call(ctx context.Context, method, u string, body []byte, auth boo
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return 0, reply{}, nil, s.scrub(err)
+		return 0, nil, nil, s.scrub(err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // keep the connection reusable
 	if err != nil && resp.StatusCode == http.StatusOK {
-		return 0, reply{}, nil, fmt.Errorf("reading HEC answer: %w", s.scrub(err))
+		return 0, nil, nil, fmt.Errorf("reading HEC answer: %w", s.scrub(err))
 	}
-	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
-		return resp.StatusCode, reply{Text: "redirect to " + resp.Header.Get("Location")}, resp.Header, nil
-	}
-	return resp.StatusCode, parseReply(b), resp.Header, nil
+	return resp.StatusCode, b, resp.Header, nil
 }
 
 // scrub removes the token from an error's text, in case a transport or

@@ -1,0 +1,158 @@
+package e2e
+
+import (
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/defenderharvester/defenderharvester/internal/sim"
+)
+
+// fastRetries keeps the network outputs' retry waits short in tests.
+const fastRetries = `
+    delivery:
+      initial_backoff: 5ms
+      max_backoff: 50ms
+      max_attempts: 4
+`
+
+// idsIn returns table/RecordId → count for the files of a run.
+func idsIn(t *testing.T, dir string) map[string]int {
+	out := map[string]int{}
+	for _, l := range readOutput(t, dir) {
+		out[l.RecordID]++
+	}
+	return out
+}
+
+// assertReceived checks a receiver holds every RecordId the files hold,
+// and nothing else; it returns the receiver's duplicate count.
+func assertReceived(t *testing.T, f *fixture, receiver string, want map[string]int) int {
+	t.Helper()
+	st := f.tenant.Received(receiver)
+	got := st.IDs()
+	for id := range want {
+		if got[id] == 0 {
+			t.Fatalf("%s is missing record %s (it has %d unique of %d)", receiver, id, st.Unique, len(want))
+		}
+	}
+	if st.Unique != len(want) {
+		t.Fatalf("%s holds %d unique records, the files %d", receiver, st.Unique, len(want))
+	}
+	if st.NoID != 0 {
+		t.Fatalf("%s accepted %d records without a RecordId", receiver, st.NoID)
+	}
+	return st.Duplicates
+}
+
+// TestEveryRecordReachesEveryOutput: files, Sentinel and Splunk receive the
+// same records, each once; a second run adds nothing anywhere.
+func TestEveryRecordReachesEveryOutput(t *testing.T) {
+	f := newFixture(t, sim.Options{Seed: 31})
+	cfg := f.writeConfig("all3", "")
+	for i := 0; i < 2; i++ {
+		if code, out, errs := f.runCLI("run", "--config", cfg, "--outputs", "files,sentinel,splunk"); code != 0 {
+			t.Fatalf("run %d exit %d\n%s\n%s", i+1, code, out, errs)
+		}
+	}
+	want := idsIn(t, filepath.Join(f.dir, "all3-out"))
+	if len(want) < 1000 {
+		t.Fatalf("only %d records; the test needs more", len(want))
+	}
+	for _, r := range []string{sim.ReceiverSentinel, sim.ReceiverSplunk} {
+		if d := assertReceived(t, f, r, want); d != 0 {
+			t.Errorf("%s received %d duplicates in two clean runs", r, d)
+		}
+		if st := f.tenant.Received(r); st.MaxRequestBytes > 1_048_576 {
+			t.Errorf("%s got a request of %d bytes; the limit is 1 MB", r, st.MaxRequestBytes)
+		}
+	}
+}
+
+// TestReceiverOutageMidRun takes Splunk down after its third request: files
+// and Sentinel still get everything, Splunk's share waits in the spool, the
+// run says so and exits 1, and the next run (Splunk back) delivers it.
+func TestReceiverOutageMidRun(t *testing.T) {
+	f := newFixture(t, sim.Options{Seed: 32})
+	cfg := f.writeConfig("outage", "")
+	cfg = patchOutputs(t, cfg, fastRetries)
+	stop := make(chan struct{})
+	var tripped atomic.Bool
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if f.tenant.Received(sim.ReceiverSplunk).Requests >= 3 {
+				f.tenant.SetReceiverDown(sim.ReceiverSplunk, true)
+				tripped.Store(true)
+				return
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+	}()
+	code, out, errs := f.runCLI("run", "--config", cfg, "--outputs", "files,sentinel,splunk")
+	close(stop)
+	if !tripped.Load() {
+		t.Fatal("the outage was never triggered")
+	}
+	if code != 1 || !strings.Contains(out, "output splunk") || !strings.Contains(errs, "spool") {
+		t.Fatalf("an output outage must be reported and exit 1; got %d\n%s\n%s", code, out, errs)
+	}
+	want := idsIn(t, filepath.Join(f.dir, "outage-out"))
+	if d := assertReceived(t, f, sim.ReceiverSentinel, want); d != 0 {
+		t.Errorf("sentinel got %d duplicates", d)
+	}
+	if st := f.tenant.Received(sim.ReceiverSplunk); st.Unique >= len(want) {
+		t.Fatalf("splunk got everything although it was down (%d of %d)", st.Unique, len(want))
+	}
+
+	f.tenant.SetReceiverDown(sim.ReceiverSplunk, false)
+	code, out, errs = f.runCLI("run", "--config", cfg, "--outputs", "files,sentinel,splunk")
+	if code != 0 {
+		t.Fatalf("run after the outage: exit %d\n%s\n%s", code, out, errs)
+	}
+	if !strings.Contains(out, "delivered from spool") {
+		t.Errorf("the summary does not say the spool was delivered:\n%s", out)
+	}
+	if d := assertReceived(t, f, sim.ReceiverSplunk, want); d > 500 {
+		t.Errorf("splunk got %d duplicates after the outage; at most the batch in flight is allowed", d)
+	}
+}
+
+// TestChaosLosesNothing fails a share of the receivers' calls (429, 500,
+// 503, resets): every record still arrives.
+func TestChaosLosesNothing(t *testing.T) {
+	faults, err := sim.ParseFaults("sentinel:chaos=0.25,splunk:chaos=0.25")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, sim.Options{Seed: 33, Faults: faults})
+	cfg := patchOutputs(t, f.writeConfig("chaos", ""), strings.Replace(fastRetries, "max_attempts: 4", "max_attempts: 20", 1))
+	if code, out, errs := f.runCLI("run", "--config", cfg, "--outputs", "files,sentinel,splunk"); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	want := idsIn(t, filepath.Join(f.dir, "chaos-out"))
+	for _, r := range []string{sim.ReceiverSentinel, sim.ReceiverSplunk} {
+		d := assertReceived(t, f, r, want)
+		rej := f.tenant.Received(r).Rejected
+		if len(rej) == 0 {
+			t.Errorf("%s rejected nothing: the chaos was not applied", r)
+		}
+		t.Logf("%s: %d duplicates, rejected by status %v", r, d, rej)
+	}
+}
+
+// patchOutputs adds settings under both network outputs in a config file.
+func patchOutputs(t *testing.T, path, settings string) string {
+	t.Helper()
+	b := readFile(t, path)
+	s := strings.Replace(b, "  splunk:\n", "  splunk:"+settings, 1)
+	s = strings.Replace(s, "  sentinel:\n", "  sentinel:"+settings, 1)
+	mustWrite(t, path, []byte(s), 0o600)
+	return path
+}

@@ -1,0 +1,170 @@
+package sentinel
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+
+	"github.com/defenderharvester/defenderharvester/internal/delivery"
+)
+
+// Name is the output's config key.
+const Name = "sentinel"
+
+// Defaults of Config.
+const (
+	DefaultStreamPrefix = "Custom-"
+	DefaultMaxBytes     = 1_000_000
+	// MaxRequestBytes is the Logs Ingestion API's limit per call,
+	// compressed or not.
+	MaxRequestBytes = 1 << 20
+	// SecretEnv holds the client secret when no client_secret_file is set.
+	SecretEnv = "DH_SENTINEL_CLIENT_SECRET"
+)
+
+// Auth methods.
+const (
+	AuthClientSecret      = "client_secret"
+	AuthCertificate       = "certificate"
+	AuthManagedIdentity   = "managed_identity"
+	AuthWorkloadIdentity  = "workload_identity"
+	AuthAzureCLI          = "azure_cli"
+	cloudPublic           = "public"
+	cloudUSGovernment     = "usgovernment"
+	cloudChina            = "china"
+	defaultDeadLetterName = "deadletter"
+)
+
+// Config are the Sentinel output's settings.
+type Config struct {
+	// Endpoint is the DCR's logs-ingestion endpoint or a data collection
+	// endpoint (https://….ingest.monitor.azure.com).
+	Endpoint string `yaml:"endpoint"`
+	// DCRImmutableID is the rule's immutable id, "dcr-" + 32 hex digits.
+	DCRImmutableID string `yaml:"dcr_immutable_id"`
+	// StreamPrefix + table name is the stream a table is sent to, unless
+	// Streams names one.
+	StreamPrefix string            `yaml:"stream_prefix"`
+	Streams      map[string]string `yaml:"streams"`
+	// Cloud: public, usgovernment or china.
+	Cloud string `yaml:"cloud"`
+	// Gzip compresses every call (recommended: less traffic, same limit).
+	Gzip bool       `yaml:"gzip"`
+	Auth AuthConfig `yaml:"auth"`
+	// Delivery are the shared exporter's knobs (batch size, retries…).
+	Delivery delivery.Config `yaml:"delivery"`
+	// DeadLetterDir keeps records the service rejects one by one;
+	// default <data dir>/deadletter.
+	DeadLetterDir string `yaml:"dead_letter_dir"`
+	// InsecureSkipVerify turns TLS verification off (tests only).
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// AuthConfig selects the Entra credential.
+type AuthConfig struct {
+	Method   string `yaml:"method"`
+	TenantID string `yaml:"tenant_id"`
+	ClientID string `yaml:"client_id"`
+	// ClientSecretFile is a 0600 file with the client secret; without it
+	// the secret comes from $DH_SENTINEL_CLIENT_SECRET.
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// CertificateFile is a 0600 PEM file with the certificate and its key.
+	CertificateFile string `yaml:"certificate_file"`
+}
+
+// DefaultConfig returns the settings used when the config file says nothing.
+func DefaultConfig() *Config {
+	return &Config{
+		StreamPrefix: DefaultStreamPrefix,
+		Cloud:        cloudPublic,
+		Gzip:         true,
+		Auth:         AuthConfig{Method: AuthClientSecret},
+		Delivery:     delivery.Config{MaxBytes: DefaultMaxBytes},
+	}
+}
+
+var (
+	dcrIDRe  = regexp.MustCompile(`^dcr-[0-9a-fA-F]{32}$`)
+	streamRe = regexp.MustCompile(`^Custom-[A-Za-z0-9_][A-Za-z0-9_-]*$`)
+	guidRe   = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+)
+
+// cloudConfig maps the cloud setting to azcore's configuration (authority
+// host; azlogs adds its monitor audience to each).
+func cloudConfig(name string) (cloud.Configuration, error) {
+	switch strings.ToLower(strings.TrimSpace(name)) {
+	case "", cloudPublic:
+		return cloud.AzurePublic, nil
+	case cloudUSGovernment:
+		return cloud.AzureGovernment, nil
+	case cloudChina:
+		return cloud.AzureChina, nil
+	}
+	return cloud.Configuration{}, fmt.Errorf("cloud %q is unknown: use public, usgovernment or china", name)
+}
+
+// validate checks everything that does not need the network or secrets.
+func (c *Config) validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.Endpoint == "" {
+		add("endpoint is empty: set outputs.sentinel.endpoint to the DCR's logs ingestion endpoint (az monitor data-collection rule show … --query endpoints.logsIngestion) or a data collection endpoint")
+	} else if u, err := url.Parse(c.Endpoint); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		add("endpoint %q must be an https URL without path or query, e.g. https://my-dcr-abcd.westeurope-1.ingest.monitor.azure.com", c.Endpoint)
+	}
+	if !dcrIDRe.MatchString(c.DCRImmutableID) {
+		add("dcr_immutable_id %q must be \"dcr-\" followed by 32 hex digits (the DCR's immutableId, output of sentinel-setup)", c.DCRImmutableID)
+	}
+	if c.StreamPrefix == "" {
+		c.StreamPrefix = DefaultStreamPrefix
+	}
+	if !strings.HasPrefix(c.StreamPrefix, "Custom-") {
+		add("stream_prefix %q must start with \"Custom-\" (custom stream names do)", c.StreamPrefix)
+	}
+	for table, s := range c.Streams {
+		if !streamRe.MatchString(s) {
+			add("streams.%s %q must be Custom-<Name> (letters, digits, _ and -)", table, s)
+		}
+	}
+	if _, err := cloudConfig(c.Cloud); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Delivery.MaxBytes == 0 {
+		c.Delivery.MaxBytes = DefaultMaxBytes
+	}
+	if c.Delivery.MaxBytes > MaxRequestBytes {
+		add("delivery.max_bytes %d is above the Logs Ingestion limit of %d bytes per call: lower it (default %d)", c.Delivery.MaxBytes, MaxRequestBytes, DefaultMaxBytes)
+	}
+	a := c.Auth
+	switch a.Method {
+	case AuthClientSecret, AuthCertificate:
+		if !guidRe.MatchString(a.TenantID) {
+			add("auth.tenant_id %q must be the Entra tenant id (a GUID)", a.TenantID)
+		}
+		if !guidRe.MatchString(a.ClientID) {
+			add("auth.client_id %q must be the app registration's application (client) id (a GUID)", a.ClientID)
+		}
+		if a.Method == AuthCertificate && a.CertificateFile == "" {
+			add("auth.certificate_file is empty: point it at a 0600 PEM file holding the certificate and its private key")
+		}
+	case AuthManagedIdentity, AuthAzureCLI, AuthWorkloadIdentity:
+		if a.ClientID != "" && !guidRe.MatchString(a.ClientID) {
+			add("auth.client_id %q must be a GUID", a.ClientID)
+		}
+		if a.TenantID != "" && !guidRe.MatchString(a.TenantID) {
+			add("auth.tenant_id %q must be a GUID", a.TenantID)
+		}
+	case "":
+		add("auth.method is empty: use client_secret, certificate, managed_identity, workload_identity or azure_cli")
+	default:
+		add("auth.method %q is unknown: use client_secret, certificate, managed_identity, workload_identity or azure_cli", a.Method)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("sentinel output settings: %w", errors.Join(errs...))
+	}
+	return nil
+}

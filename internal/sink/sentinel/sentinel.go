@@ -1,0 +1,462 @@
+// Package sentinel is the output to Microsoft Sentinel / Log Analytics
+// through the Azure Monitor Logs Ingestion API (a data collection rule
+// per workspace, one stream per table). Records travel as gzip'd JSON
+// arrays of at most 1 MB per call; the shared delivery helper owns
+// batching, retries (azcore's own retry is off) and dead letters.
+package sentinel
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/monitor/ingestion/azlogs"
+
+	"github.com/defenderharvester/defenderharvester/internal/config"
+	"github.com/defenderharvester/defenderharvester/internal/delivery"
+	"github.com/defenderharvester/defenderharvester/internal/record"
+	"github.com/defenderharvester/defenderharvester/internal/sink"
+)
+
+func init() {
+	sink.Register(sink.Factory{
+		Name:        Name,
+		Description: "Microsoft Sentinel / Log Analytics via the Logs Ingestion API (DCR streams Custom-<Table>, tables <Table>_CL)",
+		NewConfig:   func() any { return DefaultConfig() },
+		New: func(deps sink.Deps, cfg any) (sink.Sink, error) {
+			c, ok := cfg.(*Config)
+			if !ok || c == nil {
+				c = DefaultConfig()
+			}
+			return New(deps, *c)
+		},
+	})
+}
+
+// uploader is the one azlogs call the sink makes (a seam for tests).
+type uploader interface {
+	Upload(ctx context.Context, ruleID, streamName string, logs []byte, opts *azlogs.UploadOptions) (azlogs.UploadResponse, error)
+}
+
+// Sink is the Sentinel output.
+type Sink struct {
+	cfg     Config
+	log     *slog.Logger
+	client  uploader
+	exp     *delivery.Exporter
+	secrets []string
+
+	mu      sync.RWMutex
+	started bool
+	closed  bool
+}
+
+// New builds the Sentinel output: it validates the settings, reads the
+// credential's secret and prepares the clients; nothing is sent before
+// Write.
+func New(deps sink.Deps, cfg Config) (*Sink, error) {
+	deps = deps.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	log := deps.Logger.With("output", Name)
+	co, err := clientOptions(deps, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	cred, secrets, err := newCredential(deps, cfg.Auth, co)
+	if err != nil {
+		return nil, err
+	}
+	return newWithCredential(deps, cfg, co, cred, secrets, log)
+}
+
+// clientOptions are the azcore options shared by azlogs and azidentity:
+// our transport (no redirects) and no azcore retries, since the delivery
+// helper owns retries and honours Retry-After beyond azcore's 60 s cap.
+func clientOptions(deps sink.Deps, cfg Config, log *slog.Logger) (azcore.ClientOptions, error) {
+	cl, _ := cloudConfig(cfg.Cloud)
+
+	base := deps.Transport
+	if cfg.InsecureSkipVerify {
+		log.Warn("TLS certificate verification is OFF for the sentinel output (insecure_skip_verify: true); use it only for tests")
+		t, ok := base.(*http.Transport)
+		if base == nil {
+			t, ok = http.DefaultTransport.(*http.Transport), true
+		}
+		if !ok {
+			return azcore.ClientOptions{}, errors.New("sentinel output: insecure_skip_verify needs the default HTTP transport; remove it")
+		}
+		t = t.Clone()
+		if t.TLSClientConfig == nil {
+			t.TLSClientConfig = &tls.Config{}
+		}
+		t.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // explicit user choice, warned above
+		base = t
+	}
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	// Authenticated requests never follow redirects: a redirect would
+	// carry the bearer token (or the client assertion) elsewhere.
+	hc := &http.Client{Transport: base, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+	return azcore.ClientOptions{Cloud: cl, Transport: hc, Retry: policy.RetryOptions{MaxRetries: -1}}, nil
+}
+
+// newWithCredential builds the azlogs client on cred.
+func newWithCredential(deps sink.Deps, cfg Config, co azcore.ClientOptions, cred azcore.TokenCredential, secrets []string, log *slog.Logger) (*Sink, error) {
+	client, err := azlogs.NewClient(strings.TrimRight(cfg.Endpoint, "/"), cred, &azlogs.ClientOptions{ClientOptions: co})
+	if err != nil {
+		return nil, fmt.Errorf("sentinel output: cannot build the Logs Ingestion client: %w", err)
+	}
+	return newSink(deps, cfg, client, secrets, log)
+}
+
+// newSink wires an uploader into the delivery helper.
+func newSink(deps sink.Deps, cfg Config, client uploader, secrets []string, log *slog.Logger) (*Sink, error) {
+	s := &Sink{cfg: cfg, log: log, client: client, secrets: secrets}
+	dir := cfg.DeadLetterDir
+	if dir == "" {
+		dir = filepath.Join(deps.DataDir, defaultDeadLetterName)
+	}
+	exp, err := delivery.New(Name, cfg.Delivery, delivery.JSONArray, encode, s.send, delivery.NewFileDeadLetter(dir, deps.Now), log)
+	if err != nil {
+		return nil, fmt.Errorf("sentinel output: %w", err)
+	}
+	s.exp = exp
+	return s, nil
+}
+
+// newCredential builds the Entra credential of the configured method and
+// returns the secrets to keep out of messages.
+func newCredential(deps sink.Deps, a AuthConfig, co azcore.ClientOptions) (azcore.TokenCredential, []string, error) {
+	var (
+		cred    azcore.TokenCredential
+		secrets []string
+		err     error
+	)
+	switch a.Method {
+	case AuthClientSecret:
+		secret := ""
+		if a.ClientSecretFile != "" {
+			if secret, err = config.ReadSecretFile(a.ClientSecretFile); err != nil {
+				return nil, nil, fmt.Errorf("sentinel output: auth.client_secret_file: %w", err)
+			}
+		} else if secret = strings.TrimSpace(deps.Getenv(SecretEnv)); secret == "" {
+			return nil, nil, fmt.Errorf("sentinel output: no client secret: set auth.client_secret_file to a 0600 file holding it, or the environment variable %s", SecretEnv)
+		}
+		secrets = []string{secret}
+		cred, err = azidentity.NewClientSecretCredential(a.TenantID, a.ClientID, secret,
+			&azidentity.ClientSecretCredentialOptions{ClientOptions: co, DisableInstanceDiscovery: deps.Emulated})
+	case AuthCertificate:
+		var pem string
+		if pem, err = config.ReadSecretFile(a.CertificateFile); err != nil {
+			return nil, nil, fmt.Errorf("sentinel output: auth.certificate_file: %w", err)
+		}
+		certs, key, perr := azidentity.ParseCertificates([]byte(pem), nil)
+		if perr != nil {
+			return nil, nil, fmt.Errorf("sentinel output: auth.certificate_file %s holds no usable PEM certificate and unencrypted private key; export both into one PEM file", a.CertificateFile)
+		}
+		secrets = []string{pem}
+		cred, err = azidentity.NewClientCertificateCredential(a.TenantID, a.ClientID, certs, key,
+			&azidentity.ClientCertificateCredentialOptions{ClientOptions: co, DisableInstanceDiscovery: deps.Emulated})
+	case AuthManagedIdentity:
+		o := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: co}
+		if a.ClientID != "" {
+			o.ID = azidentity.ClientID(a.ClientID)
+		}
+		cred, err = azidentity.NewManagedIdentityCredential(o)
+	case AuthWorkloadIdentity:
+		cred, err = azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{
+			ClientOptions: co, TenantID: a.TenantID, ClientID: a.ClientID, DisableInstanceDiscovery: deps.Emulated})
+	case AuthAzureCLI:
+		cred, err = azidentity.NewAzureCLICredential(&azidentity.AzureCLICredentialOptions{TenantID: a.TenantID})
+	default:
+		return nil, nil, fmt.Errorf("sentinel output: auth.method %q is unknown", a.Method)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("sentinel output: cannot set up %s sign-in: %s", a.Method, redact(err.Error(), secrets))
+	}
+	return cred, secrets, nil
+}
+
+func redact(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, "[REDACTED]")
+		}
+	}
+	return s
+}
+
+func encode(dst []byte, r *record.Record) ([]byte, error) { return r.AppendJSON(dst) }
+
+// Name implements sink.Sink.
+func (s *Sink) Name() string { return Name }
+
+// Start implements sink.Sink. The first token is fetched on the first
+// Write, so a broken credential shows up as that Write's error.
+func (s *Sink) Start(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("sentinel output is shut down and cannot be restarted; build a new one")
+	}
+	s.started = true
+	return nil
+}
+
+// Write delivers recs to the table's stream and returns nil once the
+// service accepted every one (or dead-lettered the ones it rejects on
+// their own). A record that is not valid JSON fails the whole batch
+// before anything is sent: it is a harvester bug, not data to drop.
+func (s *Sink) Write(ctx context.Context, table string, recs []record.Record) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("sentinel output: table %s: the output is shut down", table)
+	}
+	if !s.started {
+		return fmt.Errorf("sentinel output: table %s: Write before Start", table)
+	}
+	for i := range recs {
+		if err := checkJSON(&recs[i]); err != nil {
+			return fmt.Errorf("sentinel output: table %s: nothing sent: %w", table, err)
+		}
+	}
+	return s.exp.Write(ctx, table, recs)
+}
+
+func checkJSON(r *record.Record) error {
+	if !json.Valid(r.Raw) {
+		return fmt.Errorf("record %s: the payload is not valid JSON", r.ID)
+	}
+	for _, f := range r.Extra {
+		if !json.Valid(f.Value) {
+			return fmt.Errorf("record %s: field %s is not valid JSON", r.ID, f.Key)
+		}
+	}
+	return nil
+}
+
+// Shutdown implements sink.Sink: it waits for Writes in flight.
+func (s *Sink) Shutdown(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return nil
+}
+
+// Stats are the delivery counters.
+func (s *Sink) Stats() delivery.Stats { return s.exp.Stats() }
+
+// Stream returns the stream a table is sent to.
+func (s *Sink) Stream(table string) string {
+	if st, ok := s.cfg.Streams[table]; ok {
+		return st
+	}
+	return s.cfg.StreamPrefix + table
+}
+
+var gzipPool = sync.Pool{New: func() any { w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed); return w }}
+
+// send performs one Upload.
+func (s *Sink) send(ctx context.Context, req *delivery.Request) error {
+	body := req.Body
+	var opts *azlogs.UploadOptions
+	if s.cfg.Gzip {
+		var buf bytes.Buffer
+		buf.Grow(len(body)/4 + 64)
+		zw := gzipPool.Get().(*gzip.Writer)
+		zw.Reset(&buf)
+		_, err := zw.Write(body)
+		if err == nil {
+			err = zw.Close()
+		}
+		gzipPool.Put(zw)
+		// Incompressible data can grow past the limit; then send it as is.
+		if err == nil && buf.Len() <= MaxRequestBytes {
+			body = buf.Bytes()
+			enc := "gzip"
+			opts = &azlogs.UploadOptions{ContentEncoding: &enc}
+		}
+	}
+	stream := s.Stream(req.Table)
+	_, err := s.client.Upload(ctx, s.cfg.DCRImmutableID, stream, body, opts)
+	if err == nil {
+		return nil
+	}
+	return s.classify(err, req, stream)
+}
+
+// uploadError is a short, secret-free message that still unwraps to the
+// azcore/azidentity error.
+type uploadError struct {
+	msg string
+	err error
+}
+
+func (e *uploadError) Error() string { return e.msg }
+func (e *uploadError) Unwrap() error { return e.err }
+
+// classify maps a failed Upload to the delivery helper's verdicts.
+func (s *Sink) classify(err error, req *delivery.Request, stream string) error {
+	where := fmt.Sprintf("sentinel output: upload of %d records of table %s to stream %s of DCR %s", len(req.Records), req.Table, stream, s.cfg.DCRImmutableID)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	var authErr *azidentity.AuthenticationFailedError
+	if errors.As(err, &authErr) {
+		msg := fmt.Sprintf("%s: Entra sign-in failed: %s; check auth.tenant_id, auth.client_id and the secret or certificate", where, firstLine(redact(err.Error(), s.secrets)))
+		if authErr.RawResponse != nil && authErr.RawResponse.StatusCode >= 500 {
+			return &uploadError{msg: msg, err: err}
+		}
+		return delivery.Permanent(&uploadError{msg: msg, err: err})
+	}
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) {
+		// Transport errors (connection reset, DNS, TLS) are transient.
+		return &uploadError{msg: fmt.Sprintf("%s: %s", where, firstLine(redact(err.Error(), s.secrets))), err: err}
+	}
+	code, text := serviceError(re)
+	detail := fmt.Sprintf("HTTP %d", re.StatusCode)
+	if code != "" {
+		detail += " " + code
+	}
+	if text != "" {
+		detail += ": " + text
+	}
+	ue := func(hint string) *uploadError {
+		m := where + ": " + detail
+		if hint != "" {
+			m += "; " + hint
+		}
+		return &uploadError{msg: redact(m, s.secrets), err: err}
+	}
+	switch st := re.StatusCode; {
+	case st == http.StatusRequestEntityTooLarge:
+		return delivery.TooLarge(ue(""))
+	case st == http.StatusTooManyRequests || st == http.StatusRequestTimeout || st >= 500:
+		if d, ok := retryAfter(re.RawResponse); ok {
+			return delivery.RetryAfter(ue(""), d)
+		}
+		return ue("")
+	case st == http.StatusUnauthorized, st == http.StatusForbidden:
+		hint := "the identity needs the Monitoring Metrics Publisher role on the data collection rule " + s.cfg.DCRImmutableID +
+			" (az role assignment create --role \"Monitoring Metrics Publisher\" --assignee <client id> --scope <DCR resource id>); role assignments take up to 30 minutes to apply"
+		if st == http.StatusUnauthorized {
+			hint = "the token was refused: check auth.tenant_id, cloud and that the app exists in that tenant; " + hint
+		}
+		return delivery.Permanent(ue(hint))
+	case st == http.StatusNotFound:
+		return delivery.Permanent(ue("check endpoint, dcr_immutable_id and that the DCR declares stream " + stream + " (run sentinel-setup)"))
+	default:
+		return delivery.Permanent(ue("the DCR's stream declaration and the records disagree, or the request is malformed; compare the DCR with `defenderharvester sentinel-setup` output"))
+	}
+}
+
+// serviceError reads {"error":{"code","message"}} (or x-ms-error-code).
+func serviceError(re *azcore.ResponseError) (code, msg string) {
+	code = re.ErrorCode
+	if re.RawResponse == nil {
+		return code, ""
+	}
+	if code == "" {
+		code = re.RawResponse.Header.Get("x-ms-error-code")
+	}
+	body, err := runtime.Payload(re.RawResponse)
+	if err != nil {
+		return code, ""
+	}
+	return parseErrorBody(code, body)
+}
+
+// parseErrorBody extracts the service's code and message, bounded so a
+// huge or hostile body cannot flood the logs.
+func parseErrorBody(code string, body []byte) (string, string) {
+	var env struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &env) == nil {
+		if code == "" {
+			code = env.Error.Code
+		}
+		return clip(code, 100), clip(env.Error.Message, 600)
+	}
+	return clip(code, 100), ""
+}
+
+func clip(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		cut := n
+		for cut > 0 && s[cut]&0xC0 == 0x80 {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i]
+	}
+	return clip(s, 300)
+}
+
+// retryAfter reads retry-after-ms, x-ms-retry-after-ms or Retry-After
+// (seconds or an HTTP date), as azcore does, without its 60 s cap.
+func retryAfter(resp *http.Response) (time.Duration, bool) {
+	if resp == nil {
+		return 0, false
+	}
+	for _, h := range []string{"retry-after-ms", "x-ms-retry-after-ms"} {
+		if v := resp.Header.Get(h); v != "" {
+			if ms, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && ms >= 0 && ms < int64(24*time.Hour/time.Millisecond) {
+				return time.Duration(ms) * time.Millisecond, true
+			}
+		}
+	}
+	v := strings.TrimSpace(resp.Header.Get("Retry-After"))
+	if v == "" {
+		return 0, false
+	}
+	if sec, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if sec < 0 || sec > int64(24*time.Hour/time.Second) {
+			return 0, false
+		}
+		return time.Duration(sec) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		d := time.Until(t)
+		if d < 0 {
+			d = 0
+		}
+		if d > 24*time.Hour {
+			return 0, false
+		}
+		return d, true
+	}
+	return 0, false
+}
