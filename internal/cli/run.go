@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -25,8 +27,17 @@ func runRun(ctx context.Context, env *Env, args []string) int {
 	out := fs.String("out", "", "directory for the files output (overrides outputs.files.dir)")
 	outputs := fs.String("outputs", "", "comma-separated outputs (files, stdout); default: those in the config, else files")
 	debug := fs.Bool("debug", false, "debug logging")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (for performance reports)")
 	if code, ok := parseFlags(fs, env, args); !ok {
 		return code
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(env.Stderr, "defenderharvester run: --cpuprofile:", err)
+			return exitUsage
+		}
+		defer stop()
 	}
 	cfg, err := loadConfig(env, *cfgPath)
 	if err != nil {
@@ -54,6 +65,18 @@ func runRun(ctx context.Context, env *Env, args []string) int {
 		Getenv:  env.Getenv,
 	}
 	return harvestAndReport(ctx, env, req, summaryWriter(env, req.Outputs))
+}
+
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // summaryWriter keeps stdout clean for JSON when the stdout output is used.
@@ -105,6 +128,10 @@ func printReport(w io.Writer, rep harvester.Report) {
 	}
 	tw.Flush()
 	for _, o := range rep.Outputs {
+		if d := o.Delivery; d.Requests > 0 {
+			fmt.Fprintf(w, "output %s: %d records in %d requests (average %s, largest %s before compression), %d retries, %d dead-lettered\n",
+				o.Output, d.Records, d.Requests, byteSize(d.BytesSent/d.Requests), byteSize(d.MaxRequestBytes), d.Retries, d.DeadLettered)
+		}
 		if o.Err == nil && o.Spooled == 0 && o.Drained == 0 && o.Backlog == 0 {
 			continue
 		}
@@ -115,6 +142,16 @@ func printReport(w io.Writer, rep harvester.Report) {
 		fmt.Fprintln(w, line)
 	}
 	fmt.Fprintf(w, "tenant %s, %d sources, %s\n", rep.TenantID, len(rep.Results), rep.Duration.Round(time.Millisecond))
+}
+
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }
 
 func changesString(m map[string]int) string {

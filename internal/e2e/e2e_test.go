@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/cli"
+	"github.com/defenderharvester/defenderharvester/internal/pipeline"
 	"github.com/defenderharvester/defenderharvester/internal/sim"
 )
 
@@ -299,8 +300,8 @@ func TestNoLossWhenKilled(t *testing.T) {
 			t.Fatalf("record %s appeared only in the killed harvest", k)
 		}
 	}
-	if d := duplicates(got); d > kills*500 {
-		t.Fatalf("%d duplicates after %d kills; at most one batch (500) per kill is allowed", d, kills)
+	if d := duplicates(got); d > kills*pipeline.DefaultBatchSize {
+		t.Fatalf("%d duplicates after %d kills; at most one batch per kill is allowed", d, kills)
 	}
 	for _, r := range []string{sim.ReceiverSentinel, sim.ReceiverSplunk} {
 		st := f.tenant.Received(r)
@@ -316,7 +317,7 @@ func TestNoLossWhenKilled(t *testing.T) {
 		// A kill can interrupt a batch per output after the receiver took
 		// it (sink retries may also have resent a request the receiver
 		// had accepted before the connection died).
-		if st.Duplicates > kills*500 {
+		if st.Duplicates > kills*pipeline.DefaultBatchSize {
 			t.Fatalf("%s: %d duplicates after %d kills", r, st.Duplicates, kills)
 		}
 		t.Logf("%s: %d records, %d duplicates", r, st.Unique, st.Duplicates)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/defenderharvester/defenderharvester/internal/pipeline"
 	"github.com/defenderharvester/defenderharvester/internal/sim"
 )
 
@@ -119,7 +120,7 @@ func TestReceiverOutageMidRun(t *testing.T) {
 	if !strings.Contains(out, "delivered from spool") {
 		t.Errorf("the summary does not say the spool was delivered:\n%s", out)
 	}
-	if d := assertReceived(t, f, sim.ReceiverSplunk, want); d > 500 {
+	if d := assertReceived(t, f, sim.ReceiverSplunk, want); d > pipeline.DefaultBatchSize {
 		t.Errorf("splunk got %d duplicates after the outage; at most the batch in flight is allowed", d)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/defenderharvester/defenderharvester/internal/delivery"
 	"github.com/defenderharvester/defenderharvester/internal/record"
 	"github.com/defenderharvester/defenderharvester/internal/sink"
 	"github.com/defenderharvester/defenderharvester/internal/source"
@@ -24,7 +25,7 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultBatchSize       = 500
+	DefaultBatchSize       = 2000
 	DefaultBatchBytes      = 4 << 20
 	DefaultInitialLookback = 24 * time.Hour
 	DefaultConcurrency     = 4
@@ -67,6 +68,8 @@ type OutputStatus struct {
 	// spooled records were delivered this run; Backlog records are still
 	// spooled after it.
 	Spooled, Drained, Backlog int
+	// Delivery counts requests of network outputs (zero for the others).
+	Delivery delivery.Stats
 }
 
 // RunOptions change one run.
@@ -343,6 +346,9 @@ func (p *Pipeline) Outputs() []OutputStatus {
 	for _, s := range p.opts.Sinks {
 		st := *p.outputs[s.Name()]
 		st.Backlog = backlog[s.Name()]
+		if r, ok := s.(sink.StatsReporter); ok {
+			st.Delivery = r.Stats()
+		}
 		out = append(out, st)
 	}
 	return out

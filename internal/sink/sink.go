@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/defenderharvester/defenderharvester/internal/delivery"
 	"github.com/defenderharvester/defenderharvester/internal/record"
 	"github.com/defenderharvester/defenderharvester/internal/registry"
 )
@@ -92,4 +93,11 @@ func (d Deps) WithDefaults() Deps {
 		d.DataDir = "."
 	}
 	return d
+}
+
+// StatsReporter is implemented by outputs that send requests through the
+// shared delivery helper; the run summary shows their request counts and
+// sizes.
+type StatsReporter interface {
+	Stats() delivery.Stats
 }

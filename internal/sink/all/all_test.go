@@ -3,14 +3,23 @@ package all
 import (
 	"bytes"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/defenderharvester/defenderharvester/internal/sink"
 	"github.com/defenderharvester/defenderharvester/internal/sink/sinktest"
 )
 
-// Every output must build from its defaults alone: that is what a user
-// gets when they enable it without settings.
+// needsSettings are outputs that cannot work without the user's own
+// settings (a URL, a token, a data collection rule); for them the defaults
+// must be refused with an error that names what is missing.
+var needsSettings = map[string][]string{
+	"sentinel": {"endpoint"},
+	"splunk":   {"url"},
+}
+
+// Every other output must build from its defaults alone: that is what a
+// user gets when they enable it without settings.
 func TestEveryOutputBuildsFromDefaults(t *testing.T) {
 	var names []string
 	for _, f := range sink.All() {
@@ -28,6 +37,17 @@ func TestEveryOutputBuildsFromDefaults(t *testing.T) {
 			}
 			var out bytes.Buffer
 			s, err := f.New(sink.Deps{Stdout: &out}, cfg)
+			if want, ok := needsSettings[f.Name]; ok {
+				if err == nil {
+					t.Fatal("defaults accepted although the output needs settings")
+				}
+				for _, w := range want {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not name %q", err, w)
+					}
+				}
+				return
+			}
 			if err != nil {
 				t.Fatalf("default config rejected: %v", err)
 			}
@@ -45,7 +65,7 @@ func TestEveryOutputBuildsFromDefaults(t *testing.T) {
 			}
 		})
 	}
-	for _, want := range []string{"files", "stdout"} {
+	for _, want := range []string{"files", "stdout", "sentinel", "splunk"} {
 		if _, ok := sink.Lookup(want); !ok {
 			t.Errorf("output %q not registered (have %v)", want, names)
 		}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/defenderharvester/defenderharvester/internal/sim"
 	"github.com/defenderharvester/defenderharvester/internal/sink"
-	"github.com/defenderharvester/defenderharvester/internal/sink/sinktest"
 )
 
 // simDeps returns deps whose transport dials the emulator for every host
@@ -123,7 +122,3 @@ func TestAgainstEmulator(t *testing.T) {
 		})
 	}
 }
-
-// Records of sinktest are reused so the emulator sees realistic standard
-// fields.
-var _ = sinktest.Records

@@ -5,14 +5,12 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -287,14 +285,6 @@ func mustStart(t testing.TB, s *Sink) {
 		t.Fatalf("Start: %v", err)
 	}
 	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
-}
-
-func ids(recs []record.Record) string {
-	var b strings.Builder
-	for _, r := range recs {
-		fmt.Fprintf(&b, "%s,", r.ID)
-	}
-	return b.String()
 }
 
 func slogTo(w io.Writer) *slog.Logger {

@@ -111,6 +111,9 @@ func TestAgainstEmulator(t *testing.T) {
 			if st.ByTable["MdeActionCenter"] != 150 || st.ByTable["MdeMachineActions"] != 150 {
 				t.Errorf("by sourcetype %v", st.ByTable)
 			}
+			if tc.faults != "" && st.Rejected[503] == 0 {
+				t.Error("no 503 was injected; the fault case tested nothing")
+			}
 			if strings.Contains(log.String(), token) {
 				t.Error("token in the log")
 			}

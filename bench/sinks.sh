@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# End-to-end delivery benchmark: the emulated tenant and the harvester run as
+# separate processes on loopback; the harvester pulls device timelines
+# (~1 KB events) and delivers them to one output at a time.
+#
+#   bench/sinks.sh [MACHINES] [EVENTS_PER_MACHINE_HOUR] [HOURS]
+#
+# Prints, per output, the records delivered, the wall time, events/s and the
+# harvester's request statistics (requests, average and largest request
+# size). Loopback only; stops the emulator when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+machines=${1:-20}
+rate=${2:-1000}
+hours=${3:-6}
+
+work=$(mktemp -d)
+trap 'kill "${sim_pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
+go build -o "$work/dh" ./cmd/defenderharvester
+
+"$work/dh" simulate --listen 127.0.0.1:0 --machines "$machines" --timeline-rate "$rate" \
+  --ca-out "$work/ca.pem" --write-config "$work/sim.yaml" >"$work/info.json" 2>"$work/sim.log" &
+sim_pid=$!
+for _ in $(seq 1 100); do [ -s "$work/info.json" ] && break; sleep 0.1; done
+[ -s "$work/info.json" ] || { echo "emulator did not start" >&2; cat "$work/sim.log" >&2; exit 1; }
+
+echo "emulated tenant: $machines devices × $rate timeline events/hour, harvesting the last ${hours}h"
+echo "machine: $(nproc) cores, $(go version | cut -d' ' -f3)"
+for out in files sentinel splunk; do
+  dir="$work/$out"
+  mkdir -p "$dir"
+  sed -e "s#state_file: \"sim-state.db\"#state_file: \"$dir/state.db\"#" \
+      -e "s#dir: \"sim-out\"#dir: \"$dir/out\"#" "$work/sim.yaml" >"$dir/config.yaml"
+  chmod 600 "$dir/config.yaml"
+  start=$(date +%s.%N)
+  (cd "$dir" && "$work/dh" run --config "$dir/config.yaml" --sources timeline --outputs "$out" --lookback "${hours}h") >"$dir/summary.txt" 2>"$dir/log.txt" || {
+    echo "run into $out failed:" >&2; cat "$dir/summary.txt" "$dir/log.txt" >&2; exit 1; }
+  end=$(date +%s.%N)
+  records=$(awk '$1=="timeline"{print $9}' "$dir/summary.txt")
+  awk -v o="$out" -v r="$records" -v s="$start" -v e="$end" \
+    'BEGIN { d = e - s; printf "%-9s %8d records in %6.2f s = %8.0f events/s\n", o, r, d, r / d }'
+  grep '^output ' "$dir/summary.txt" | sed 's/^/          /' || true
+done
