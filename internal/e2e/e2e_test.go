@@ -550,12 +550,19 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	}
 	f := newFixture(t, sim.Options{Seed: 4, Faults: faults})
 	cred := f.tenant.Credentials()
-	cfg := f.writeConfig("canary", "log_level: debug\nhttp:\n  backoff: 5ms\n  max_wait: 3s\n  max_attempts: 10\n")
+	cfg := patchOutputs(t, f.writeConfig("canary", "log_level: debug\nhttp:\n  backoff: 5ms\n  max_wait: 3s\n  max_attempts: 10\n"), fastRetries)
 	var printed strings.Builder
 	for i := 0; i < 2; i++ {
-		_, out, errs := f.runCLI("run", "--config", cfg, "--debug")
+		_, out, errs := f.runCLI("run", "--config", cfg, "--debug", "--outputs", "files,sentinel,splunk")
 		printed.WriteString(out + errs)
 	}
+	// An output failing with its credentials in play: the errors must not
+	// quote them either.
+	f.tenant.SetReceiverDown(sim.ReceiverSplunk, true)
+	f.clock.Advance(time.Hour)
+	_, out0, errs0 := f.runCLI("run", "--config", cfg, "--debug", "--outputs", "files,sentinel,splunk", "--sources", "actioncenter")
+	printed.WriteString(out0 + errs0)
+	f.tenant.SetReceiverDown(sim.ReceiverSplunk, false)
 	f.tenant.Inject(sim.FaultRule{Family: sim.FamilyPortal, Kind: sim.FaultLogin, Count: 5})
 	_, out, errs := f.runCLI("run", "--config", cfg, "--debug", "--sources", "actioncenter,featuresettings")
 	printed.WriteString(out + errs)
@@ -573,7 +580,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		b, _ := json.Marshal(l.raw)
 		files.Write(b)
 	}
-	for name, secret := range map[string]string{"sccauth": cred.SccAuth, "XSRF token": cred.XSRFToken, "client secret": cred.ClientSecret} {
+	for name, secret := range map[string]string{"sccauth": cred.SccAuth, "XSRF token": cred.XSRFToken, "client secret": cred.ClientSecret, "HEC token": cred.HECToken} {
 		if strings.Contains(printed.String(), secret) {
 			t.Errorf("the %s appears in the command's output or logs", name)
 		}
@@ -583,6 +590,11 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		if strings.Contains(files.String(), secret) {
 			t.Errorf("the %s appears in the harvested records", name)
 		}
+	}
+	// Every access token the emulator issues is a JWT, whose text starts
+	// with the base64 of `{"`: none may be printed or stored.
+	if strings.Contains(printed.String(), "eyJ") || bytes.Contains(state, []byte("eyJ")) {
+		t.Error("a bearer token (JWT) appears in the output, the logs or the state file")
 	}
 	if !strings.Contains(printed.String(), "level=DEBUG") {
 		t.Fatal("debug logging was not on: the scan proves nothing")

@@ -8,8 +8,10 @@ import (
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/defenderharvester/defenderharvester/internal/delivery"
+	"github.com/defenderharvester/defenderharvester/internal/tables"
 )
 
 // Name is the output's config key.
@@ -46,6 +48,10 @@ type Config struct {
 	Endpoint string `yaml:"endpoint"`
 	// DCRImmutableID is the rule's immutable id, "dcr-" + 32 hex digits.
 	DCRImmutableID string `yaml:"dcr_immutable_id"`
+	// Rules send the tables they list to another DCR (a DCR holds at most
+	// 10 streams, so the 13 tables need two); every other table goes to
+	// Endpoint / DCRImmutableID.
+	Rules []Rule `yaml:"rules"`
 	// StreamPrefix + table name is the stream a table is sent to, unless
 	// Streams names one.
 	StreamPrefix string            `yaml:"stream_prefix"`
@@ -62,6 +68,31 @@ type Config struct {
 	DeadLetterDir string `yaml:"dead_letter_dir"`
 	// InsecureSkipVerify turns TLS verification off (tests only).
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// Rule routes some tables to their own data collection rule.
+type Rule struct {
+	Endpoint       string   `yaml:"endpoint"`
+	DCRImmutableID string   `yaml:"dcr_immutable_id"`
+	Tables         []string `yaml:"tables"`
+}
+
+// UnmarshalYAML decodes a rule strictly: the config loader checks the keys
+// of maps but not of list items, and a misspelt key would otherwise be
+// dropped without a word.
+func (r *Rule) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: a rule is a map with endpoint, dcr_immutable_id and tables", n.Line)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		switch k := n.Content[i]; k.Value {
+		case "endpoint", "dcr_immutable_id", "tables":
+		default:
+			return fmt.Errorf("line %d: unknown key %q in a rule; known keys: endpoint, dcr_immutable_id, tables", k.Line, k.Value)
+		}
+	}
+	type plain Rule // without this method, so Decode does not recurse
+	return n.Decode((*plain)(r))
 }
 
 // AuthConfig selects the Entra credential.
@@ -107,17 +138,65 @@ func cloudConfig(name string) (cloud.Configuration, error) {
 	return cloud.Configuration{}, fmt.Errorf("cloud %q is unknown: use public, usgovernment or china", name)
 }
 
+func validEndpoint(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil && (u.Path == "" || u.Path == "/") && u.RawQuery == "" && u.Fragment == ""
+}
+
+func tableNames() []string {
+	all := tables.All()
+	names := make([]string, len(all))
+	for i, t := range all {
+		names[i] = t.Name
+	}
+	return names
+}
+
 // validate checks everything that does not need the network or secrets.
 func (c *Config) validate() error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if c.Endpoint == "" {
-		add("endpoint is empty: set outputs.sentinel.endpoint to the DCR's logs ingestion endpoint (az monitor data-collection rule show … --query endpoints.logsIngestion) or a data collection endpoint")
-	} else if u, err := url.Parse(c.Endpoint); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-		add("endpoint %q must be an https URL without path or query, e.g. https://my-dcr-abcd.westeurope-1.ingest.monitor.azure.com", c.Endpoint)
+	// With rules, the top-level DCR is optional: a table no rule lists
+	// then fails at Write, naming the table.
+	if len(c.Rules) == 0 || c.Endpoint != "" || c.DCRImmutableID != "" {
+		if c.Endpoint == "" {
+			add("endpoint is empty: set outputs.sentinel.endpoint to the DCR's logs ingestion endpoint (deployment output logsIngestionEndpoint of sentinel-setup's template, or az monitor data-collection rule show … --query endpoints.logsIngestion) or a data collection endpoint")
+		} else if !validEndpoint(c.Endpoint) {
+			add("endpoint %q must be an https URL without path or query, e.g. https://my-dcr-abcd.westeurope-1.ingest.monitor.azure.com", c.Endpoint)
+		}
+		if !dcrIDRe.MatchString(c.DCRImmutableID) {
+			add("dcr_immutable_id %q must be \"dcr-\" followed by 32 hex digits (the DCR's immutableId: deployment output dcrImmutableId of sentinel-setup's template)", c.DCRImmutableID)
+		}
 	}
-	if !dcrIDRe.MatchString(c.DCRImmutableID) {
-		add("dcr_immutable_id %q must be \"dcr-\" followed by 32 hex digits (the DCR's immutableId, output of sentinel-setup)", c.DCRImmutableID)
+	ruleOf := map[string]int{}
+	for i, r := range c.Rules {
+		at := fmt.Sprintf("rules[%d]", i)
+		if r.Endpoint == "" {
+			add("%s.endpoint is empty: set it to that DCR's logs ingestion endpoint (deployment output logsIngestionEndpoint<N> of sentinel-setup's template)", at)
+		} else if !validEndpoint(r.Endpoint) {
+			add("%s.endpoint %q must be an https URL without path or query, e.g. https://my-dcr-abcd.westeurope-1.ingest.monitor.azure.com", at, r.Endpoint)
+		}
+		if !dcrIDRe.MatchString(r.DCRImmutableID) {
+			add("%s.dcr_immutable_id %q must be \"dcr-\" followed by 32 hex digits (deployment output dcrImmutableId<N> of sentinel-setup's template)", at, r.DCRImmutableID)
+		}
+		if len(r.Tables) == 0 {
+			add("%s.tables is empty: list the tables that DCR holds (deployment output tables<N> of sentinel-setup's template)", at)
+		}
+		for _, t := range r.Tables {
+			if _, ok := tables.Lookup(t); !ok {
+				add("%s.tables: unknown table %q; known tables: %s", at, t, strings.Join(tableNames(), ", "))
+				continue
+			}
+			if j, dup := ruleOf[t]; dup {
+				if j == i {
+					add("%s.tables lists %s twice: remove one", at, t)
+				} else {
+					add("table %s is in rules[%d] and rules[%d]: a table goes to one DCR, remove it from the rule whose DCR lacks its stream", t, j, i)
+				}
+				continue
+			}
+			ruleOf[t] = i
+		}
 	}
 	if c.StreamPrefix == "" {
 		c.StreamPrefix = DefaultStreamPrefix
