@@ -63,26 +63,59 @@ func runSentinelSetup(_ context.Context, env *Env, args []string) int {
 		w = env.Stderr
 	}
 	// The instructions go to stderr so stdout stays a valid template.
-	fmt.Fprintf(w, "\nDeploy it into the workspace's resource group:\n  az deployment group create -g <resource-group> --template-file %s --parameters workspaceName=<workspace>\n", dest)
+	fmt.Fprintf(w, "\nDeploy it into the workspace's resource group:\n  az deployment group create -g <resource-group> -n %s --template-file %s --parameters workspaceName=<workspace>\n", deploymentName, dest)
 	if len(dcrs) > 1 {
 		fmt.Fprintf(w, "\n%d tables need %d data collection rules (at most %d streams each):\n", countTables(dcrs), len(dcrs), maxStreamsPerDCR)
 		for i, d := range dcrs {
-			fmt.Fprintf(w, "  DCR %d (%s): %s\n", i+1, d.name, strings.Join(d.tables, ", "))
+			fmt.Fprintf(w, "  DCR %d (%s): %s\n", i+1, d.display, strings.Join(d.tables, ", "))
 		}
-		fmt.Fprintln(w, "Configure one sentinel output per DCR, or harvest the tables of each DCR in its own run.")
 	}
 	fmt.Fprintln(w, "\nThen let the harvester's identity publish to each DCR (role assignments take up to 30 minutes to apply):")
 	for i := range dcrs {
 		fmt.Fprintf(w, "  az role assignment create --role \"Monitoring Metrics Publisher\" --assignee <app-client-id> \\\n    --scope $(az monitor data-collection rule show -g <resource-group> -n %s --query id -o tsv)\n", dcrs[i].display)
 	}
-	fmt.Fprintln(w, "\nand put the deployment outputs (DCR immutable id, logs ingestion endpoint) into outputs.sentinel: dcr_immutable_id, endpoint.")
+	fmt.Fprintf(w, "\nFinally configure the output. Show the deployment outputs with\n  az deployment group show -g <resource-group> -n %s --query properties.outputs\n", deploymentName)
+	fmt.Fprintf(w, "(or one at a time: --query properties.outputs.%s.value -o tsv), paste each output's value over its <name> below,\n", dcrs[0].idOutput())
+	fmt.Fprintln(w, "and your app's ids over <tenant-id> and <app-client-id>:")
+	fmt.Fprintf(w, "\n%s\n", sentinelConfigSnippet(dcrs, *prefix))
 	return exitOK
 }
+
+// deploymentName is the name the printed commands give the deployment, so
+// "az deployment group show" finds its outputs.
+const deploymentName = "defenderharvester"
 
 type dcrPlan struct {
 	name    string // ARM name expression
 	display string // for messages
+	suffix  string // of its ARM output names: "", "2", …
 	tables  []string
+}
+
+func (d dcrPlan) idOutput() string       { return "dcrImmutableId" + d.suffix }
+func (d dcrPlan) endpointOutput() string { return "logsIngestionEndpoint" + d.suffix }
+func (d dcrPlan) tablesOutput() string   { return "tables" + d.suffix }
+
+// sentinelConfigSnippet is the outputs.sentinel section for the plan: the
+// first DCR is the top-level endpoint (it takes every table no rule
+// lists), each further DCR a rule with its tables.
+func sentinelConfigSnippet(dcrs []dcrPlan, prefix string) string {
+	var b strings.Builder
+	b.WriteString("outputs:\n  sentinel:\n")
+	fmt.Fprintf(&b, "    endpoint: <%s>\n    dcr_immutable_id: <%s>\n", dcrs[0].endpointOutput(), dcrs[0].idOutput())
+	if len(dcrs) > 1 {
+		fmt.Fprintf(&b, "    # tables not listed below go to the DCR above (output %s)\n    rules:\n", dcrs[0].tablesOutput())
+		for _, d := range dcrs[1:] {
+			fmt.Fprintf(&b, "      - endpoint: <%s>\n        dcr_immutable_id: <%s>\n        tables: [%s]   # output %s\n",
+				d.endpointOutput(), d.idOutput(), strings.Join(d.tables, ", "), d.tablesOutput())
+		}
+	}
+	if prefix != "Custom-" {
+		fmt.Fprintf(&b, "    stream_prefix: %s\n", prefix)
+	}
+	b.WriteString("    auth:\n      method: client_secret\n      tenant_id: <tenant-id>\n      client_id: <app-client-id>\n")
+	b.WriteString("      client_secret_file: /etc/defenderharvester/sentinel.secret   # mode 0600; or env DH_SENTINEL_CLIENT_SECRET\n")
+	return b.String()
 }
 
 func countTables(ds []dcrPlan) int {
@@ -175,9 +208,8 @@ func sentinelTemplate(list, prefix, location, wsID string) (map[string]any, []dc
 		chunk := sel[i:min(i+maxStreamsPerDCR, len(sel))]
 		n := i/maxStreamsPerDCR + 1
 		p := dcrPlan{name: "[parameters('dcrName')]", display: "dcr-defenderharvester"}
-		suffix := ""
 		if n > 1 {
-			suffix = fmt.Sprint(n)
+			p.suffix = fmt.Sprint(n)
 			p.name = fmt.Sprintf("[concat(parameters('dcrName'), '-%d')]", n)
 			p.display = fmt.Sprintf("dcr-defenderharvester-%d", n)
 		}
@@ -216,9 +248,9 @@ func sentinelTemplate(list, prefix, location, wsID string) (map[string]any, []dc
 			},
 		})
 		ref := fmt.Sprintf("reference(resourceId('Microsoft.Insights/dataCollectionRules', %s), '2023-03-11')", strings.TrimSuffix(strings.TrimPrefix(p.name, "["), "]"))
-		outputs["dcrImmutableId"+suffix] = map[string]any{"type": "string", "value": "[" + ref + ".immutableId]"}
-		outputs["logsIngestionEndpoint"+suffix] = map[string]any{"type": "string", "value": "[" + ref + ".endpoints.logsIngestion]"}
-		outputs["tables"+suffix] = map[string]any{"type": "array", "value": p.tables}
+		outputs[p.idOutput()] = map[string]any{"type": "string", "value": "[" + ref + ".immutableId]"}
+		outputs[p.endpointOutput()] = map[string]any{"type": "string", "value": "[" + ref + ".endpoints.logsIngestion]"}
+		outputs[p.tablesOutput()] = map[string]any{"type": "array", "value": p.tables}
 		plans = append(plans, p)
 	}
 	return map[string]any{

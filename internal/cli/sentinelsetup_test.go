@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/defenderharvester/defenderharvester/internal/config"
+	"github.com/defenderharvester/defenderharvester/internal/sink"
+	"github.com/defenderharvester/defenderharvester/internal/sink/sentinel"
 	"github.com/defenderharvester/defenderharvester/internal/tables"
 )
 
@@ -159,5 +162,116 @@ func TestSentinelSetupBadFlags(t *testing.T) {
 		if code != exitUsage || stderr == "" {
 			t.Errorf("%v: exit %d, stderr %q; want usage error", args, code, stderr)
 		}
+	}
+}
+
+// TestSentinelSetupConfigSnippet pastes fake deployment outputs into the
+// printed snippet and checks the result is a sentinel output config that
+// sends every table to the DCR the template put it in.
+func TestSentinelSetupConfigSnippet(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		wantPrefix string
+		wantRules  int
+	}{
+		{name: "all tables need a rule for the second DCR", wantPrefix: "Custom-", wantRules: 1},
+		{name: "one DCR, custom prefix", args: []string{"--tables", "MdeTimeline,MdeLibraryFiles", "--stream-prefix", "Custom-Dh"}, wantPrefix: "Custom-Dh", wantRules: 0},
+	}
+	const secret = "snippet-test-secret"
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tpl, stdout, stderr, code := runSetup(t, tt.args...)
+			if code != exitOK {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			if strings.Contains(stdout, "outputs:\n  sentinel") {
+				t.Error("the config snippet leaked into stdout, which must stay the template")
+			}
+			if !strings.Contains(stderr, "az deployment group show -g <resource-group> -n "+deploymentName+" --query properties.outputs") ||
+				!strings.Contains(stderr, "-n "+deploymentName+" --template-file") {
+				t.Errorf("instructions do not name the deployment consistently:\n%s", stderr)
+			}
+			i := strings.Index(stderr, "\noutputs:\n")
+			if i < 0 {
+				t.Fatalf("no outputs.sentinel snippet in:\n%s", stderr)
+			}
+			snippet := stderr[i+1:]
+			armOut := tpl["outputs"].(map[string]any)
+
+			// Paste a distinct fake value over every ARM output name.
+			fake := map[string]string{"tenant-id": "11111111-2222-3333-4444-555555555555", "app-client-id": "66666666-7777-8888-9999-000000000000"}
+			for name := range armOut {
+				n := strings.TrimLeft(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+				switch {
+				case strings.HasPrefix(name, "dcrImmutableId"):
+					fake[name] = "dcr-" + strings.Repeat("0", 31) + orDefault(n, "1")
+				case strings.HasPrefix(name, "logsIngestionEndpoint"):
+					fake[name] = "https://dcr-" + orDefault(n, "1") + ".westeurope-1.ingest.monitor.azure.com"
+				}
+			}
+			pasted := regexp.MustCompile(`<([A-Za-z0-9-]+)>`).ReplaceAllStringFunc(snippet, func(m string) string {
+				v, ok := fake[strings.Trim(m, "<>")]
+				if !ok {
+					t.Errorf("snippet placeholder %s is neither a template output nor an app id", m)
+				}
+				return v
+			})
+			for name, v := range fake {
+				if _, isOut := armOut[name]; isOut && !strings.Contains(snippet, "<"+name+">") {
+					t.Errorf("template output %s (%s) has no place in the snippet", name, v)
+				}
+			}
+
+			cfg := config.Default()
+			if err := config.Decode([]byte(pasted), cfg); err != nil {
+				t.Fatalf("snippet is not a valid config: %v\n%s", err, pasted)
+			}
+			sc := sentinel.DefaultConfig()
+			if err := config.DecodePlugin(cfg.Outputs[sentinel.Name], "outputs.sentinel", sc); err != nil {
+				t.Fatalf("outputs.sentinel: %v", err)
+			}
+			sc.Auth.ClientSecretFile = "" // the secret comes from the environment here
+			getenv := func(k string) string {
+				if k == sentinel.SecretEnv {
+					return secret
+				}
+				return ""
+			}
+			if _, err := sentinel.New(sink.Deps{Getenv: getenv, DataDir: t.TempDir()}, *sc); err != nil {
+				t.Fatalf("the sentinel output rejects the snippet: %v", err)
+			}
+			if sc.StreamPrefix != tt.wantPrefix {
+				t.Errorf("stream_prefix %q, want %q (the template's streams)", sc.StreamPrefix, tt.wantPrefix)
+			}
+			if sc.Endpoint != fake["logsIngestionEndpoint"] || sc.DCRImmutableID != fake["dcrImmutableId"] {
+				t.Errorf("top level = %s %s, want the first DCR's outputs", sc.Endpoint, sc.DCRImmutableID)
+			}
+			if len(sc.Rules) != tt.wantRules {
+				t.Fatalf("%d rules, want %d", len(sc.Rules), tt.wantRules)
+			}
+			// Each table must be routed to the DCR whose tablesN output lists it.
+			routed := map[string]string{}
+			for _, r := range sc.Rules {
+				for _, tb := range r.Tables {
+					routed[tb] = r.DCRImmutableID
+				}
+			}
+			for name, o := range armOut {
+				if !strings.HasPrefix(name, "tables") {
+					continue
+				}
+				wantDCR := fake["dcrImmutableId"+strings.TrimPrefix(name, "tables")]
+				for _, tb := range o.(map[string]any)["value"].([]any) {
+					got, ok := routed[tb.(string)]
+					if !ok {
+						got = sc.DCRImmutableID // no rule: the top-level DCR
+					}
+					if got != wantDCR {
+						t.Errorf("table %s goes to %s, but the template declares its stream in %s", tb, got, wantDCR)
+					}
+				}
+			}
+		})
 	}
 }

@@ -1,7 +1,8 @@
 // Package sentinel is the output to Microsoft Sentinel / Log Analytics
-// through the Azure Monitor Logs Ingestion API (a data collection rule
-// per workspace, one stream per table). Records travel as gzip'd JSON
-// arrays of at most 1 MB per call; the shared delivery helper owns
+// through the Azure Monitor Logs Ingestion API, one stream per table. A
+// DCR holds at most 10 streams, so rules send some tables to another DCR
+// (one client per endpoint, one credential). Records travel as gzip'd
+// JSON arrays of at most 1 MB per call; the shared delivery helper owns
 // batching, retries (azcore's own retry is off) and dead letters.
 package sentinel
 
@@ -53,11 +54,20 @@ type uploader interface {
 	Upload(ctx context.Context, ruleID, streamName string, logs []byte, opts *azlogs.UploadOptions) (azlogs.UploadResponse, error)
 }
 
+// route is the DCR one table is sent to.
+type route struct {
+	client uploader
+	dcr    string
+	// setting names the config keys to fix, for messages.
+	setting string
+}
+
 // Sink is the Sentinel output.
 type Sink struct {
 	cfg     Config
 	log     *slog.Logger
-	client  uploader
+	def     *route            // top-level endpoint/dcr_immutable_id; nil if unset
+	byTable map[string]*route // tables listed in rules
 	exp     *delivery.Exporter
 	secrets []string
 
@@ -120,18 +130,53 @@ func clientOptions(deps sink.Deps, cfg Config, log *slog.Logger) (azcore.ClientO
 	return azcore.ClientOptions{Cloud: cl, Transport: hc, Retry: policy.RetryOptions{MaxRetries: -1}}, nil
 }
 
-// newWithCredential builds the azlogs client on cred.
+// newWithCredential builds one azlogs client per distinct endpoint, all
+// on cred (one token cache).
 func newWithCredential(deps sink.Deps, cfg Config, co azcore.ClientOptions, cred azcore.TokenCredential, secrets []string, log *slog.Logger) (*Sink, error) {
-	client, err := azlogs.NewClient(strings.TrimRight(cfg.Endpoint, "/"), cred, &azlogs.ClientOptions{ClientOptions: co})
-	if err != nil {
-		return nil, fmt.Errorf("sentinel output: cannot build the Logs Ingestion client: %w", err)
-	}
-	return newSink(deps, cfg, client, secrets, log)
+	return newSink(deps, cfg, func(endpoint string) (uploader, error) {
+		client, err := azlogs.NewClient(endpoint, cred, &azlogs.ClientOptions{ClientOptions: co})
+		if err != nil {
+			return nil, fmt.Errorf("sentinel output: cannot build the Logs Ingestion client for %s: %w", endpoint, err)
+		}
+		return client, nil
+	}, secrets, log)
 }
 
-// newSink wires an uploader into the delivery helper.
-func newSink(deps sink.Deps, cfg Config, client uploader, secrets []string, log *slog.Logger) (*Sink, error) {
-	s := &Sink{cfg: cfg, log: log, client: client, secrets: secrets}
+// newSink routes each table to its DCR's uploader and wires the sender
+// into the delivery helper. cfg must be validated.
+func newSink(deps sink.Deps, cfg Config, newClient func(endpoint string) (uploader, error), secrets []string, log *slog.Logger) (*Sink, error) {
+	s := &Sink{cfg: cfg, log: log, secrets: secrets, byTable: map[string]*route{}}
+	clients := map[string]uploader{}
+	clientFor := func(endpoint string) (uploader, error) {
+		endpoint = strings.TrimRight(endpoint, "/")
+		key := strings.ToLower(endpoint) // hosts are case-insensitive
+		if c, ok := clients[key]; ok {
+			return c, nil
+		}
+		c, err := newClient(endpoint)
+		if err != nil {
+			return nil, err
+		}
+		clients[key] = c
+		return c, nil
+	}
+	if cfg.Endpoint != "" {
+		c, err := clientFor(cfg.Endpoint)
+		if err != nil {
+			return nil, err
+		}
+		s.def = &route{client: c, dcr: cfg.DCRImmutableID, setting: "outputs.sentinel.endpoint and dcr_immutable_id"}
+	}
+	for i, r := range cfg.Rules {
+		c, err := clientFor(r.Endpoint)
+		if err != nil {
+			return nil, err
+		}
+		rt := &route{client: c, dcr: r.DCRImmutableID, setting: fmt.Sprintf("outputs.sentinel.rules[%d] (endpoint, dcr_immutable_id, tables)", i)}
+		for _, t := range r.Tables {
+			s.byTable[t] = rt
+		}
+	}
 	dir := cfg.DeadLetterDir
 	if dir == "" {
 		dir = filepath.Join(deps.DataDir, defaultDeadLetterName)
@@ -236,12 +281,26 @@ func (s *Sink) Write(ctx context.Context, table string, recs []record.Record) er
 	if !s.started {
 		return fmt.Errorf("sentinel output: table %s: Write before Start", table)
 	}
+	if _, err := s.route(table); err != nil {
+		return err
+	}
 	for i := range recs {
 		if err := checkJSON(&recs[i]); err != nil {
 			return fmt.Errorf("sentinel output: table %s: nothing sent: %w", table, err)
 		}
 	}
 	return s.exp.Write(ctx, table, recs)
+}
+
+// route returns the DCR of table: its rule's, else the top-level one.
+func (s *Sink) route(table string) (*route, error) {
+	if r, ok := s.byTable[table]; ok {
+		return r, nil
+	}
+	if s.def != nil {
+		return s.def, nil
+	}
+	return nil, delivery.Permanent(fmt.Errorf("sentinel output: table %s: no data collection rule takes it, nothing sent: add %s to the tables of the outputs.sentinel.rules entry whose DCR declares stream %s, or set outputs.sentinel.endpoint and dcr_immutable_id for every table no rule lists", table, table, s.Stream(table)))
 }
 
 func checkJSON(r *record.Record) error {
@@ -298,12 +357,15 @@ func (s *Sink) send(ctx context.Context, req *delivery.Request) error {
 			opts = &azlogs.UploadOptions{ContentEncoding: &enc}
 		}
 	}
+	rt, err := s.route(req.Table)
+	if err != nil {
+		return err
+	}
 	stream := s.Stream(req.Table)
-	_, err := s.client.Upload(ctx, s.cfg.DCRImmutableID, stream, body, opts)
-	if err == nil {
+	if _, err = rt.client.Upload(ctx, rt.dcr, stream, body, opts); err == nil {
 		return nil
 	}
-	return s.classify(err, req, stream)
+	return s.classify(err, req, stream, rt)
 }
 
 // uploadError is a short, secret-free message that still unwraps to the
@@ -317,8 +379,8 @@ func (e *uploadError) Error() string { return e.msg }
 func (e *uploadError) Unwrap() error { return e.err }
 
 // classify maps a failed Upload to the delivery helper's verdicts.
-func (s *Sink) classify(err error, req *delivery.Request, stream string) error {
-	where := fmt.Sprintf("sentinel output: upload of %d records of table %s to stream %s of DCR %s", len(req.Records), req.Table, stream, s.cfg.DCRImmutableID)
+func (s *Sink) classify(err error, req *delivery.Request, stream string, rt *route) error {
+	where := fmt.Sprintf("sentinel output: upload of %d records of table %s to stream %s of DCR %s", len(req.Records), req.Table, stream, rt.dcr)
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%s: %w", where, err)
 	}
@@ -359,14 +421,14 @@ func (s *Sink) classify(err error, req *delivery.Request, stream string) error {
 		}
 		return ue("")
 	case st == http.StatusUnauthorized, st == http.StatusForbidden:
-		hint := "the identity needs the Monitoring Metrics Publisher role on the data collection rule " + s.cfg.DCRImmutableID +
+		hint := "the identity needs the Monitoring Metrics Publisher role on the data collection rule " + rt.dcr +
 			" (az role assignment create --role \"Monitoring Metrics Publisher\" --assignee <client id> --scope <DCR resource id>); role assignments take up to 30 minutes to apply"
 		if st == http.StatusUnauthorized {
 			hint = "the token was refused: check auth.tenant_id, cloud and that the app exists in that tenant; " + hint
 		}
 		return delivery.Permanent(ue(hint))
 	case st == http.StatusNotFound:
-		return delivery.Permanent(ue("check endpoint, dcr_immutable_id and that the DCR declares stream " + stream + " (run sentinel-setup)"))
+		return delivery.Permanent(ue("check " + rt.setting + " and that the DCR declares stream " + stream + " (run sentinel-setup)"))
 	default:
 		return delivery.Permanent(ue("the DCR's stream declaration and the records disagree, or the request is malformed; compare the DCR with `defenderharvester sentinel-setup` output"))
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +29,7 @@ import (
 
 const (
 	testDCR    = "dcr-0123456789abcdef0123456789abcdef"
+	testDCR2   = "dcr-fedcba9876543210fedcba9876543210"
 	testToken  = "test-bearer-token-not-a-secret"
 	testSecret = "s3cr3t-Value~with.symbols_42"
 )
@@ -51,8 +53,10 @@ type fakeIngest struct {
 	wire    []int               // request body sizes on the wire
 	plain   []int               // decompressed sizes
 	gzipped []bool
-	bad     []string // protocol violations
-	discard bool     // count only (benchmarks)
+	bad     []string       // protocol violations
+	discard bool           // count only (benchmarks)
+	dcrs    []string       // accepted immutable ids; default testDCR
+	byDCR   map[string]int // "dcr/stream" -> records
 }
 
 func (f *fakeIngest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -69,7 +73,11 @@ func (f *fakeIngest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail("bad method or path " + r.Method + " " + r.URL.Path)
 		return
 	}
-	if parts[1] != testDCR {
+	dcrs := f.dcrs
+	if len(dcrs) == 0 {
+		dcrs = []string{testDCR}
+	}
+	if !slices.Contains(dcrs, parts[1]) {
 		fail("wrong dcr " + parts[1])
 		return
 	}
@@ -132,8 +140,9 @@ func (f *fakeIngest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fail("element without TimeGenerated")
 			return
 		}
-		if !f.discard {
-			f.stored[parts[3]] = append(f.stored[parts[3]], append([]byte(nil), e...))
+		f.stored[parts[3]] = append(f.stored[parts[3]], append([]byte(nil), e...))
+		if f.byDCR != nil {
+			f.byDCR[parts[1]+"/"+parts[3]]++
 		}
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -365,6 +374,23 @@ func TestConfigValidation(t *testing.T) {
 		{"method", func(c *Config) { c.Auth.Method = "password" }, "auth.method"},
 		{"cert file", func(c *Config) { c.Auth.Method = AuthCertificate }, "certificate_file"},
 		{"managed identity", func(c *Config) { c.Auth = AuthConfig{Method: AuthManagedIdentity} }, ""},
+		{"rules beside the top-level DCR", func(c *Config) { c.Rules = []Rule{okRule("MdeTimeline")} }, ""},
+		{"rules only", func(c *Config) { c.Endpoint, c.DCRImmutableID = "", ""; c.Rules = []Rule{okRule("MdeTimeline")} }, ""},
+		{"no DCR at all", func(c *Config) { c.Endpoint, c.DCRImmutableID = "", "" }, "endpoint is empty"},
+		{"rules and half a top-level DCR", func(c *Config) { c.DCRImmutableID = ""; c.Rules = []Rule{okRule("MdeTimeline")} }, "dcr_immutable_id"},
+		{"table in two rules", func(c *Config) {
+			c.Rules = []Rule{okRule("MdeTimeline", "MdeLibraryFiles"), okRule("MdeLibraryFiles")}
+		}, "table MdeLibraryFiles is in rules[0] and rules[1]"},
+		{"table twice in a rule", func(c *Config) { c.Rules = []Rule{okRule("MdeTimeline", "MdeTimeline")} }, "rules[0].tables lists MdeTimeline twice"},
+		{"rule with bad id", func(c *Config) { r := okRule("MdeTimeline"); r.DCRImmutableID = "dcr-xyz"; c.Rules = []Rule{r} }, "rules[0].dcr_immutable_id \"dcr-xyz\""},
+		{"rule with http endpoint", func(c *Config) {
+			r := okRule("MdeTimeline")
+			r.Endpoint = "http://x.ingest.monitor.azure.com"
+			c.Rules = []Rule{okRule("MdeLibraryFiles"), r}
+		}, "rules[1].endpoint"},
+		{"rule without endpoint", func(c *Config) { r := okRule("MdeTimeline"); r.Endpoint = ""; c.Rules = []Rule{r} }, "rules[0].endpoint is empty"},
+		{"unknown table", func(c *Config) { c.Rules = []Rule{okRule("MdeTimelines")} }, `unknown table "MdeTimelines"`},
+		{"rule without tables", func(c *Config) { c.Rules = []Rule{okRule()} }, "rules[0].tables is empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -376,6 +402,10 @@ func TestConfigValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+func okRule(tables ...string) Rule {
+	return Rule{Endpoint: "https://dcr-2.westeurope-1.ingest.monitor.azure.com", DCRImmutableID: testDCR2, Tables: tables}
 }
 
 func TestSecretsComeFromEnvOrPrivateFile(t *testing.T) {

@@ -1,8 +1,12 @@
 package srcutil
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"hash/maphash"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -186,9 +190,12 @@ func skipLiteral(b []byte, i int, lit string) (int, error) {
 // characters and bad escapes but not invalid UTF-8.
 func skipString(b []byte, i int) (int, error) {
 	i++
-	for i < len(b) {
-		c := b[i]
-		switch {
+	for {
+		i = skipPlain(b, i)
+		if i >= len(b) {
+			return 0, errSyntax
+		}
+		switch c := b[i]; {
 		case c == '"':
 			return i + 1, nil
 		case c == '\\':
@@ -212,7 +219,36 @@ func skipString(b []byte, i int) (int, error) {
 			i++
 		}
 	}
-	return 0, errSyntax
+}
+
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// skipPlain returns the index of the first byte at or after i that a string
+// scan must look at: '"', '\\' or a control character (or len(b)). String
+// contents are most of a page, so it tests eight bytes at a time: a word
+// has a byte equal to c iff (x^c·lsb) has a zero byte, and a byte below
+// 0x20 iff x-0x20·lsb borrows into a clear high bit. Both tests are exact
+// about whether such a byte exists, which is all the skip needs.
+func skipPlain(b []byte, i int) int {
+	for len(b)-i >= 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q := x ^ (lsb * '"')
+		s := x ^ (lsb * '\\')
+		if ((q-lsb)&^q|(s-lsb)&^s|(x-lsb*0x20)&^x)&msb != 0 {
+			break
+		}
+		i += 8
+	}
+	for i < len(b) {
+		if c := b[i]; c == '"' || c == '\\' || c < 0x20 {
+			return i
+		}
+		i++
+	}
+	return i
 }
 
 func isHex(c byte) bool {
@@ -262,19 +298,12 @@ func skipNumber(b []byte, i int) (int, error) {
 
 // decodeKey turns a raw key (between its quotes, from a scanned and so
 // well-formed string) into the string encoding/json would use as a map key.
-// Plain keys — the common case — convert directly; keys with escapes or
-// invalid UTF-8 (which encoding/json replaces with U+FFFD) go through
-// encoding/json itself.
+// Keys without escapes in valid UTF-8 — the common case — convert directly;
+// others (escapes, or invalid UTF-8 that encoding/json replaces with
+// U+FFFD) go through encoding/json itself.
 func decodeKey(raw []byte) string {
-	plain := true
-	for _, c := range raw {
-		if c == '\\' || c >= utf8.RuneSelf {
-			plain = false
-			break
-		}
-	}
-	if plain || utf8.Valid(raw) && !containsByte(raw, '\\') {
-		return string(raw)
+	if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+		return intern(raw)
 	}
 	q := make([]byte, 0, len(raw)+2)
 	q = append(q, '"')
@@ -289,13 +318,26 @@ func decodeKey(raw []byte) string {
 	return s
 }
 
-func containsByte(b []byte, c byte) bool {
-	for _, x := range b {
-		if x == c {
-			return true
-		}
+// Field names repeat in every record of every page, so decodeKey interns
+// them: a fixed table of slots, each holding the last name that hashed
+// there. Slots are swapped atomically, so concurrent sources share it
+// without a lock; a collision only costs an allocation.
+var (
+	internSeed  = maphash.MakeSeed()
+	internSlots [1024]atomic.Pointer[string]
+)
+
+func intern(b []byte) string {
+	if len(b) > 64 {
+		return string(b)
 	}
-	return false
+	slot := &internSlots[maphash.Bytes(internSeed, b)%uint64(len(internSlots))]
+	if p := slot.Load(); p != nil && *p == string(b) {
+		return *p
+	}
+	s := string(b)
+	slot.Store(&s)
+	return s
 }
 
 // scanMap builds what json.Unmarshal into map[string]json.RawMessage gives
@@ -312,13 +354,9 @@ func scanMap(b []byte) (map[string]json.RawMessage, error) {
 // scanElems returns the elements of the array in b as sub-slices of b; an
 // empty array gives an empty, non-nil slice as encoding/json does.
 func scanElems(b []byte) ([]json.RawMessage, error) {
-	n := 0
-	// Counting first sizes the result exactly; the count pass is cheap next
-	// to the growth copies of a 1000-element append loop.
-	if err := scanArray(b, func([]byte) { n++ }); err != nil {
+	arr := make([]json.RawMessage, 0, 16)
+	if err := scanArray(b, func(e []byte) { arr = append(arr, e) }); err != nil {
 		return nil, err
 	}
-	arr := make([]json.RawMessage, 0, n)
-	_ = scanArray(b, func(e []byte) { arr = append(arr, e) })
 	return arr, nil
 }

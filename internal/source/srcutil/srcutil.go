@@ -51,8 +51,12 @@ func Items(src string, body []byte, env Envelope) ([]json.RawMessage, error) {
 		if !env.Bare {
 			return nil, fmt.Errorf("%s: expected an object with %s, got a JSON array", src, keyList(env.Keys))
 		}
-		if err := json.Unmarshal(b, &arr); err != nil {
-			return nil, fmt.Errorf("%s: response is not a valid JSON array: %w", src, err)
+		var err error
+		if arr, err = scanElems(b); err != nil {
+			// encoding/json names the fault for the user.
+			if err := json.Unmarshal(b, &arr); err != nil {
+				return nil, fmt.Errorf("%s: response is not a valid JSON array: %w", src, err)
+			}
 		}
 	case '{':
 		obj, err := object(src, b)
@@ -91,9 +95,16 @@ func arrayField(src, key string, v json.RawMessage, arr *[]json.RawMessage) erro
 	if len(t) == 0 || t[0] != '[' {
 		return fmt.Errorf("%s: field %s is not an array", src, key)
 	}
-	if err := json.Unmarshal(t, arr); err != nil {
-		return fmt.Errorf("%s: field %s: %w", src, key, err)
+	// v is a member of an object the scanner has checked, so this cannot
+	// fail short of a scanner bug; encoding/json then has the last word.
+	a, err := scanElems(t)
+	if err != nil {
+		if err := json.Unmarshal(t, arr); err != nil {
+			return fmt.Errorf("%s: field %s: %w", src, key, err)
+		}
+		return nil
 	}
+	*arr = a
 	return nil
 }
 
@@ -113,7 +124,14 @@ func Object(src string, body []byte) (map[string]json.RawMessage, error) {
 	return object(src, b)
 }
 
+// object decodes the object in b as json.Unmarshal into
+// map[string]json.RawMessage would, but in one pass with values that
+// sub-slice b (see scan.go). Only on malformed input does encoding/json run,
+// to give its usual error text.
 func object(src string, b []byte) (map[string]json.RawMessage, error) {
+	if obj, err := scanMap(b); err == nil {
+		return obj, nil
+	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(b, &obj); err != nil {
 		return nil, fmt.Errorf("%s: response is not a valid JSON object: %w", src, err)
