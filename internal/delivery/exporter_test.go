@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/defenderharvester/defenderharvester/internal/clock"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -568,7 +569,7 @@ func TestCancelStopsPromptly(t *testing.T) {
 			if !tc.cancelInSend {
 				cfg.Sleep = func(ctx context.Context, d time.Duration) error {
 					cancel()
-					return sleepCtx(ctx, d) // the real timer: must return at once
+					return clock.Sleep(ctx, d) // the real timer: must return at once
 				}
 			}
 			e, err := New("s", cfg, JSONArray, encJSON, send, nil, nil)

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/defenderharvester/defenderharvester/internal/clock"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -99,7 +100,7 @@ func (o *ClientOptions) defaults() error {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Sleep == nil {
-		o.Sleep = sleepCtx
+		o.Sleep = clock.Sleep
 	}
 	if o.Transport == nil {
 		t, err := NewTransport(TransportOptions{})
@@ -109,20 +110,6 @@ func (o *ClientOptions) defaults() error {
 		o.Transport = t
 	}
 	return nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // family is what differs between the portal and the public API.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/defenderharvester/defenderharvester/internal/clock"
 	"io"
 	"log"
 	"log/slog"
@@ -272,7 +273,7 @@ func TestPerAttemptTimeoutRetries(t *testing.T) {
 
 func TestCancelledContextStops(t *testing.T) {
 	var hits atomic.Int32
-	c, _ := newTestPublic(t, seqHandler([]step{{status: 503}}, &hits), func(o *PublicOptions) { o.Sleep = sleepCtx; o.BaseBackoff = time.Hour })
+	c, _ := newTestPublic(t, seqHandler([]step{{status: 503}}, &hits), func(o *PublicOptions) { o.Sleep = clock.Sleep; o.BaseBackoff = time.Hour })
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		for hits.Load() == 0 {

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/defenderharvester/defenderharvester/internal/clock"
 	"io"
 	"log/slog"
 	"net"
@@ -211,7 +212,7 @@ func New(deps sink.Deps, cfg Config) (*Sink, error) {
 		eventURL: base + eventPath, ackURL: base + ackPath + "?channel=" + url.QueryEscape(channel), healthURL: base + healthPath,
 		index: cfg.Index, host: host, source: source, sourcetype: cfg.Sourcetype, sourcetypes: cfg.Sourcetypes,
 		gzip: cfg.Gzip, ack: cfg.Ack.Enabled, pollEvery: poll, ackTimeout: ackTimeout, timeout: timeout,
-		now: deps.Now, sleep: sleepCtx, ownsRT: owns,
+		now: deps.Now, sleep: clock.Sleep, ownsRT: owns,
 		client: &http.Client{
 			Transport: rt,
 			// Authenticated requests never follow redirects: the token
@@ -348,17 +349,6 @@ func newGUID() (string, error) {
 		out = append(out, hx[c>>4], hx[c&0x0f])
 	}
 	return string(out), nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Name implements sink.Sink.
