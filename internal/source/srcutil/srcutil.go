@@ -63,31 +63,50 @@ func Items(src string, body []byte, env Envelope) ([]json.RawMessage, error) {
 		if err != nil {
 			return nil, err
 		}
-		var found string
-		for _, k := range env.Keys {
-			if v, ok := obj[k]; ok {
-				found = k
-				if err := arrayField(src, k, v, &arr); err != nil {
-					return nil, err
-				}
-				break
-			}
-		}
-		if found == "" {
-			if len(env.Keys) == 0 {
-				return nil, fmt.Errorf("%s: expected a JSON array, got an object", src)
-			}
-			return nil, fmt.Errorf("%s: response has no %s field: the API's shape changed or this is not the expected endpoint", src, keyList(env.Keys))
-		}
+		return ItemsOf(src, obj, env)
 	default:
 		return nil, fmt.Errorf("%s: response is not a JSON array or object (starts with %q)", src, string(b[:1]))
 	}
-	for i, it := range arr {
-		if t := bytes.TrimSpace(it); len(t) == 0 || t[0] != '{' {
-			return nil, fmt.Errorf("%s: record %d is not a JSON object", src, i)
-		}
+	if err := checkRecords(src, arr); err != nil {
+		return nil, err
 	}
 	return arr, nil
+}
+
+// ItemsOf is Items for a page object already decoded with Object, so a
+// caller that also reads other members (links, counts) scans it once.
+func ItemsOf(src string, obj map[string]json.RawMessage, env Envelope) ([]json.RawMessage, error) {
+	var arr []json.RawMessage
+	var found string
+	for _, k := range env.Keys {
+		if v, ok := obj[k]; ok {
+			found = k
+			if err := arrayField(src, k, v, &arr); err != nil {
+				return nil, err
+			}
+			break
+		}
+	}
+	if found == "" {
+		if len(env.Keys) == 0 {
+			return nil, fmt.Errorf("%s: expected a JSON array, got an object", src)
+		}
+		return nil, fmt.Errorf("%s: response has no %s field: the API's shape changed or this is not the expected endpoint", src, keyList(env.Keys))
+	}
+	if err := checkRecords(src, arr); err != nil {
+		return nil, err
+	}
+	return arr, nil
+}
+
+// checkRecords insists every record is a JSON object.
+func checkRecords(src string, arr []json.RawMessage) error {
+	for i, it := range arr {
+		if t := bytes.TrimSpace(it); len(t) == 0 || t[0] != '{' {
+			return fmt.Errorf("%s: record %d is not a JSON object", src, i)
+		}
+	}
+	return nil
 }
 
 func arrayField(src, key string, v json.RawMessage, arr *[]json.RawMessage) error {

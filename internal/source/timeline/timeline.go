@@ -83,7 +83,7 @@ func DecodePage(machineID string, body []byte) (Page, error) {
 			return Page{}, fmt.Errorf("%s: device %s: the portal returned a partial timeline page (PartialResponseReasons %s); try again later or with a smaller page_size", Name, machineID, clip(raw))
 		}
 	}
-	recs, err := srcutil.Items(Name, body, srcutil.Envelope{Keys: []string{"Items"}})
+	recs, err := srcutil.ItemsOf(Name, obj, srcutil.Envelope{Keys: []string{"Items"}})
 	if err != nil {
 		return Page{}, err
 	}
