@@ -157,3 +157,28 @@ func patchOutputs(t *testing.T, path, settings string) string {
 	mustWrite(t, path, []byte(s), 0o600)
 	return path
 }
+
+// TestOutputDownAtStart: Splunk is unreachable before the run begins. The
+// run still harvests into files and Sentinel, keeps Splunk's share in its
+// spool, exits 1 naming Splunk; once Splunk is back, the spool drains.
+func TestOutputDownAtStart(t *testing.T) {
+	f := newFixture(t, sim.Options{Seed: 34})
+	cfg := patchOutputs(t, f.writeConfig("downstart", ""), fastRetries)
+	f.tenant.SetReceiverDown(sim.ReceiverSplunk, true)
+	code, out, errs := f.runCLI("run", "--config", cfg, "--outputs", "files,sentinel,splunk")
+	if code != 1 || !strings.Contains(out, "output splunk") || !strings.Contains(out, "cannot start") {
+		t.Fatalf("want exit 1 naming the output that could not start; got %d\n%s\n%s", code, out, errs)
+	}
+	want := idsIn(t, filepath.Join(f.dir, "downstart-out"))
+	if len(want) == 0 {
+		t.Fatal("nothing harvested while one output was down")
+	}
+	assertReceived(t, f, sim.ReceiverSentinel, want)
+	f.tenant.SetReceiverDown(sim.ReceiverSplunk, false)
+	if code, out, errs := f.runCLI("run", "--config", cfg, "--outputs", "files,sentinel,splunk"); code != 0 {
+		t.Fatalf("after the outage: exit %d\n%s\n%s", code, out, errs)
+	}
+	if d := assertReceived(t, f, sim.ReceiverSplunk, want); d != 0 {
+		t.Errorf("splunk got %d duplicates; it received nothing before its spool", d)
+	}
+}

@@ -148,13 +148,26 @@ func Run(ctx context.Context, req Request) (Report, error) {
 	}
 	defer store.Close()
 
+	// An output that cannot start (its service is down, its token was
+	// revoked) must not stop the others: it starts the run marked down, so
+	// its share goes to its spool. Only when none can start is there
+	// nothing to deliver to.
+	unavailable := map[string]error{}
 	for _, s := range sinks {
 		if err := s.Start(ctx); err != nil {
-			shutdown(sinks, req.Logger)
-			return Report{}, fmt.Errorf("output %s cannot start: %w", s.Name(), err)
+			unavailable[s.Name()] = fmt.Errorf("output %s cannot start: %w", s.Name(), err)
 		}
 	}
+	if len(unavailable) == len(sinks) {
+		shutdown(sinks, req.Logger)
+		var errs []error
+		for _, s := range sinks {
+			errs = append(errs, unavailable[s.Name()])
+		}
+		return Report{}, errors.Join(errs...)
+	}
 	p, err := pipeline.New(pipeline.Options{
+		Unavailable:     unavailable,
 		Store:           store,
 		Sinks:           sinks,
 		Logger:          req.Logger,

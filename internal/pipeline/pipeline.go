@@ -54,6 +54,9 @@ type Options struct {
 	// output fails while others accept a batch, the batch is spooled for
 	// it in the state file and sent again at the start of the next run.
 	SpoolMaxBytes int64
+	// Unavailable names outputs that could not start, with the reason:
+	// they begin the run marked down (their batches are spooled).
+	Unavailable map[string]error
 }
 
 // DefaultSpoolMaxBytes is the default per-output spool limit.
@@ -148,7 +151,7 @@ func New(opts Options) (*Pipeline, error) {
 			return nil, fmt.Errorf("pipeline: two outputs are named %q; each output needs its own name (its spool is kept under it)", s.Name())
 		}
 		seen[s.Name()] = true
-		outputs[s.Name()] = &OutputStatus{Output: s.Name()}
+		outputs[s.Name()] = &OutputStatus{Output: s.Name(), Err: opts.Unavailable[s.Name()]}
 	}
 	return &Pipeline{opts: opts, log: opts.Logger, outputs: outputs}, nil
 }
@@ -304,6 +307,9 @@ func (p *Pipeline) markDown(name string, err error, spooled int) {
 func (p *Pipeline) drain(ctx context.Context) {
 	for _, s := range p.opts.Sinks {
 		name := s.Name()
+		if p.downErr(name) != nil {
+			continue
+		}
 		var after uint64
 		for ctx.Err() == nil {
 			b, ok, err := p.opts.Store.SpoolNext(name, after)

@@ -133,3 +133,28 @@ func TestStillBrokenOutputKeepsItsSpool(t *testing.T) {
 		t.Fatalf("still-broken output: %+v", out)
 	}
 }
+
+// TestUnavailableOutputIsNotCalled: an output that could not start is
+// never written to in the run; its share is spooled from the first batch.
+func TestUnavailableOutputIsNotCalled(t *testing.T) {
+	store, _ := newStore(t)
+	clk := &clock{t: t0}
+	healthy, down := newMemSink(), newMemSink()
+	down.name = "splunk"
+	p := newPipeline(t, Options{Store: store, Sinks: sinks{healthy, down}.s(), Now: clk.Now, BatchSize: 10,
+		Unavailable: map[string]error{"splunk": errors.New("output splunk cannot start: health check refused")}})
+	src := &fakeEvent{name: "ActionCenter"}
+	for i := range 25 {
+		src.add(item(fmt.Sprintf("u%02d", i), t0.Add(-time.Duration(i+1)*time.Minute)))
+	}
+	if res := run1(t, p, src, RunOptions{}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if down.calls != 0 {
+		t.Fatalf("an output that could not start was written to %d times", down.calls)
+	}
+	out := p.Outputs()[1]
+	if out.Err == nil || !strings.Contains(out.Err.Error(), "cannot start") || out.Backlog != 25 {
+		t.Fatalf("status = %+v", out)
+	}
+}
