@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/defenderharvester/defenderharvester/internal/config"
 	"github.com/defenderharvester/defenderharvester/internal/harvester"
 	"go.yaml.in/yaml/v3"
 )
@@ -41,7 +42,7 @@ func runCompat(ctx context.Context, env *Env, args []string) int {
 	sentinel := fs.Bool("sentinel", false, "send to Microsoft Sentinel (changed: see message)")
 	splunk := fs.Bool("splunk", false, "send to Splunk (changed: see message)")
 	token := fs.String("accesstoken", "", "bearer token for the public API (prefer $DH_ACCESS_TOKEN: command lines are visible to other users)")
-	location := fs.String("location", "", "portal region of the legacy hosts (not needed: the portal proxy has one host)")
+	location := fs.String("location", "", "with -accesstoken: region of the legacy hosts, e.g. weu (closed in 2025); otherwise not needed: the portal proxy has one host")
 	debug := fs.Bool("debug", false, "debug logging")
 	if code, ok := parseFlags(fs, env, args); !ok {
 		return code
@@ -90,12 +91,22 @@ func runCompat(ctx context.Context, env *Env, args []string) int {
 		return exitUsage
 	}
 	log := newLogger(env, cfg.LogLevel, *debug)
-	if *location != "" {
-		log.Info("-location is not needed any more: the portal proxy (security.microsoft.com/apiproxy) serves every region", "location", *location)
-	}
 	if *token != "" {
 		log.Warn("-accesstoken puts a secret on the command line, where other local users can read it; set DH_ACCESS_TOKEN instead")
 		cfg.Secrets.AccessToken = *token
+		cfg.PublicAPI.Auth.Method = config.MethodToken
+	}
+	switch {
+	case *location != "" && cfg.Secrets.AccessToken != "" && cfg.Portal.Mode != config.ModeLegacy:
+		// The original's road: one bearer token to the regional hosts.
+		log.Warn("-accesstoken with -location uses the legacy *.securitycenter.windows.com hosts, which Microsoft closed to user tokens in 2025; if they refuse, use a portal session (see README, Authentication)", "location", *location)
+		cfg.Portal.Mode, cfg.Portal.Location = config.ModeLegacy, *location
+		if err := cfg.Validate(); err != nil {
+			fmt.Fprintln(env.Stderr, "defenderharvester: -location:", err)
+			return exitUsage
+		}
+	case *location != "":
+		log.Info("-location is not needed any more: the portal proxy (security.microsoft.com/apiproxy) serves every region", "location", *location)
 	}
 	if *picked["timeline"] {
 		node := &yaml.Node{}

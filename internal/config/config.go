@@ -10,8 +10,10 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -30,7 +32,38 @@ const (
 	EnvAccessToken   = "DH_ACCESS_TOKEN"   // bring-your-own bearer token for the public API
 	EnvTenantID      = "DH_TENANT_ID"      // tenant id (GUID)
 	EnvClientID      = "DH_CLIENT_ID"      // public-API app (client) id
+	EnvPortalESTS    = "DH_PORTAL_ESTS"    // the ESTSAUTHPERSISTENT cookie (portal.auth.method: ests)
+	// EnvPortalRefreshToken is the refresh token of the experimental
+	// portal.auth.method: bearer.
+	EnvPortalRefreshToken = "DH_PORTAL_REFRESH_TOKEN"
 )
+
+// Portal ways in (portal.auth.method).
+const (
+	PortalCookies = "cookies" // sccauth + XSRF-TOKEN copied from a browser (default)
+	PortalESTS    = "ests"    // bootstrap the session from an ESTSAUTHPERSISTENT cookie
+	PortalBearer  = "bearer"  // EXPERIMENTAL: refresh token → bearer for the portal app
+)
+
+// Portal modes (portal.mode).
+const (
+	ModeProxy  = "proxy"  // security.microsoft.com/apiproxy (default)
+	ModeLegacy = "legacy" // the original's regional *.securitycenter.windows.com hosts (closed in 2025)
+)
+
+// Public API credential kinds (public_api.auth.method).
+const (
+	MethodClientSecret     = "client_secret"
+	MethodCertificate      = "certificate"
+	MethodManagedIdentity  = "managed_identity"
+	MethodWorkloadIdentity = "workload_identity"
+	MethodAzureCLI         = "azure_cli"
+	MethodDeviceCode       = "device_code"
+	MethodToken            = "token"
+)
+
+// PublicMethods lists every public_api.auth.method, for help texts.
+var PublicMethods = []string{MethodClientSecret, MethodCertificate, MethodManagedIdentity, MethodWorkloadIdentity, MethodAzureCLI, MethodDeviceCode, MethodToken}
 
 // Config is the whole validated configuration.
 type Config struct {
@@ -63,18 +96,47 @@ type HTTP struct {
 
 // Portal configures the portal service API (security.microsoft.com/apiproxy).
 type Portal struct {
-	BaseURL       string  `yaml:"base_url"`
-	CookieFile    string  `yaml:"cookie_file"`
-	RatePerSecond float64 `yaml:"rate_per_second"`
+	BaseURL       string     `yaml:"base_url"`
+	CookieFile    string     `yaml:"cookie_file"`
+	RatePerSecond float64    `yaml:"rate_per_second"`
+	Auth          PortalAuth `yaml:"auth"`
+	// SessionCache is the 0600 file where the portal session is kept
+	// between runs; default: next to the state file.
+	SessionCache string `yaml:"session_cache"`
+	// Mode proxy (default) or legacy; legacy needs Location and takes its
+	// bearer tokens from the public_api credential.
+	Mode     string `yaml:"mode"`
+	Location string `yaml:"location"`
+}
+
+// PortalAuth says how the portal session is obtained.
+type PortalAuth struct {
+	Method           string `yaml:"method"`
+	ESTSFile         string `yaml:"ests_file"`
+	RefreshTokenFile string `yaml:"refresh_token_file"`
+	ClientID         string `yaml:"client_id"` // bearer only: the client the refresh token was issued to
 }
 
 // PublicAPI configures the public Defender API (api.security.microsoft.com).
 type PublicAPI struct {
-	BaseURL          string `yaml:"base_url"`
-	ClientID         string `yaml:"client_id"`
-	ClientSecretFile string `yaml:"client_secret_file"`
-	AccessTokenFile  string `yaml:"access_token_file"`
-	AuthorityHost    string `yaml:"authority_host"`
+	BaseURL          string     `yaml:"base_url"`
+	ClientID         string     `yaml:"client_id"`
+	ClientSecretFile string     `yaml:"client_secret_file"`
+	AccessTokenFile  string     `yaml:"access_token_file"`
+	AuthorityHost    string     `yaml:"authority_host"`
+	Auth             PublicAuth `yaml:"auth"`
+}
+
+// PublicAuth chooses the Entra credential for the public API (and for the
+// legacy portal hosts). Empty Method means: token when one is given, else
+// client_secret when client_id and a secret are given.
+type PublicAuth struct {
+	Method          string `yaml:"method"`
+	TenantID        string `yaml:"tenant_id"` // default: tenant_id
+	ClientID        string `yaml:"client_id"` // default: public_api.client_id
+	CertificateFile string `yaml:"certificate_file"`
+	AuthRecordFile  string `yaml:"auth_record_file"`
+	PersistentCache bool   `yaml:"persistent_cache"`
 }
 
 // Emulator points every API host at the emulated tenant (see
@@ -92,6 +154,8 @@ type Secrets struct {
 	XSRF         string
 	ClientSecret string
 	AccessToken  string
+	ESTS         string // ESTSAUTHPERSISTENT
+	RefreshToken string // experimental portal bearer
 }
 
 // PluginConfigs is a map of plugin name → its raw YAML settings. Each
@@ -428,17 +492,82 @@ func (c *Config) resolveEnv(getenv func(string) string) error {
 		}
 		c.Secrets.AccessToken = v
 	}
+	if err := c.resolvePortalAuth(getenv); err != nil {
+		return err
+	}
+	return c.resolvePublicAuth()
+}
+
+// resolvePortalAuth reads the secret of the chosen portal way in and fills
+// the defaults that depend on other keys.
+func (c *Config) resolvePortalAuth(getenv func(string) string) error {
+	a := &c.Portal.Auth
+	if a.Method == "" {
+		a.Method = PortalCookies
+	}
+	if c.Portal.Mode == "" {
+		c.Portal.Mode = ModeProxy
+	}
+	if c.Portal.SessionCache == "" {
+		c.Portal.SessionCache = filepath.Join(filepath.Dir(c.StateFile), "defenderharvester-session.json")
+	}
+	switch a.Method {
+	case PortalESTS:
+		c.Secrets.ESTS = getenv(EnvPortalESTS)
+		if c.Secrets.ESTS == "" && a.ESTSFile != "" {
+			v, err := ReadSecretFile(a.ESTSFile)
+			if err != nil {
+				return fmt.Errorf("portal.auth.ests_file: %w", err)
+			}
+			c.Secrets.ESTS = v
+		}
+	case PortalBearer:
+		c.Secrets.RefreshToken = getenv(EnvPortalRefreshToken)
+		if c.Secrets.RefreshToken == "" && a.RefreshTokenFile != "" {
+			v, err := ReadSecretFile(a.RefreshTokenFile)
+			if err != nil {
+				return fmt.Errorf("portal.auth.refresh_token_file: %w", err)
+			}
+			c.Secrets.RefreshToken = v
+		}
+	}
+	return nil
+}
+
+// resolvePublicAuth picks the public-API method when none is named, the
+// way earlier versions did (a token wins over an app secret).
+func (c *Config) resolvePublicAuth() error {
+	a := &c.PublicAPI.Auth
+	if a.ClientID == "" {
+		a.ClientID = c.PublicAPI.ClientID
+	}
+	if a.TenantID == "" {
+		a.TenantID = c.TenantID
+	}
+	if a.Method == "" {
+		switch {
+		case c.Secrets.AccessToken != "":
+			a.Method = MethodToken
+		case a.ClientID != "":
+			a.Method = MethodClientSecret
+		}
+	}
+	if a.Method == MethodDeviceCode && a.AuthRecordFile == "" {
+		a.AuthRecordFile = filepath.Join(filepath.Dir(c.StateFile), "defenderharvester-auth-record.json")
+	}
+	if a.Method == MethodCertificate && a.CertificateFile != "" {
+		// The certificate file holds the private key: same rule as any secret file.
+		if err := checkPrivate(a.CertificateFile); err != nil {
+			return fmt.Errorf("public_api.auth.certificate_file: %w", err)
+		}
+	}
 	return nil
 }
 
 // ReadSecretFile reads a secret from a file that only its owner can read.
 func ReadSecretFile(path string) (string, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("cannot read secret file: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("secret file %s is readable by others (mode %04o): run `chmod 600 %s`", path, st.Mode().Perm(), path)
+	if err := checkPrivate(path); err != nil {
+		return "", err
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -449,6 +578,21 @@ func ReadSecretFile(path string) (string, error) {
 		return "", fmt.Errorf("secret file %s is empty", path)
 	}
 	return v, nil
+}
+
+// checkPrivate refuses a secret file that group or others can read.
+func checkPrivate(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("cannot read secret file: %w", err)
+	}
+	if st.IsDir() {
+		return fmt.Errorf("%s is a directory, not a secret file", path)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("secret file %s is readable by others (mode %04o): run `chmod 600 %s`", path, st.Mode().Perm(), path)
+	}
+	return nil
 }
 
 var guidRe = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
@@ -503,6 +647,7 @@ func (c *Config) Validate() error {
 	if c.Portal.RatePerSecond <= 0 || c.Portal.RatePerSecond > 100 {
 		add("portal.rate_per_second", "%v is out of range: use a value between 0.1 and 100", c.Portal.RatePerSecond)
 	}
+	c.validateAuth(add)
 	if c.Emulator.Plaintext && c.Emulator.Address == "" {
 		add("emulator.plaintext", "only makes sense with emulator.address")
 	}
@@ -514,4 +659,98 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
 	}
 	return nil
+}
+
+var locationRe = regexp.MustCompile(`^(wdatpprd-)?[a-z]{2,8}[0-9]{0,2}$`)
+
+// validateAuth checks the portal and public-API ways in. Missing secrets of
+// an explicitly chosen method are errors here; the implicit defaults are
+// reported per data set at run time, so portal-only users need no app.
+func (c *Config) validateAuth(add func(key, format string, a ...any)) {
+	p := c.Portal
+	switch p.Auth.Method {
+	case "", PortalCookies:
+	case PortalESTS:
+		if c.Secrets.ESTS == "" {
+			add("portal.auth.method", "ests needs the ESTSAUTHPERSISTENT cookie: set %s or portal.auth.ests_file (a 0600 file)", EnvPortalESTS)
+		}
+	case PortalBearer:
+		if c.Secrets.RefreshToken == "" {
+			add("portal.auth.method", "bearer (experimental) needs a refresh token: set %s or portal.auth.refresh_token_file (a 0600 file)", EnvPortalRefreshToken)
+		}
+	default:
+		add("portal.auth.method", "%q is not one of cookies, ests, bearer", p.Auth.Method)
+	}
+	if p.Auth.Method != PortalBearer {
+		if p.Auth.RefreshTokenFile != "" {
+			add("portal.auth.refresh_token_file", "only used with portal.auth.method: bearer")
+		}
+		if p.Auth.ClientID != "" {
+			add("portal.auth.client_id", "only used with portal.auth.method: bearer")
+		}
+	} else if p.Auth.ClientID != "" && !guidRe.MatchString(p.Auth.ClientID) {
+		add("portal.auth.client_id", "%q is not an application (client) GUID", p.Auth.ClientID)
+	}
+	if p.Auth.Method != PortalESTS && p.Auth.ESTSFile != "" {
+		add("portal.auth.ests_file", "only used with portal.auth.method: ests")
+	}
+	switch p.Mode {
+	case "", ModeProxy:
+		if p.Location != "" {
+			add("portal.location", "only used with portal.mode: legacy (the portal proxy serves every region)")
+		}
+	case ModeLegacy:
+		if !locationRe.MatchString(p.Location) {
+			add("portal.location", "%q is not a legacy region such as weu, weu3, eus or eus3 (the original's -location)", p.Location)
+		}
+		if c.PublicAPI.Auth.Method == "" {
+			add("portal.mode", "legacy takes its bearer tokens from the public_api credential: set public_api.auth.method (or %s)", EnvAccessToken)
+		}
+	default:
+		add("portal.mode", "%q is not one of proxy, legacy", p.Mode)
+	}
+
+	a := c.PublicAPI.Auth
+	if a.TenantID != "" && !guidRe.MatchString(a.TenantID) {
+		add("public_api.auth.tenant_id", "%q is not a tenant GUID", a.TenantID)
+	}
+	if a.ClientID != "" && !guidRe.MatchString(a.ClientID) {
+		add("public_api.auth.client_id", "%q is not an application (client) GUID (Entra admin center → App registrations → Overview)", a.ClientID)
+	}
+	switch a.Method {
+	case "":
+	case MethodToken:
+		if c.Secrets.AccessToken == "" {
+			add("public_api.auth.method", "token needs a bearer token: set %s or public_api.access_token_file (a 0600 file)", EnvAccessToken)
+		}
+	case MethodClientSecret:
+		if a.ClientID == "" {
+			add("public_api.auth.client_id", "client_secret needs the app's client id (or %s)", EnvClientID)
+		}
+		if c.Secrets.ClientSecret == "" {
+			add("public_api.auth.method", "client_secret needs the app's secret: set %s or public_api.client_secret_file (a 0600 file)", EnvClientSecret)
+		}
+	case MethodCertificate:
+		if a.ClientID == "" {
+			add("public_api.auth.client_id", "certificate needs the app's client id (or %s)", EnvClientID)
+		}
+		if a.CertificateFile == "" {
+			add("public_api.auth.certificate_file", "certificate needs a 0600 PEM file holding the certificate and its private key")
+		}
+	case MethodManagedIdentity, MethodWorkloadIdentity, MethodAzureCLI, MethodDeviceCode:
+	default:
+		add("public_api.auth.method", "%q is not one of %s", a.Method, strings.Join(PublicMethods, ", "))
+	}
+	if a.CertificateFile != "" && a.Method != MethodCertificate {
+		add("public_api.auth.certificate_file", "only used with public_api.auth.method: certificate")
+	}
+	if c.PublicAPI.ClientSecretFile != "" && a.Method != "" && a.Method != MethodClientSecret {
+		add("public_api.client_secret_file", "only used with public_api.auth.method: client_secret (the method is %s)", a.Method)
+	}
+	if a.AuthRecordFile != "" && a.Method != MethodDeviceCode {
+		add("public_api.auth.auth_record_file", "only used with public_api.auth.method: device_code")
+	}
+	if a.PersistentCache && !slices.Contains([]string{MethodDeviceCode, MethodClientSecret, MethodCertificate}, a.Method) {
+		add("public_api.auth.persistent_cache", "only used with device_code, client_secret or certificate")
+	}
 }

@@ -102,8 +102,8 @@ func Run(ctx context.Context, req Request) (Report, error) {
 	}
 
 	tenant := cfg.TenantID
-	if tenant == "" && clients.portal != nil {
-		tc, err := clients.portal.TenantContext(ctx)
+	if tenant == "" && clients.proxy != nil {
+		tc, err := clients.proxy.TenantContext(ctx)
 		if err != nil {
 			return Report{}, fmt.Errorf("tenant_id is not set and reading it from the portal failed: %w", err)
 		}
@@ -373,13 +373,16 @@ func buildSinks(cfg *config.Config, req Request, rt http.RoundTripper) ([]sink.S
 // could not be built (reported per source, so other sources still run).
 type clients struct {
 	transport http.RoundTripper
-	portal    *mde.PortalClient
+	portal    mde.Portal        // proxy or legacy client
+	proxy     *mde.PortalClient // nil in legacy mode
+	session   auth.PortalSession
 	portalErr error
 	api       *mde.PublicAPIClient
+	tokens    auth.TokenSource
 	tokensErr error
 }
 
-func newClients(ctx context.Context, cfg *config.Config, log *slog.Logger) (*clients, error) {
+func newTransport(cfg *config.Config) (http.RoundTripper, error) {
 	topts := mde.TransportOptions{}
 	if cfg.Emulator.Address != "" {
 		topts.EmulatorAddress = cfg.Emulator.Address
@@ -392,17 +395,36 @@ func newClients(ctx context.Context, cfg *config.Config, log *slog.Logger) (*cli
 			topts.EmulatorCAPEM = pem
 		}
 	}
-	rt, err := mde.NewTransport(topts)
+	return mde.NewTransport(topts)
+}
+
+func newClients(ctx context.Context, cfg *config.Config, log *slog.Logger) (*clients, error) {
+	rt, err := newTransport(cfg)
 	if err != nil {
 		return nil, err
 	}
 	c := &clients{transport: rt}
 
-	session, err := portalSession(cfg)
-	if err != nil {
+	if cfg.Portal.Mode == config.ModeLegacy {
+		log.Warn("portal.mode legacy: Microsoft closed the regional *.securitycenter.windows.com hosts to user tokens in 2025; expect 401/403 and prefer the portal proxy")
+		tokens, err := legacyTokens(cfg, rt, cfg.TenantID)
+		if err != nil {
+			c.portalErr = fmt.Errorf("portal.mode legacy: %w", err)
+		} else {
+			lc, err := mde.NewLegacyClient(mde.LegacyOptions{
+				ClientOptions: clientOptions(cfg, rt, log),
+				Location:      cfg.Portal.Location,
+				Tokens:        tokens,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("portal.location: %w", err)
+			}
+			c.portal = lc
+		}
+	} else if session, err := PortalSession(cfg, rt, cfg.TenantID, log); err != nil {
 		c.portalErr = err
 	} else {
-		c.portal, err = mde.NewPortalClient(mde.PortalOptions{
+		pc, err := mde.NewPortalClient(mde.PortalOptions{
 			ClientOptions:     clientOptions(cfg, rt, log),
 			BaseURL:           cfg.Portal.BaseURL,
 			Session:           session,
@@ -412,8 +434,9 @@ func newClients(ctx context.Context, cfg *config.Config, log *slog.Logger) (*cli
 		if err != nil {
 			return nil, err
 		}
+		c.portal, c.proxy, c.session = pc, pc, session
 	}
-	if cfg.TenantID != "" {
+	if cfg.TenantID != "" || cfg.PublicAPI.Auth.Method == config.MethodToken {
 		if err := c.buildPublic(cfg, cfg.TenantID, log); err != nil {
 			c.tokensErr = err
 		}
@@ -422,27 +445,9 @@ func newClients(ctx context.Context, cfg *config.Config, log *slog.Logger) (*cli
 }
 
 func (c *clients) buildPublic(cfg *config.Config, tenant string, log *slog.Logger) error {
-	var tokens auth.TokenSource
-	switch {
-	case cfg.Secrets.AccessToken != "":
-		tokens = auth.NewStaticToken(cfg.Secrets.AccessToken)
-	case cfg.PublicAPI.ClientID != "" && cfg.Secrets.ClientSecret != "":
-		ts, err := auth.NewClientSecret(auth.ClientSecretOptions{
-			TenantID:                 tenant,
-			ClientID:                 cfg.PublicAPI.ClientID,
-			Secret:                   cfg.Secrets.ClientSecret,
-			AuthorityHost:            cfg.PublicAPI.AuthorityHost,
-			Transport:                &http.Client{Transport: c.transport},
-			DisableInstanceDiscovery: cfg.Emulator.Address != "",
-		})
-		if err != nil {
-			return fmt.Errorf("public API credentials: %w", err)
-		}
-		tokens = ts
-	case cfg.PublicAPI.ClientID != "":
-		return fmt.Errorf("public_api.client_id is set but there is no client secret: set %s or public_api.client_secret_file", config.EnvClientSecret)
-	default:
-		return fmt.Errorf("the public Defender API needs credentials: set public_api.client_id with %s (or public_api.client_secret_file), or a token in %s", config.EnvClientSecret, config.EnvAccessToken)
+	tokens, _, err := Credential(cfg, c.transport, tenant, nil)
+	if err != nil {
+		return err
 	}
 	api, err := mde.NewPublicAPIClient(mde.PublicOptions{
 		ClientOptions: clientOptions(cfg, c.transport, log),
@@ -452,7 +457,7 @@ func (c *clients) buildPublic(cfg *config.Config, tenant string, log *slog.Logge
 	if err != nil {
 		return err
 	}
-	c.api = api
+	c.api, c.tokens = api, tokens
 	return nil
 }
 
@@ -465,19 +470,4 @@ func clientOptions(cfg *config.Config, rt http.RoundTripper, log *slog.Logger) m
 		BaseBackoff: time.Duration(cfg.HTTP.Backoff),
 		MaxWait:     time.Duration(cfg.HTTP.MaxWait),
 	}
-}
-
-func portalSession(cfg *config.Config) (auth.PortalSession, error) {
-	sccauth, xsrf := cfg.Secrets.SccAuth, cfg.Secrets.XSRF
-	if cfg.Secrets.PortalCookie != "" {
-		var err error
-		sccauth, xsrf, err = auth.ParseCookieHeader(cfg.Secrets.PortalCookie)
-		if err != nil {
-			return nil, fmt.Errorf("portal cookie: %w", err)
-		}
-	}
-	if sccauth == "" || xsrf == "" {
-		return nil, fmt.Errorf("the portal session is not configured: put the browser's cookies (sccauth and XSRF-TOKEN) in %s or in a 0600 file named by portal.cookie_file", config.EnvPortalCookie)
-	}
-	return auth.NewStaticCookies(sccauth, xsrf)
 }

@@ -121,6 +121,15 @@ type family struct {
 	forbidden  func(path string) string  // hint naming the likely missing role
 	headers    func(h http.Header)       // family-specific headers
 	htmlIsAuth bool                      // HTML body means "signed out"
+	// maintain runs before every attempt (portal session upkeep); nil
+	// when the credentials need none.
+	maintain func(ctx context.Context) error
+	// refresh renews credentials after an ErrSessionExpired answer; the
+	// request is then sent once more. nil when they cannot be renewed.
+	refresh func(ctx context.Context) error
+	// unauthorized is the hint on a 401 the family does not treat as an
+	// expired session.
+	unauthorized string
 }
 
 // doer sends requests for one API family with retries, limits and checks.
@@ -143,17 +152,47 @@ func newDoer(o ClientOptions, fam family) (*doer, error) {
 }
 
 // do sends method u with an optional JSON body and returns the JSON
-// response body.
+// response body. When the answer says the session is gone and the
+// credentials can renew themselves, it renews them once and sends the
+// request once more; a second rejection is final.
 func (d *doer) do(ctx context.Context, method string, u *url.URL, body []byte) ([]byte, error) {
 	if !d.fam.allowHost(u) {
 		return nil, fmt.Errorf("%s %s: %w: credentials are only sent to the Defender hosts", d.fam.name, u.Host, ErrHostNotAllowed)
 	}
+	out, err := d.retrying(ctx, method, u, body)
+	if err == nil || d.fam.refresh == nil || !errors.Is(err, ErrSessionExpired) || ctx.Err() != nil {
+		return out, err
+	}
+	where := method + " " + u.Path
+	d.o.Logger.LogAttrs(ctx, slog.LevelInfo, "portal session rejected; renewing it and retrying once",
+		slog.String("api", d.fam.name), slog.String("request", where))
+	if rerr := d.fam.refresh(ctx); rerr != nil {
+		return nil, fmt.Errorf("%s %s: renewing the rejected session failed: %w (%w)", d.fam.name, where, rerr, ErrSessionExpired)
+	}
+	out, err = d.retrying(ctx, method, u, body)
+	if err != nil && errors.Is(err, ErrSessionExpired) {
+		return nil, fmt.Errorf("%s %s: %w; it was renewed and the portal still refused it: sign in again (new cookies or ESTS cookie) with an account that can open security.microsoft.com for this tenant", d.fam.name, where, ErrSessionExpired)
+	}
+	return out, err
+}
+
+// retrying sends the request with rate limiting, upkeep and retries of
+// transient failures.
+func (d *doer) retrying(ctx context.Context, method string, u *url.URL, body []byte) ([]byte, error) {
 	where := method + " " + u.Path
 	var lastErr error
 	for attempt := 1; ; attempt++ {
 		if d.o.Limiter != nil {
 			if err := d.o.Limiter.Wait(ctx); err != nil {
 				return nil, fmt.Errorf("%s %s: waiting for the client-side rate limit: %w", d.fam.name, where, err)
+			}
+		}
+		if d.fam.maintain != nil {
+			if err := d.fam.maintain(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil, fmt.Errorf("%s %s: %w", d.fam.name, where, ctx.Err())
+				}
+				return nil, fmt.Errorf("%s %s: %w: %w", d.fam.name, where, ErrSessionUpkeep, err)
 			}
 		}
 		out, retryAfter, err := d.once(ctx, method, u, body)
@@ -268,9 +307,9 @@ func (d *doer) transportErr(parent, attempt context.Context, err error) error {
 	)
 	switch {
 	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalidErr):
-		return fmt.Errorf("TLS certificate not trusted (check proxies that intercept TLS, or emulator.ca_file): %s", scrubURL(err))
+		return fmt.Errorf("%w (check proxies that intercept TLS, or emulator.ca_file): %s", ErrCertificate, scrubURL(err))
 	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
-		return fmt.Errorf("host name does not resolve: %s", scrubURL(err))
+		return fmt.Errorf("%w: %s", ErrHostNotFound, scrubURL(err))
 	}
 	return &retryable{fmt.Errorf("connection failed: %s", scrubURL(err))}
 }
@@ -349,6 +388,8 @@ func (d *doer) apiError(u *url.URL, st int, data []byte) *APIError {
 		e.Message = clean(string(data), 200)
 	}
 	switch {
+	case st == 401:
+		e.Hint = d.fam.unauthorized
 	case st == 403:
 		e.Hint = d.fam.forbidden(u.Path)
 	case st == 404:

@@ -22,6 +22,10 @@ var (
 	ErrNotJSON        = errors.New("the API answered with something other than JSON")
 	ErrTooLarge       = errors.New("response larger than the configured limit")
 	ErrHostNotAllowed = errors.New("host is not on the allow-list")
+	ErrSessionUpkeep  = errors.New("portal session upkeep failed")
+	ErrCertificate    = errors.New("TLS certificate not trusted")
+	ErrHostNotFound   = errors.New("host name does not resolve")
+	ErrNoLegacyHost   = errors.New("not available on the legacy hosts; use the portal proxy")
 )
 
 // APIError is a non-success answer, with the public API's error envelope

@@ -587,7 +587,7 @@ func TestUntrustedCertificateIsNotRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.Get(context.Background(), "/apiproxy/mtp/x", nil)
-	if err == nil || !strings.Contains(err.Error(), "certificate not trusted") {
+	if err == nil || !strings.Contains(err.Error(), "certificate not trusted") || !errors.Is(err, ErrCertificate) {
 		t.Fatalf("want a certificate error with a hint, got %v", err)
 	}
 	if n := handshakes.Load(); n != 1 {

@@ -84,6 +84,15 @@ func NewPortalClient(o PortalOptions) (*PortalClient, error) {
 			}
 		},
 	}
+	// Sessions that can keep themselves fresh (ESTS bootstrap, cookies
+	// with an XSRF that ages) are asked to before each request and to
+	// renew once when the portal refuses them.
+	if m, ok := o.Session.(auth.Maintainer); ok {
+		fam.maintain = m.Maintain
+	}
+	if r, ok := o.Session.(auth.Refresher); ok {
+		fam.refresh = r.Refresh
+	}
 	d, err := newDoer(o.ClientOptions, fam)
 	if err != nil {
 		return nil, err

@@ -46,7 +46,7 @@ func NewPublicAPIClient(o PublicOptions) (*PublicAPIClient, error) {
 	}
 	base, err := url.Parse(strings.TrimRight(o.BaseURL, "/"))
 	if err != nil || !publicHost(base) || (base.Path != "" && base.Path != "/") || base.RawQuery != "" {
-		return nil, fmt.Errorf("mde: public API base URL %q must be https://api.security.microsoft.com, a regional <geo>.api.security.microsoft.com or https://api.securitycenter.microsoft.com", o.BaseURL)
+		return nil, fmt.Errorf("mde: public API base URL %q must be https://api.security.microsoft.com, a regional <geo>.api.security.microsoft.com, https://api.securitycenter.microsoft.com or the legacy https://api-eu|api-us.securitycenter.windows.com", o.BaseURL)
 	}
 	base.Path = ""
 	if o.Limiter == nil {
@@ -70,7 +70,8 @@ func NewPublicAPIClient(o PublicOptions) (*PublicAPIClient, error) {
 			r.Header.Set("Authorization", "Bearer "+tok)
 			return nil
 		},
-		authFailed: func(int) error { return nil },
+		authFailed:   func(int) error { return nil },
+		unauthorized: "the access token was rejected: check tenant id, client id and secret, and that the token's audience is the Defender API",
 		forbidden: func(path string) string {
 			switch {
 			case strings.HasPrefix(path, "/api/libraryfiles"):
@@ -98,7 +99,9 @@ func publicHost(u *url.URL) bool {
 	}
 	h := strings.ToLower(u.Hostname())
 	switch h {
-	case "api.security.microsoft.com", "api.securitycenter.microsoft.com":
+	case "api.security.microsoft.com", "api.securitycenter.microsoft.com",
+		// The original tool's regional hosts of the same service.
+		"api-eu.securitycenter.windows.com", "api-us.securitycenter.windows.com":
 		return true
 	}
 	geo, ok := strings.CutSuffix(h, ".api.security.microsoft.com")

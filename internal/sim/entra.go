@@ -102,6 +102,10 @@ type claims struct {
 	Tid      string   `json:"tid"`
 	Uti      string   `json:"uti"`
 	Ver      string   `json:"ver"`
+	// User tokens (delegated): who signed in and what they may do.
+	Upn  string `json:"upn,omitempty"`
+	Name string `json:"name,omitempty"`
+	Scp  string `json:"scp,omitempty"`
 }
 
 func (t *Tenant) issuer() string { return "https://sts.windows.net/" + t.w.tenantID + "/" }
@@ -208,9 +212,9 @@ func (t *Tenant) entraService() service {
 	s.routes.add(http.MethodGet, "/{tenant}/discovery/v2.0/keys", "", func(q *req) {
 		q.json(http.StatusOK, json.RawMessage(`{"keys":[]}`)) // HMAC keys are never published
 	})
-	s.routes.add(http.MethodGet, "/{tenant}/oauth2/v2.0/authorize", "", func(q *req) {
-		writeHTML(q.w, http.StatusOK, loginPageHTML)
-	})
+	s.routes.add(http.MethodGet, "/{tenant}/oauth2/v2.0/authorize", "", t.authorize)
+	s.routes.add(http.MethodPost, "/{tenant}/oauth2/v2.0/devicecode", "", t.deviceCodeEndpoint)
+	s.routes.add(http.MethodGet, "/error", "", t.loginSeed)
 	return s
 }
 
@@ -343,6 +347,11 @@ func (t *Tenant) tokenEndpoint(q *req) {
 		t.aadError(q, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")
 	case "client_credentials":
 		t.clientCredentials(q, f)
+	case "urn:ietf:params:oauth:grant-type:device_code", "device_code":
+		// MSAL Go sends the short form (protocols §E.1).
+		t.deviceCodeGrant(q, f)
+	case "refresh_token":
+		t.refreshGrant(q, f)
 	default:
 		t.aadError(q, http.StatusBadRequest, "unsupported_grant_type", 70003, fmt.Sprintf("The app requested an unsupported grant type '%s'.", grant))
 	}
@@ -379,6 +388,10 @@ func (t *Tenant) clientCredentials(q *req, f url.Values) {
 	}
 	if subtle.ConstantTimeCompare([]byte(secret), []byte(app.secret)) != 1 {
 		t.aadError(q, http.StatusBadRequest, "invalid_client", 7000215, fmt.Sprintf("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", app.id))
+		return
+	}
+	if code, msg := t.policyError(app.id, ""); code != 0 {
+		t.aadError(q, http.StatusBadRequest, "invalid_grant", code, msg)
 		return
 	}
 	// OIDC scopes are accepted and ignored: MSAL adds "openid

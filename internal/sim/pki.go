@@ -31,6 +31,8 @@ var certHosts = []string{
 	"localhost",
 	// Receivers: Splunk HEC and the Logs Ingestion endpoints (see ingestCertHosts).
 	hecHost, "*.splunkcloud.com",
+	// Defender for Cloud Apps App Control proxy (the sign-in hop).
+	"*.access.mcas.ms",
 }
 
 // ingestRegions are the Azure regions whose Logs Ingestion host names

@@ -16,14 +16,32 @@ import (
 
 // ---- portal session (reference §4.1, §4.3; decision 15) ----
 
-// xsrfKeep is how many recently issued XSRF tokens stay valid, so a
-// client that refreshes while requests are in flight is not broken.
+// xsrfKeep is how many recently issued XSRF tokens stay valid per
+// session, so a client that refreshes while requests are in flight is not
+// broken.
 const xsrfKeep = 16
 
+// maxSessions bounds the session table: a client looping on sign-in cannot
+// make the emulator grow without end.
+const maxSessions = 4096
+
+// portalSession is one signed-in portal session (one sccauth cookie) with
+// its own XSRF tokens.
+type portalSession struct {
+	upn     string
+	expires time.Time
+	xsrf    []string // newest last
+}
+
+// sessions holds every live portal session. The default session is the
+// one Credentials returns (minted at New, renewed by RevokePortalSession).
 type sessions struct {
-	mu   sync.Mutex
-	scc  string
-	xsrf []string // newest last
+	mu    sync.Mutex
+	clock func() time.Time
+	life  time.Duration
+	upn   string // the default session's user
+	def   string // the default session's sccauth
+	m     map[string]*portalSession
 }
 
 func newToken(n int, enc *base64.Encoding) (string, error) {
@@ -34,27 +52,123 @@ func newToken(n int, enc *base64.Encoding) (string, error) {
 	return enc.EncodeToString(b), nil
 }
 
-func newSessions() (*sessions, error) {
-	s := &sessions{}
+func newSessions(clock func() time.Time, life time.Duration, upn string) (*sessions, error) {
+	s := &sessions{clock: clock, life: life, upn: upn, m: map[string]*portalSession{}}
 	if err := s.reset(); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *sessions) reset() error {
-	scc, err := newToken(384, base64.RawURLEncoding)
-	if err != nil {
-		return err
+// mint starts a new session for upn and returns its cookies.
+func (s *sessions) mint(upn string) (scc, xsrf string, err error) {
+	if scc, err = newToken(384, base64.RawURLEncoding); err != nil {
+		return "", "", err
 	}
-	x, err := newXSRF()
+	if xsrf, err = newXSRF(); err != nil {
+		return "", "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pruneLocked()
+	s.m[scc] = &portalSession{upn: upn, expires: s.clock().Add(s.life), xsrf: []string{xsrf}}
+	return scc, xsrf, nil
+}
+
+// pruneLocked drops expired sessions and, over the bound, the oldest ones.
+func (s *sessions) pruneLocked() {
+	now := s.clock()
+	for k, v := range s.m {
+		if !now.Before(v.expires) {
+			delete(s.m, k)
+		}
+	}
+	for len(s.m) >= maxSessions {
+		var oldest string
+		for k, v := range s.m {
+			if k != s.def && (oldest == "" || v.expires.Before(s.m[oldest].expires)) {
+				oldest = k
+			}
+		}
+		if oldest == "" {
+			return
+		}
+		delete(s.m, oldest)
+	}
+}
+
+// reset ends the default session and mints a new one.
+func (s *sessions) reset() error {
+	scc, _, err := s.mint(s.upn)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.scc, s.xsrf = scc, []string{x}
+	delete(s.m, s.def)
+	s.def = scc
 	return nil
+}
+
+// current returns the default session's cookies (empty once it expired).
+func (s *sessions) current() (scc, xsrf string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps, ok := s.m[s.def]
+	if !ok {
+		return s.def, ""
+	}
+	return s.def, ps.xsrf[len(ps.xsrf)-1]
+}
+
+// lookup finds the live session of an sccauth value.
+func (s *sessions) lookup(scc string) (*portalSession, bool) {
+	if scc == "" {
+		return nil, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps, ok := s.m[scc]
+	if !ok {
+		return nil, false
+	}
+	if !s.clock().Before(ps.expires) {
+		delete(s.m, scc)
+		return nil, false
+	}
+	return ps, true
+}
+
+// rotate issues a new XSRF token for the session scc.
+func (s *sessions) rotate(scc string) (string, error) {
+	x, err := newXSRF()
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps, ok := s.m[scc]
+	if !ok {
+		return "", fmt.Errorf("sim: the portal session ended")
+	}
+	ps.xsrf = append(ps.xsrf, x)
+	if len(ps.xsrf) > xsrfKeep {
+		ps.xsrf = ps.xsrf[len(ps.xsrf)-xsrfKeep:]
+	}
+	return x, nil
+}
+
+// validXSRF reports whether v is one of the session's recent XSRF tokens.
+func (s *sessions) validXSRF(ps *portalSession, v string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ok := false
+	for _, x := range ps.xsrf {
+		if v != "" && subtle.ConstantTimeCompare([]byte(v), []byte(x)) == 1 {
+			ok = true
+		}
+	}
+	return ok
 }
 
 // newXSRF is standard base64 ending in "=", so its cookie form is
@@ -71,47 +185,10 @@ func newXSRF() (string, error) {
 	}
 }
 
-func (s *sessions) current() (scc, xsrf string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.scc, s.xsrf[len(s.xsrf)-1]
-}
-
-func (s *sessions) rotate() (string, error) {
-	x, err := newXSRF()
-	if err != nil {
-		return "", err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.xsrf = append(s.xsrf, x)
-	if len(s.xsrf) > xsrfKeep {
-		s.xsrf = s.xsrf[len(s.xsrf)-xsrfKeep:]
-	}
-	return x, nil
-}
-
-func (s *sessions) validSCC(v string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return v != "" && subtle.ConstantTimeCompare([]byte(v), []byte(s.scc)) == 1
-}
-
-func (s *sessions) validXSRF(v string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ok := false
-	for _, x := range s.xsrf {
-		if v != "" && subtle.ConstantTimeCompare([]byte(v), []byte(x)) == 1 {
-			ok = true
-		}
-	}
-	return ok
-}
-
-// RevokePortalSession ends the current portal session: the old sccauth and
+// RevokePortalSession ends the default portal session: its sccauth and
 // XSRF tokens stop working (302 / 401) and Credentials returns new ones,
-// as after a fresh sign-in.
+// as after a fresh sign-in. Sessions signed in through Entra are not
+// touched (see RevokeUserSessions).
 func (t *Tenant) RevokePortalSession() error { return t.sess.reset() }
 
 // ---- portal service ----
@@ -121,16 +198,31 @@ func portalFail(q *req, status int, _ string, msg string) {
 	q.json(status, map[string]string{"Message": msg})
 }
 
+// loginRedirect answers a request without a live session the way the
+// portal does: 302 to Entra's authorize endpoint for the portal app,
+// response_mode=form_post back to the portal URL. The tenant is the tid
+// query parameter when given (reference §4.1), else "organizations".
 func loginRedirect(q *req) {
-	loc := "https://login.microsoftonline.com/common/oauth2/v2.0/authorize?client_id=" + portalAppID +
+	tenant := "organizations"
+	if tid, ok := param(q, "tid"); ok && tid != "" {
+		tenant = url.PathEscape(tid)
+	}
+	back := "https://" + q.host + "/"
+	if tid, ok := param(q, "tid"); ok && tid != "" && q.r.URL.Path == "/" {
+		back += "?tid=" + url.QueryEscape(tid)
+	}
+	loc := "https://login.microsoftonline.com/" + tenant + "/oauth2/v2.0/authorize?client_id=" + portalAppID +
 		"&response_type=code%20id_token&scope=openid%20profile&response_mode=form_post" +
-		"&redirect_uri=" + url.QueryEscape("https://"+q.host+"/") + "&state=" + correlationID()
+		"&redirect_uri=" + url.QueryEscape(back) + "&state=" + correlationID() + "&nonce=" + correlationID()
 	q.w.Header().Set("Location", loc)
 	writeHTML(q.w, http.StatusFound, `<html><head><title>Object moved</title></head><body>`+"\r\n"+
 		`<h2>Object moved to <a href="`+strings.ReplaceAll(loc, "&", "&amp;")+`">here</a>.</h2>`+"\r\n"+`</body></html>`)
 }
 
 func (t *Tenant) portalAuth(q *req) bool {
+	if q.r.Method == http.MethodPost && q.r.URL.Path == "/" {
+		return true // the sign-in form post carries its own proof (the code)
+	}
 	c, present, err := t.bearer(q.r)
 	if present {
 		switch {
@@ -142,30 +234,52 @@ func (t *Tenant) portalAuth(q *req) bool {
 			return false
 		}
 		q.claims = c
+		if c.Upn != "" {
+			q.upn = c.Upn
+			return q.r.URL.Path == "/" || t.portalRole(q)
+		}
 		return true
 	}
-	ck, err := q.r.Cookie("sccauth")
-	if err != nil || !t.sess.validSCC(ck.Value) {
+	var ps *portalSession
+	ok := false
+	if ck, err := q.r.Cookie("sccauth"); err == nil {
+		ps, ok = t.sess.lookup(ck.Value)
+		q.scc = ck.Value
+	}
+	if !ok {
 		loginRedirect(q)
 		return false
 	}
+	q.upn = ps.upn
 	if q.r.URL.Path == "/" {
 		return true // the landing page only needs the session cookie
 	}
-	if !t.sess.validXSRF(q.r.Header.Get("X-XSRF-TOKEN")) {
+	if !t.sess.validXSRF(ps, q.r.Header.Get("X-XSRF-TOKEN")) {
 		portalFail(q, http.StatusUnauthorized, "", "Authorization has been denied for this request: missing or invalid anti-forgery token.")
 		return false
 	}
-	return true
+	return t.portalRole(q)
+}
+
+// portalRole answers 403 for a signed-in user without a Defender role
+// (reference §4.4: 403 is a permission problem, not an expired session).
+func (t *Tenant) portalRole(q *req) bool {
+	if u, ok := t.signInUser(q.upn); ok && u.defenderRole {
+		return true
+	}
+	portalFail(q, http.StatusForbidden, "", "Access is denied: the signed-in user has no Microsoft Defender role that grants this data.")
+	return false
 }
 
 func (t *Tenant) portalRoot(q *req) {
-	x, err := t.sess.rotate()
-	if err != nil {
-		portalFail(q, http.StatusInternalServerError, "", "An error has occurred.")
-		return
+	if q.scc != "" {
+		x, err := t.sess.rotate(q.scc)
+		if err != nil {
+			loginRedirect(q)
+			return
+		}
+		http.SetCookie(q.w, &http.Cookie{Name: "XSRF-TOKEN", Value: url.QueryEscape(x), Path: "/", Secure: true, SameSite: http.SameSiteNoneMode})
 	}
-	http.SetCookie(q.w, &http.Cookie{Name: "XSRF-TOKEN", Value: url.QueryEscape(x), Path: "/", Secure: true, SameSite: http.SameSiteNoneMode})
 	writeHTML(q.w, http.StatusOK, `<!DOCTYPE html><html><head><title>Microsoft Defender</title></head><body><div id="root"></div></body></html>`)
 }
 
@@ -173,6 +287,7 @@ func (t *Tenant) portalService() service {
 	s := service{family: FamilyPortal, auth: t.portalAuth, fail: portalFail}
 	add := s.routes.add
 	add(http.MethodGet, "/", "", t.portalRoot)
+	add(http.MethodPost, "/", "", t.portalSignIn)
 	for _, p := range []string{"/apiproxy/mtp/actionCenter/actioncenterui/history-actions/", "/apiproxy/mtp/actionCenter/actioncenterui/history-actions"} {
 		add(http.MethodGet, p, "", t.hActionCenter)
 	}
@@ -219,6 +334,10 @@ func (t *Tenant) legacyService(kind string) service {
 			return false
 		case !audIn(c, auds...):
 			s.fail(q, http.StatusUnauthorized, "Unauthorized", "Authorization has been denied for this request: the token audience is not accepted by this service.")
+			return false
+		case !t.servesLocation(q.host):
+			// Decision: another region's host does not know the tenant.
+			s.fail(q, http.StatusUnauthorized, "Unauthorized", "Authorization has been denied for this request: tenant "+c.Tid+" is not provisioned in this region ("+q.host+").")
 			return false
 		}
 		q.claims = c

@@ -113,6 +113,18 @@ func needRole(q *req, roles ...string) bool {
 	if q.claims == nil || !audIn(q.claims, audPublic, audPublicNew, audWdatpLegacy, wdatpAppID) {
 		return true
 	}
+	if q.claims.Upn != "" {
+		// A user token: delegated scopes (Machine.Read.All → Machine.Read).
+		for _, have := range strings.Fields(q.claims.Scp) {
+			for _, want := range roles {
+				if have == strings.TrimSuffix(want, ".All") {
+					return true
+				}
+			}
+		}
+		q.svc.fail(q, http.StatusForbidden, "Forbidden", fmt.Sprintf("The user does not have any of the required delegated permissions (%s), or no Defender role that grants them.", strings.Join(roles, ", ")))
+		return false
+	}
 	if hasRole(q.claims, roles...) {
 		return true
 	}

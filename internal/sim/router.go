@@ -21,6 +21,8 @@ type req struct {
 	vars   map[string]string
 	now    time.Time // data clock, read once per request
 	claims *claims   // bearer token, when one was presented and valid
+	scc    string    // the portal session cookie, when it names a live session
+	upn    string    // the signed-in user (portal session or user token)
 	svc    service
 	// bodyBytes is the request body size as received (receivers' accounting).
 	bodyBytes int
@@ -99,8 +101,10 @@ type service struct {
 }
 
 var (
-	reLegacy = regexp.MustCompile(`^(wdatpprd|m365d-autoir-ac-prd|m365d-hunting-api-prd|m365duseprd)-([a-z0-9]+)\.securitycenter\.windows\.com$`)
-	rePublic = regexp.MustCompile(`^((us|eu|uk|au|swa|ina)\.)?api\.security\.microsoft\.com$`)
+	reLegacy   = regexp.MustCompile(`^(wdatpprd|m365d-autoir-ac-prd|m365d-hunting-api-prd|m365duseprd)-([a-z0-9]+)\.securitycenter\.windows\.com$`)
+	reLocation = regexp.MustCompile(`^[a-z0-9]{1,16}$`)
+	reMCAS     = regexp.MustCompile(`^[a-z0-9-]+\.access\.mcas\.ms$`)
+	rePublic   = regexp.MustCompile(`^((us|eu|uk|au|swa|ina)\.)?api\.security\.microsoft\.com$`)
 )
 
 // serviceFor maps a host to its service; ok is false for unknown hosts.
@@ -118,6 +122,8 @@ func (t *Tenant) serviceFor(host string) (service, bool) {
 		return t.logsIngestionService(), true
 	case host == hecHost || strings.HasSuffix(host, ".splunkcloud.com"):
 		return t.hecService(), true
+	case reMCAS.MatchString(host):
+		return t.mcasService(), true
 	}
 	if m := reLegacy.FindStringSubmatch(host); m != nil {
 		return t.legacyService(m[1]), true

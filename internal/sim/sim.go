@@ -67,6 +67,25 @@ type Options struct {
 	HECMaxContentLength int
 	// HECAckDelay is how long after acceptance (on Clock) an ack turns true.
 	HECAckDelay time.Duration
+
+	// User sign-in (README "Sign-in").
+	//
+	// AutoApproveDeviceCode approves every device code as UserUPN after
+	// its first poll (which answers authorization_pending).
+	AutoApproveDeviceCode bool
+	// SessionLifetime is the life of a portal session on Clock (default 4h).
+	SessionLifetime time.Duration
+	// AppControl puts the Defender for Cloud Apps App Control hop
+	// (<org>.access.mcas.ms) into the ESTS sign-in.
+	AppControl bool
+	// LegacyLocation is the tenant's region on the legacy hosts (default
+	// "weu"); hosts of other locations answer 401 "not provisioned".
+	LegacyLocation string
+	// ConditionalAccessBlock lists client ids and UPNs that Conditional
+	// Access blocks (AADSTS53003); MFARequired lists UPNs needing MFA
+	// (AADSTS50076). Both can be changed later with the setters.
+	ConditionalAccessBlock []string
+	MFARequired            []string
 }
 
 // Credentials are the secrets a client needs to talk to this tenant.
@@ -87,6 +106,12 @@ type Credentials struct {
 	HECToken         string `json:"hec_token"`
 	HECAckToken      string `json:"hec_ack_token"`
 	HECDisabledToken string `json:"hec_disabled_token"`
+	// Users: an analyst with a Defender role (UserUPN, the default portal
+	// session's user), a reader without one (portal 403), and UserUPN's
+	// ESTSAUTHPERSISTENT cookie for the ESTS bootstrap.
+	UserUPN            string `json:"user_upn"`
+	NoRoleUPN          string `json:"no_role_upn"`
+	ESTSAuthPersistent string `json:"ests_auth_persistent"`
 }
 
 // String keeps secrets out of logs and error messages.
@@ -125,6 +150,8 @@ type Tenant struct {
 	hmacKey []byte
 	pki     *pki
 	sess    *sessions
+	si      *signinState
+	users   map[string]*signInUser // by lower-case UPN
 	limiter *rateLimiter
 	faults  *faultEngine
 
@@ -181,6 +208,13 @@ func New(opts Options) (*Tenant, error) {
 	if opts.TokenLifetime == 0 {
 		opts.TokenLifetime = defaultTokenTTL
 	}
+	if opts.SessionLifetime == 0 {
+		opts.SessionLifetime = defaultSession
+	}
+	if opts.LegacyLocation == "" {
+		opts.LegacyLocation = "weu"
+	}
+	opts.LegacyLocation = strings.ToLower(opts.LegacyLocation)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -197,6 +231,10 @@ func New(opts Options) (*Tenant, error) {
 		return nil, fmt.Errorf("sim: TimelineEventsPerMachineHour %d is out of range: use 0 to %d", opts.TimelineEventsPerMachineHour, maxTLPerHour)
 	case opts.Latency < 0:
 		return nil, fmt.Errorf("sim: Latency %s is negative", opts.Latency)
+	case opts.SessionLifetime < 0:
+		return nil, fmt.Errorf("sim: SessionLifetime %s is negative: use a positive duration (default 4h)", opts.SessionLifetime)
+	case !reLocation.MatchString(opts.LegacyLocation):
+		return nil, fmt.Errorf("sim: LegacyLocation %q is not a location such as weu, eus or neu: use lower-case letters and digits", opts.LegacyLocation)
 	case opts.TokenLifetime < 0:
 		return nil, fmt.Errorf("sim: TokenLifetime %s is negative", opts.TokenLifetime)
 	case opts.TenantID != "" && !isGUID(opts.TenantID):
@@ -228,7 +266,10 @@ func New(opts Options) (*Tenant, error) {
 	if err := t.initApps(); err != nil {
 		return nil, err
 	}
-	if t.sess, err = newSessions(); err != nil {
+	if err := t.initSignIn(); err != nil {
+		return nil, err
+	}
+	if t.sess, err = newSessions(t.clock, t.opts.SessionLifetime, t.creds.UserUPN); err != nil {
 		return nil, err
 	}
 	if err := t.initReceivers(); err != nil {
@@ -541,6 +582,7 @@ func Hosts() []string {
 		"api-eu.securitycenter.windows.com", "api-us.securitycenter.windows.com",
 		"<dce>.<region>-1.ingest.monitor.azure.com", "<dce>.<region>-1.ingest.monitor.azure.us", "<dce>.<region>-1.ingest.monitor.azure.cn",
 		hecHost, "<stack>.splunkcloud.com",
+		"<tenant>.access.mcas.ms",
 	}
 }
 

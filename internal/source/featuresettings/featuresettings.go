@@ -5,6 +5,7 @@ package featuresettings
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 
@@ -55,6 +56,12 @@ func (s *src) Snapshot(ctx context.Context, emit source.Emit) error {
 	items := make([]source.Item, 0, len(reqs))
 	for _, r := range reqs {
 		body, err := s.portal.Get(ctx, r.path, r.q)
+		if r.key == KeyLiveResponse && errors.Is(err, mde.ErrNoLegacyHost) {
+			// The legacy regional hosts never served the Live Response
+			// settings; in legacy mode the snapshot is the advanced
+			// features alone.
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", Name, r.key, err)
 		}

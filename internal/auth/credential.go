@@ -1,0 +1,36 @@
+package auth
+
+import (
+	"net/http"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+)
+
+// CredentialOptions choose and configure how the harvester signs in to
+// Entra ID for API tokens.
+type CredentialOptions struct {
+	// Method is one of client_secret, certificate, managed_identity,
+	// workload_identity, azure_cli, device_code.
+	Method          string
+	TenantID        string
+	ClientID        string
+	Secret          string
+	CertificateFile string // PEM with certificate and private key, mode 0600
+	// AuthorityHost defaults to the public cloud.
+	AuthorityHost            string
+	Client                   *http.Client
+	DisableInstanceDiscovery bool
+	// DeviceCodePrompt shows the device-code instructions to the user.
+	DeviceCodePrompt func(message string)
+	// AuthRecordFile keeps the device-code AuthenticationRecord (0600) so
+	// later runs sign in silently from the token cache.
+	AuthRecordFile string
+	// PersistentCache stores tokens with azidentity/cache. On Linux that is
+	// the kernel keyring, which is lost at reboot.
+	PersistentCache bool
+}
+
+// NewCredential builds the azidentity credential for o.Method.
+func NewCredential(o CredentialOptions) (azcore.TokenCredential, error) {
+	return newCredential(o)
+}

@@ -1,0 +1,137 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/defenderharvester/defenderharvester/internal/sim"
+)
+
+// TestDoctorExplainsInjectedFailures runs doctor against the emulator
+// with one failure injected per case and checks the row a user reads:
+// which data set failed and what PROBLEM/FIX it names.
+func TestDoctorExplainsInjectedFailures(t *testing.T) {
+	type row struct{ dataSet, problem, fix string }
+	cases := []struct {
+		name    string
+		opts    sim.Options
+		sources string
+		yaml    func(c sim.Credentials, dir string) string
+		env     func(c sim.Credentials) map[string]string
+		inject  func(ten *sim.Tenant, c sim.Credentials)
+		code    int
+		fails   []row
+		ok      []string
+	}{
+		{name: "everything works", sources: "actioncenter,machineactions,customdetections",
+			code: exitOK, ok: []string{"portal session", "public API token", "actioncenter", "machineactions", "customdetections"}},
+		{name: "expired cookie", sources: "actioncenter",
+			inject: func(ten *sim.Tenant, _ sim.Credentials) { ten.RevokePortalSession() },
+			code:   exitFailed, fails: []row{{"portal session", "expired", "Sign in"}, {"actioncenter", "portal session", "Sign in"}}},
+		{name: "ests bootstrap", sources: "actioncenter,customdetections",
+			yaml: func(sim.Credentials, string) string { return "portal:\n  auth:\n    method: ests\n" },
+			env: func(c sim.Credentials) map[string]string {
+				return map[string]string{"DH_PORTAL_ESTS": c.ESTSAuthPersistent}
+			},
+			code: exitOK, ok: []string{"portal session", "actioncenter", "customdetections"}},
+		{name: "ests cookie of a user without a Defender role", sources: "actioncenter",
+			yaml: func(sim.Credentials, string) string { return "portal:\n  auth:\n    method: ests\n" },
+			env:  func(c sim.Credentials) map[string]string { return map[string]string{"DH_PORTAL_ESTS": "NOROLE"} },
+			code: exitFailed, fails: []row{{"actioncenter", "403", "Security Reader"}}},
+		{name: "conditional access blocks the app", sources: "machineactions",
+			inject: func(ten *sim.Tenant, c sim.Credentials) { ten.SetConditionalAccessBlock(c.ClientID, true) },
+			code:   exitFailed, fails: []row{{"public API token", "Conditional Access", "exclude"}}},
+		{name: "app without permission", sources: "machineactions",
+			env: func(c sim.Credentials) map[string]string {
+				return map[string]string{"DH_CLIENT_ID": c.RestrictedClientID, "DH_CLIENT_SECRET": c.RestrictedClientSecret}
+			},
+			code: exitFailed, fails: []row{{"machineactions", "403", "Machine.Read.All"}}},
+		{name: "wrong tenant", sources: "machineactions",
+			yaml: func(sim.Credentials, string) string {
+				return "public_api:\n  auth:\n    method: client_secret\n    tenant_id: 11111111-1111-4111-8111-111111111111\n"
+			},
+			code: exitFailed, fails: []row{{"public API token", "Wrong tenant", "tenant_id"}}},
+		{name: "wrong legacy region", sources: "suppressionrules", opts: sim.Options{LegacyLocation: "eus"},
+			yaml: func(sim.Credentials, string) string { return "portal:\n  mode: legacy\n  location: weu\n" },
+			code: exitFailed, fails: []row{{"suppressionrules", "region", "portal.location"}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tc.opts.Seed, tc.opts.Machines = 3, 2
+			ten, err := sim.New(tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv, err := ten.Serve("127.0.0.1:0", true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			c := ten.Credentials()
+			ca := filepath.Join(dir, "ca.pem")
+			if err := os.WriteFile(ca, ten.CACertPEM(), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			yaml := fmt.Sprintf("tenant_id: %s\nstate_file: %s\nemulator:\n  address: %s\n  ca_file: %s\n", c.TenantID, filepath.Join(dir, "state.db"), srv.Addr(), ca)
+			if tc.yaml != nil {
+				yaml += tc.yaml(c, dir)
+			}
+			cfgPath := filepath.Join(dir, "c.yaml")
+			if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			vars := map[string]string{"DH_CLIENT_ID": c.ClientID, "DH_CLIENT_SECRET": c.ClientSecret,
+				"DH_PORTAL_COOKIE": PortalCookieHeader(c.SccAuth, c.XSRFToken)}
+			if tc.env != nil {
+				for k, v := range tc.env(c) {
+					if v == "NOROLE" {
+						v = ten.MintESTSCookie(c.NoRoleUPN)
+					}
+					vars[k] = v
+				}
+			}
+			if tc.inject != nil {
+				tc.inject(ten, c)
+			}
+			env, out, errb := testEnv(vars)
+			code := Main(context.Background(), env, []string{"doctor", "--config", cfgPath, "--sources", tc.sources})
+			all := out.String() + errb.String()
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s", code, tc.code, all)
+			}
+			lines := strings.Split(out.String(), "\n")
+			find := func(name string) string {
+				for _, l := range lines {
+					if strings.HasPrefix(l, name+"  ") {
+						return l
+					}
+				}
+				t.Fatalf("no row for %q:\n%s", name, all)
+				return ""
+			}
+			for _, name := range tc.ok {
+				if l := find(name); !strings.Contains(l, " ok ") {
+					t.Errorf("%s: want ok, got %q", name, l)
+				}
+			}
+			for _, r := range tc.fails {
+				l := find(r.dataSet)
+				for _, w := range []string{"FAIL", r.problem, r.fix} {
+					if !strings.Contains(l, w) {
+						t.Errorf("%s row does not mention %q:\n%s", r.dataSet, w, l)
+					}
+				}
+			}
+			for _, secret := range []string{c.ClientSecret, c.SccAuth, c.RestrictedClientSecret, c.ESTSAuthPersistent} {
+				if secret != "" && strings.Contains(all, secret) {
+					t.Fatal("doctor printed a secret")
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,216 @@
+package harvester
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/defenderharvester/defenderharvester/internal/config"
+	"github.com/defenderharvester/defenderharvester/internal/source"
+)
+
+// DoctorCheck is one line of the doctor's table.
+type DoctorCheck struct {
+	DataSet string // source name, "portal session", "public API token" or "output <name>"
+	API     string // portal, legacy, public or output
+	OK      bool
+	Problem string
+	Fix     string
+}
+
+// DoctorRequest says what doctor checks.
+type DoctorRequest struct {
+	Config  *config.Config
+	Sources []string // empty or ["all"]: every enabled source
+	Logger  *slog.Logger
+	Now     func() time.Time
+	Getenv  func(string) string
+	// Timeout bounds each check (default 30s).
+	Timeout time.Duration
+}
+
+// Checker is an output that can verify its credentials and reachability
+// without writing a record. Outputs without it are started and shut down.
+type Checker interface {
+	Check(ctx context.Context) error
+}
+
+// Doctor checks every configured credential and every selected data set
+// with the cheapest real request each needs, and every configured output.
+// It never writes records or state. The error is for a selection that
+// cannot be checked at all.
+func Doctor(ctx context.Context, req DoctorRequest) ([]DoctorCheck, error) {
+	if req.Logger == nil {
+		req.Logger = slog.New(slog.DiscardHandler)
+	}
+	if req.Now == nil {
+		req.Now = time.Now
+	}
+	if req.Getenv == nil {
+		req.Getenv = func(string) string { return "" }
+	}
+	if req.Timeout <= 0 {
+		req.Timeout = 30 * time.Second
+	}
+	cfg := req.Config
+	factories, err := Select(cfg, req.Sources)
+	if err != nil {
+		return nil, err
+	}
+	c, err := newClients(ctx, cfg, req.Logger)
+	if err != nil {
+		return nil, err
+	}
+	var out []DoctorCheck
+	portalAPI := "portal"
+	if cfg.Portal.Mode == config.ModeLegacy {
+		portalAPI = "legacy"
+	}
+	fail := func(name, api string, err error) DoctorCheck {
+		p, f := Explain(err, api)
+		return DoctorCheck{DataSet: name, API: api, Problem: p, Fix: f}
+	}
+	timed := func(f func(ctx context.Context) error) error {
+		cctx, cancel := context.WithTimeout(ctx, req.Timeout)
+		defer cancel()
+		return f(cctx)
+	}
+
+	tenant := cfg.TenantID
+	if needs(factories, "portal") {
+		row := DoctorCheck{DataSet: "portal session", API: portalAPI, OK: true}
+		switch {
+		case c.portalErr != nil:
+			row = fail(row.DataSet, portalAPI, c.portalErr)
+		case c.proxy != nil:
+			var got string
+			err := timed(func(ctx context.Context) error {
+				tc, err := c.proxy.TenantContext(ctx)
+				got = tc.TenantID
+				return err
+			})
+			switch {
+			case err != nil:
+				row = fail(row.DataSet, portalAPI, err)
+			case tenant != "" && got != "" && !sameTenant(got, tenant):
+				row.OK = false
+				row.Problem = fmt.Sprintf("wrong tenant: the portal session belongs to tenant %s, tenant_id is %s", got, tenant)
+				row.Fix = "sign in to the right tenant (portal.auth / login portal), or correct tenant_id"
+			default:
+				if tenant == "" {
+					tenant = got
+				}
+			}
+		}
+		out = append(out, row)
+	}
+	if needs(factories, "public") {
+		if c.api == nil && c.tokensErr == nil && tenant != "" {
+			if err := c.buildPublic(cfg, tenant, req.Logger); err != nil {
+				c.tokensErr = err
+			}
+		}
+		row := DoctorCheck{DataSet: "public API token", API: "public", OK: true}
+		switch {
+		case c.tokensErr != nil:
+			row = fail(row.DataSet, "public", c.tokensErr)
+		case c.tokens == nil:
+			row = fail(row.DataSet, "public", errors.New("tenant_id is not set and the portal could not tell it: set tenant_id or DH_TENANT_ID"))
+		default:
+			if err := timed(func(ctx context.Context) error { _, err := c.tokens.Token(ctx); return err }); err != nil {
+				row = fail(row.DataSet, "public", err)
+			}
+		}
+		out = append(out, row)
+	}
+
+	deps := source.Deps{TenantID: tenant, Logger: req.Logger, Now: req.Now}
+	if c.portal != nil {
+		deps.Portal = c.portal
+	}
+	if c.api != nil {
+		deps.API = c.api
+	}
+	discard := func(context.Context, source.Item) error { return nil }
+	for _, f := range factories {
+		api := f.API
+		if api == "portal" {
+			api = portalAPI
+		}
+		src, err := build(f, cfg, deps, c)
+		if err != nil {
+			out = append(out, fail(f.Name, api, err))
+			continue
+		}
+		err = timed(func(ctx context.Context) error {
+			switch s := src.(type) {
+			case source.EventSource:
+				now := req.Now()
+				return s.Fetch(ctx, source.Window{From: now.Add(-time.Minute), To: now}, discard)
+			case source.SnapshotSource:
+				return s.Snapshot(ctx, discard)
+			}
+			return fmt.Errorf("source %s is neither an event nor a snapshot source", f.Name)
+		})
+		if err != nil {
+			out = append(out, fail(f.Name, api, err))
+			continue
+		}
+		out = append(out, DoctorCheck{DataSet: f.Name, API: api, OK: true})
+	}
+	out = append(out, checkOutputs(ctx, cfg, req, c, timed)...)
+	return out, nil
+}
+
+// checkOutputs checks the outputs named in the config (none: nothing to
+// check; the default files output needs no credential).
+func checkOutputs(ctx context.Context, cfg *config.Config, req DoctorRequest, c *clients, timed func(func(context.Context) error) error) []DoctorCheck {
+	var names []string
+	for n, node := range cfg.Outputs {
+		if on, err := config.Enabled(node); err == nil && on {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return nil
+	}
+	var out []DoctorCheck
+	sinks, err := buildSinks(cfg, Request{Config: cfg, Outputs: names, Logger: req.Logger, Now: req.Now, Stdout: io.Discard, Getenv: req.Getenv}, c.transport)
+	if err != nil {
+		p, f := Explain(err, "output")
+		return []DoctorCheck{{DataSet: "outputs", API: "output", Problem: p, Fix: f}}
+	}
+	for _, s := range sinks {
+		row := DoctorCheck{DataSet: "output " + s.Name(), API: "output", OK: true}
+		err := timed(func(ctx context.Context) error {
+			if ch, ok := s.(Checker); ok {
+				return ch.Check(ctx)
+			}
+			return s.Start(ctx)
+		})
+		if err != nil {
+			p, f := Explain(err, "output")
+			row = DoctorCheck{DataSet: row.DataSet, API: "output", Problem: p, Fix: f}
+		}
+		out = append(out, row)
+	}
+	_ = shutdown(sinks, req.Logger)
+	return out
+}
+
+func needs(fs []source.Factory, api string) bool {
+	for _, f := range fs {
+		if f.API == api {
+			return true
+		}
+	}
+	return false
+}
+
+func sameTenant(a, b string) bool { return strings.EqualFold(a, b) }

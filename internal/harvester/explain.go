@@ -1,0 +1,84 @@
+package harvester
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/defenderharvester/defenderharvester/internal/auth"
+	"github.com/defenderharvester/defenderharvester/internal/mde"
+)
+
+// Explain turns an error from a credential, a session, an API call or the
+// harvester's own setup into a PROBLEM and a FIX a user can act on. It
+// builds on mde.Explain and adds what only the harvester knows: which API
+// family the check was for (api is "portal", "legacy", "public" or
+// "output") and its own configuration errors.
+func Explain(err error, api string) (problem, fix string) {
+	if err == nil {
+		return "", ""
+	}
+	var sie *auth.SignInError
+	if errors.As(err, &sie) {
+		_, fix = mde.Explain(err)
+		return signInProblem(sie.Code), fix
+	}
+	problem, fix = mde.Explain(err)
+	var ae *mde.APIError
+	isAPI := errors.As(err, &ae)
+	switch {
+	case api == "legacy" && (errors.Is(err, mde.ErrNotFound) || (isAPI && ae.Status == 421)):
+		return "The legacy host does not serve this tenant's data: the location (region) is probably wrong.",
+			"Set portal.location (-location) to the region in your *.securitycenter.windows.com requests (browser developer tools), e.g. weu, weu3, eus, eus3; better, move to portal.mode: proxy (the legacy hosts were closed in 2025)."
+	case api == "legacy" && isAPI && ae.Status == 401 && strings.Contains(strings.ToLower(ae.Message), "region"):
+		return "The legacy host says the tenant is not provisioned in this region: the location is wrong.",
+			"Set portal.location (-location) to the region in your *.securitycenter.windows.com requests (browser developer tools), e.g. weu, weu3, eus, eus3."
+	case api == "legacy" && errors.Is(err, mde.ErrUnauthorized):
+		return "The legacy host refused the token (HTTP 401).",
+			"Microsoft closed the legacy hosts to user tokens in 2025: switch to portal.mode: proxy with a portal session."
+	case api == "public" && errors.Is(err, mde.ErrForbidden):
+		return problem, "Grant the app the WindowsDefenderATP application permissions Machine.Read.All (machine actions) and Library.Manage (library files), then grant admin consent."
+	case api == "output" && errors.Is(err, mde.ErrForbidden):
+		return problem, "Give the output's identity its role (Sentinel: Monitoring Metrics Publisher on the data collection rule; Splunk: a token allowed to write the index)."
+	}
+	if isAPI && ae.Status == 421 {
+		return "The host does not exist for this tenant (HTTP 421 misdirected request).", "Check the configured base URL and region."
+	}
+	if strings.HasPrefix(problem, "The request failed for a reason the harvester does not recognise") && !isAPI {
+		// The harvester's own errors (configuration, missing secrets) say
+		// what to do themselves; secrets never appear in them.
+		msg := strings.Join(strings.Fields(err.Error()), " ")
+		if len(msg) > 400 {
+			msg = msg[:400] + "…"
+		}
+		return msg, "Do what the problem says; run with --debug for details."
+	}
+	return problem, fix
+}
+
+// signInProblem names the AADSTS codes doctor users meet most.
+func signInProblem(code int) string {
+	label := "Microsoft Entra ID refused the sign-in"
+	switch code {
+	case 53003, 53000:
+		label = "Conditional Access blocked the sign-in"
+	case 50076, 50079:
+		label = "Multi-factor authentication is required for the sign-in"
+	case 50058:
+		label = "The ESTS cookie no longer carries a usable sign-in session"
+	case 90002, 900023, 90072:
+		label = "Wrong tenant: Entra ID does not know this tenant or account"
+	case 700016:
+		label = "Wrong tenant or client id: the app is not in this tenant"
+	case 7000215, 7000222:
+		label = "The client secret is wrong or expired"
+	case 700082, 70043, 70000, 50173:
+		label = "The sign-in (refresh token) expired or was revoked"
+	case 65001:
+		label = "The app has no admin consent"
+	}
+	if code == 0 {
+		return label + "."
+	}
+	return fmt.Sprintf("%s (AADSTS%d).", label, code)
+}
