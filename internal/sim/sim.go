@@ -588,20 +588,24 @@ func Hosts() []string {
 
 // Info is what a user needs to point a client at a running tenant.
 type Info struct {
-	Address      string            `json:"address"`
-	TLS          bool              `json:"tls"`
-	CAPEM        string            `json:"ca_pem,omitempty"`
-	Note         string            `json:"note,omitempty"`
-	TenantID     string            `json:"tenant_id"`
-	ClientID     string            `json:"client_id"`
-	ClientSecret string            `json:"client_secret"`
-	SccAuth      string            `json:"sccauth"`
-	XSRFToken    string            `json:"xsrf_token"`
-	Hosts        []string          `json:"hosts"`
-	BaseURLs     map[string]string `json:"base_urls"`
-	Changes      []Change          `json:"changes"`
-	Sentinel     SentinelInfo      `json:"sentinel"`
-	Splunk       SplunkInfo        `json:"splunk"`
+	Address      string `json:"address"`
+	TLS          bool   `json:"tls"`
+	CAPEM        string `json:"ca_pem,omitempty"`
+	Note         string `json:"note,omitempty"`
+	TenantID     string `json:"tenant_id"`
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+	SccAuth      string `json:"sccauth"`
+	XSRFToken    string `json:"xsrf_token"`
+	// UserUPN is an analyst who can sign in (device code, ESTS cookie);
+	// ESTSAuthPersistent is that user's ESTSAUTHPERSISTENT cookie value.
+	UserUPN            string            `json:"user_upn"`
+	ESTSAuthPersistent string            `json:"ests_auth_persistent"`
+	Hosts              []string          `json:"hosts"`
+	BaseURLs           map[string]string `json:"base_urls"`
+	Changes            []Change          `json:"changes"`
+	Sentinel           SentinelInfo      `json:"sentinel"`
+	Splunk             SplunkInfo        `json:"splunk"`
 }
 
 // Info describes the running server s (nil: no listener yet).
@@ -610,6 +614,7 @@ func (t *Tenant) Info(s *Server) Info {
 	in := Info{
 		TenantID: c.TenantID, ClientID: c.ClientID, ClientSecret: c.ClientSecret,
 		SccAuth: c.SccAuth, XSRFToken: c.XSRFToken, Hosts: Hosts(),
+		UserUPN: c.UserUPN, ESTSAuthPersistent: c.ESTSAuthPersistent,
 		BaseURLs: map[string]string{
 			"entra":  "https://login.microsoftonline.com/" + c.TenantID,
 			"portal": "https://security.microsoft.com/apiproxy",
