@@ -94,7 +94,10 @@ func runCompat(ctx context.Context, env *Env, args []string) int {
 	if *token != "" {
 		log.Warn("-accesstoken puts a secret on the command line, where other local users can read it; set DH_ACCESS_TOKEN instead")
 		cfg.Secrets.AccessToken = *token
+		// The flag replaces whatever credential the config names, as it
+		// did in the original tool.
 		cfg.PublicAPI.Auth.Method = config.MethodToken
+		cfg.PublicAPI.ClientSecretFile, cfg.Secrets.ClientSecret = "", ""
 	}
 	switch {
 	case *location != "" && cfg.Secrets.AccessToken != "" && cfg.Portal.Mode != config.ModeLegacy:
@@ -129,6 +132,7 @@ func runCompat(ctx context.Context, env *Env, args []string) int {
 		Now:     env.Now,
 		Stdout:  env.Stdout,
 		Getenv:  env.Getenv,
+		Prompt:  func(m string) { fmt.Fprintln(env.Stderr, m) },
 	}
 	return harvestAndReport(ctx, env, req, env.Stdout)
 }

@@ -63,6 +63,7 @@ func runRun(ctx context.Context, env *Env, args []string) int {
 		Now:     env.Now,
 		Stdout:  env.Stdout,
 		Getenv:  env.Getenv,
+		Prompt:  func(m string) { fmt.Fprintln(env.Stderr, m) },
 	}
 	return harvestAndReport(ctx, env, req, summaryWriter(env, req.Outputs))
 }

@@ -610,3 +610,19 @@ func readFile(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+func osStat(p string) (os.FileMode, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return 0, err
+	}
+	return st.Mode().Perm(), nil
+}
+
+// cliEnv runs the command line in-process with chosen environment variables.
+type cliEnv struct{ vars map[string]string }
+
+func (c *cliEnv) run(f *fixture, out, errw io.Writer, args ...string) int {
+	env := &cli.Env{Stdout: out, Stderr: errw, Getenv: func(k string) string { return c.vars[k] }, Now: f.clock.Now}
+	return cli.Main(context.Background(), env, args)
+}

@@ -62,7 +62,7 @@ func Doctor(ctx context.Context, req DoctorRequest) ([]DoctorCheck, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := newClients(ctx, cfg, req.Logger)
+	c, err := newClients(ctx, cfg, req.Logger, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -40,6 +40,9 @@ type Request struct {
 	Now     func() time.Time
 	Stdout  io.Writer // for the stdout sink
 	Getenv  func(string) string
+	// Prompt shows a device-code sign-in message (public_api.auth.method:
+	// device_code without a cached token).
+	Prompt func(string)
 }
 
 // Report is the outcome of one harvest.
@@ -96,7 +99,7 @@ func Run(ctx context.Context, req Request) (Report, error) {
 		return Report{}, err
 	}
 
-	clients, err := newClients(ctx, cfg, req.Logger)
+	clients, err := newClients(ctx, cfg, req.Logger, req.Prompt)
 	if err != nil {
 		return Report{}, err
 	}
@@ -380,6 +383,7 @@ type clients struct {
 	api       *mde.PublicAPIClient
 	tokens    auth.TokenSource
 	tokensErr error
+	prompt    func(string) // device-code sign-in messages
 }
 
 func newTransport(cfg *config.Config) (http.RoundTripper, error) {
@@ -398,12 +402,12 @@ func newTransport(cfg *config.Config) (http.RoundTripper, error) {
 	return mde.NewTransport(topts)
 }
 
-func newClients(ctx context.Context, cfg *config.Config, log *slog.Logger) (*clients, error) {
+func newClients(ctx context.Context, cfg *config.Config, log *slog.Logger, prompt func(string)) (*clients, error) {
 	rt, err := newTransport(cfg)
 	if err != nil {
 		return nil, err
 	}
-	c := &clients{transport: rt}
+	c := &clients{transport: rt, prompt: prompt}
 
 	if cfg.Portal.Mode == config.ModeLegacy {
 		log.Warn("portal.mode legacy: Microsoft closed the regional *.securitycenter.windows.com hosts to user tokens in 2025; expect 401/403 and prefer the portal proxy")
@@ -445,13 +449,21 @@ func newClients(ctx context.Context, cfg *config.Config, log *slog.Logger) (*cli
 }
 
 func (c *clients) buildPublic(cfg *config.Config, tenant string, log *slog.Logger) error {
-	tokens, _, err := Credential(cfg, c.transport, tenant, nil)
+	tokens, _, err := Credential(cfg, c.transport, tenant, c.prompt)
 	if err != nil {
 		return err
 	}
+	base := cfg.PublicAPI.BaseURL
+	if cfg.Portal.Mode == config.ModeLegacy && base == config.Default().PublicAPI.BaseURL {
+		// The original sent machine actions to the regional service host
+		// with the same token as the portal data.
+		if base, err = mde.LegacyPublicBaseURL(cfg.Portal.Location); err != nil {
+			return err
+		}
+	}
 	api, err := mde.NewPublicAPIClient(mde.PublicOptions{
 		ClientOptions: clientOptions(cfg, c.transport, log),
-		BaseURL:       cfg.PublicAPI.BaseURL,
+		BaseURL:       base,
 		Tokens:        tokens,
 	})
 	if err != nil {

@@ -272,3 +272,18 @@ func (c *LegacyClient) Post(ctx context.Context, path string, query url.Values, 
 // Hosts lists the legacy hosts this client may send its token to, for
 // `doctor` and documentation.
 func (c *LegacyClient) Hosts() []string { return c.hosts.all() }
+
+// LegacyPublicBaseURL is the public-API service host the original tool
+// used for a legacy location (machine actions, data export): api-eu for
+// European regions, api-us for United States ones.
+func LegacyPublicBaseURL(location string) (string, error) {
+	loc, err := ParseLocation(location)
+	if err != nil {
+		return "", err
+	}
+	geo := dataExportGeo(loc)
+	if geo == "" {
+		return "", fmt.Errorf("mde: no legacy public-API host is known for location %q (the original knew only Europe → api-eu and the US → api-us): %w", loc, ErrNoLegacyHost)
+	}
+	return "https://api-" + geo + ".securitycenter.windows.com", nil
+}

@@ -226,3 +226,16 @@ func FuzzLegacyRoute(f *testing.F) {
 		}
 	})
 }
+
+func TestLegacyPublicBaseURL(t *testing.T) {
+	for loc, want := range map[string]string{"weu": "https://api-eu.securitycenter.windows.com", "neu3": "https://api-eu.securitycenter.windows.com",
+		"eus": "https://api-us.securitycenter.windows.com", "wdatpprd-cus": "https://api-us.securitycenter.windows.com"} {
+		got, err := LegacyPublicBaseURL(loc)
+		if err != nil || got != want {
+			t.Errorf("%s → %q, %v; want %q", loc, got, err, want)
+		}
+	}
+	if _, err := LegacyPublicBaseURL("aue"); !errors.Is(err, ErrNoLegacyHost) {
+		t.Errorf("an unknown geography must be refused, got %v", err)
+	}
+}
