@@ -253,3 +253,22 @@ func TestOriginalCommandLineInLegacyMode(t *testing.T) {
 		t.Fatal("no request reached the legacy hosts")
 	}
 }
+
+// TestDoctorChecksTheSentinelCredential: a wrong Sentinel secret is caught
+// by doctor before any run.
+func TestDoctorChecksTheSentinelCredential(t *testing.T) {
+	f := newFixture(t, sim.Options{Seed: 46})
+	cfg := f.writeConfig("doc", "")
+	s := strings.Replace(readFile(t, cfg), "  sentinel:\n    enabled: false", "  sentinel:\n    enabled: true", 1)
+	bad := filepath.Join(f.dir, "bad.secret")
+	mustWrite(t, bad, []byte("not-the-secret"), 0o600)
+	s = strings.Replace(s, "      client_secret_file: "+fmt.Sprintf("%q", filepath.Join(f.dir, "doc.secret")), "      client_secret_file: "+fmt.Sprintf("%q", bad), 1)
+	mustWrite(t, cfg, []byte(s), 0o600)
+	code, out, errs := f.runCLI("doctor", "--config", cfg, "--sources", "suppressionrules")
+	if code == 0 || !strings.Contains(out, "sentinel") || !strings.Contains(strings.ToLower(out+errs), "secret") {
+		t.Fatalf("doctor did not flag the wrong Sentinel secret (exit %d):\n%s\n%s", code, out, errs)
+	}
+	if strings.Contains(out+errs, "not-the-secret") {
+		t.Fatal("doctor printed the secret")
+	}
+}

@@ -70,6 +70,9 @@ type Sink struct {
 	byTable map[string]*route // tables listed in rules
 	exp     *delivery.Exporter
 	secrets []string
+	// token fetches a token for the Logs Ingestion audience (doctor's
+	// Check); nil when the sink was built without a credential (tests).
+	token func(ctx context.Context) error
 
 	mu      sync.RWMutex
 	started bool
@@ -133,13 +136,39 @@ func clientOptions(deps sink.Deps, cfg Config, log *slog.Logger) (azcore.ClientO
 // newWithCredential builds one azlogs client per distinct endpoint, all
 // on cred (one token cache).
 func newWithCredential(deps sink.Deps, cfg Config, co azcore.ClientOptions, cred azcore.TokenCredential, secrets []string, log *slog.Logger) (*Sink, error) {
-	return newSink(deps, cfg, func(endpoint string) (uploader, error) {
+	s, err := newSink(deps, cfg, func(endpoint string) (uploader, error) {
 		client, err := azlogs.NewClient(endpoint, cred, &azlogs.ClientOptions{ClientOptions: co})
 		if err != nil {
 			return nil, fmt.Errorf("sentinel output: cannot build the Logs Ingestion client for %s: %w", endpoint, err)
 		}
 		return client, nil
 	}, secrets, log)
+	if err != nil {
+		return nil, err
+	}
+	audience := "https://monitor.azure.com/"
+	if c, ok := co.Cloud.Services[azlogs.ServiceNameIngestion]; ok && c.Audience != "" {
+		audience = c.Audience
+	}
+	s.token = func(ctx context.Context) error {
+		_, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{strings.TrimSuffix(audience, "/") + "//.default"}})
+		return err
+	}
+	return s, nil
+}
+
+// Check gets a token for the Logs Ingestion API, the part of the setup
+// that can be verified without sending data: a wrong secret, tenant or
+// Conditional Access block shows here. The role on the DCR only shows on
+// the first upload (403 with the fix in its message).
+func (s *Sink) Check(ctx context.Context) error {
+	if s.token == nil {
+		return nil
+	}
+	if err := s.token(ctx); err != nil {
+		return fmt.Errorf("sentinel output: cannot get a token for the Logs Ingestion API (check auth.tenant_id, auth.client_id and the secret or certificate): %s", firstLine(redact(err.Error(), s.secrets)))
+	}
+	return nil
 }
 
 // newSink routes each table to its DCR's uploader and wires the sender
