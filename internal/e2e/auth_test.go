@@ -272,3 +272,98 @@ func TestDoctorChecksTheSentinelCredential(t *testing.T) {
 		t.Fatal("doctor printed the secret")
 	}
 }
+
+// TestCanarySecretsAcrossScenarios runs the command line through every way
+// in and every failure the emulator can inject — with debug logging — and
+// scans all that was printed, the state file, the outputs and the dead
+// letters for every secret in play. Only the session cache holds the
+// portal session, on purpose, and it must be 0600.
+func TestCanarySecretsAcrossScenarios(t *testing.T) {
+	wall := &wallClock{t: time.Now()}
+	f := newFixture(t, sim.Options{Seed: 47, Clock: wall.Now, SessionLifetime: time.Hour})
+	cred := f.tenant.Credentials()
+	refresh := portalRefreshToken(t, f)
+	estsFile := filepath.Join(f.dir, "ests")
+	mustWrite(t, estsFile, []byte(cred.ESTSAuthPersistent), 0o600)
+	refreshFile := filepath.Join(f.dir, "refresh")
+	mustWrite(t, refreshFile, []byte(refresh), 0o600)
+
+	var printed strings.Builder
+	run := func(args ...string) int {
+		code, out, errs := f.runCLI(args...)
+		printed.WriteString(out + errs)
+		return code
+	}
+	base := patchOutputs(t, f.writeConfig("canary", "log_level: debug\nhttp:\n  backoff: 1ms\n  max_wait: 1s\n  max_attempts: 2\n"), fastRetries)
+	ests := filepath.Join(f.dir, "canary-ests.yaml")
+	mustWrite(t, ests, []byte(readFile(t, base)), 0o600)
+	patchPortal(t, ests, fmt.Sprintf("  auth:\n    method: ests\n    ests_file: %q\n", estsFile))
+	bearer := filepath.Join(f.dir, "canary-bearer.yaml")
+	mustWrite(t, bearer, []byte(readFile(t, base)), 0o600)
+	patchPortal(t, bearer, fmt.Sprintf("  auth:\n    method: bearer\n    refresh_token_file: %q\n", refreshFile))
+	all := []string{"--debug", "--outputs", "files,sentinel,splunk"}
+
+	run(append([]string{"run", "--config", base}, all...)...)
+	run(append([]string{"run", "--config", ests}, all...)...)
+	run(append([]string{"run", "--config", bearer}, all...)...)
+	run("login", "portal", "--config", ests, "--ests-file", estsFile)
+	run("doctor", "--config", base)
+	// Failures: an expired session, a revoked user, Conditional Access, an
+	// output down, a throttled and failing portal.
+	wall.Advance(2 * time.Hour)
+	f.clock.Advance(2 * time.Hour)
+	run(append([]string{"run", "--config", base}, all...)...)
+	f.tenant.SetReceiverDown(sim.ReceiverSplunk, true)
+	f.tenant.Inject(sim.FaultRule{Family: sim.FamilyPortal, Kind: sim.Fault429, Count: 3, RetryAfter: time.Millisecond})
+	run(append([]string{"run", "--config", ests}, all...)...)
+	f.tenant.SetReceiverDown(sim.ReceiverSplunk, false)
+	f.tenant.SetConditionalAccessBlock(cred.UserUPN, true)
+	if err := f.tenant.RevokeUserSessions(cred.UserUPN); err != nil {
+		t.Fatal(err)
+	}
+	run(append([]string{"run", "--config", ests}, all...)...)
+	run("doctor", "--config", ests)
+	run("doctor", "--config", bearer)
+	f.tenant.SetConditionalAccessBlock(cred.ClientID, true)
+	run("doctor", "--config", base)
+	run("-machineactions", "-files", "-accesstoken", "canary-token-123456", "-lookback", "1")
+
+	secrets := map[string]string{
+		"sccauth": cred.SccAuth, "XSRF token": cred.XSRFToken, "XSRF cookie form": url.QueryEscape(cred.XSRFToken),
+		"ESTS cookie": cred.ESTSAuthPersistent, "refresh token": refresh, "client secret": cred.ClientSecret,
+		"HEC token": cred.HECToken, "command-line token": "canary-token-123456",
+	}
+	var stored strings.Builder
+	stored.WriteString(readFile(t, filepath.Join(f.dir, "canary.db")))
+	for _, l := range readOutput(t, filepath.Join(f.dir, "canary-out")) {
+		b, _ := json.Marshal(l.raw)
+		stored.Write(b)
+	}
+	dead, _ := filepath.Glob(filepath.Join(f.dir, "deadletter", "*"))
+	for _, p := range dead {
+		stored.WriteString(readFile(t, p))
+	}
+	for name, secret := range secrets {
+		if strings.Contains(printed.String(), secret) {
+			t.Errorf("the %s was printed", name)
+		}
+		if strings.Contains(stored.String(), secret) {
+			t.Errorf("the %s was stored outside the session cache", name)
+		}
+	}
+	if strings.Contains(printed.String(), "eyJ") {
+		t.Error("a bearer token (JWT) was printed")
+	}
+	caches, _ := filepath.Glob(filepath.Join(f.dir, "*session*"))
+	if len(caches) == 0 {
+		t.Fatal("no session cache was written: the ESTS and login scenarios did not run")
+	}
+	for _, p := range caches {
+		if m, err := osStat(p); err != nil || m != 0o600 {
+			t.Errorf("session cache %s has mode %o, want 0600", p, m)
+		}
+	}
+	if !strings.Contains(printed.String(), "level=DEBUG") || !strings.Contains(printed.String(), "FAIL") {
+		t.Fatal("the scenarios did not run with debug logging and failures: the scan proves nothing")
+	}
+}
