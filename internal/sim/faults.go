@@ -46,11 +46,14 @@ type Faults struct {
 }
 
 // FaultRule is a deterministic, scripted fault: the next Count requests of
-// Family (that reach a route whose sub-family or family matches) suffer Kind.
+// Family (that reach a route whose sub-family or family matches) suffer
+// Kind — after the first After matching requests went through, so a test
+// can start an outage in the middle of a run.
 type FaultRule struct {
 	Family     string
 	Kind       FaultKind
 	Count      int
+	After      int
 	RetryAfter time.Duration
 	Delay      time.Duration
 }
@@ -198,6 +201,14 @@ func (t *Tenant) Inject(f FaultRule) {
 	t.faults.rules = append(t.faults.rules, &r)
 }
 
+// ClearInjected drops every scripted fault still pending (the outage a
+// test started is over).
+func (t *Tenant) ClearInjected() {
+	t.faults.mu.Lock()
+	defer t.faults.mu.Unlock()
+	t.faults.rules = nil
+}
+
 type faultDecision struct {
 	kind       FaultKind // "" when only delayed
 	pick       int       // for chaos: which failure
@@ -215,6 +226,10 @@ func (e *faultEngine) decide(family, sub string) *faultDecision {
 	var d faultDecision
 	for i, r := range e.rules {
 		if r.Count <= 0 || !famMatch(r.Family, family, sub) {
+			continue
+		}
+		if r.After > 0 {
+			r.After--
 			continue
 		}
 		r.Count--

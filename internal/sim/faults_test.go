@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -169,5 +170,24 @@ func TestProbabilisticFaultsAreSeeded(t *testing.T) {
 	}
 	if !strings.Contains(a, "500") || !strings.Contains(a, "429") || !strings.Contains(a, "200") {
 		t.Fatalf("rates 0.3/0.2 over 60 requests gave %s", a)
+	}
+}
+
+// TestInjectedFaultAfterN starts a scripted outage after N good requests
+// (a failure in the middle of a run) and ends it with ClearInjected.
+func TestInjectedFaultAfterN(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.publicToken()
+	e.ten.Inject(FaultRule{Family: FamilyPublic, Kind: Fault500, After: 2, Count: 100})
+	var got []int
+	for i := 0; i < 4; i++ {
+		got = append(got, e.public("/api/libraryfiles", tok).status)
+	}
+	if fmt.Sprint(got) != "[200 200 500 500]" {
+		t.Fatalf("statuses %v, want two good answers then the outage", got)
+	}
+	e.ten.ClearInjected()
+	if r := e.public("/api/libraryfiles", tok); r.status != 200 {
+		t.Fatalf("after ClearInjected: %d", r.status)
 	}
 }
