@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"net/http"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -17,7 +18,10 @@ type CredentialOptions struct {
 	Secret          string
 	CertificateFile string // PEM with certificate and private key, mode 0600
 	// AuthorityHost defaults to the public cloud.
-	AuthorityHost            string
+	AuthorityHost string
+	// Cloud, when set, replaces the public cloud (sovereign clouds: its
+	// authority host and service audiences); AuthorityHost still wins.
+	Cloud                    *cloud.Configuration
 	Client                   *http.Client
 	DisableInstanceDiscovery bool
 	// DeviceCodePrompt shows the device-code instructions to the user.

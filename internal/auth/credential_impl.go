@@ -35,6 +35,9 @@ const cacheName = "defenderharvester"
 func newCredential(o CredentialOptions) (azcore.TokenCredential, error) {
 	o.TenantID, o.ClientID = strings.TrimSpace(o.TenantID), strings.TrimSpace(o.ClientID)
 	co := azcore.ClientOptions{Cloud: cloud.AzurePublic}
+	if o.Cloud != nil {
+		co.Cloud = *o.Cloud
+	}
 	if o.AuthorityHost != "" {
 		if !strings.HasPrefix(o.AuthorityHost, "https://") {
 			return nil, fmt.Errorf("auth: authority host %q must be an https URL", o.AuthorityHost)

@@ -28,6 +28,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/monitor/ingestion/azlogs"
 
+	"github.com/defenderharvester/defenderharvester/internal/auth"
 	"github.com/defenderharvester/defenderharvester/internal/config"
 	"github.com/defenderharvester/defenderharvester/internal/delivery"
 	"github.com/defenderharvester/defenderharvester/internal/record"
@@ -221,14 +222,9 @@ func newSink(deps sink.Deps, cfg Config, newClient func(endpoint string) (upload
 // newCredential builds the Entra credential of the configured method and
 // returns the secrets to keep out of messages.
 func newCredential(deps sink.Deps, a AuthConfig, co azcore.ClientOptions) (azcore.TokenCredential, []string, error) {
-	var (
-		cred    azcore.TokenCredential
-		secrets []string
-		err     error
-	)
-	switch a.Method {
-	case AuthClientSecret:
-		secret := ""
+	var secret string
+	if a.Method == AuthClientSecret {
+		var err error
 		if a.ClientSecretFile != "" {
 			if secret, err = config.ReadSecretFile(a.ClientSecretFile); err != nil {
 				return nil, nil, fmt.Errorf("sentinel output: auth.client_secret_file: %w", err)
@@ -236,34 +232,21 @@ func newCredential(deps sink.Deps, a AuthConfig, co azcore.ClientOptions) (azcor
 		} else if secret = strings.TrimSpace(deps.Getenv(SecretEnv)); secret == "" {
 			return nil, nil, fmt.Errorf("sentinel output: no client secret: set auth.client_secret_file to a 0600 file holding it, or the environment variable %s", SecretEnv)
 		}
-		secrets = []string{secret}
-		cred, err = azidentity.NewClientSecretCredential(a.TenantID, a.ClientID, secret,
-			&azidentity.ClientSecretCredentialOptions{ClientOptions: co, DisableInstanceDiscovery: deps.Emulated})
-	case AuthCertificate:
-		var pem string
-		if pem, err = config.ReadSecretFile(a.CertificateFile); err != nil {
-			return nil, nil, fmt.Errorf("sentinel output: auth.certificate_file: %w", err)
-		}
-		certs, key, perr := azidentity.ParseCertificates([]byte(pem), nil)
-		if perr != nil {
-			return nil, nil, fmt.Errorf("sentinel output: auth.certificate_file %s holds no usable PEM certificate and unencrypted private key; export both into one PEM file", a.CertificateFile)
-		}
-		secrets = []string{pem}
-		cred, err = azidentity.NewClientCertificateCredential(a.TenantID, a.ClientID, certs, key,
-			&azidentity.ClientCertificateCredentialOptions{ClientOptions: co, DisableInstanceDiscovery: deps.Emulated})
-	case AuthManagedIdentity:
-		o := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: co}
-		if a.ClientID != "" {
-			o.ID = azidentity.ClientID(a.ClientID)
-		}
-		cred, err = azidentity.NewManagedIdentityCredential(o)
-	case AuthWorkloadIdentity:
-		cred, err = azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{
-			ClientOptions: co, TenantID: a.TenantID, ClientID: a.ClientID, DisableInstanceDiscovery: deps.Emulated})
-	case AuthAzureCLI:
-		cred, err = azidentity.NewAzureCLICredential(&azidentity.AzureCLICredentialOptions{TenantID: a.TenantID})
+	}
+	switch a.Method {
+	case AuthClientSecret, AuthCertificate, AuthManagedIdentity, AuthWorkloadIdentity, AuthAzureCLI:
 	default:
 		return nil, nil, fmt.Errorf("sentinel output: auth.method %q is unknown", a.Method)
+	}
+	client, _ := co.Transport.(*http.Client)
+	cl := co.Cloud
+	cred, err := auth.NewCredential(auth.CredentialOptions{
+		Method: a.Method, TenantID: a.TenantID, ClientID: a.ClientID, Secret: secret,
+		CertificateFile: a.CertificateFile, Client: client, Cloud: &cl, DisableInstanceDiscovery: deps.Emulated,
+	})
+	secrets := []string{}
+	if secret != "" {
+		secrets = append(secrets, secret)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("sentinel output: cannot set up %s sign-in: %s", a.Method, redact(err.Error(), secrets))
@@ -412,6 +395,12 @@ func (s *Sink) classify(err error, req *delivery.Request, stream string, rt *rou
 	where := fmt.Sprintf("sentinel output: upload of %d records of table %s to stream %s of DCR %s", len(req.Records), req.Table, stream, rt.dcr)
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%s: %w", where, err)
+	}
+	var signIn *auth.SignInError
+	if errors.As(err, &signIn) {
+		// Entra refused the credential (wrong secret, tenant, Conditional
+		// Access…): retrying cannot fix it.
+		return delivery.Permanent(&uploadError{msg: fmt.Sprintf("%s: Entra sign-in failed: %s", where, firstLine(redact(err.Error(), s.secrets))), err: err})
 	}
 	var authErr *azidentity.AuthenticationFailedError
 	if errors.As(err, &authErr) {
