@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/defenderharvester/defenderharvester/internal/auth"
 	"io"
 	"net/url"
 	"os"
@@ -51,14 +52,15 @@ const (
 	ModeLegacy = "legacy" // the original's regional *.securitycenter.windows.com hosts (closed in 2025)
 )
 
-// Public API credential kinds (public_api.auth.method).
+// Public API credential kinds (public_api.auth.method): the Entra ones
+// are auth.NewCredential's, plus a bring-your-own token.
 const (
-	MethodClientSecret     = "client_secret"
-	MethodCertificate      = "certificate"
-	MethodManagedIdentity  = "managed_identity"
-	MethodWorkloadIdentity = "workload_identity"
-	MethodAzureCLI         = "azure_cli"
-	MethodDeviceCode       = "device_code"
+	MethodClientSecret     = auth.MethodClientSecret
+	MethodCertificate      = auth.MethodCertificate
+	MethodManagedIdentity  = auth.MethodManagedIdentity
+	MethodWorkloadIdentity = auth.MethodWorkloadIdentity
+	MethodAzureCLI         = auth.MethodAzureCLI
+	MethodDeviceCode       = auth.MethodDeviceCode
 	MethodToken            = "token"
 )
 

@@ -428,13 +428,7 @@ func newClients(ctx context.Context, cfg *config.Config, log *slog.Logger, promp
 	} else if session, err := PortalSession(cfg, rt, cfg.TenantID, log); err != nil {
 		c.portalErr = err
 	} else {
-		pc, err := mde.NewPortalClient(mde.PortalOptions{
-			ClientOptions:     clientOptions(cfg, rt, log),
-			BaseURL:           cfg.Portal.BaseURL,
-			Session:           session,
-			TenantID:          cfg.TenantID,
-			RequestsPerSecond: cfg.Portal.RatePerSecond,
-		})
+		pc, err := newPortalClient(cfg, rt, session, log)
 		if err != nil {
 			return nil, err
 		}
@@ -471,6 +465,17 @@ func (c *clients) buildPublic(cfg *config.Config, tenant string, log *slog.Logge
 	}
 	c.api, c.tokens = api, tokens
 	return nil
+}
+
+// newPortalClient is the portal proxy client every command uses.
+func newPortalClient(cfg *config.Config, rt http.RoundTripper, session auth.PortalSession, log *slog.Logger) (*mde.PortalClient, error) {
+	return mde.NewPortalClient(mde.PortalOptions{
+		ClientOptions:     clientOptions(cfg, rt, log),
+		BaseURL:           cfg.Portal.BaseURL,
+		Session:           session,
+		TenantID:          cfg.TenantID,
+		RequestsPerSecond: cfg.Portal.RatePerSecond,
+	})
 }
 
 func clientOptions(cfg *config.Config, rt http.RoundTripper, log *slog.Logger) mde.ClientOptions {

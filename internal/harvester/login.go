@@ -32,13 +32,7 @@ func LoginPortal(ctx context.Context, cfg *config.Config, log *slog.Logger) (mde
 			return mde.TenantContext{}, time.Time{}, err
 		}
 	}
-	pc, err := mde.NewPortalClient(mde.PortalOptions{
-		ClientOptions:     clientOptions(cfg, rt, log),
-		BaseURL:           cfg.Portal.BaseURL,
-		Session:           session,
-		TenantID:          cfg.TenantID,
-		RequestsPerSecond: cfg.Portal.RatePerSecond,
-	})
+	pc, err := newPortalClient(cfg, rt, session, log)
 	if err != nil {
 		return mde.TenantContext{}, time.Time{}, err
 	}
