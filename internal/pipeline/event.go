@@ -13,14 +13,17 @@ import (
 )
 
 // Windows computes the range an event source reads and its chunks:
-// from = cursor − Overlap (or now − lookback without a cursor, or since
-// when given), to = now − Delay, cut into pieces of at most MaxWindow.
+// from = cursor − Overlap (or now − lookback without a cursor), moved
+// earlier to since when given, to = now − Delay, cut into pieces of at
+// most MaxWindow. A since later than the cursor never skips the data in
+// between: the cursor moves to the window's end, so a gap left behind it
+// would be lost for good.
 func Windows(now, cursor time.Time, hasCursor bool, since time.Time, lookback time.Duration, w source.Windowing) (source.Window, []source.Window) {
 	from := now.Add(-lookback)
 	if hasCursor {
 		from = cursor.Add(-w.Overlap)
 	}
-	if !since.IsZero() {
+	if !since.IsZero() && (!hasCursor || since.Before(from)) {
 		from = since
 	}
 	whole := source.Window{From: from.UTC(), To: now.Add(-w.Delay).UTC()}

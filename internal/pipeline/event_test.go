@@ -417,3 +417,25 @@ func TestNewRejects(t *testing.T) {
 		t.Errorf("pipeline without outputs: %v", err)
 	}
 }
+
+// TestLookbackNeverSkipsAGap: after days without runs, a short --lookback
+// must still read everything since the checkpoint: the cursor moves to the
+// window's end, so a skipped gap would be lost for good.
+func TestLookbackNeverSkipsAGap(t *testing.T) {
+	store, _ := newStore(t)
+	clk := &clock{t: t0}
+	mem := newMemSink()
+	src := &fakeEvent{name: "ActionCenter", wd: source.Windowing{Overlap: 15 * time.Minute}}
+	p := newPipeline(t, Options{Store: store, Sinks: sinks{mem}.s(), Now: clk.Now})
+	run1(t, p, src, RunOptions{})
+	// Three days pass without a run; an event lands in the middle.
+	src.add(item("gap", t0.Add(36*time.Hour)))
+	clk.Set(t0.Add(72 * time.Hour))
+	res := run1(t, p, src, RunOptions{Since: clk.Now().Add(-time.Hour)})
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if mem.ids()["gap"] != 1 {
+		t.Fatalf("the event in the gap between the checkpoint and --lookback was not delivered (window %v → %v)", res.Window.From, res.Window.To)
+	}
+}

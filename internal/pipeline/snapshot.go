@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/record"
 	"github.com/defenderharvester/defenderharvester/internal/source"
@@ -69,14 +70,22 @@ func (p *Pipeline) runSnapshot(ctx context.Context, tenant string, src source.Sn
 		return fmt.Errorf("snapshot not taken, nothing delivered or stored: %w", err)
 	}
 
-	prev, _, hadSnapshot, err := p.opts.Store.Snapshot(tenant, name)
+	prev, prevAt, hadSnapshot, err := p.opts.Store.Snapshot(tenant, name)
 	if err != nil {
 		return err
 	}
 	now := p.opts.Now().UTC()
 	res.Changes = map[string]int{}
 	var recs []record.Record
-	change := func(key, kind, hash string, raw json.RawMessage, changed []string) {
+	// The id names the change, not only its result: the state before it
+	// (previous hash, previous snapshot's time) is part of it, so a setting
+	// switched off, on and off again gives two switch-off records with
+	// different ids, while a retried delivery of one change keeps its id.
+	prevStamp := ""
+	if hadSnapshot {
+		prevStamp = prevAt.UTC().Format(time.RFC3339Nano)
+	}
+	change := func(key, kind, hash, prevHash string, raw json.RawMessage, changed []string) {
 		extra := []record.Field{{Key: "ChangeType", Value: quote(kind)}}
 		if kind == Modified {
 			cf, _ := json.Marshal(changed) // []string cannot fail
@@ -85,7 +94,7 @@ func (p *Pipeline) runSnapshot(ctx context.Context, tenant string, src source.Sn
 		extra = append(extra, record.Field{Key: "SnapshotKey", Value: quote(key)})
 		recs = append(recs, record.Record{
 			Tenant: tenant, Source: name, Table: table,
-			ID:   record.StableID(name, key, kind, hash),
+			ID:   record.StableID(name, key, kind, hash, prevHash, prevStamp),
 			Time: now, HarvestedAt: now, Raw: raw, Extra: extra,
 		})
 		res.Changes[kind]++
@@ -95,17 +104,17 @@ func (p *Pipeline) runSnapshot(ctx context.Context, tenant string, src source.Sn
 		old, existed := prev[key]
 		switch {
 		case !hadSnapshot:
-			change(key, Initial, cur.hash, cur.raw, nil)
+			change(key, Initial, cur.hash, "", cur.raw, nil)
 		case !existed:
-			change(key, Added, cur.hash, cur.raw, nil)
+			change(key, Added, cur.hash, "", cur.raw, nil)
 		case old.Hash != cur.hash:
-			change(key, Modified, cur.hash, cur.raw, ChangedFields(old.Raw, cur.raw))
+			change(key, Modified, cur.hash, old.Hash, cur.raw, ChangedFields(old.Raw, cur.raw))
 		}
 	}
 	for _, key := range sortedKeys(prev) {
 		if _, still := items[key]; !still {
 			old := prev[key]
-			change(key, Removed, old.Hash, old.Raw, nil)
+			change(key, Removed, old.Hash, old.Hash, old.Raw, nil)
 		}
 	}
 

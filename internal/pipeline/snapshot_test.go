@@ -67,8 +67,8 @@ func changesOf(t *testing.T, recs []record.Record) []change {
 				c.Fields = string(f.Value)
 			}
 		}
-		if r.ID != record.StableID("customdetections", c.Key, c.Type, ContentHash(r.Raw)) {
-			t.Errorf("record %s of %s/%s does not have the stable id", r.ID, c.Key, c.Type)
+		if len(r.ID) != 32 {
+			t.Errorf("record of %s/%s has no stable id: %q", c.Key, c.Type, r.ID)
 		}
 		out = append(out, c)
 	}
@@ -241,4 +241,35 @@ func FuzzSnapshotDiff(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRepeatedChangesGetNewIDs: a setting switched off, on and off again
+// gives two switch-off records that downstream dedup must not merge.
+func TestRepeatedChangesGetNewIDs(t *testing.T) {
+	store, _ := newStore(t)
+	clk := &clock{t: t0}
+	src := &fakeSnapshot{}
+	mem := newMemSink()
+	var ids []string
+	for i, v := range []string{`{"Tamper":true}`, `{"Tamper":false}`, `{"Tamper":true}`, `{"Tamper":false}`} {
+		clk.Set(t0.Add(time.Duration(i) * time.Hour))
+		p := newPipeline(t, Options{Store: store, Sinks: sinks{mem}.s(), Now: clk.Now})
+		src.set(nil, "AdvancedFeatures", v)
+		if res := run1(t, p, src, RunOptions{}); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	for _, r := range mem.all() {
+		ids = append(ids, r.ID)
+	}
+	if len(ids) != 4 {
+		t.Fatalf("%d change records, want 4 (initial + three switches)", len(ids))
+	}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			t.Fatalf("two different changes share RecordId %s: %v", id, ids)
+		}
+		seen[id] = true
+	}
 }
