@@ -582,6 +582,11 @@ func (s *Sink) send(ctx context.Context, req *delivery.Request) error {
 	if status != http.StatusOK {
 		return s.classify(status, rep, hdr, req.Table)
 	}
+	if rep.Code == nil || *rep.Code != 0 {
+		// A 200 that is not HEC's "Success" (a proxy or maintenance page)
+		// proves nothing was indexed: retry rather than count it delivered.
+		return fmt.Errorf("Splunk HEC at %s answered 200 without HEC's success reply (code 0); a proxy or load balancer in front of HEC may be answering instead", s.base)
+	}
 	if !s.ack {
 		return nil
 	}

@@ -546,3 +546,27 @@ func TestAppendEpoch(t *testing.T) {
 		}
 	}
 }
+
+// TestOK200WithoutHECReplyIsNotDelivered: a proxy answering 200 with its
+// own page in front of HEC must not make records count as delivered.
+func TestOK200WithoutHECReplyIsNotDelivered(t *testing.T) {
+	f := newFakeHEC(t)
+	f.override = func(n int) (int, string, http.Header) {
+		if n <= 2 {
+			return 200, "<html><body>Maintenance</body></html>", http.Header{"Content-Type": {"text/html"}}
+		}
+		return 0, "", nil
+	}
+	s, _ := newTestSink(t, f, testOpts{})
+	mustStart(t, s)
+	recs := sinktest.Records("MdeMachineActions", 0, 3)
+	if err := s.Write(t.Context(), "MdeMachineActions", recs); err != nil {
+		t.Fatalf("Write after the proxy page went away: %v", err)
+	}
+	if got := len(f.received(t)); got != 3 {
+		t.Fatalf("HEC indexed %d records, want 3 (the proxy's 200s must have been retried)", got)
+	}
+	if st := s.Stats(); st.Retries < 2 {
+		t.Fatalf("%d retries; the two 200 proxy pages were counted as delivered", st.Retries)
+	}
+}
