@@ -217,6 +217,9 @@ func (s *src) fetchMachine(ctx context.Context, id string, w source.Window, emit
 		"pageSize": {strconv.Itoa(s.cfg.PageSize)}, "doNotUseCache": {"false"}, "forceUseCache": {"false"},
 	}
 	cursors := srcutil.Cursors{}
+	_ = cursors.Follow(q.Encode())
+	wantFrom := mde.FormatTimelineTime(w.From)
+	prevTo, prevRID := w.To, ""
 	for page := 1; page <= maxPagesPerWindow; page++ {
 		body, err := s.portal.Get(ctx, path, q)
 		if err != nil {
@@ -246,6 +249,25 @@ func (s *src) fetchMachine(ctx context.Context, id string, w source.Window, emit
 		if err := cursors.Follow(nq.Encode()); err != nil {
 			return fmt.Errorf("%s device %s: %w", Name, id, err)
 		}
+		// A continuation must stay in this window and walk back in time:
+		// a link that moves the start or does not move back would make an
+		// unread part of the window look read (and the cursor pass it).
+		from, err := mde.ParseTime(nq.Get("fromDate"))
+		if err != nil || mde.FormatTimelineTime(from) != wantFrom {
+			return fmt.Errorf("%s device %s: refusing continuation link: it moves the window start (fromDate %q, want %s)", Name, id, nq.Get("fromDate"), wantFrom)
+		}
+		to, err := mde.ParseTime(nq.Get("toDate"))
+		if err != nil {
+			return fmt.Errorf("%s device %s: refusing continuation link: toDate %q is not a time", Name, id, nq.Get("toDate"))
+		}
+		if to.Before(w.From) {
+			return nil // nothing older is left in the window
+		}
+		rid := nq.Get("ReportIdForScrolling")
+		if to.After(prevTo) || (to.Equal(prevTo) && rid == prevRID) {
+			return fmt.Errorf("%s device %s: refusing continuation link: it does not move back in time (toDate %s after %s)", Name, id, nq.Get("toDate"), mde.FormatTimelineTime(prevTo))
+		}
+		prevTo, prevRID = to, rid
 		path, q = Base+u.Path, nq
 	}
 	return fmt.Errorf("%s device %s: more than %d pages in one window; lower max_window", Name, id, maxPagesPerWindow)

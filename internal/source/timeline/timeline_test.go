@@ -200,6 +200,10 @@ func TestBadContinuations(t *testing.T) {
 		{"other device in query", func(m, p string) string { return strings.Replace(p, "machineId="+m, "machineId="+m2, 1) }, "another device"},
 		{"dot segments", func(m, p string) string { return "/machines/" + m + "/events/../../admin" }, "dot segments"},
 		{"unexpected path", func(m, p string) string { return "/machines/" + m + "/events/export?x=1" }, "unexpected path"},
+		{"moved window start", func(m, p string) string {
+			return setQuery(p, "fromDate", mde.FormatTimelineTime(t0.Add(10*time.Minute)))
+		}, "moves the window start"},
+		{"not moving back", func(m, p string) string { return setQuery(p, "toDate", mde.FormatTimelineTime(t0.Add(2*time.Hour))) }, "does not move back"},
 		{"repeated cursor", func(m, p string) string {
 			return "/machines/" + m + "/events/?fromDate=2026-04-01T00%3A00%3A00.0000000Z&toDate=2026-04-01T00%3A30%3A00.0000000Z&ReportIdForScrolling=1&pageSize=1"
 		}, "already returned"},
@@ -339,4 +343,16 @@ func FuzzDecodeMachines(f *testing.F) {
 			}
 		}
 	})
+}
+
+// setQuery replaces one query parameter of a relative link.
+func setQuery(link, key, value string) string {
+	u, err := url.Parse(link)
+	if err != nil {
+		return link
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
