@@ -85,6 +85,7 @@ func (s *src) Windowing() source.Windowing { return s.cfg.Rules() }
 // is decoded completely before any of it is emitted.
 func (s *src) Fetch(ctx context.Context, w source.Window, emit source.Emit) error {
 	size := s.cfg.PageSize
+	prevFirst := ""
 	for page := 1; page <= maxPages; page++ {
 		q := url.Values{
 			"type": {"history"}, "useMtpApi": {"true"},
@@ -100,11 +101,19 @@ func (s *src) Fetch(ctx context.Context, w source.Window, emit source.Emit) erro
 		if err != nil {
 			return fmt.Errorf("page %d: %w", page, err)
 		}
+		if len(p.Items) > 0 && p.Items[0].ID == prevFirst {
+			return fmt.Errorf("%s: page %d repeats page %d (the service ignored pageIndex); refusing to loop", Name, page, page-1)
+		}
 		if err := srcutil.EmitAll(ctx, emit, p.Items); err != nil {
 			return err
 		}
-		if len(p.Items) == 0 || int64(page)*int64(size) >= p.Count {
+		// A short page ends the window. Count alone does not: a stale or
+		// low Count must not stop paging while pages still come back full.
+		if len(p.Items) < size {
 			return nil
+		}
+		if len(p.Items) > 0 {
+			prevFirst = p.Items[0].ID
 		}
 	}
 	return fmt.Errorf("%s: more than %d pages in one window; lower max_window", Name, maxPages)

@@ -55,7 +55,7 @@ func TestFetchPaging(t *testing.T) {
 		wantPages   string
 	}{
 		{n: 5, pageSize: 2, wantPages: "1,2,3"},
-		{n: 4, pageSize: 2, wantPages: "1,2"},
+		{n: 4, pageSize: 2, wantPages: "1,2,3"}, // a full last page is confirmed by an empty one
 		{n: 0, pageSize: 2, wantPages: "1"},
 		{n: 3, pageSize: 200, wantPages: "1"},
 	}
@@ -176,4 +176,43 @@ func FuzzDecodePage(f *testing.F) {
 		}
 		srctest.CheckEventItems(t, p.Items)
 	})
+}
+
+// TestStaleCountDoesNotStopPaging: a Count lower than the rows served
+// (stale, or 0) must not end the window while pages come back full.
+func TestStaleCountDoesNotStopPaging(t *testing.T) {
+	const rows, size = 5, 2
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		idx, _ := strconv.Atoi(r.URL.Query().Get("pageIndex"))
+		res := []json.RawMessage{}
+		for i := (idx - 1) * size; i < idx*size && i < rows; i++ {
+			res = append(res, json.RawMessage(action(i, "Completed")))
+		}
+		json.NewEncoder(w).Encode(map[string]any{"Count": 2, "Results": res})
+	})
+	s := srctest.Build(t, Name, source.Deps{Portal: srctest.Portal(t, h)},
+		func(c any) { c.(*Config).PageSize = size }).(source.EventSource)
+	var c srctest.Collector
+	if err := s.Fetch(context.Background(), source.Window{From: t0, To: t0.Add(24 * time.Hour)}, c.Emit); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Items) != rows {
+		t.Fatalf("emitted %d of %d rows: paging stopped at the stale Count", len(c.Items), rows)
+	}
+}
+
+// TestIgnoredPageIndexIsRefused: a service that serves page 1 for every
+// pageIndex must fail the window, not loop.
+func TestIgnoredPageIndexIsRefused(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"Count": 100, "Results": []json.RawMessage{
+			json.RawMessage(action(0, "Completed")), json.RawMessage(action(1, "Completed"))}})
+	})
+	s := srctest.Build(t, Name, source.Deps{Portal: srctest.Portal(t, h)},
+		func(c any) { c.(*Config).PageSize = 2 }).(source.EventSource)
+	var c srctest.Collector
+	err := s.Fetch(context.Background(), source.Window{From: t0, To: t0.Add(24 * time.Hour)}, c.Emit)
+	if err == nil || !strings.Contains(err.Error(), "repeats page") {
+		t.Fatalf("want a paging-loop error, got %v", err)
+	}
 }
