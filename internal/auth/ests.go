@@ -297,7 +297,14 @@ func (s *ESTSSession) send(ctx context.Context, jar hostJar, method string, u *u
 		for _, v := range form {
 			secrets = append(secrets, v...)
 		}
-		return nil, fmt.Errorf("auth: ESTS sign-in request to %s failed: %s", u.Host, Redact(err.Error(), secrets...))
+		// *url.Error prints the whole URL, whose query can hold the
+		// sign-in's authorization code: keep only the cause.
+		cause := err
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			cause = ue.Err
+		}
+		return nil, fmt.Errorf("auth: ESTS sign-in request to %s failed: %s", u.Host, Redact(cause.Error(), secrets...))
 	}
 	jar.take(canonicalHost(u), resp)
 	return resp, nil

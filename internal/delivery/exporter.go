@@ -228,6 +228,7 @@ func (e *Exporter) Write(ctx context.Context, table string, recs []record.Record
 		return err
 	}
 
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -266,7 +267,7 @@ loop:
 		return firstErr
 	}
 	if queued < len(groups) { // cancelled by the caller before everything was sent
-		return fmt.Errorf("sink %s: table %s: delivery stopped: %w", e.name, table, err)
+		return fmt.Errorf("sink %s: table %s: delivery stopped: %w", e.name, table, parent.Err())
 	}
 	return nil
 }

@@ -634,7 +634,12 @@ func (s *Sink) call(ctx context.Context, method, u string, body []byte, auth boo
 		return 0, reply{}, nil, err
 	}
 	if status >= 300 && status < 400 {
-		return status, reply{Text: "redirect to " + hdr.Get("Location")}, hdr, nil
+		loc := hdr.Get("Location")
+		if u, err := url.Parse(loc); err == nil {
+			u.RawQuery, u.User = "", nil // a query or user info may carry credentials
+			loc = u.String()
+		}
+		return status, reply{Text: "redirect to " + loc}, hdr, nil
 	}
 	return status, parseReply(raw), hdr, nil
 }
