@@ -166,3 +166,26 @@ func TestOutputDownAtStart(t *testing.T) {
 		t.Errorf("splunk got %d duplicates; it received nothing before its spool", d)
 	}
 }
+
+// TestSentinelTimeRangeLimit: with the Logs Ingestion limit on the time
+// range of one call switched on in the emulator, a day's harvest still
+// arrives whole — and the emulator really refuses calls that break it.
+func TestSentinelTimeRangeLimit(t *testing.T) {
+	f := newFixture(t, sim.Options{Seed: 35, LogsIngestionMaxSpan: 30 * time.Minute})
+	cfg := f.writeConfig("span", "")
+	if code, out, errs := f.runCLI("run", "--config", cfg, "--outputs", "files,sentinel", "--sources", "actioncenter,executedqueries"); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	want := idsIn(t, filepath.Join(f.dir, "span-out"))
+	assertReceived(t, f, sim.ReceiverSentinel, want)
+	if n := f.tenant.Received(sim.ReceiverSentinel).Rejected[400]; n != 0 {
+		t.Fatalf("%d calls broke the 30-minute limit", n)
+	}
+
+	// Without the split the emulator refuses, and the run says so.
+	off := patchOutputs(t, f.writeConfig("nosplit", ""), "\n    max_time_span: 0s\n")
+	code, out, _ := f.runCLI("run", "--config", off, "--outputs", "files,sentinel", "--sources", "actioncenter")
+	if code == 0 || !strings.Contains(out, "RecordsTimeRangeIsMoreThan30Minutes") {
+		t.Fatalf("the emulator accepted a call spanning a day (exit %d):\n%s", code, out)
+	}
+}

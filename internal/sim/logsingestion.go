@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DCR is a data collection rule of the emulated Logs Ingestion API.
@@ -270,6 +271,13 @@ func (t *Tenant) ingestUpload(q *req) {
 		t.ingestFail(q, http.StatusBadRequest, "InvalidRequest", err.Error())
 		return
 	}
+	if limit := t.opts.LogsIngestionMaxSpan; limit > 0 {
+		if span := timeSpan(recs); span > limit {
+			t.ingestFail(q, http.StatusBadRequest, "RecordsTimeRangeIsMoreThan30Minutes",
+				fmt.Sprintf("The records' TimeGenerated values span %s; one call may span at most %s.", span, limit))
+			return
+		}
+	}
 	rs.accept(streamName, recs)
 	q.w.Header().Set("x-ms-request-id", correlationID())
 	q.w.WriteHeader(http.StatusNoContent)
@@ -305,6 +313,28 @@ func parseIngestBody(body []byte, st Stream) ([]json.RawMessage, error) {
 		}
 	}
 	return recs, nil
+}
+
+// timeSpan is the distance between the earliest and latest TimeGenerated.
+func timeSpan(recs []json.RawMessage) time.Duration {
+	var lo, hi time.Time
+	for _, r := range recs {
+		var v struct{ TimeGenerated string }
+		if json.Unmarshal(r, &v) != nil {
+			continue
+		}
+		at, err := parseTimeParam(v.TimeGenerated)
+		if err != nil {
+			continue
+		}
+		if lo.IsZero() || at.Before(lo) {
+			lo = at
+		}
+		if at.After(hi) {
+			hi = at
+		}
+	}
+	return hi.Sub(lo)
 }
 
 // queryFold reads a query parameter whose name matches case-insensitively

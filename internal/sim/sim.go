@@ -65,6 +65,11 @@ type Options struct {
 	// HECMaxContentLength is the HEC body limit in bytes, compressed as
 	// received and decompressed (default 1,000,000, Splunk Cloud's 1 MB).
 	HECMaxContentLength int
+	// LogsIngestionMaxSpan, when set, makes the Logs Ingestion receiver
+	// refuse a call whose records' TimeGenerated span more than it (400
+	// RecordsTimeRangeIsMoreThan30Minutes with 30m, a documented limitation
+	// Microsoft says is being removed; off by default).
+	LogsIngestionMaxSpan time.Duration
 	// HECAckDelay is how long after acceptance (on Clock) an ack turns true.
 	HECAckDelay time.Duration
 

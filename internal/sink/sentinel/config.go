@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"go.yaml.in/yaml/v3"
@@ -66,6 +67,10 @@ type Config struct {
 	// DeadLetterDir keeps records the service rejects one by one;
 	// default <data dir>/deadletter.
 	DeadLetterDir string `yaml:"dead_letter_dir"`
+	// MaxTimeSpan bounds how far apart the TimeGenerated values of one call
+	// may be (Logs Ingestion documents RecordsTimeRangeIsMoreThan30Minutes);
+	// a batch spanning more is sent as several calls. 0 turns it off.
+	MaxTimeSpan time.Duration `yaml:"max_time_span"`
 	// InsecureSkipVerify turns TLS verification off (tests only).
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
@@ -115,8 +120,13 @@ func DefaultConfig() *Config {
 		Gzip:         true,
 		Auth:         AuthConfig{Method: AuthClientSecret},
 		Delivery:     delivery.Config{MaxBytes: DefaultMaxBytes},
+		MaxTimeSpan:  DefaultMaxTimeSpan,
 	}
 }
+
+// DefaultMaxTimeSpan is the documented Logs Ingestion limit on the time
+// range of one call.
+const DefaultMaxTimeSpan = 30 * time.Minute
 
 var (
 	dcrIDRe  = regexp.MustCompile(`^dcr-[0-9a-fA-F]{32}$`)
@@ -156,6 +166,9 @@ func tableNames() []string {
 func (c *Config) validate() error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.MaxTimeSpan < 0 {
+		add("max_time_span %s is negative: use a duration such as 30m, or 0 to turn the split off", c.MaxTimeSpan)
+	}
 	// With rules, the top-level DCR is optional: a table no rule lists
 	// then fails at Write, naming the table.
 	if len(c.Rules) == 0 || c.Endpoint != "" || c.DCRImmutableID != "" {

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -301,7 +302,54 @@ func (s *Sink) Write(ctx context.Context, table string, recs []record.Record) er
 			return fmt.Errorf("sentinel output: table %s: nothing sent: %w", table, err)
 		}
 	}
-	return s.exp.Write(ctx, table, recs)
+	for _, group := range byTimeSpan(recs, s.cfg.MaxTimeSpan) {
+		if err := s.exp.Write(ctx, table, group); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// byTimeSpan cuts recs into groups whose record times lie within span of
+// each other, so no call trips the service's time-range limit. Records
+// keep their order within a group; a batch already within the span (the
+// usual case) is returned as it is.
+func byTimeSpan(recs []record.Record, span time.Duration) [][]record.Record {
+	if span <= 0 || len(recs) < 2 {
+		return [][]record.Record{recs}
+	}
+	lo, hi := recs[0].Time, recs[0].Time
+	for _, r := range recs[1:] {
+		lo, hi = minTime(lo, r.Time), maxTime(hi, r.Time)
+	}
+	if hi.Sub(lo) <= span {
+		return [][]record.Record{recs}
+	}
+	sorted := slices.Clone(recs)
+	slices.SortStableFunc(sorted, func(a, b record.Record) int { return a.Time.Compare(b.Time) })
+	var groups [][]record.Record
+	start := 0
+	for i := range sorted {
+		if sorted[i].Time.Sub(sorted[start].Time) > span {
+			groups = append(groups, sorted[start:i])
+			start = i
+		}
+	}
+	return append(groups, sorted[start:])
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // route returns the DCR of table: its rule's, else the top-level one.
