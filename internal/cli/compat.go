@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -48,21 +49,6 @@ func runCompat(ctx context.Context, env *Env, args []string) int {
 		return code
 	}
 
-	if *sentinel {
-		fmt.Fprintln(env.Stderr, "defenderharvester: -sentinel used the HTTP Data Collector API (SentinelWorkspaceID / SentinelSharedKey), which Microsoft retired on 2026-09-14.")
-		fmt.Fprintln(env.Stderr, "  Sentinel delivery moves to the Logs Ingestion API (a data collection rule and an Entra app); that output is not in this version yet.")
-		if env.Getenv("SentinelWorkspaceID") != "" || env.Getenv("SentinelSharedKey") != "" {
-			fmt.Fprintln(env.Stderr, "  SentinelWorkspaceID / SentinelSharedKey are set in your environment; they are ignored.")
-		}
-		fmt.Fprintln(env.Stderr, "  For now use -files and ship the JSONL files.")
-		return exitUsage
-	}
-	if *splunk {
-		fmt.Fprintln(env.Stderr, "defenderharvester: -splunk (SplunkUri / SplunkToken) is not in this version yet; the new Splunk output verifies TLS and batches events.")
-		fmt.Fprintln(env.Stderr, "  For now use -files and ship the JSONL files.")
-		return exitUsage
-	}
-
 	var names []string
 	for _, c := range compatSources {
 		if *picked[c.flag] {
@@ -73,8 +59,8 @@ func runCompat(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "defenderharvester: choose at least one data set, e.g. -machineactions (see -h), or use 'defenderharvester run --sources all'")
 		return exitUsage
 	}
-	if !*files {
-		fmt.Fprintln(env.Stderr, "defenderharvester: choose an output: -files (JSONL files under ./out)")
+	if !*files && !*sentinel && !*splunk {
+		fmt.Fprintln(env.Stderr, "defenderharvester: choose an output: -files (JSONL files under ./out), -sentinel or -splunk")
 		return exitUsage
 	}
 	if *picked["timeline"] && *machineID == "" {
@@ -86,6 +72,11 @@ func runCompat(ctx context.Context, env *Env, args []string) int {
 		return exitUsage
 	}
 	cfg, err := loadConfig(env, "")
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "defenderharvester:", err)
+		return exitUsage
+	}
+	outputs, getenv, err := compatOutputs(env, cfg, *files, *sentinel, *splunk)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "defenderharvester:", err)
 		return exitUsage
@@ -126,13 +117,61 @@ func runCompat(ctx context.Context, env *Env, args []string) int {
 	req := harvester.Request{
 		Config:  cfg,
 		Sources: names,
-		Outputs: []string{"files"},
+		Outputs: outputs,
 		Since:   since,
 		Logger:  log,
 		Now:     env.Now,
 		Stdout:  env.Stdout,
-		Getenv:  env.Getenv,
+		Getenv:  getenv,
 		Prompt:  func(m string) { fmt.Fprintln(env.Stderr, m) },
 	}
 	return harvestAndReport(ctx, env, req, env.Stdout)
+}
+
+// compatOutputs maps -files, -sentinel and -splunk to outputs. The
+// original's Sentinel road (the HTTP Data Collector API, SentinelWorkspaceID
+// / SentinelSharedKey) was retired on 2026-09-14, so -sentinel needs
+// outputs.sentinel (Logs Ingestion) in the config. The original's Splunk
+// variables still work: SplunkUri becomes the HEC URL and SplunkToken the
+// token, now with TLS verified.
+func compatOutputs(env *Env, cfg *config.Config, files, sentinel, splunk bool) ([]string, func(string) string, error) {
+	getenv := env.Getenv
+	var outputs []string
+	if files {
+		outputs = append(outputs, "files")
+	}
+	if sentinel {
+		if _, ok := cfg.Outputs["sentinel"]; !ok {
+			msg := "-sentinel: the HTTP Data Collector API the original tool used (SentinelWorkspaceID / SentinelSharedKey) was retired on 2026-09-14. " +
+				"Sentinel now takes data through the Logs Ingestion API: run 'defenderharvester sentinel-setup', deploy the template, and put the outputs.sentinel section it prints in the config named by DH_CONFIG (README, Microsoft Sentinel)"
+			if env.Getenv("SentinelWorkspaceID") != "" || env.Getenv("SentinelSharedKey") != "" {
+				msg += "; SentinelWorkspaceID / SentinelSharedKey are set in your environment and are not used any more"
+			}
+			return nil, nil, errors.New(msg)
+		}
+		outputs = append(outputs, "sentinel")
+	}
+	if splunk {
+		if _, ok := cfg.Outputs["splunk"]; !ok {
+			uri, token := env.Getenv("SplunkUri"), env.Getenv("SplunkToken")
+			if uri == "" || token == "" {
+				return nil, nil, errors.New("-splunk needs outputs.splunk in the config named by DH_CONFIG, or the original's SplunkUri and SplunkToken environment variables")
+			}
+			node := &yaml.Node{}
+			if err := node.Encode(map[string]any{"url": uri}); err != nil {
+				return nil, nil, err
+			}
+			cfg.Outputs["splunk"] = node
+			// The sink reads its token from DH_SPLUNK_TOKEN; the original's
+			// variable stands in when that is not set.
+			getenv = func(k string) string {
+				if v := env.Getenv(k); v != "" || k != "DH_SPLUNK_TOKEN" {
+					return v
+				}
+				return token
+			}
+		}
+		outputs = append(outputs, "splunk")
+	}
+	return outputs, getenv, nil
 }

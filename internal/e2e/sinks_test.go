@@ -189,3 +189,37 @@ func TestSentinelTimeRangeLimit(t *testing.T) {
 		t.Fatalf("the emulator accepted a call spanning a day (exit %d):\n%s", code, out)
 	}
 }
+
+// TestOriginalFlagsDeliverToSentinelAndSplunk: the original command line
+// with -sentinel and -splunk reaches the new outputs — Splunk through the
+// original's SplunkUri / SplunkToken variables, Sentinel through the
+// config's outputs.sentinel (its old Data Collector variables are gone).
+func TestOriginalFlagsDeliverToSentinelAndSplunk(t *testing.T) {
+	f := newFixture(t, sim.Options{Seed: 36})
+	cfg := f.writeConfig("orig", "")
+	info := f.tenant.Info(f.srv)
+	var outb, errb strings.Builder
+	env := &cliEnv{vars: map[string]string{
+		"DH_CONFIG":   cfg,
+		"SplunkUri":   info.Splunk.URL,
+		"SplunkToken": f.tenant.Credentials().HECToken,
+	}}
+	// The written config has a splunk section; drop it so the original's
+	// variables are what configures Splunk.
+	s := readFile(t, cfg)
+	s = s[:strings.Index(s, "  splunk:\n")] + s[strings.Index(s, "sources:\n"):]
+	mustWrite(t, cfg, []byte(s), 0o600)
+	code := env.run(f, &outb, &errb, "-machineactions", "-customdetections", "-sentinel", "-splunk", "-lookback", "6")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, outb.String(), errb.String())
+	}
+	for _, r := range []string{sim.ReceiverSentinel, sim.ReceiverSplunk} {
+		st := f.tenant.Received(r)
+		if st.Unique == 0 || st.ByTable["MdeMachineActions"]+st.ByTable["Custom-MdeMachineActions"] == 0 {
+			t.Errorf("%s received nothing from the original flags: %+v", r, st.ByTable)
+		}
+	}
+	if strings.Contains(outb.String()+errb.String(), f.tenant.Credentials().HECToken) {
+		t.Fatal("the HEC token was printed")
+	}
+}
