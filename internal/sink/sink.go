@@ -62,6 +62,23 @@ type Factory struct {
 	New func(deps Deps, cfg any) (Sink, error)
 }
 
+// NewFactory builds the Factory of a sink whose settings are a struct C
+// with defaults: the registry hands New the decoded *C (or nothing, which
+// means the defaults).
+func NewFactory[C any, S Sink](name, description string, defaults func() *C, build func(Deps, C) (S, error)) Factory {
+	return Factory{
+		Name: name, Description: description,
+		NewConfig: func() any { return defaults() },
+		New: func(deps Deps, cfg any) (Sink, error) {
+			c, ok := cfg.(*C)
+			if !ok || c == nil {
+				c = defaults()
+			}
+			return build(deps, *c)
+		},
+	}
+}
+
 var factories = registry.New("sink", func(f Factory) string { return f.Name })
 
 // Register adds a sink factory. It panics on a duplicate name because

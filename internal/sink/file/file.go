@@ -31,18 +31,9 @@ const (
 )
 
 func init() {
-	sink.Register(sink.Factory{
-		Name:        Name,
-		Description: "JSON lines files, one per table and day (<dir>/<Table>-<YYYYMMDD>.jsonl), fsync'd per batch",
-		NewConfig:   func() any { return DefaultConfig() },
-		New: func(deps sink.Deps, cfg any) (sink.Sink, error) {
-			c, ok := cfg.(*Config)
-			if !ok || c == nil {
-				c = DefaultConfig()
-			}
-			return New(deps, *c)
-		},
-	})
+	sink.Register(sink.NewFactory(Name,
+		"JSON lines files, one per table and day (<dir>/<Table>-<YYYYMMDD>.jsonl), fsync'd per batch",
+		DefaultConfig, New))
 }
 
 // Config are the file output's settings.

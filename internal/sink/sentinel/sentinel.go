@@ -37,18 +37,9 @@ import (
 )
 
 func init() {
-	sink.Register(sink.Factory{
-		Name:        Name,
-		Description: "Microsoft Sentinel / Log Analytics via the Logs Ingestion API (DCR streams Custom-<Table>, tables <Table>_CL)",
-		NewConfig:   func() any { return DefaultConfig() },
-		New: func(deps sink.Deps, cfg any) (sink.Sink, error) {
-			c, ok := cfg.(*Config)
-			if !ok || c == nil {
-				c = DefaultConfig()
-			}
-			return New(deps, *c)
-		},
-	})
+	sink.Register(sink.NewFactory(Name,
+		"Microsoft Sentinel / Log Analytics via the Logs Ingestion API (DCR streams Custom-<Table>, tables <Table>_CL)",
+		DefaultConfig, New))
 }
 
 // uploader is the one azlogs call the sink makes (a seam for tests).

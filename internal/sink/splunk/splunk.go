@@ -56,18 +56,9 @@ const (
 )
 
 func init() {
-	sink.Register(sink.Factory{
-		Name:        Name,
-		Description: "Splunk HTTP Event Collector (/services/collector/event), gzip, optional indexer acknowledgement",
-		NewConfig:   func() any { return DefaultConfig() },
-		New: func(deps sink.Deps, cfg any) (sink.Sink, error) {
-			c, ok := cfg.(*Config)
-			if !ok || c == nil {
-				c = DefaultConfig()
-			}
-			return New(deps, *c)
-		},
-	})
+	sink.Register(sink.NewFactory(Name,
+		"Splunk HTTP Event Collector (/services/collector/event), gzip, optional indexer acknowledgement",
+		DefaultConfig, New))
 }
 
 // Config are the Splunk output's settings. The token is never part of

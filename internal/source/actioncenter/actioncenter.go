@@ -54,11 +54,7 @@ type Page struct {
 // DecodePage reads {"Count":n,"Results":[…]}; every record needs ActionId
 // and EventTime (no offset means UTC).
 func DecodePage(body []byte) (Page, error) {
-	count, recs, err := srcutil.Results(Name, body, true)
-	if err != nil {
-		return Page{}, err
-	}
-	items, err := fields.Items(Name, recs)
+	count, items, err := fields.Results(Name, body, true)
 	if err != nil {
 		return Page{}, err
 	}

@@ -49,11 +49,7 @@ type Page struct {
 // DecodePage reads {"Count":n,"Results":[…]}; every query needs QueryId
 // and Timestamp.
 func DecodePage(body []byte) (Page, error) {
-	count, recs, err := srcutil.Results(Name, body, false)
-	if err != nil {
-		return Page{}, err
-	}
-	items, err := fields.Items(Name, recs)
+	count, items, err := fields.Results(Name, body, false)
 	if err != nil {
 		return Page{}, err
 	}

@@ -38,6 +38,20 @@ func (e EventFields) Items(src string, recs []json.RawMessage) ([]source.Item, e
 	return items, nil
 }
 
+// Results reads a report page {"Count":n,"Results":[…]} (see the Results
+// function) and turns its records into items.
+func (e EventFields) Results(src string, body []byte, countRequired bool) (int64, []source.Item, error) {
+	count, recs, err := Results(src, body, countRequired)
+	if err != nil {
+		return 0, nil, err
+	}
+	items, err := e.Items(src, recs)
+	if err != nil {
+		return 0, nil, err
+	}
+	return count, items, nil
+}
+
 // Results reads a portal report page {"Count":n,"Results":[…]}. Count must
 // be a non-negative integer; when it is absent, Results fails if
 // countRequired and otherwise gives -1.
