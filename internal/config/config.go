@@ -85,6 +85,9 @@ type Config struct {
 	// Secrets resolved from files or the environment; never from YAML
 	// literals the user might commit, never from plain flags.
 	Secrets Secrets `yaml:"-"`
+	// Dir is the folder of the config file ("" without one): relative
+	// paths in the config resolve against it (ResolvePath).
+	Dir string `yaml:"-"`
 }
 
 // HTTP tunes every API client: per-attempt timeout and the retry policy
@@ -257,6 +260,11 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 		if err := Decode(data, cfg); err != nil {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		cfg.Dir = filepath.Dir(abs)
 	}
 	if err := cfg.resolveEnv(getenv); err != nil {
 		return nil, err

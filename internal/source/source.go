@@ -7,7 +7,9 @@ package source
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/mde"
@@ -141,3 +143,33 @@ func Lookup(name string) (Factory, bool) { return factories.Lookup(name) }
 
 // All returns every registered factory, sorted by name.
 func All() []Factory { return factories.All() }
+
+// PartialError is what a snapshot source built from several endpoints
+// returns when some of them (its parts) could not be read while the
+// others were: it emits the items of the parts it read and returns this.
+// The pipeline then reports changes only among the parts that were read,
+// keeps the stored items of the failed parts as they were (no Removed
+// record for them) and reports the source as failed.
+//
+// A stored item belongs to part P when its key is P or starts with P+"/".
+type PartialError struct {
+	Failed []string // the parts not read
+	Err    error    // why (all parts' errors joined)
+}
+
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("parts not read (%s): %v", strings.Join(e.Failed, ", "), e.Err)
+}
+
+func (e *PartialError) Unwrap() error { return e.Err }
+
+// Owns reports whether the stored item key belongs to one of the failed
+// parts.
+func (e *PartialError) Owns(key string) bool {
+	for _, p := range e.Failed {
+		if key == p || strings.HasPrefix(key, p+"/") {
+			return true
+		}
+	}
+	return false
+}
