@@ -155,6 +155,10 @@ func All() []Factory { return factories.All() }
 type PartialError struct {
 	Failed []string // the parts not read
 	Err    error    // why (all parts' errors joined)
+	// NotServed says the parts are not served in this mode at all (e.g.
+	// the legacy hosts never had them): their stored items are kept as
+	// they are, and the source does not count as failed.
+	NotServed bool
 }
 
 func (e *PartialError) Error() string {
