@@ -12,55 +12,91 @@ import (
 	"github.com/defenderharvester/defenderharvester/internal/record"
 	"github.com/defenderharvester/defenderharvester/internal/sink"
 	"github.com/defenderharvester/defenderharvester/internal/source"
+	"github.com/defenderharvester/defenderharvester/internal/state"
 )
 
 type sinkT = sink.Sink
 
-func TestWindows(t *testing.T) {
+func TestPlanWindows(t *testing.T) {
 	now := t0
 	h := time.Hour
+	at := func(hours float64) time.Time { return now.Add(time.Duration(hours * float64(h))) }
+	cov := func(rs ...[2]float64) []state.Range {
+		var out []state.Range
+		for _, r := range rs {
+			out = append(out, state.Range{From: at(r[0]), To: at(r[1])})
+		}
+		return out
+	}
+	win := func(a, b float64) source.Window { return source.Window{From: at(a), To: at(b)} }
 	tests := []struct {
-		name      string
-		cursor    time.Time
-		hasCursor bool
-		since     time.Time
-		wd        source.Windowing
-		want      source.Window
-		chunks    int
+		name   string
+		prog   state.Progress
+		ro     RunOptions
+		wd     source.Windowing
+		chunks []source.Window
+		goal   time.Time // zero: no new goal stored
 	}{
-		{"no cursor: initial lookback", time.Time{}, false, time.Time{}, source.Windowing{},
-			source.Window{From: now.Add(-24 * h), To: now}, 1},
-		{"cursor minus overlap", now.Add(-2 * h), true, time.Time{}, source.Windowing{Overlap: 30 * time.Minute},
-			source.Window{From: now.Add(-150 * time.Minute), To: now}, 1},
-		{"delay keeps the end behind now", now.Add(-2 * h), true, time.Time{}, source.Windowing{Delay: 5 * time.Minute},
-			source.Window{From: now.Add(-2 * h), To: now.Add(-5 * time.Minute)}, 1},
-		{"since overrides the cursor", now.Add(-2 * h), true, now.Add(-240 * h), source.Windowing{Overlap: h},
-			source.Window{From: now.Add(-240 * h), To: now}, 1},
-		{"chunks of MaxWindow, last one short", time.Time{}, false, now.Add(-210 * time.Minute), source.Windowing{MaxWindow: h},
-			source.Window{From: now.Add(-210 * time.Minute), To: now}, 4},
-		{"cursor ahead of now-delay: nothing to read", now, true, time.Time{}, source.Windowing{Delay: h},
-			source.Window{From: now, To: now.Add(-h)}, 0},
+		{"first run: initial lookback, kept as the goal", state.Progress{}, RunOptions{}, source.Windowing{},
+			[]source.Window{win(-24, 0)}, at(-24)},
+		{"cursor minus overlap", state.Progress{Cursor: at(-2), HasCursor: true, Covered: cov([2]float64{-24, -2}), Goal: at(-24)},
+			RunOptions{}, source.Windowing{Overlap: 30 * time.Minute}, []source.Window{win(-2.5, 0)}, time.Time{}},
+		{"delay keeps the end behind now", state.Progress{Cursor: at(-2), HasCursor: true}, RunOptions{},
+			source.Windowing{Delay: 5 * time.Minute}, []source.Window{{From: at(-2), To: now.Add(-5 * time.Minute)}}, time.Time{}},
+		{"backfill reads only what is not covered, fresh data first", state.Progress{Cursor: at(-2), HasCursor: true,
+			Covered: cov([2]float64{-48, -30}, [2]float64{-24, -2}), Goal: at(-48)},
+			RunOptions{Since: at(-72)}, source.Windowing{Overlap: h},
+			[]source.Window{win(-3, 0), win(-72, -48), win(-30, -24)}, at(-72)},
+		{"an interrupted backfill resumes without --since", state.Progress{Cursor: at(-2), HasCursor: true,
+			Covered: cov([2]float64{-72, -60}, [2]float64{-24, -2}), Goal: at(-72)},
+			RunOptions{}, source.Windowing{}, []source.Window{win(-2, 0), win(-60, -24)}, time.Time{}},
+		{"a since later than the cursor never skips the gap", state.Progress{Cursor: at(-72), HasCursor: true,
+			Covered: cov([2]float64{-96, -72}), Goal: at(-96)}, RunOptions{Since: at(-1)}, source.Windowing{Overlap: 15 * time.Minute},
+			[]source.Window{{From: at(-72).Add(-15 * time.Minute), To: now}}, time.Time{}},
+		{"state from before covered ranges: cursor only", state.Progress{Cursor: at(-2), HasCursor: true}, RunOptions{},
+			source.Windowing{}, []source.Window{win(-2, 0)}, time.Time{}},
+		{"chunks of MaxWindow, last one short", state.Progress{}, RunOptions{Since: now.Add(-210 * time.Minute)}, source.Windowing{MaxWindow: h},
+			[]source.Window{win(-24, -23), win(-23, -22)}, at(-24)}, // checked by count below
+		{"cursor ahead of now-delay: nothing to read", state.Progress{Cursor: now, HasCursor: true, Covered: cov([2]float64{-5, 0}), Goal: at(-5)},
+			RunOptions{}, source.Windowing{Delay: h}, nil, time.Time{}},
+		{"redeliver reads the harvested part only", state.Progress{Cursor: at(-2), HasCursor: true, Covered: cov([2]float64{-10, -2}), Goal: at(-10)},
+			RunOptions{Since: at(-5), Redeliver: true}, source.Windowing{}, []source.Window{win(-5, -2)}, time.Time{}},
+		{"redeliver without a cursor reads nothing", state.Progress{}, RunOptions{Since: at(-5), Redeliver: true},
+			source.Windowing{}, nil, time.Time{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			whole, chunks := Windows(now, tc.cursor, tc.hasCursor, tc.since, 24*h, tc.wd)
-			if !whole.From.Equal(tc.want.From) || !whole.To.Equal(tc.want.To) {
-				t.Errorf("window %v–%v, want %v–%v", whole.From, whole.To, tc.want.From, tc.want.To)
+			plan := PlanWindows(now, tc.prog, tc.ro, 24*h, tc.wd)
+			if !plan.Goal.Equal(tc.goal) {
+				t.Errorf("goal %v, want %v", plan.Goal, tc.goal)
 			}
-			if len(chunks) != tc.chunks {
-				t.Fatalf("%d chunks, want %d: %v", len(chunks), tc.chunks, chunks)
-			}
-			// Chunks tile the window exactly: contiguous, half-open, bounded.
-			for i, c := range chunks {
-				if i == 0 && !c.From.Equal(whole.From) || i > 0 && !c.From.Equal(chunks[i-1].To) {
-					t.Errorf("chunk %d does not start where the previous ended: %v", i, c)
-				}
+			for i, c := range plan.Chunks {
 				if tc.wd.MaxWindow > 0 && c.To.Sub(c.From) > tc.wd.MaxWindow {
 					t.Errorf("chunk %d longer than MaxWindow: %v", i, c)
 				}
+				if !c.From.Before(c.To) {
+					t.Errorf("empty chunk %d: %v", i, c)
+				}
 			}
-			if n := len(chunks); n > 0 && !chunks[n-1].To.Equal(whole.To) {
-				t.Errorf("last chunk ends at %v, want %v", chunks[n-1].To, whole.To)
+			if tc.wd.MaxWindow > 0 {
+				// 24 h of initial lookback in 1 h chunks, contiguous.
+				if len(plan.Chunks) != 24 || !plan.Chunks[0].From.Equal(at(-24)) || !plan.Chunks[23].To.Equal(now) {
+					t.Fatalf("chunks %v", plan.Chunks)
+				}
+				for i := 1; i < len(plan.Chunks); i++ {
+					if !plan.Chunks[i].From.Equal(plan.Chunks[i-1].To) {
+						t.Fatalf("chunk %d does not start where the previous ended", i)
+					}
+				}
+				return
+			}
+			if len(plan.Chunks) != len(tc.chunks) {
+				t.Fatalf("chunks %v, want %v", plan.Chunks, tc.chunks)
+			}
+			for i := range tc.chunks {
+				if !plan.Chunks[i].From.Equal(tc.chunks[i].From) || !plan.Chunks[i].To.Equal(tc.chunks[i].To) {
+					t.Fatalf("chunks %v, want %v", plan.Chunks, tc.chunks)
+				}
 			}
 		})
 	}
@@ -174,10 +210,16 @@ func TestDedupAcrossRuns(t *testing.T) {
 	if res.New != 1 || res.Duplicates != 31 {
 		t.Errorf("run 2: new=%d duplicates=%d, want 1 and 31 (the overlap)", res.New, res.Duplicates)
 	}
-	// A backfill over everything delivers nothing new.
+	// A backfill reads only the hour not covered yet (and the overlap):
+	// nothing is delivered twice, whatever the seen-id retention.
+	before := len(src.calls())
 	res = run1(t, p, src, RunOptions{Since: t0.Add(-2 * time.Hour)})
-	if res.New != 0 || res.Duplicates != 62 {
-		t.Errorf("backfill: new=%d duplicates=%d", res.New, res.Duplicates)
+	if res.New != 0 || res.Err != nil {
+		t.Errorf("backfill: new=%d duplicates=%d err=%v", res.New, res.Duplicates, res.Err)
+	}
+	read := src.calls()[before:]
+	if len(read) != 2 || !read[1].From.Equal(t0.Add(-2*time.Hour)) || !read[1].To.Equal(t0.Add(-time.Hour)) {
+		t.Errorf("backfill read %v, want the overlap and then only [−2h, −1h)", read)
 	}
 	assertOnce(t, mem.ids(), append(all, "late")...)
 }

@@ -86,13 +86,23 @@ type memSink struct {
 	before, after func(call int) error
 	calls         int
 	maxBatch      int
+	startErr      error
+	starts        int
 	tables        map[string]int
 }
 
 func newMemSink() *memSink { return &memSink{name: "mem", tables: map[string]int{}} }
 
-func (m *memSink) Name() string                   { return m.name }
-func (m *memSink) Start(context.Context) error    { return nil }
+func (m *memSink) Name() string { return m.name }
+func (m *memSink) Start(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.starts++
+	if m.startErr != nil {
+		return m.startErr
+	}
+	return nil
+}
 func (m *memSink) Shutdown(context.Context) error { return nil }
 func (m *memSink) Write(ctx context.Context, table string, recs []record.Record) error {
 	m.mu.Lock()

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/delivery"
-	"github.com/defenderharvester/defenderharvester/internal/record"
 	"github.com/defenderharvester/defenderharvester/internal/sink"
 	"github.com/defenderharvester/defenderharvester/internal/source"
 	"github.com/defenderharvester/defenderharvester/internal/state"
@@ -55,9 +54,26 @@ type Options struct {
 	// it in the state file and sent again at the start of the next run.
 	SpoolMaxBytes int64
 	// Unavailable names outputs that could not start, with the reason:
-	// they begin the run marked down (their batches are spooled).
+	// they begin the run marked down (their batches are spooled) and are
+	// started again by their drainer.
 	Unavailable map[string]error
+	// SpoolAfter is how long one batch may wait on one output while
+	// others are configured (default 15s): after that the batch is
+	// spooled for it and the others carry on. With a single output the
+	// output's own retry budget applies.
+	SpoolAfter time.Duration
+	// Skew, when set, reports the measured offset of the services' clock
+	// from ours (server − local). Beyond MaxSkew it is warned about and
+	// windows are computed on the services' clock.
+	Skew func() (time.Duration, bool)
 }
+
+// DefaultSpoolAfter is the default of Options.SpoolAfter.
+const DefaultSpoolAfter = 15 * time.Second
+
+// MaxSkew is the clock offset beyond which windows follow the services'
+// clock instead of ours.
+const MaxSkew = time.Minute
 
 // DefaultSpoolMaxBytes is the default per-output spool limit.
 const DefaultSpoolMaxBytes = 1 << 30
@@ -65,8 +81,11 @@ const DefaultSpoolMaxBytes = 1 << 30
 // OutputStatus is what happened to one output in a run.
 type OutputStatus struct {
 	Output string
-	// Err says why the output was given up on in this run (nil: healthy).
+	// Err is the output's latest failure in this run; nil when it works
+	// at the end (also after an outage it recovered from).
 	Err error
+	// Outage says it failed or was down at some point in this run.
+	Outage bool
 	// Spooled records went to the output's spool this run; Drained
 	// spooled records were delivered this run; Backlog records are still
 	// spooled after it.
@@ -77,10 +96,18 @@ type OutputStatus struct {
 
 // RunOptions change one run.
 type RunOptions struct {
-	// Since, when not zero, starts every event window here (backfill or
-	// re-read) instead of at the cursor. Ids still remembered are not
-	// delivered again; the cursor never moves back.
+	// Since, when not zero, asks every event source to cover time from
+	// here on (a backfill): only ranges not covered yet are read, and the
+	// goal is kept in the state so an interrupted backfill resumes in the
+	// next run. The cursor never moves back.
 	Since time.Time
+	// Redeliver re-sends on purpose what was already harvested from Since
+	// up to each source's cursor (event sources) or the last stored
+	// snapshot (snapshot sources, as ChangeType "Snapshot" records),
+	// without dropping already delivered ids, to Outputs (all when
+	// empty). It moves no checkpoint and never spools.
+	Redeliver bool
+	Outputs   []string
 }
 
 // Result is what happened to one source in one run.
@@ -93,9 +120,13 @@ type Result struct {
 	// outside the window asked for.
 	Fetched, New, Duplicates, OutOfWindow int
 	// Changes counts snapshot change records by ChangeType.
-	Changes  map[string]int
-	Duration time.Duration
-	Err      error
+	Changes map[string]int
+	// PartsTotal counts the parts (devices) of a partitioned source read
+	// in this run; Parts lists those that failed or are resting.
+	PartsTotal int
+	Parts      []PartResult
+	Duration   time.Duration
+	Err        error
 }
 
 // Pipeline runs sources into sinks.
@@ -103,8 +134,11 @@ type Pipeline struct {
 	opts Options
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	outputs map[string]*OutputStatus
+	lanes []*lane
+	// redeliverSinks are the outputs of a redelivery run.
+	redeliverSinks []sink.Sink
+
+	skewOnce sync.Once
 }
 
 // New checks opts and fills defaults.
@@ -141,8 +175,11 @@ func New(opts Options) (*Pipeline, error) {
 	if opts.SpoolMaxBytes <= 0 {
 		opts.SpoolMaxBytes = DefaultSpoolMaxBytes
 	}
+	if opts.SpoolAfter <= 0 {
+		opts.SpoolAfter = DefaultSpoolAfter
+	}
 	seen := map[string]bool{}
-	outputs := map[string]*OutputStatus{}
+	p := &Pipeline{opts: opts, log: opts.Logger}
 	for _, s := range opts.Sinks {
 		if s.Name() == "" {
 			return nil, errors.New("pipeline: an output has no name (a programming error)")
@@ -151,15 +188,21 @@ func New(opts Options) (*Pipeline, error) {
 			return nil, fmt.Errorf("pipeline: two outputs are named %q; each output needs its own name (its spool is kept under it)", s.Name())
 		}
 		seen[s.Name()] = true
-		outputs[s.Name()] = &OutputStatus{Output: s.Name(), Err: opts.Unavailable[s.Name()]}
+		p.lanes = append(p.lanes, newLane(p, s, opts.Unavailable[s.Name()]))
 	}
-	return &Pipeline{opts: opts, log: opts.Logger, outputs: outputs}, nil
+	return p, nil
 }
 
 // Run harvests every source for tenant and returns one Result per source,
 // in the order of srcs. A failing source does not stop the others.
+//
+// A Pipeline runs once: its outputs' drainers stop when Run returns.
 func (p *Pipeline) Run(ctx context.Context, tenant string, srcs []source.Source, ro RunOptions) []Result {
-	p.drain(ctx)
+	if ro.Redeliver {
+		return p.redeliverAll(ctx, tenant, srcs, ro)
+	}
+	p.startLanes(ctx)
+	defer p.stopLanes()
 	results := make([]Result, len(srcs))
 	sem := make(chan struct{}, p.opts.Concurrency)
 	var wg sync.WaitGroup
@@ -200,6 +243,10 @@ func (p *Pipeline) runSource(ctx context.Context, tenant string, src source.Sour
 			err = errors.New("declares kind snapshot but has no Snapshot method (a programming error)")
 			break
 		}
+		if ro.Redeliver {
+			err = p.redeliverSnapshot(ctx, tenant, ss, &res)
+			break
+		}
 		err = p.runSnapshot(ctx, tenant, ss, &res)
 	default:
 		err = fmt.Errorf("unknown source kind %d (a programming error)", src.Kind())
@@ -222,117 +269,23 @@ func (p *Pipeline) runSource(ctx context.Context, tenant string, src source.Sour
 	} else {
 		p.log.Info("source done", attrs...)
 	}
+	if !ro.Redeliver && ctx.Err() == nil {
+		p.noteOutcome(tenant, res)
+	}
 	return res
 }
 
-// deliver hands recs to every output at once. It succeeds when every
-// output accepted them, or when at least one did and the batch was
-// durably spooled for the others (which are then skipped for the rest of
-// the run). When no output accepted it, it fails: the source stops and the
-// data stays at the source, where the next run reads it again.
-func (p *Pipeline) deliver(ctx context.Context, table string, recs []record.Record) error {
-	sinks := p.opts.Sinks
-	errs := make([]error, len(sinks))
-	var wg sync.WaitGroup
-	for i, s := range sinks {
-		if err := p.downErr(s.Name()); err != nil {
-			errs[i] = err
-			continue
-		}
-		if len(sinks) == 1 {
-			errs[i] = s.Write(ctx, table, recs)
-			break
-		}
-		wg.Go(func() { errs[i] = s.Write(ctx, table, recs) })
+// noteOutcome keeps the source's failures in a row in the state (what
+// `state show` and health checks report); a success clears them.
+func (p *Pipeline) noteOutcome(tenant string, res Result) {
+	var err error
+	if res.Err != nil {
+		_, err = p.opts.Store.RecordFailure(tenant, res.Source, res.Err.Error(), time.Time{})
+	} else {
+		err = p.opts.Store.ClearFailures(tenant, res.Source)
 	}
-	wg.Wait()
-	failed := 0
-	for i, err := range errs {
-		if err != nil {
-			failed++
-			errs[i] = fmt.Errorf("output %s: %w", sinks[i].Name(), err)
-		}
-	}
-	if failed == 0 {
-		return nil
-	}
-	if err := ctx.Err(); err != nil {
-		// Stopping, not failing: nothing is spooled; the next run re-reads.
-		return err
-	}
-	if failed == len(sinks) {
-		return errors.Join(errs...)
-	}
-	for i, s := range sinks {
-		if errs[i] == nil {
-			continue
-		}
-		if err := p.opts.Store.SpoolPut(s.Name(), table, recs, p.opts.SpoolMaxBytes); err != nil {
-			return fmt.Errorf("%w; and its records could not be spooled: %w", errs[i], err)
-		}
-		p.markDown(s.Name(), errs[i], len(recs))
-	}
-	return nil
-}
-
-// errOutputDown marks an output given up on earlier in this run.
-var errOutputDown = errors.New("failed earlier in this run")
-
-func (p *Pipeline) downErr(name string) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if st := p.outputs[name]; st != nil && st.Err != nil {
-		return errOutputDown
-	}
-	return nil
-}
-
-// markDown records that an output failed; its batches go to its spool for
-// the rest of the run.
-func (p *Pipeline) markDown(name string, err error, spooled int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	st := p.outputs[name]
-	if st.Err == nil && !errors.Is(err, errOutputDown) {
-		st.Err = err
-		p.log.Error("output failed; the other outputs carry on and its records are kept in its spool until it accepts them again",
-			"output", name, "err", err)
-	}
-	st.Spooled += spooled
-}
-
-// drain sends every spooled batch to its output, oldest first, deleting
-// each once accepted. An output that still fails is marked down for this
-// run (so new batches join its spool instead of waiting on it).
-func (p *Pipeline) drain(ctx context.Context) {
-	for _, s := range p.opts.Sinks {
-		name := s.Name()
-		if p.downErr(name) != nil {
-			continue
-		}
-		var after uint64
-		for ctx.Err() == nil {
-			b, ok, err := p.opts.Store.SpoolNext(name, after)
-			if err != nil {
-				p.markDown(name, fmt.Errorf("reading its spool: %w", err), 0)
-				break
-			}
-			if !ok {
-				break
-			}
-			if err := s.Write(ctx, b.Table, b.Records); err != nil {
-				p.markDown(name, fmt.Errorf("output %s: spooled records still not accepted: %w", name, err), 0)
-				break
-			}
-			if err := p.opts.Store.SpoolDelete(name, b.Seq); err != nil {
-				p.markDown(name, fmt.Errorf("spooled records were delivered but could not be removed from the spool (they will be sent again): %w", err), 0)
-				break
-			}
-			p.mu.Lock()
-			p.outputs[name].Drained += len(b.Records)
-			p.mu.Unlock()
-			after = b.Seq
-		}
+	if err != nil {
+		p.log.Error("cannot record the source's outcome in the state file", "source", res.Source, "err", err)
 	}
 }
 
@@ -346,13 +299,13 @@ func (p *Pipeline) Outputs() []OutputStatus {
 	for _, in := range infos {
 		backlog[in.Output] = in.Records
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make([]OutputStatus, 0, len(p.opts.Sinks))
-	for _, s := range p.opts.Sinks {
-		st := *p.outputs[s.Name()]
-		st.Backlog = backlog[s.Name()]
-		if r, ok := s.(sink.StatsReporter); ok {
+	out := make([]OutputStatus, 0, len(p.lanes))
+	for _, l := range p.lanes {
+		l.mu.Lock()
+		st := OutputStatus{Output: l.name(), Err: l.lastErr, Outage: l.outage, Spooled: l.spooled, Drained: l.drained}
+		l.mu.Unlock()
+		st.Backlog = backlog[st.Output]
+		if r, ok := l.sink.(sink.StatsReporter); ok {
 			st.Delivery = r.Stats()
 		}
 		out = append(out, st)

@@ -66,9 +66,14 @@ func (p *Pipeline) runSnapshot(ctx context.Context, tenant string, src source.Sn
 	mu.Lock()
 	open = false
 	mu.Unlock()
-	if err != nil {
+	// A snapshot read in part (some endpoints failed) still counts for the
+	// parts that were read; the failed parts' stored items are kept as
+	// they are. Any other failure delivers and stores nothing.
+	var partial *source.PartialError
+	if err != nil && (!errors.As(err, &partial) || ctx.Err() != nil) {
 		return fmt.Errorf("snapshot not taken, nothing delivered or stored: %w", err)
 	}
+	notRead := func(key string) bool { return partial != nil && partial.Owns(key) }
 
 	prev, prevAt, hadSnapshot, err := p.opts.Store.Snapshot(tenant, name)
 	if err != nil {
@@ -111,11 +116,18 @@ func (p *Pipeline) runSnapshot(ctx context.Context, tenant string, src source.Sn
 			change(key, Modified, cur.hash, old.Hash, cur.raw, ChangedFields(old.Raw, cur.raw))
 		}
 	}
+	kept := 0
 	for _, key := range sortedKeys(prev) {
-		if _, still := items[key]; !still {
-			old := prev[key]
-			change(key, Removed, old.Hash, old.Hash, old.Raw, nil)
+		if _, still := items[key]; still {
+			continue
 		}
+		old := prev[key]
+		if notRead(key) {
+			items[key] = snapItem{raw: old.Raw, hash: old.Hash} // unknown, not gone
+			kept++
+			continue
+		}
+		change(key, Removed, old.Hash, old.Hash, old.Raw, nil)
 	}
 
 	// Deliver in bounded batches; the stored snapshot is replaced only
@@ -139,6 +151,9 @@ func (p *Pipeline) runSnapshot(ctx context.Context, tenant string, src source.Sn
 		return fmt.Errorf("%d change records were delivered but the snapshot could not be saved (they will be reported again): %w", len(recs), err)
 	}
 	res.New = len(recs)
+	if partial != nil && !partial.NotServed {
+		return fmt.Errorf("snapshot read in part: the changes of the parts that were read are delivered, %d stored item(s) of the others are kept unchanged: %w", kept, partial)
+	}
 	return nil
 }
 

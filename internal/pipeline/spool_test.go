@@ -1,12 +1,15 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/defenderharvester/defenderharvester/internal/record"
+	"github.com/defenderharvester/defenderharvester/internal/sink"
 	"github.com/defenderharvester/defenderharvester/internal/source"
 )
 
@@ -135,12 +138,15 @@ func TestStillBrokenOutputKeepsItsSpool(t *testing.T) {
 }
 
 // TestUnavailableOutputIsNotCalled: an output that could not start is
-// never written to in the run; its share is spooled from the first batch.
+// started again before anything is written to it; while it still cannot
+// start it is never written to, and its share is spooled from the first
+// batch.
 func TestUnavailableOutputIsNotCalled(t *testing.T) {
 	store, _ := newStore(t)
 	clk := &clock{t: t0}
 	healthy, down := newMemSink(), newMemSink()
 	down.name = "splunk"
+	down.startErr = errors.New("health check refused")
 	p := newPipeline(t, Options{Store: store, Sinks: sinks{healthy, down}.s(), Now: clk.Now, BatchSize: 10,
 		Unavailable: map[string]error{"splunk": errors.New("output splunk cannot start: health check refused")}})
 	src := &fakeEvent{name: "ActionCenter"}
@@ -153,8 +159,106 @@ func TestUnavailableOutputIsNotCalled(t *testing.T) {
 	if down.calls != 0 {
 		t.Fatalf("an output that could not start was written to %d times", down.calls)
 	}
+	if down.starts == 0 {
+		t.Fatal("the output that could not start was never tried again")
+	}
 	out := p.Outputs()[1]
 	if out.Err == nil || !strings.Contains(out.Err.Error(), "cannot start") || out.Backlog != 25 {
 		t.Fatalf("status = %+v", out)
+	}
+}
+
+// TestOutputThatStartsLateGetsItsShareInTheSameRun: an output down at the
+// start of a run that comes back during it is started by its drainer and
+// receives what was spooled for it before the run ends.
+func TestOutputThatStartsLateGetsItsShareInTheSameRun(t *testing.T) {
+	store, _ := newStore(t)
+	clk := &clock{t: t0}
+	healthy, late := newMemSink(), newMemSink()
+	late.name = "sentinel"
+	p := newPipeline(t, Options{Store: store, Sinks: sinks{healthy, late}.s(), Now: clk.Now, BatchSize: 10,
+		Unavailable: map[string]error{"sentinel": errors.New("output sentinel cannot start: token refused")}})
+	src := &fakeEvent{name: "ActionCenter"}
+	for i := range 25 {
+		src.add(item(fmt.Sprintf("l%02d", i), t0.Add(-time.Duration(i+1)*time.Minute)))
+	}
+	if res := run1(t, p, src, RunOptions{}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := late.ids(); len(got) != 25 {
+		t.Fatalf("the output that started late got %d records in the run, want 25", len(got))
+	}
+	out := p.Outputs()[1]
+	if out.Err != nil || !out.Outage || out.Backlog != 0 || out.Drained != 25 {
+		t.Fatalf("status = %+v", out)
+	}
+}
+
+// stallSink hangs every Write until its context ends or release is
+// closed, like an output whose endpoint accepts connections and never
+// answers; after release it accepts.
+type stallSink struct {
+	*memSink
+	release chan struct{}
+}
+
+func (s *stallSink) Write(ctx context.Context, table string, recs []record.Record) error {
+	select {
+	case <-s.release:
+		return s.memSink.Write(ctx, table, recs)
+	case <-ctx.Done():
+		s.mu.Lock()
+		s.calls++
+		s.mu.Unlock()
+		return fmt.Errorf("no answer: %w", ctx.Err())
+	}
+}
+
+// TestStalledOutputDoesNotHoldBackTheOthers: while one output hangs, the
+// healthy one receives every batch (the hanging one's share is spooled
+// after SpoolAfter), and the spool is drained in the same run as soon as
+// the output answers again — not only at the next run.
+func TestStalledOutputDoesNotHoldBackTheOthers(t *testing.T) {
+	store, _ := newStore(t)
+	clk := &clock{t: t0}
+	healthy := newMemSink()
+	stalled := &stallSink{memSink: newMemSink(), release: make(chan struct{})}
+	stalled.name = "sentinel"
+	const n = 60
+	// The stalled output answers again only once the healthy one holds
+	// everything: if delivery waited for it, neither would ever finish.
+	healthy.after = func(int) error {
+		if len(healthy.recs) == n {
+			close(stalled.release)
+		}
+		return nil
+	}
+	p := newPipeline(t, Options{Store: store, Sinks: []sink.Sink{healthy, stalled}, Now: clk.Now, BatchSize: 10,
+		SpoolAfter: 50 * time.Millisecond})
+	src := &fakeEvent{name: "ActionCenter"}
+	for i := range n {
+		src.add(item(fmt.Sprintf("s%02d", i), t0.Add(-time.Duration(i+1)*time.Minute)))
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	res := p.Run(ctx, tenant, []source.Source{src}, RunOptions{})[0]
+	if ctx.Err() != nil {
+		t.Fatal("the run hung on the stalled output")
+	}
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if len(healthy.ids()) != n {
+		t.Fatalf("healthy output got %d records, want %d", len(healthy.ids()), n)
+	}
+	if got := stalled.ids(); len(got) != n {
+		t.Fatalf("the output that answered again got %d of %d records in the same run", len(got), n)
+	}
+	out := p.Outputs()[1]
+	if out.Err != nil || !out.Outage || out.Backlog != 0 || out.Drained != n {
+		t.Fatalf("status = %+v", out)
+	}
+	if _, ok := cursorOf(t, store, src.name); !ok {
+		t.Fatal("cursor did not move")
 	}
 }

@@ -177,3 +177,18 @@ func (e *PartialError) Owns(key string) bool {
 	}
 	return false
 }
+
+// PartitionedSource is an event source whose data falls into independent
+// parts — the timeline's devices. The pipeline keeps a cursor, covered
+// ranges, seen ids and a failure count per part, so one failing part
+// neither holds back the others nor makes their seen ids pile up while it
+// is stuck, and it backs off that part alone.
+type PartitionedSource interface {
+	EventSource
+	// Parts lists the parts to read in this run (the configured devices,
+	// or the tenant's device list). Part names are stable ids without
+	// "/".
+	Parts(ctx context.Context) ([]string, error)
+	// FetchPart is Fetch for one part.
+	FetchPart(ctx context.Context, part string, w Window, emit Emit) error
+}

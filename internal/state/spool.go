@@ -83,7 +83,7 @@ func (s *Store) SpoolPut(output, table string, recs []record.Record, maxBytes in
 	}
 	// uvarint(record count) ‖ JSON: the count is readable without decoding.
 	data := append(binary.AppendUvarint(nil, uint64(len(recs))), body...)
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update("spooling a batch", func(tx *bolt.Tx) error {
 		ob, err := spoolBucket(tx, output, true)
 		if err != nil {
 			return err
@@ -112,7 +112,7 @@ func (s *Store) SpoolPut(output, table string, recs []record.Record, maxBytes in
 // the first), or ok=false when there is none. Reading one batch at a time
 // keeps memory bounded and no transaction open while the caller sends.
 func (s *Store) SpoolNext(output string, after uint64) (b SpooledBatch, ok bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view("reading the spool", func(tx *bolt.Tx) error {
 		ob, err := spoolBucket(tx, output, false)
 		if err != nil || ob == nil {
 			return err
@@ -149,7 +149,7 @@ func (s *Store) SpoolNext(output string, after uint64) (b SpooledBatch, ok bool,
 
 // SpoolDelete removes a delivered batch.
 func (s *Store) SpoolDelete(output string, seq uint64) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update("removing a spooled batch", func(tx *bolt.Tx) error {
 		ob, err := spoolBucket(tx, output, false)
 		if err != nil || ob == nil {
 			return err
@@ -175,7 +175,7 @@ func (s *Store) SpoolDelete(output string, seq uint64) error {
 // Spools reports every output's backlog.
 func (s *Store) Spools() ([]SpoolInfo, error) {
 	var out []SpoolInfo
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("reading the spool", func(tx *bolt.Tx) error {
 		root := tx.Bucket(bucketSpool)
 		if root == nil {
 			return nil

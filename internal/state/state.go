@@ -70,6 +70,9 @@ func Open(path string, opts Options) (*Store, error) {
 		if !st.Mode().IsRegular() {
 			return nil, fmt.Errorf("state file %s is not a regular file; point state_file at a file path", path)
 		}
+		if err := checkNotEmpty(path, st); err != nil {
+			return nil, err
+		}
 		if st.Mode().Perm()&0o077 != 0 {
 			// Cursors and snapshots (which hold tenant settings) are not
 			// for other users; tighten rather than refuse.
@@ -79,15 +82,25 @@ func Open(path string, opts Options) (*Store, error) {
 			log.Warn("state file was readable by other users; restricted it to mode 0600", "path", path, "old_mode", st.Mode().Perm().String())
 		}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
-	if errors.Is(err, bolterrors.ErrTimeout) {
+	s := &Store{path: path, log: log}
+	var db *bolt.DB
+	err := s.guard("opening it", func() (err error) {
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+		return err
+	})
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
 		return nil, fmt.Errorf("state file %s is in use by another defenderharvester process; wait for it to finish or give this one its own state_file", path)
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
+		return nil, damaged(path, err.Error())
+	case errors.Is(err, ErrDamaged):
+		openPanicked.Store(path, true)
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("cannot open state file %s: %w", path, err)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("cannot open state file %s: %w; if it is damaged, move it away (the next run starts again from the initial lookback)", path, err)
-	}
-	s := &Store{db: db, path: path, log: log}
-	if err := db.Update(func(tx *bolt.Tx) error {
+	s.db = db
+	if err := s.update("reading its format version", func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return err
@@ -106,6 +119,9 @@ func Open(path string, opts Options) (*Store, error) {
 		return err
 	}); err != nil {
 		db.Close()
+		if errors.Is(err, ErrDamaged) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("state file %s: %w", path, err)
 	}
 	return s, nil
@@ -138,6 +154,9 @@ type Commit struct {
 	// PruneBefore, when not zero, forgets seen ids whose event time is
 	// earlier: they lie before any window a later run will read.
 	PruneBefore time.Time
+	// Cover, when not empty, is a time range now read completely and
+	// delivered everywhere: it joins the covered ranges.
+	Cover Range
 }
 
 // SnapshotEntry is one item of a stored snapshot.
@@ -250,7 +269,7 @@ func (s *Store) Cursor(tenant, source string) (cursor time.Time, ok bool, err er
 	if err := s.validate(source); err != nil {
 		return time.Time{}, false, err
 	}
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view("reading the cursor", func(tx *bolt.Tx) error {
 		b, err := s.sourceBucket(tx, tenant, source)
 		if err != nil || b == nil {
 			return err
@@ -274,7 +293,7 @@ func (s *Store) SeenAmong(tenant, source string, ids []string) (map[string]bool,
 		return nil, err
 	}
 	seen := map[string]bool{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("reading seen record ids", func(tx *bolt.Tx) error {
 		b, err := s.sourceBucket(tx, tenant, source)
 		if err != nil || b == nil {
 			return err
@@ -298,7 +317,7 @@ func (s *Store) Commit(tenant, source string, c Commit) error {
 	if err := s.validate(source); err != nil {
 		return err
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update("saving the checkpoint", func(tx *bolt.Tx) error {
 		b, err := s.createSourceBucket(tx, tenant, source)
 		if err != nil {
 			return err
@@ -343,6 +362,9 @@ func (s *Store) Commit(tenant, source string, c Commit) error {
 					return err
 				}
 			}
+		}
+		if err := s.cover(b, c.Cover, tenant, source); err != nil {
+			return err
 		}
 		if !c.PruneBefore.IsZero() {
 			return s.prune(seen, byTime, c.PruneBefore, tenant, source)
@@ -406,7 +428,7 @@ func (s *Store) Snapshot(tenant, source string) (entries map[string]SnapshotEntr
 		return nil, time.Time{}, false, err
 	}
 	entries = map[string]SnapshotEntry{}
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view("reading the last snapshot", func(tx *bolt.Tx) error {
 		b, err := s.sourceBucket(tx, tenant, source)
 		if err != nil || b == nil {
 			return err
@@ -467,7 +489,7 @@ func (s *Store) ReplaceSnapshot(tenant, source string, at time.Time, entries map
 			return fmt.Errorf("state: snapshot of source %s has an item with an empty key", source)
 		}
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update("saving the snapshot", func(tx *bolt.Tx) error {
 		b, err := s.createSourceBucket(tx, tenant, source)
 		if err != nil {
 			return err
@@ -503,7 +525,7 @@ func (s *Store) ReplaceSnapshot(tenant, source string, at time.Time, entries map
 // Cursors lists every source that has state, sorted by tenant and source.
 func (s *Store) Cursors() ([]CursorInfo, error) {
 	var out []CursorInfo
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("listing sources", func(tx *bolt.Tx) error {
 		root := tx.Bucket(bucketSources)
 		if root == nil {
 			return nil
