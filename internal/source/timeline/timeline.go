@@ -170,16 +170,34 @@ type src struct {
 
 func (s *src) Windowing() source.Windowing { return s.cfg.Rules() }
 
-// Fetch harvests every configured device for w. A device that fails does
-// not stop the others; the errors are returned together so the window is
-// retried.
-func (s *src) Fetch(ctx context.Context, w source.Window, emit source.Emit) error {
-	machines := s.cfg.Machines
+// Parts lists the devices to harvest: the configured ones, or the
+// tenant's device list. Each device keeps its own cursor in the pipeline,
+// so one device that fails (403 "User is not exposed to machine") holds
+// back no other.
+func (s *src) Parts(ctx context.Context) ([]string, error) {
 	if s.all {
-		var err error
-		if machines, err = s.listMachines(ctx); err != nil {
+		return s.listMachines(ctx)
+	}
+	return s.cfg.Machines, nil
+}
+
+// FetchPart harvests one device for w, in chunks of at most max_window.
+func (s *src) FetchPart(ctx context.Context, id string, w source.Window, emit source.Emit) error {
+	for _, c := range srcutil.Chunks(w, s.cfg.MaxWindow.D()) {
+		if err := s.fetchMachine(ctx, id, c, emit); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// Fetch harvests every device for w (the one-window form, used by
+// doctor); a device that fails does not stop the others, the errors are
+// returned together.
+func (s *src) Fetch(ctx context.Context, w source.Window, emit source.Emit) error {
+	machines, err := s.Parts(ctx)
+	if err != nil {
+		return err
 	}
 	var emitErr error
 	guarded := func(ctx context.Context, it source.Item) error {
@@ -191,19 +209,16 @@ func (s *src) Fetch(ctx context.Context, w source.Window, emit source.Emit) erro
 	}
 	var errs []error
 	for _, id := range machines {
-		for _, c := range srcutil.Chunks(w, s.cfg.MaxWindow.D()) {
-			err := s.fetchMachine(ctx, id, c, guarded)
-			if emitErr != nil {
-				return emitErr
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if err != nil {
-				s.log.Warn("timeline: device failed; continuing with the others", slog.String("machine", id), slog.Any("error", err))
-				errs = append(errs, err)
-				break
-			}
+		err := s.FetchPart(ctx, id, w, guarded)
+		if emitErr != nil {
+			return emitErr
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			s.log.Warn("timeline: device failed; continuing with the others", slog.String("machine", id), slog.Any("error", err))
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -273,8 +288,10 @@ func (s *src) fetchMachine(ctx context.Context, id string, w source.Window, emit
 	return fmt.Errorf("%s device %s: more than %d pages in one window; lower max_window", Name, id, maxPagesPerWindow)
 }
 
-// listMachines pages the device list until a short page, up to
-// max_machines.
+// listMachines pages the device list up to max_machines. It stops at an
+// empty page, not at a short one: the list reports no total and the
+// service may clamp the page size below machine_page_size, so a short
+// page does not prove the end (the cost is one more request).
 func (s *src) listMachines(ctx context.Context) ([]string, error) {
 	size := s.cfg.MachinePageSize
 	seen := map[string]bool{}
@@ -290,6 +307,9 @@ func (s *src) listMachines(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("page %d: %w", page, err)
 		}
+		if len(got) == 0 {
+			return ids, nil
+		}
 		fresh := 0
 		for _, id := range got {
 			if seen[id] {
@@ -304,11 +324,8 @@ func (s *src) listMachines(ctx context.Context) ([]string, error) {
 			}
 			ids = append(ids, id)
 		}
-		if len(got) < size {
-			return ids, nil
-		}
 		if fresh == 0 {
-			return nil, fmt.Errorf("%s: listing devices, page %d repeated earlier devices (paging loop)", Name, page)
+			return nil, fmt.Errorf("%s: listing devices, page %d repeated earlier devices (the service ignored pageIndex); refusing to loop", Name, page)
 		}
 	}
 }

@@ -49,6 +49,7 @@ type fakeTimeline struct {
 	partial  bool
 	requests []string
 	devices  []string
+	clamp    int // the device list returns at most this many rows a page
 }
 
 func (f *fakeTimeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -58,6 +59,9 @@ func (f *fakeTimeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == MachinesPath {
 		idx, _ := strconv.Atoi(q.Get("pageIndex"))
 		size, _ := strconv.Atoi(q.Get("pageSize"))
+		if f.clamp > 0 {
+			size = min(size, f.clamp)
+		}
 		out := []map[string]string{}
 		for i := (idx - 1) * size; i < idx*size && i < len(f.devices); i++ {
 			out = append(out, map[string]string{"MachineId": f.devices[i], "SenseMachineId": f.devices[i], "ComputerDnsName": "h"})
@@ -250,6 +254,26 @@ func TestAllMachinesAndFailingDevice(t *testing.T) {
 	}
 	if len(f.requests) != 3 {
 		t.Errorf("timeline requests %v, want one per device", f.requests)
+	}
+}
+
+// TestDeviceListUnderAPageClamp: the device list has no total, so a page
+// shorter than asked (a service clamping pageSize) must not end the list.
+func TestDeviceListUnderAPageClamp(t *testing.T) {
+	var devs []string
+	for i := range 7 {
+		devs = append(devs, fmt.Sprintf("%040x", i+1))
+	}
+	f := &fakeTimeline{t: t, devices: devs, events: map[string][]event{}, clamp: 3}
+	s := srctest.Build(t, Name, source.Deps{Portal: srctest.Portal(t, f)}, func(c any) {
+		c.(*Config).Machines = []string{"all"}
+	}).(source.PartitionedSource)
+	parts, err := s.Parts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) != 7 {
+		t.Fatalf("listed %d devices under a clamp of 3 per page, want all 7", len(parts))
 	}
 }
 
