@@ -43,6 +43,13 @@ const (
 	exitFailed  = 1 // the work ran and something failed
 	exitUsage   = 2 // bad flags or config: nothing ran
 	exitVersion = 0
+	// exitDeadLetters: everything else worked, but an output refused
+	// some records for reasons of their own; they are in dead-letter
+	// files, not delivered.
+	exitDeadLetters = 3
+	// exitDeadline: the run was stopped by its deadline (run_timeout or
+	// --timeout); what it finished is kept, the rest is read next run.
+	exitDeadline = 4
 )
 
 // Version is set at build time with -ldflags "-X .../internal/cli.Version=…".

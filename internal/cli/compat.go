@@ -115,15 +115,17 @@ func runCompat(ctx context.Context, env *Env, args []string) int {
 		since = env.Now().Add(-time.Duration(*lookback) * time.Hour)
 	}
 	req := harvester.Request{
-		Config:  cfg,
-		Sources: names,
-		Outputs: outputs,
-		Since:   since,
-		Logger:  log,
-		Now:     env.Now,
-		Stdout:  env.Stdout,
-		Getenv:  getenv,
-		Prompt:  func(m string) { fmt.Fprintln(env.Stderr, m) },
+		Config:     cfg,
+		Sources:    names,
+		Outputs:    outputs,
+		Since:      since,
+		Timeout:    configRunTimeout(cfg),
+		SpoolAfter: spoolAfter(cfg),
+		Logger:     log,
+		Now:        env.Now,
+		Stdout:     env.Stdout,
+		Getenv:     getenv,
+		Prompt:     func(m string) { fmt.Fprintln(env.Stderr, m) },
 	}
 	return harvestAndReport(ctx, env, req, env.Stdout)
 }

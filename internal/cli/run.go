@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/defenderharvester/defenderharvester/internal/config"
 	"github.com/defenderharvester/defenderharvester/internal/harvester"
+	"github.com/defenderharvester/defenderharvester/internal/state"
 )
 
 func init() {
@@ -19,11 +21,15 @@ func init() {
 }
 
 func runRun(ctx context.Context, env *Env, args []string) int {
-	fs := newFlagSet(env, "run", "run [--config FILE] [--sources LIST|all] [--lookback DURATION | --since TIME] [--out DIR]")
+	fs := newFlagSet(env, "run", "run [--config FILE] [--sources LIST|all] [--lookback DURATION | --since TIME] [--redeliver [--output NAME]] [--out DIR] [--timeout DURATION] [--reset-state]")
 	cfgPath := fs.String("config", "", "config file (YAML); default $"+config.EnvConfig+" or built-in defaults")
 	sources := fs.String("sources", "all", "comma-separated source names, or all (see 'defenderharvester sources')")
-	lookback := fs.String("lookback", "", "re-read this far back instead of resuming from the checkpoint, e.g. 6h or 7d")
-	since := fs.String("since", "", "re-read from this time (RFC 3339, e.g. 2026-11-01T00:00:00Z) instead of the checkpoint")
+	lookback := fs.String("lookback", "", "backfill: cover this far back, e.g. 6h or 7d (only time not harvested yet is read)")
+	since := fs.String("since", "", "backfill: cover from this time on (RFC 3339, e.g. 2026-11-01T00:00:00Z; only time not harvested yet is read)")
+	redeliver := fs.Bool("redeliver", false, "send again, on purpose, what was already harvested since --since/--lookback (no checkpoint moves)")
+	redeliverTo := fs.String("output", "", "with --redeliver: only to these outputs (comma-separated names), e.g. a newly added one")
+	timeout := fs.String("timeout", "", "stop the run after this long (default: run_timeout from the config, 1h)")
+	resetState := fs.Bool("reset-state", false, "if the state file is damaged, move it aside and start a new one (a healthy one is kept)")
 	out := fs.String("out", "", "directory for the files output (overrides outputs.files.dir)")
 	outputs := fs.String("outputs", "", "comma-separated outputs (files, stdout); default: those in the config, else files")
 	debug := fs.Bool("debug", false, "debug logging")
@@ -53,17 +59,35 @@ func runRun(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "defenderharvester run:", err)
 		return exitUsage
 	}
+	if *redeliver && start.IsZero() {
+		fmt.Fprintln(env.Stderr, "defenderharvester run: --redeliver needs --since or --lookback: say from when to send again")
+		return exitUsage
+	}
+	if *redeliverTo != "" && !*redeliver {
+		fmt.Fprintln(env.Stderr, "defenderharvester run: --output only applies to --redeliver (use --outputs to pick the outputs of a normal run)")
+		return exitUsage
+	}
+	deadline, err := runTimeout(cfg, *timeout)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "defenderharvester run:", err)
+		return exitUsage
+	}
 	req := harvester.Request{
-		Config:  cfg,
-		Sources: splitList(*sources),
-		Outputs: splitList(*outputs),
-		OutDir:  *out,
-		Since:   start,
-		Logger:  newLogger(env, cfg.LogLevel, *debug),
-		Now:     env.Now,
-		Stdout:  env.Stdout,
-		Getenv:  env.Getenv,
-		Prompt:  func(m string) { fmt.Fprintln(env.Stderr, m) },
+		Config:      cfg,
+		Sources:     splitList(*sources),
+		Outputs:     splitList(*outputs),
+		OutDir:      *out,
+		Since:       start,
+		Redeliver:   *redeliver,
+		RedeliverTo: splitList(*redeliverTo),
+		Timeout:     deadline,
+		SpoolAfter:  spoolAfter(cfg),
+		ResetState:  *resetState,
+		Logger:      newLogger(env, cfg.LogLevel, *debug),
+		Now:         env.Now,
+		Stdout:      env.Stdout,
+		Getenv:      env.Getenv,
+		Prompt:      func(m string) { fmt.Fprintln(env.Stderr, m) },
 	}
 	return harvestAndReport(ctx, env, req, summaryWriter(env, req.Outputs))
 }
@@ -90,23 +114,54 @@ func summaryWriter(env *Env, outputs []string) io.Writer {
 	return env.Stdout
 }
 
+// harvestAndReport runs one harvest, prints its report and picks the exit
+// code: 1 when a source or an output failed, else 4 when the deadline
+// stopped the run, else 3 when records were dead-lettered, else 0.
 func harvestAndReport(ctx context.Context, env *Env, req harvester.Request, w io.Writer) int {
 	rep, err := harvester.Run(ctx, req)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "defenderharvester:", err)
+		if errors.Is(err, state.ErrDamaged) {
+			return exitUsage
+		}
 		return exitFailed
 	}
 	printReport(w, rep)
 	code := exitOK
-	if n := rep.Failed(); n > 0 {
-		fmt.Fprintf(env.Stderr, "%d of %d sources failed; their checkpoints did not move (see the errors above)\n", n, len(rep.Results))
+	if rep.DeadlineHit {
+		fmt.Fprintf(env.Stderr, "the run was stopped at its deadline (%s; run_timeout or --timeout): what finished is kept, the rest is read again next run\n", rep.Timeout)
+		code = exitDeadline
+	}
+	if n, where := rep.DeadLettered(); n > 0 {
+		fmt.Fprintf(env.Stderr, "%d record(s) were refused by an output for reasons of their own and are NOT delivered; they are kept in dead-letter files (%s): fix and resend them, or drop them knowingly\n", n, strings.Join(where, "; "))
+		if code == exitOK {
+			code = exitDeadLetters
+		}
+	}
+	if n := rep.Failed(); n > 0 && !rep.DeadlineHit {
+		fmt.Fprintf(env.Stderr, "%d of %d sources failed; their checkpoints did not move past what failed (see the errors above)\n", n, len(rep.Results))
 		code = exitFailed
 	}
 	if n := rep.OutputsFailing(); n > 0 {
-		fmt.Fprintf(env.Stderr, "%d output(s) did not take everything; their records are kept in the spool in the state file and sent again on the next run\n", n)
+		fmt.Fprintf(env.Stderr, "%d output(s) did not take everything; their records are kept in the spool in the state file and sent as soon as they answer (this run or the next)\n", n)
 		code = exitFailed
 	}
 	return code
+}
+
+// runTimeout is --timeout, else the config's run_timeout.
+func runTimeout(cfg *config.Config, flag string) (time.Duration, error) {
+	if flag == "" {
+		return configRunTimeout(cfg), nil
+	}
+	d, err := config.ParseDuration(flag)
+	if err != nil {
+		return 0, fmt.Errorf("--timeout: %w", err)
+	}
+	if d <= 0 {
+		return 0, errors.New("--timeout must be more than 0")
+	}
+	return d, nil
 }
 
 func printReport(w io.Writer, rep harvester.Report) {
@@ -120,6 +175,9 @@ func printReport(w io.Writer, rep harvester.Report) {
 		status := "ok"
 		if r.Err != nil {
 			status = "FAILED: " + oneLine(r.Err.Error())
+		}
+		if r.PartsTotal > 0 {
+			status = fmt.Sprintf("%d/%d parts ok; %s", r.PartsTotal-len(r.Parts), r.PartsTotal, status)
 		}
 		newCol := fmt.Sprint(r.New)
 		if len(r.Changes) > 0 {
@@ -137,8 +195,11 @@ func printReport(w io.Writer, rep harvester.Report) {
 			continue
 		}
 		line := fmt.Sprintf("output %s: spooled %d, delivered from spool %d, still spooled %d", o.Output, o.Spooled, o.Drained, o.Backlog)
-		if o.Err != nil {
+		switch {
+		case o.Err != nil:
 			line += " — FAILED: " + oneLine(o.Err.Error())
+		case o.Outage:
+			line += " — it failed during the run and recovered"
 		}
 		fmt.Fprintln(w, line)
 	}

@@ -142,6 +142,8 @@ type Stats struct {
 	Records         int64 // records accepted by the destination
 	DeadLettered    int64 // records handed to the dead letter (or logged, without one)
 	TooLargeSplits  int64 // requests split in two after TooLarge
+	// DeadLetters says where dead letters are written ("" without a store).
+	DeadLetters string
 }
 
 // Exporter delivers records for one sink. Safe for concurrent use.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/config"
+	"github.com/defenderharvester/defenderharvester/internal/sink"
 	"github.com/defenderharvester/defenderharvester/internal/source"
 )
 
@@ -199,6 +200,12 @@ func checkOutputs(ctx context.Context, cfg *config.Config, req DoctorRequest, c 
 			row = DoctorCheck{DataSet: row.DataSet, API: "output", Problem: p, Fix: f}
 		}
 		out = append(out, row)
+		if w, ok := s.(sink.Warner); ok {
+			for _, warning := range w.Warnings() {
+				out = append(out, DoctorCheck{DataSet: row.DataSet, API: "output", Problem: warning,
+					Fix: "remove the setting for production use: it is meant for tests only"})
+			}
+		}
 	}
 	_ = shutdown(sinks, req.Logger)
 	return out

@@ -35,8 +35,21 @@ type Request struct {
 	Sources []string  // source names; empty or ["all"] = every enabled source
 	Outputs []string  // sink names; empty = those configured, else "files"
 	OutDir  string    // overrides the files sink directory when set
-	Since   time.Time // non-zero: start every event window here
-	Logger  *slog.Logger
+	Since   time.Time // non-zero: cover event data from here on (a backfill)
+	// Redeliver re-sends what was already harvested since Since to
+	// RedeliverTo (output names; all when empty), moving no checkpoint.
+	Redeliver   bool
+	RedeliverTo []string
+	// Timeout bounds the whole run (0: none); at the deadline every
+	// source stops where its last completed chunk left it.
+	Timeout time.Duration
+	// SpoolAfter is how long one batch may wait on one output while
+	// others keep flowing (0: the pipeline's default).
+	SpoolAfter time.Duration
+	// ResetState moves a damaged state file aside before the run (a
+	// healthy one is kept).
+	ResetState bool
+	Logger     *slog.Logger
 	Now     func() time.Time
 	Stdout  io.Writer // for the stdout sink
 	Getenv  func(string) string
@@ -51,9 +64,14 @@ type Report struct {
 	Results  []pipeline.Result
 	Outputs  []pipeline.OutputStatus
 	Duration time.Duration
+	// DeadlineHit says the run was stopped by its Timeout.
+	DeadlineHit bool
+	Timeout     time.Duration
 }
 
-// OutputsFailing counts outputs that failed or still have spooled records.
+// OutputsFailing counts outputs that are still failing at the end of the
+// run or still have spooled records (an output that recovered and
+// drained its spool does not count).
 func (r Report) OutputsFailing() int {
 	n := 0
 	for _, o := range r.Outputs {
@@ -62,6 +80,18 @@ func (r Report) OutputsFailing() int {
 		}
 	}
 	return n
+}
+
+// DeadLettered counts records the outputs refused for reasons of their
+// own (they are in dead-letter files, not delivered), and says where.
+func (r Report) DeadLettered() (n int64, where []string) {
+	for _, o := range r.Outputs {
+		if o.Delivery.DeadLettered > 0 {
+			n += o.Delivery.DeadLettered
+			where = append(where, o.Output+": "+o.Delivery.DeadLetters)
+		}
+	}
+	return n, where
 }
 
 // Failed counts the sources that did not succeed.
@@ -98,6 +128,22 @@ func Run(ctx context.Context, req Request) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	if req.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, req.Timeout)
+		defer cancel()
+	}
+	if req.ResetState {
+		moved, ok, err := state.Quarantine(cfg.StateFile, req.Now())
+		if err != nil {
+			return Report{}, err
+		}
+		if ok {
+			req.Logger.Warn("the damaged state file was moved aside; this run starts a new one from the initial lookback", "moved_to", moved)
+		} else {
+			req.Logger.Info("--reset-state: the state file is healthy (or absent) and was kept")
+		}
+	}
 
 	clients, err := newClients(ctx, cfg, req.Logger, req.Prompt)
 	if err != nil {
@@ -105,12 +151,21 @@ func Run(ctx context.Context, req Request) (Report, error) {
 	}
 
 	tenant := cfg.TenantID
-	if tenant == "" && clients.proxy != nil {
+	if clients.proxy != nil && needsPortal(factories) {
+		// The records are labelled with this tenant: it must be the one the
+		// portal session belongs to.
 		tc, err := clients.proxy.TenantContext(ctx)
-		if err != nil {
+		switch {
+		case err != nil && tenant == "":
 			return Report{}, fmt.Errorf("tenant_id is not set and reading it from the portal failed: %w", err)
+		case err != nil:
+			clients.portal, clients.proxy = nil, nil
+			clients.portalErr = fmt.Errorf("cannot confirm which tenant the portal session belongs to, so its data is not harvested (records would carry tenant_id %s unchecked): %w", tenant, err)
+		case tenant == "":
+			tenant = tc.TenantID
+		case !strings.EqualFold(tc.TenantID, tenant):
+			return Report{}, fmt.Errorf("the portal session belongs to tenant %s, but tenant_id is %s: records would be labelled with the wrong tenant; sign in to the configured tenant or correct tenant_id", tc.TenantID, tenant)
 		}
-		tenant = tc.TenantID
 	}
 	if tenant == "" {
 		return Report{}, errors.New("tenant_id is not set: put it in the config (tenant_id) or DH_TENANT_ID")
@@ -146,6 +201,9 @@ func Run(ctx context.Context, req Request) (Report, error) {
 		return Report{}, err
 	}
 	store, err := state.Open(cfg.StateFile, state.Options{Logger: req.Logger})
+	if errors.Is(err, state.ErrDamaged) {
+		return Report{}, fmt.Errorf("%w (nothing was harvested)", err)
+	}
 	if err != nil {
 		return Report{}, err
 	}
@@ -178,18 +236,21 @@ func Run(ctx context.Context, req Request) (Report, error) {
 		InitialLookback: time.Duration(cfg.InitialLookback),
 		Concurrency:     cfg.Concurrency,
 		SpoolMaxBytes:   cfg.SpoolMaxBytes,
+		SpoolAfter:      req.SpoolAfter,
 	})
 	if err != nil {
 		shutdown(sinks, req.Logger)
 		return Report{}, err
 	}
-	results = append(results, p.Run(ctx, tenant, runnable, pipeline.RunOptions{Since: req.Since})...)
+	results = append(results, p.Run(ctx, tenant, runnable, pipeline.RunOptions{
+		Since: req.Since, Redeliver: req.Redeliver, Outputs: req.RedeliverTo})...)
 	outputs := p.Outputs()
 	if err := shutdown(sinks, req.Logger); err != nil {
 		return Report{}, err
 	}
 	sortResults(results, factories)
-	return Report{TenantID: tenant, Results: results, Outputs: outputs, Duration: time.Since(start)}, nil
+	return Report{TenantID: tenant, Results: results, Outputs: outputs, Duration: time.Since(start),
+		DeadlineHit: errors.Is(ctx.Err(), context.DeadlineExceeded), Timeout: req.Timeout}, nil
 }
 
 func shutdown(sinks []sink.Sink, log *slog.Logger) error {
@@ -269,20 +330,68 @@ func Names() []string {
 	return out
 }
 
-// Check that every configured source and output section names a real
-// plugin, so a typo does not silently disable a data set.
+// Check validates the config's plugin sections before any work: each
+// names a real source or output, and its settings decode and pass the
+// plugin's own checks — so a bad value stops the run at once instead of
+// failing one source after the others moved their checkpoints.
 func Check(cfg *config.Config) error {
-	for name := range cfg.Sources {
-		if _, ok := source.Lookup(name); !ok {
-			return fmt.Errorf("sources.%s: unknown source; known sources: %s", name, strings.Join(Names(), ", "))
+	var errs []error
+	for _, name := range sortedNames(cfg.Sources) {
+		f, ok := source.Lookup(name)
+		if !ok {
+			errs = append(errs, fmt.Errorf("sources.%s: unknown source; known sources: %s", name, strings.Join(Names(), ", ")))
+			continue
+		}
+		if _, err := config.Enabled(cfg.Sources[name]); err != nil {
+			errs = append(errs, fmt.Errorf("sources.%s.%w", name, err))
+			continue
+		}
+		if _, err := sourceSettings(cfg, f); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	for name := range cfg.Outputs {
-		if _, ok := sink.Lookup(name); !ok {
-			return fmt.Errorf("outputs.%s: unknown output; known outputs: %s", name, strings.Join(sinkNames(), ", "))
+	for _, name := range sortedNames(cfg.Outputs) {
+		f, ok := sink.Lookup(name)
+		if !ok {
+			errs = append(errs, fmt.Errorf("outputs.%s: unknown output; known outputs: %s", name, strings.Join(sinkNames(), ", ")))
+			continue
+		}
+		if _, err := config.Enabled(cfg.Outputs[name]); err != nil {
+			errs = append(errs, fmt.Errorf("outputs.%s.%w", name, err))
+			continue
+		}
+		if _, err := sinkSettings(cfg, f); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+func sortedNames(m config.PluginConfigs) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// sourceSettings decodes, resolves and validates a source's section.
+func sourceSettings(cfg *config.Config, f source.Factory) (any, error) {
+	var settings any
+	if f.NewConfig != nil {
+		settings = f.NewConfig()
+	}
+	return settings, cfg.LoadPlugin(cfg.Sources[f.Name], "sources."+f.Name, settings)
+}
+
+// sinkSettings decodes, resolves and validates an output's section.
+func sinkSettings(cfg *config.Config, f sink.Factory) (any, error) {
+	var settings any
+	if f.NewConfig != nil {
+		settings = f.NewConfig()
+	}
+	return settings, cfg.LoadPlugin(cfg.Outputs[f.Name], "outputs."+f.Name, settings)
 }
 
 func sinkNames() []string {
@@ -291,6 +400,15 @@ func sinkNames() []string {
 		out = append(out, f.Name)
 	}
 	return out
+}
+
+func needsPortal(fs []source.Factory) bool {
+	for _, f := range fs {
+		if f.API == "portal" {
+			return true
+		}
+	}
+	return false
 }
 
 func needsPublic(fs []source.Factory) bool {
@@ -316,11 +434,8 @@ func build(f source.Factory, cfg *config.Config, deps source.Deps, c *clients) (
 			return nil, errors.New("the public Defender API is not configured")
 		}
 	}
-	var settings any
-	if f.NewConfig != nil {
-		settings = f.NewConfig()
-	}
-	if err := config.DecodePlugin(cfg.Sources[f.Name], "sources."+f.Name, settings); err != nil {
+	settings, err := sourceSettings(cfg, f)
+	if err != nil {
 		return nil, err
 	}
 	return f.New(deps, settings)
@@ -351,11 +466,8 @@ func buildSinks(cfg *config.Config, req Request, rt http.RoundTripper) ([]sink.S
 		if !ok {
 			return nil, fmt.Errorf("output %q is not known; known outputs: %s", n, strings.Join(sinkNames(), ", "))
 		}
-		var settings any
-		if f.NewConfig != nil {
-			settings = f.NewConfig()
-		}
-		if err := config.DecodePlugin(cfg.Outputs[n], "outputs."+n, settings); err != nil {
+		settings, err := sinkSettings(cfg, f)
+		if err != nil {
 			return nil, err
 		}
 		if req.OutDir != "" {

@@ -30,6 +30,12 @@ type Sink interface {
 	Shutdown(ctx context.Context) error
 }
 
+// Warner is an output that can name risky settings it runs with (TLS
+// verification off, …); doctor reports each as a problem.
+type Warner interface {
+	Warnings() []string
+}
+
 // Deps are the shared things a sink is built with.
 type Deps struct {
 	Logger *slog.Logger
