@@ -135,9 +135,15 @@ func TestChaosLosesNothing(t *testing.T) {
 // patchOutputs adds settings under both network outputs in a config file.
 func patchOutputs(t *testing.T, path, settings string) string {
 	t.Helper()
+	patchOutput(t, path, "splunk", settings)
+	return patchOutput(t, path, "sentinel", settings)
+}
+
+// patchOutput adds settings under one output of a config file.
+func patchOutput(t *testing.T, path, output, settings string) string {
+	t.Helper()
 	b := readFile(t, path)
-	s := strings.Replace(b, "  splunk:\n", "  splunk:"+settings, 1)
-	s = strings.Replace(s, "  sentinel:\n", "  sentinel:"+settings, 1)
+	s := strings.Replace(b, "  "+output+":\n", "  "+output+":"+settings, 1)
 	mustWrite(t, path, []byte(s), 0o600)
 	return path
 }
@@ -183,10 +189,10 @@ func TestSentinelTimeRangeLimit(t *testing.T) {
 	}
 
 	// Without the split the emulator refuses, and the run says so.
-	off := patchOutputs(t, f.writeConfig("nosplit", ""), "\n    max_time_span: 0s\n")
-	code, out, _ := f.runCLI("run", "--config", off, "--outputs", "files,sentinel", "--sources", "actioncenter")
+	off := patchOutput(t, f.writeConfig("nosplit", ""), "sentinel", "\n    max_time_span: 0s\n")
+	code, out, errs := f.runCLI("run", "--config", off, "--outputs", "files,sentinel", "--sources", "actioncenter")
 	if code == 0 || !strings.Contains(out, "RecordsTimeRangeIsMoreThan30Minutes") {
-		t.Fatalf("the emulator accepted a call spanning a day (exit %d):\n%s", code, out)
+		t.Fatalf("the emulator accepted a call spanning a day (exit %d):\n%s\n%s", code, out, errs)
 	}
 }
 

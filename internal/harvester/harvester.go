@@ -50,9 +50,9 @@ type Request struct {
 	// healthy one is kept).
 	ResetState bool
 	Logger     *slog.Logger
-	Now     func() time.Time
-	Stdout  io.Writer // for the stdout sink
-	Getenv  func(string) string
+	Now        func() time.Time
+	Stdout     io.Writer // for the stdout sink
+	Getenv     func(string) string
 	// Prompt shows a device-code sign-in message (public_api.auth.method:
 	// device_code without a cached token).
 	Prompt func(string)

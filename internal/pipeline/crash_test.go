@@ -84,7 +84,16 @@ func TestCrashAtAnyBatchLosesNothing(t *testing.T) {
 		}
 		return s
 	}
-	for dieAt := 1; dieAt <= 10; dieAt++ {
+	// Count the writes of an uninterrupted run: every one of them is a
+	// crash point, and none past the last (it would crash nothing).
+	counter := &dyingSink{Sink: newFile(t, filepath.Join(t.TempDir(), "out")), dieAt: 1 << 30}
+	run1(t, newPipeline(t, Options{Store: openStore(t, filepath.Join(t.TempDir(), "s.db")), Sinks: []sink.Sink{counter},
+		Now: func() time.Time { return t0 }, InitialLookback: time.Hour, BatchSize: batch}), src, RunOptions{})
+	writes := counter.calls
+	if writes < total/batch {
+		t.Fatalf("an uninterrupted run made %d writes; want at least %d", writes, total/batch)
+	}
+	for dieAt := 1; dieAt <= writes; dieAt++ {
 		t.Run(fmt.Sprintf("die after write %d", dieAt), func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "out")
 			statePath := filepath.Join(t.TempDir(), "state.db")
@@ -98,9 +107,8 @@ func TestCrashAtAnyBatchLosesNothing(t *testing.T) {
 			o := opts(&dyingSink{Sink: fs, dieAt: dieAt})
 			o.Store = store
 			res := run1(t, newPipeline(t, o), src, RunOptions{})
-			died := res.Err != nil
-			if died && !errors.Is(res.Err, errDied) {
-				t.Fatalf("unexpected error: %v", res.Err)
+			if !errors.Is(res.Err, errDied) {
+				t.Fatalf("run 1 did not die at write %d of %d: %v", dieAt, writes, res.Err)
 			}
 			fs.Shutdown(t.Context())
 			store.Close()
@@ -131,7 +139,7 @@ func TestCrashAtAnyBatchLosesNothing(t *testing.T) {
 			if dups > batch {
 				t.Errorf("%d duplicates, more than the one batch in flight (%d)", dups, batch)
 			}
-			if died && dups == 0 {
+			if dups == 0 {
 				t.Errorf("the crash after a durable write left no duplicate; was it simulated at all?")
 			}
 		})

@@ -181,6 +181,7 @@ type faultEngine struct {
 	rng   *rand.Rand
 	rates []FaultRate
 	rules []*FaultRule
+	fired map[FaultKind]int
 }
 
 func newFaultEngine(seed int64, f Faults) *faultEngine {
@@ -223,6 +224,33 @@ func famMatch(want, family, sub string) bool {
 func (e *faultEngine) decide(family, sub string) *faultDecision {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	d := e.pick(family, sub)
+	if d != nil {
+		if e.fired == nil {
+			e.fired = map[FaultKind]int{}
+		}
+		k := d.kind
+		if k == "" {
+			k = FaultSlow
+		}
+		e.fired[k]++
+	}
+	return d
+}
+
+// FaultsFired counts the faults served so far, by kind (a delayed
+// response counts as slow), so a test can prove its faults happened.
+func (t *Tenant) FaultsFired() map[FaultKind]int {
+	t.faults.mu.Lock()
+	defer t.faults.mu.Unlock()
+	out := map[FaultKind]int{}
+	for k, n := range t.faults.fired {
+		out[k] = n
+	}
+	return out
+}
+
+func (e *faultEngine) pick(family, sub string) *faultDecision {
 	var d faultDecision
 	for i, r := range e.rules {
 		if r.Count <= 0 || !famMatch(r.Family, family, sub) {
