@@ -1,8 +1,12 @@
-// Package srcutil holds what the source packages share: envelope decoding
-// that refuses wrong shapes, field extraction for ids, keys and times,
-// snapshot key checks, window chunking, config checks, and the skeletons of
-// one-GET snapshot sources and event record decoding. Items keep their raw
-// JSON.
+// Package srcutil holds what the source packages share: the tolerant list
+// reader (ReadList: every envelope the services use, totals, shape errors
+// that name keys and JSON types but never values — DescribeShape), the
+// Pager for pageIndex/pageSize lists (clamp detection, total checks),
+// field extraction for ids, keys and times from candidate lists, snapshot
+// key checks, window chunking, config checks, and the skeletons of one-GET
+// snapshot sources and event record decoding. Items keep their raw JSON.
+// Items/ItemsOf/Envelope are the older strict readers, still used by the
+// timeline and machineactions sources.
 package srcutil
 
 import (
