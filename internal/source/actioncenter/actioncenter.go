@@ -26,8 +26,8 @@ const (
 	// Path is the portal endpoint (trailing slash included, as the portal
 	// calls it).
 	Path = "/apiproxy/mtp/actionCenter/actioncenterui/history-actions/"
-	// maxPageSize is where the service clamps pageSize; larger would break
-	// the pageIndex·pageSize ≥ Count stop rule.
+	// maxPageSize is where the service is believed to clamp pageSize (an
+	// unverified capture comment); a lower clamp is detected while paging.
 	maxPageSize = 1000
 	maxPages    = 100000
 )
@@ -38,34 +38,55 @@ type Config struct {
 	srcutil.Windowing `yaml:",inline"`
 }
 
-// NewConfig returns the defaults.
+// NewConfig returns the defaults. EventTime is the action's last update,
+// stamped when the service records the update, so rows should be visible
+// within seconds; nothing public measures it, so the window end stays 5
+// minutes behind now and an hour is re-read (actions are few: the overlap
+// costs rows on pages already requested, rarely a request).
 func NewConfig() *Config {
 	return &Config{PageSize: 200, Windowing: srcutil.Windowing{
-		Overlap: source.Duration(15 * time.Minute), MaxWindow: source.Duration(7 * 24 * time.Hour),
+		Overlap: source.Duration(time.Hour), MaxWindow: source.Duration(7 * 24 * time.Hour),
+		Delay: source.Duration(5 * time.Minute),
 	}}
+}
+
+// Validate checks the settings at config load; errors name the key.
+func (c *Config) Validate() error {
+	if err := srcutil.CheckInt("page_size", c.PageSize, 1, maxPageSize); err != nil {
+		if c.PageSize > maxPageSize {
+			return fmt.Errorf("%w (the service clamps larger pages)", err)
+		}
+		return err
+	}
+	return c.CheckValues(0)
 }
 
 // Page is one decoded page.
 type Page struct {
-	Count int64
+	Count int64 // -1 when the page reported no total
 	Items []source.Item
 }
 
-// DecodePage reads {"Count":n,"Results":[…]}; every record needs ActionId
-// and EventTime (no offset means UTC).
+// Shape: the capture shows {"Count":n,"Results":[…]}; the other list
+// envelopes are accepted too.
+var Shape = srcutil.ListShape{}
+
+// DecodePage reads one page (see srcutil.ReadList); every record needs an
+// id (ActionId, actionId) and a time (EventTime, eventTime; no offset
+// means UTC).
 func DecodePage(body []byte) (Page, error) {
-	count, items, err := fields.Results(Name, body, true)
+	l, items, err := fields.List(Name, body, Shape)
 	if err != nil {
 		return Page{}, err
 	}
-	return Page{Count: count, Items: items}, nil
+	return Page{Count: l.Total, Items: items}, nil
 }
 
 // fields: an action that changes status is a new record.
 var fields = srcutil.EventFields{
-	ID: []string{"ActionId"}, Time: []string{"EventTime"},
+	ID: []string{"ActionId", "actionId"}, Time: []string{"EventTime", "eventTime"},
 	StableID: func(id, ts string, f map[string]json.RawMessage) string {
-		return record.StableID(Name, id, ts, srcutil.OptText(f, "ActionStatus"))
+		return record.StableID(Name, id, ts, srcutil.OptText(f, "ActionStatus", "actionStatus"))
 	},
 }
 
@@ -77,12 +98,17 @@ type src struct {
 
 func (s *src) Windowing() source.Windowing { return s.cfg.Rules() }
 
-// Fetch pages through [From, To] sorted ascending by event time. Each page
+// Fetch pages through [From, To] sorted ascending by event time with a
+// srcutil.Pager: a clamped page size is detected, paging goes on until
+// Count is reached, and ending short of Count fails the window. Each page
 // is decoded completely before any of it is emitted.
 func (s *src) Fetch(ctx context.Context, w source.Window, emit source.Emit) error {
-	size := s.cfg.PageSize
-	prevFirst := ""
-	for page := 1; page <= maxPages; page++ {
+	pg := srcutil.NewPager(Name, s.cfg.PageSize, maxPages)
+	for {
+		page, size, err := pg.Next()
+		if err != nil {
+			return err
+		}
 		q := url.Values{
 			"type": {"history"}, "useMtpApi": {"true"},
 			"sortByField": {"eventTime"}, "sortOrder": {"Ascending"},
@@ -97,22 +123,17 @@ func (s *src) Fetch(ctx context.Context, w source.Window, emit source.Emit) erro
 		if err != nil {
 			return fmt.Errorf("page %d: %w", page, err)
 		}
-		if len(p.Items) > 0 && p.Items[0].ID == prevFirst {
-			return fmt.Errorf("%s: page %d repeats page %d (the service ignored pageIndex); refusing to loop", Name, page, page-1)
+		more, err := pg.Add(srcutil.IDs(p.Items), p.Count)
+		if err != nil {
+			return err
 		}
 		if err := srcutil.EmitAll(ctx, emit, p.Items); err != nil {
 			return err
 		}
-		// A short page ends the window. Count alone does not: a stale or
-		// low Count must not stop paging while pages still come back full.
-		if len(p.Items) < size {
+		if !more {
 			return nil
 		}
-		if len(p.Items) > 0 {
-			prevFirst = p.Items[0].ID
-		}
 	}
-	return fmt.Errorf("%s: more than %d pages in one window; lower max_window", Name, maxPages)
 }
 
 func init() {
@@ -121,12 +142,15 @@ func init() {
 		Description: "Action Center history: response actions and Live Response commands, with who ran them",
 		NewConfig:   func() any { return NewConfig() },
 		New: func(deps source.Deps, cfg any) (source.Source, error) {
+			if cfg == nil {
+				cfg = NewConfig()
+			}
 			c, err := srcutil.CheckConfig[Config](Name, cfg)
 			if err != nil {
 				return nil, err
 			}
-			if err := srcutil.IntRange(Name, "page_size", c.PageSize, 1, maxPageSize); err != nil {
-				return nil, fmt.Errorf("%w (the service clamps larger pages)", err)
+			if err := c.Validate(); err != nil {
+				return nil, fmt.Errorf("%s: %w", Name, err)
 			}
 			if err := srcutil.NeedPortal(Name, deps); err != nil {
 				return nil, err

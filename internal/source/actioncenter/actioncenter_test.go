@@ -14,6 +14,7 @@ import (
 	"github.com/defenderharvester/defenderharvester/internal/mde"
 	"github.com/defenderharvester/defenderharvester/internal/record"
 	"github.com/defenderharvester/defenderharvester/internal/source"
+	"github.com/defenderharvester/defenderharvester/internal/source/srcutil"
 	"github.com/defenderharvester/defenderharvester/internal/source/srcutil/srctest"
 )
 
@@ -105,14 +106,14 @@ func TestStatusChangeIsANewRecord(t *testing.T) {
 
 func TestDecodeRejects(t *testing.T) {
 	tests := map[string]string{
-		`{"Results":[]}`:             "no Count field",
-		`{"Count":"3","Results":[]}`: "Count is not a non-negative integer",
-		`{"Count":1}`:                "no Results field",
-		`{"Count":1,"Results":"x"}`:  "field Results is not an array",
-		`{"Count":1,"Results":[{"EventTime":"2026-01-01T00:00:00"}]}`: "no ActionId field",
-		`{"Count":1,"Results":[{"ActionId":"a"}]}`:                    "no EventTime field",
+		`{"Count":"3","Results":[]}`: "its total Count is a JSON string, not a non-negative integer",
+		`{"Count":1}`:                "cannot read the response: it has Count (number); expected a JSON array or an object with an array under Results, Items, items or value",
+		`{"Count":1,"Results":"x"}`:  "it has Count (number), Results (string)",
+		`{"Count":1,"Results":[{"EventTime":"2026-01-01T00:00:00"}]}`: "no ActionId or actionId field",
+		`{"Count":1,"Results":[{"ActionId":"a"}]}`:                    "no EventTime or eventTime field",
 		`{"Count":1,"Results":[{"ActionId":"a","EventTime":"soon"}]}`: "EventTime",
-		`[]`: "expected a JSON object",
+		`{"Count":1,"Results":[7]}`:                                   "record 0 is not a JSON object (it is a JSON number)",
+		`<html>sign in</html>`:                                        "not JSON but markup",
 	}
 	for body, want := range tests {
 		p, err := DecodePage([]byte(body))
@@ -121,6 +122,123 @@ func TestDecodeRejects(t *testing.T) {
 		}
 		if len(p.Items) != 0 {
 			t.Errorf("items returned with error")
+		}
+	}
+}
+
+// TestDecodeEnvelopes: the list envelopes the portal uses elsewhere are
+// read too, with or without a total, and records keep their raw JSON.
+func TestDecodeEnvelopes(t *testing.T) {
+	a, b := action(1, "Completed"), action(2, "Pending")
+	tests := []struct {
+		body  string
+		count int64
+	}{
+		{`{"Count":2,"Results":[` + a + `,` + b + `]}`, 2},
+		{`{"Results":[` + a + `,` + b + `]}`, -1},
+		{`[` + a + `,` + b + `]`, -1},
+		{`{"Count":2,"Items":[` + a + `,` + b + `]}`, 2},
+		{`{"items":[` + a + `,` + b + `]}`, -1},
+		{`{"@odata.count":2,"value":[` + a + `,` + b + `]}`, 2},
+		{`[{"actionId":"x","eventTime":"2026-04-25T00:01:00.0000000","actionStatus":"Completed"},` + b + `]`, -1},
+	}
+	for _, tt := range tests {
+		p, err := DecodePage([]byte(tt.body))
+		if err != nil {
+			t.Errorf("DecodePage(%.60s…): %v", tt.body, err)
+			continue
+		}
+		if p.Count != tt.count || len(p.Items) != 2 {
+			t.Errorf("DecodePage(%.60s…) = count %d, %d items; want %d, 2", tt.body, p.Count, len(p.Items), tt.count)
+			continue
+		}
+		if string(p.Items[1].Raw) != b || !p.Items[0].Time.Equal(t0.Add(time.Minute)) {
+			t.Errorf("item raw/time wrong: %s %v", p.Items[1].Raw, p.Items[0].Time)
+		}
+	}
+}
+
+// TestUnknownShapeNamesKeysNotValues: an envelope the decoder cannot read
+// fails with its top-level keys and JSON types — never a value.
+func TestUnknownShapeNamesKeysNotValues(t *testing.T) {
+	const canary = "CANARY-actioncenter-4411"
+	_, err := DecodePage([]byte(`{"Count":3,"Data":[{"ActionId":"` + canary + `"}],"Owner":"` + canary + `"}`))
+	want := "actioncenter: cannot read the response: it has Count (number), Data (array), Owner (string); expected a JSON array or an object with an array under Results, Items, items or value"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v\nwant %s", err, want)
+	}
+	if strings.Contains(err.Error(), canary) {
+		t.Error("the error repeats a value")
+	}
+}
+
+// fetchAll runs one window against h with page_size size.
+func fetchAll(t *testing.T, h http.Handler, size int) ([]source.Item, error) {
+	t.Helper()
+	s := srctest.Build(t, Name, source.Deps{Portal: srctest.Portal(t, h)},
+		func(c any) { c.(*Config).PageSize = size }).(source.EventSource)
+	var c srctest.Collector
+	err := s.Fetch(context.Background(), source.Window{From: t0, To: t0.Add(24 * time.Hour)}, c.Emit)
+	return c.Items, err
+}
+
+func actions(n int) []string {
+	rows := make([]string, n)
+	for i := range rows {
+		rows[i] = action(i, "Completed")
+	}
+	return rows
+}
+
+// TestClampedPages: a service that serves fewer rows than asked must not
+// end the window early — with a Count, paging goes on until Count is
+// reached; without one, the first page's size is taken as the clamp.
+// Either way every row arrives, whether the service counts page offsets in
+// the size it served or the size asked. Fails on the code before paging
+// was reworked (it stopped at the first short page, and refused bare
+// arrays).
+func TestClampedPages(t *testing.T) {
+	tests := []struct {
+		name     string
+		list     *srctest.PagedList
+		wantReqs string
+	}{
+		{"Count, offsets in served size", &srctest.PagedList{Clamp: 3, TotalKey: "Count", Envelope: "Results"}, "1/10,2/3,3/3,4/3"},
+		{"Count, offsets in asked size", &srctest.PagedList{Clamp: 3, OffsetByAsked: true, TotalKey: "Count", Envelope: "Results"}, "1/10,2/3,3/3,4/3"},
+		{"no total, bare array", &srctest.PagedList{Clamp: 3}, "1/10,2/3,3/3,4/3"},
+		{"no total, offsets in asked size", &srctest.PagedList{Clamp: 3, OffsetByAsked: true, Envelope: "Results"}, "1/10,2/3,3/3,4/3"},
+		{"stale low Count under a clamp", &srctest.PagedList{Clamp: 3, TotalKey: "Count", TotalDelta: -8, Envelope: "Results"}, "1/10,2/3,3/3,4/3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.list.Rows = actions(10)
+			items, err := fetchAll(t, tt.list, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := map[string]bool{}
+			for _, it := range items {
+				ids[it.ID] = true
+			}
+			if len(ids) != 10 {
+				t.Errorf("got %d of 10 actions (requests %s)", len(ids), tt.list.Requests())
+			}
+			if got := tt.list.Requests(); got != tt.wantReqs {
+				t.Errorf("requests %s, want %s", got, tt.wantReqs)
+			}
+		})
+	}
+}
+
+// TestCountAboveRowsFails: a Count the pages never reach fails the window
+// loudly instead of reporting success. Fails on the code before (it ended
+// at the short page and returned nil).
+func TestCountAboveRowsFails(t *testing.T) {
+	for _, clamp := range []int{0, 2} {
+		list := &srctest.PagedList{Rows: actions(5), Clamp: clamp, TotalKey: "Count", TotalDelta: 3, Envelope: "Results"}
+		_, err := fetchAll(t, list, 4)
+		if err == nil || !strings.Contains(err.Error(), "actioncenter: the service reported 8 rows, returned 5") {
+			t.Errorf("clamp %d: err = %v (requests %s)", clamp, err, list.Requests())
 		}
 	}
 }
@@ -150,11 +268,27 @@ func TestFetchStopsOnBadPage(t *testing.T) {
 func TestConfig(t *testing.T) {
 	f, _ := source.Lookup(Name)
 	c := f.NewConfig().(*Config)
-	if c.PageSize != 200 || c.Overlap.D() != 15*time.Minute || c.MaxWindow.D() != 7*24*time.Hour {
+	if c.PageSize != 200 || c.Overlap.D() != time.Hour || c.Delay.D() != 5*time.Minute || c.MaxWindow.D() != 7*24*time.Hour {
 		t.Errorf("defaults %+v", c)
 	}
-	if _, err := f.New(source.Deps{}, &Config{PageSize: 5000}); err == nil || !strings.Contains(err.Error(), "page_size") {
-		t.Errorf("err = %v", err)
+	if err := c.Validate(); err != nil {
+		t.Errorf("defaults invalid: %v", err)
+	}
+	bad := map[string]*Config{
+		"page_size 5000 must be between 1 and 1000 (the service clamps larger pages)": {PageSize: 5000},
+		"page_size 0 must be between 1 and 1000":                                      {},
+		"overlap -1m0s must not be negative":                                          {PageSize: 1, Windowing: srcutil.Windowing{Overlap: source.Duration(-time.Minute)}},
+	}
+	for want, c := range bad {
+		if err := c.Validate(); err == nil || err.Error() != want {
+			t.Errorf("Validate(%+v) = %v, want %q", c, err, want)
+		}
+		if _, err := f.New(source.Deps{}, c); err == nil || err.Error() != "actioncenter: "+want {
+			t.Errorf("New(%+v) = %v: New must run Validate", c, err)
+		}
+	}
+	if _, err := f.New(source.Deps{Portal: srctest.Portal(t, http.NotFoundHandler())}, nil); err != nil {
+		t.Errorf("nil config must mean the defaults: %v", err)
 	}
 }
 
@@ -163,6 +297,9 @@ func FuzzDecodePage(f *testing.F) {
 	f.Add([]byte(`{"Count":-1,"Results":[]}`))
 	f.Add([]byte(`{"Count":1,"Results":[{"ActionId":1,"EventTime":"2026-01-01T00:00:00Z"}]}`))
 	f.Add([]byte(`{"Results":"x"}`))
+	f.Add([]byte(`[` + action(2, "Pending") + `]`))
+	f.Add([]byte(`{"@odata.count":1,"value":[{"actionId":"a","eventTime":"2026-01-01T00:00:00Z"}]}`))
+	f.Add([]byte(`{"Count":1,"Items":[{}],"value":[{}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := DecodePage(b)
 		if err != nil {
@@ -171,7 +308,7 @@ func FuzzDecodePage(f *testing.F) {
 			}
 			return
 		}
-		if p.Count < 0 {
+		if p.Count < -1 {
 			t.Fatal("negative count")
 		}
 		srctest.CheckEventItems(t, p.Items)

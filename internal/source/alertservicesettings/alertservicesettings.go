@@ -29,7 +29,7 @@ const (
 func Decode(body []byte) ([]source.Item, error) {
 	obj, err := srcutil.Object(Name, body)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: cannot read the response: %s; expected a JSON object keyed by workload", Name, srcutil.DescribeShape(body))
 	}
 	names := make([]string, 0, len(obj))
 	for k := range obj {

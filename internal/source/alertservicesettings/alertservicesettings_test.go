@@ -14,7 +14,8 @@ func TestSnapshot(t *testing.T) {
 	srctest.RunSnapshot(t, Name, Path, url.Values{"includeDetails": {"true"}}, false, []srctest.SnapshotCase{
 		{Name: "two workloads", Body: body, WantKeys: []string{"Aad", "Mdc"}},
 		{Name: "nothing disabled", Body: `{}`},
-		{Name: "array", Body: `[]`, WantErr: "expected a JSON object"},
+		{Name: "array", Body: `[{"Workload":"CANARY-aad-77"}]`, WantErr: "alertservicesettings: cannot read the response: it is a JSON array of 1 (object); expected a JSON object keyed by workload", NotIn: "CANARY-aad-77"},
+		{Name: "string", Body: `"CANARY-aad-77"`, WantErr: "it is a JSON string", NotIn: "CANARY-aad-77"},
 		{Name: "html", Body: `<html>`, WantErr: "sign in again"},
 	})
 }

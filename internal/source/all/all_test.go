@@ -83,3 +83,25 @@ func TestConfigsDecodeStrictly(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigsValidateAtLoad: the sources with settings check them in
+// Validate (config.Validator), which the loader runs before any work, and
+// their defaults pass it.
+func TestConfigsValidateAtLoad(t *testing.T) {
+	must := map[string]bool{"actioncenter": true, "customdetections": true, "executedqueries": true}
+	for _, f := range source.All() {
+		if f.NewConfig == nil {
+			continue
+		}
+		v, ok := f.NewConfig().(interface{ Validate() error })
+		if !ok {
+			if must[f.Name] {
+				t.Errorf("%s: config has no Validate method", f.Name)
+			}
+			continue
+		}
+		if err := v.Validate(); err != nil {
+			t.Errorf("%s: defaults fail Validate: %v", f.Name, err)
+		}
+	}
+}

@@ -3,9 +3,6 @@
 package connectedapps
 
 import (
-	"bytes"
-	"encoding/json"
-
 	"github.com/defenderharvester/defenderharvester/internal/source"
 	"github.com/defenderharvester/defenderharvester/internal/source/srcutil"
 )
@@ -19,22 +16,18 @@ const (
 	Path = "/apiproxy/mtp/responseApiPortal/apps/all"
 )
 
-// Decode accepts a JSON array of apps or, as one capture showed, a single
-// app object; items are keyed by Id.
+// KeyFields name an app's key, first present wins.
+var KeyFields = []string{"Id", "id"}
+
+// Shape: a JSON array of apps, any list envelope, or — as one capture
+// showed — a single app object.
+var Shape = srcutil.ListShape{Single: KeyFields, Record: "app"}
+
+// Decode turns a response body into snapshot items keyed by KeyFields. A
+// wrong envelope, a record without the key, a duplicate key or a total
+// above the records fails the whole page.
 func Decode(body []byte) ([]source.Item, error) {
-	var recs []json.RawMessage
-	if b := bytes.TrimSpace(body); len(b) > 0 && b[0] == '{' {
-		if _, err := srcutil.Object(Name, b); err != nil {
-			return nil, err
-		}
-		recs = []json.RawMessage{b}
-	} else {
-		var err error
-		if recs, err = srcutil.Items(Name, body, srcutil.Envelope{Bare: true}); err != nil {
-			return nil, err
-		}
-	}
-	return srcutil.SnapshotItems(Name, recs, srcutil.NewKeys(Name), "Id", "id")
+	return srcutil.SnapshotList(Name, body, Shape, KeyFields...)
 }
 
 func init() {

@@ -20,8 +20,11 @@ const (
 	Table = "MdeCustomDetectionState"
 	// Path is the portal endpoint.
 	Path = "/apiproxy/mtp/huntingService/rules/unified"
-	// maxPages stops a server that never returns a short page.
-	maxPages = 1000
+	// maxPages stops a server that never ends the list (generous: a
+	// clamped page size means many small pages).
+	maxPages = 100000
+	// maxPageSize is the page the portal itself asks for.
+	maxPageSize = 10000
 )
 
 // Config are the source's settings.
@@ -31,14 +34,38 @@ type Config struct {
 }
 
 // NewConfig returns the defaults.
-func NewConfig() *Config { return &Config{PageSize: 10000} }
+func NewConfig() *Config { return &Config{PageSize: maxPageSize} }
 
-// DecodePage returns the records of one page: a bare array, or an object
-// with Rules or Results.
-func DecodePage(body []byte) ([]source.Item, error) {
-	// Keys are checked across pages by the caller; this only validates the
-	// page itself.
-	return srcutil.DecodeList(Name, body, srcutil.Envelope{Bare: true, Keys: []string{"Rules", "Results"}}, "Id", "id")
+// Validate checks the settings at config load; errors name the key.
+func (c *Config) Validate() error {
+	return srcutil.CheckInt("page_size", c.PageSize, 1, maxPageSize)
+}
+
+// Shape: a bare array per the one Microsoft sample; a {Rules:[…]} wrapper
+// was assumed by another tool; the other list envelopes are accepted too.
+var Shape = srcutil.ListShape{Keys: []string{"Rules"}}
+
+// KeyFields name a rule's key, first present wins.
+var KeyFields = []string{"Id", "id", "RuleId", "ruleId"}
+
+// Page is one decoded page.
+type Page struct {
+	Total int64 // -1 when the page reported no total
+	Items []source.Item
+}
+
+// DecodePage returns the rules of one page. Keys are checked across pages
+// by the caller; this only validates the page itself.
+func DecodePage(body []byte) (Page, error) {
+	l, err := srcutil.ReadList(Name, body, Shape)
+	if err != nil {
+		return Page{}, err
+	}
+	items, err := srcutil.SnapshotItems(Name, l.Records, srcutil.NewKeys(Name), KeyFields...)
+	if err != nil {
+		return Page{}, err
+	}
+	return Page{Total: l.Total, Items: items}, nil
 }
 
 type src struct {
@@ -47,30 +74,37 @@ type src struct {
 	pageSize int
 }
 
-// Snapshot pages until a short page and emits only if every page decoded
-// and all rule ids are unique.
+// Snapshot pages with a srcutil.Pager (the list has no total: a short
+// first page is probed as a possible clamp) and emits only if every page
+// decoded and all rule ids are unique.
 func (s *src) Snapshot(ctx context.Context, emit source.Emit) error {
 	all := srcutil.NewPages(Name)
-	for page := 1; ; page++ {
-		if page > maxPages {
-			return fmt.Errorf("%s: more than %d pages; the API does not seem to end (lower page_size?)", Name, maxPages)
+	pg := srcutil.NewPager(Name, s.pageSize, maxPages)
+	for {
+		page, size, err := pg.Next()
+		if err != nil {
+			return err
 		}
 		q := url.Values{
-			"pageIndex": {strconv.Itoa(page)}, "pageSize": {strconv.Itoa(s.pageSize)},
+			"pageIndex": {strconv.Itoa(page)}, "pageSize": {strconv.Itoa(size)},
 			"sortOrder": {"Ascending"}, "isUnifiedRulesListEnabled": {"true"},
 		}
 		body, err := s.portal.Get(ctx, Path, q)
 		if err != nil {
 			return fmt.Errorf("%s page %d: %w", Name, page, err)
 		}
-		items, err := DecodePage(body)
+		p, err := DecodePage(body)
 		if err != nil {
 			return fmt.Errorf("page %d: %w", page, err)
 		}
-		if err := all.Add(items); err != nil {
+		more, err := pg.Add(srcutil.KeysOf(p.Items), p.Total)
+		if err != nil {
 			return err
 		}
-		if len(items) < s.pageSize {
+		if err := all.Add(p.Items); err != nil {
+			return err
+		}
+		if !more {
 			break
 		}
 	}
@@ -83,15 +117,15 @@ func init() {
 		Description: "Custom detection rules: enabled, last run status, failures, auto-disable",
 		NewConfig:   func() any { return NewConfig() },
 		New: func(deps source.Deps, cfg any) (source.Source, error) {
+			if cfg == nil {
+				cfg = NewConfig()
+			}
 			c, err := srcutil.CheckConfig[Config](Name, cfg)
 			if err != nil {
 				return nil, err
 			}
-			if c.PageSize == 0 {
-				c.PageSize = NewConfig().PageSize
-			}
-			if err := srcutil.IntRange(Name, "page_size", c.PageSize, 1, 10000); err != nil {
-				return nil, err
+			if err := c.Validate(); err != nil {
+				return nil, fmt.Errorf("%s: %w", Name, err)
 			}
 			if err := srcutil.NeedPortal(Name, deps); err != nil {
 				return nil, err

@@ -15,11 +15,15 @@ const (
 	Path = "/apiproxy/mtp/wdatpApi/dataexportsettings"
 )
 
-// Decode turns a response body into snapshot items keyed by id.
-// A wrong envelope, a record without the key or a duplicate key fails the
-// whole page.
+// KeyFields name a destination's key, first present wins.
+var KeyFields = []string{"id", "Id"}
+
+// Decode turns a response body — OData {value:[…]} as captured, or any
+// other list envelope (see srcutil.ReadList) — into snapshot items keyed by
+// KeyFields. A wrong envelope, a record without the key, a duplicate key or
+// a total above the records fails the whole page.
 func Decode(body []byte) ([]source.Item, error) {
-	return srcutil.DecodeList(Name, body, srcutil.Envelope{Keys: []string{"value"}}, "id")
+	return srcutil.SnapshotList(Name, body, srcutil.ListShape{}, KeyFields...)
 }
 
 func init() {

@@ -33,34 +33,58 @@ type Config struct {
 	srcutil.Windowing `yaml:",inline"`
 }
 
-// NewConfig returns the defaults.
+// NewConfig returns the defaults. The report is built from query telemetry
+// after a query ends (queries run up to minutes), and no public source
+// states its latency: the window end stays 15 minutes behind now and 2
+// hours are re-read. The overlap costs no request (each run is one POST per
+// chunk), only rows that dedup drops.
 func NewConfig() *Config {
 	return &Config{Windowing: srcutil.Windowing{
-		Overlap: source.Duration(15 * time.Minute), MaxWindow: source.Duration(24 * time.Hour),
+		Overlap: source.Duration(2 * time.Hour), MaxWindow: source.Duration(24 * time.Hour),
+		Delay: source.Duration(15 * time.Minute),
 	}}
 }
 
+// Validate checks the settings at config load; errors name the key.
+func (c *Config) Validate() error { return c.CheckValues(apiLimit) }
+
 // Page is one decoded report.
 type Page struct {
-	Count int64 // -1 when the report has no Count
+	Count int64 // -1 when the report has no total
 	Items []source.Item
 }
 
-// DecodePage reads {"Count":n,"Results":[…]}; every query needs QueryId
-// and Timestamp.
+// Shape: no public source shows this response; the portal's report pages
+// elsewhere use {"Count":n,"Results":[…]}, and every list envelope is
+// accepted.
+var Shape = srcutil.ListShape{}
+
+// DecodePage reads one report (see srcutil.ReadList); every query needs an
+// id (QueryId, queryId, ExecutionId, executionId, Id, id) and a time
+// (Timestamp, timestamp, StartTime, startTime, ExecutionTime,
+// executionTime, Time, time).
 func DecodePage(body []byte) (Page, error) {
-	count, items, err := fields.Results(Name, body, false)
+	l, items, err := fields.List(Name, body, Shape)
 	if err != nil {
 		return Page{}, err
 	}
-	return Page{Count: count, Items: items}, nil
+	return Page{Count: l.Total, Items: items}, nil
 }
 
-// fields: QueryId is one per execution, so it alone is the id.
+// fields: QueryId is one per execution (the emulator's reading of the
+// report), so it alone is the id. The other id candidates are not known to
+// be per execution, so their id also takes the time.
 var fields = srcutil.EventFields{
-	ID: []string{"QueryId"}, Time: []string{"Timestamp"},
-	StableID: func(id, _ string, _ map[string]json.RawMessage) string {
-		return record.StableID(Name, id)
+	ID:   []string{"QueryId", "queryId", "ExecutionId", "executionId", "Id", "id"},
+	Time: []string{"Timestamp", "timestamp", "StartTime", "startTime", "ExecutionTime", "executionTime", "Time", "time"},
+	StableID: func(id, ts string, f map[string]json.RawMessage) string {
+		if _, ok := f["QueryId"]; ok {
+			return record.StableID(Name, id)
+		}
+		if _, ok := f["queryId"]; ok {
+			return record.StableID(Name, id)
+		}
+		return record.StableID(Name, id, ts)
 	},
 }
 
@@ -117,12 +141,15 @@ func init() {
 		Description: "Executed advanced hunting queries (portal, API, custom detections) with who ran them",
 		NewConfig:   func() any { return NewConfig() },
 		New: func(deps source.Deps, cfg any) (source.Source, error) {
+			if cfg == nil {
+				cfg = NewConfig()
+			}
 			c, err := srcutil.CheckConfig[Config](Name, cfg)
 			if err != nil {
 				return nil, err
 			}
-			if err := c.Check(Name, apiLimit); err != nil {
-				return nil, err
+			if err := c.Validate(); err != nil {
+				return nil, fmt.Errorf("%s: %w", Name, err)
 			}
 			if err := srcutil.NeedPortal(Name, deps); err != nil {
 				return nil, err

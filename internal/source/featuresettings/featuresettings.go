@@ -31,10 +31,11 @@ const (
 	KeyLiveResponse     = "LiveResponse"
 )
 
-// Decode checks one settings body is a JSON object and makes it an item.
+// Decode checks one settings body is a JSON object and makes it an item;
+// anything else fails with the shape it saw (never its values).
 func Decode(key string, body []byte) (source.Item, error) {
 	if _, err := srcutil.Object(Name+" "+key, body); err != nil {
-		return source.Item{}, err
+		return source.Item{}, fmt.Errorf("%s %s: cannot read the response: %s; expected a JSON object of settings", Name, key, srcutil.DescribeShape(body))
 	}
 	return source.Item{Key: key, Raw: body}, nil
 }
@@ -44,34 +45,68 @@ type src struct {
 	portal mde.Portal
 }
 
-// Snapshot reads both settings pages and emits them only if both worked.
+// part is one endpoint of the snapshot; its key is the part's name.
+type part struct {
+	key, path string
+	q         url.Values
+}
+
+var parts = []part{
+	{KeyAdvancedFeatures, AdvancedFeaturesPath, nil},
+	{KeyLiveResponse, LiveResponsePath, url.Values{"useV2Api": {"true"}, "useV3Api": {"true"}}},
+}
+
+// Snapshot reads every part and emits the items of those it read. When a
+// part fails it returns *source.PartialError naming it, so the pipeline
+// keeps that part's stored item (no Removed record) and reports the
+// source failed. A part the mode never serves (Live Response settings in
+// legacy mode, mde.ErrNoLegacyHost) is a PartialError with NotServed:
+// kept as stored, not a failure. When no part was read, the error is a
+// plain one.
 func (s *src) Snapshot(ctx context.Context, emit source.Emit) error {
-	reqs := []struct {
-		key, path string
-		q         url.Values
-	}{
-		{KeyAdvancedFeatures, AdvancedFeaturesPath, nil},
-		{KeyLiveResponse, LiveResponsePath, url.Values{"useV2Api": {"true"}, "useV3Api": {"true"}}},
-	}
-	items := make([]source.Item, 0, len(reqs))
-	for _, r := range reqs {
-		body, err := s.portal.Get(ctx, r.path, r.q)
-		if r.key == KeyLiveResponse && errors.Is(err, mde.ErrNoLegacyHost) {
+	var items []source.Item
+	var failed, notServed []string
+	var errs []error
+	for _, p := range parts {
+		body, err := s.portal.Get(ctx, p.path, p.q)
+		if p.key == KeyLiveResponse && errors.Is(err, mde.ErrNoLegacyHost) {
 			// The legacy regional hosts never served the Live Response
-			// settings; in legacy mode the snapshot is the advanced
-			// features alone.
+			// settings.
+			notServed = append(notServed, p.key)
+			errs = append(errs, fmt.Errorf("%s %s: not served in legacy mode: %w", Name, p.key, err))
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("%s %s: %w", Name, r.key, err)
+			if ctx.Err() != nil {
+				return fmt.Errorf("%s %s: %w", Name, p.key, err)
+			}
+			failed = append(failed, p.key)
+			errs = append(errs, fmt.Errorf("%s %s: %w", Name, p.key, err))
+			continue
 		}
-		it, err := Decode(r.key, body)
+		it, err := Decode(p.key, body)
 		if err != nil {
-			return err
+			failed = append(failed, p.key)
+			errs = append(errs, err)
+			continue
 		}
 		items = append(items, it)
 	}
-	return srcutil.EmitAll(ctx, emit, items)
+	if len(items) == 0 {
+		return errors.Join(errs...)
+	}
+	if err := srcutil.EmitAll(ctx, emit, items); err != nil {
+		return err
+	}
+	switch {
+	case len(failed) > 0:
+		// A real failure outranks parts the mode does not serve: the
+		// source failed, and neither kind of part may read as removed.
+		return &source.PartialError{Failed: append(failed, notServed...), Err: errors.Join(errs...)}
+	case len(notServed) > 0:
+		return &source.PartialError{Failed: notServed, Err: errors.Join(errs...), NotServed: true}
+	}
+	return nil
 }
 
 func init() {

@@ -1,6 +1,8 @@
 package featuresettings
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,23 +17,34 @@ const lr = `{"AutomatedIrLiveResponse":true,"AutomatedIrUnsignedScripts":true,"L
 
 func TestSnapshot(t *testing.T) {
 	tests := []struct {
-		name     string
-		adv, lr  string
-		lrStatus int
-		wantKeys []string
-		wantErr  string
-		wantIs   error
+		name      string
+		adv, lr   string
+		advStatus int
+		lrStatus  int
+		wantKeys  []string // emitted
+		wantErr   string   // "" : success
+		wantIs    error
+		partial   []string // parts a *source.PartialError must name
 	}{
 		{name: "both", adv: adv, lr: lr, wantKeys: []string{KeyAdvancedFeatures, KeyLiveResponse}},
-		{name: "advanced features not an object", adv: `[true]`, lr: lr, wantErr: "featuresettings AdvancedFeatures: expected a JSON object"},
-		{name: "live response scalar", adv: adv, lr: `true`, wantErr: "featuresettings LiveResponse: expected a JSON object"},
-		{name: "live response forbidden", adv: adv, lr: `{}`, lrStatus: 403, wantIs: mde.ErrForbidden, wantErr: "LiveResponse"},
+		{name: "advanced features not an object", adv: `[true]`, lr: lr, wantKeys: []string{KeyLiveResponse},
+			wantErr: "featuresettings AdvancedFeatures: cannot read the response: it is a JSON array of 1 (boolean); expected a JSON object of settings", partial: []string{KeyAdvancedFeatures}},
+		{name: "live response scalar", adv: adv, lr: `true`, wantKeys: []string{KeyAdvancedFeatures},
+			wantErr: "featuresettings LiveResponse: cannot read the response: it is a JSON boolean", partial: []string{KeyLiveResponse}},
+		{name: "live response forbidden", adv: adv, lr: `{}`, lrStatus: 403, wantKeys: []string{KeyAdvancedFeatures},
+			wantIs: mde.ErrForbidden, wantErr: "LiveResponse", partial: []string{KeyLiveResponse}},
+		{name: "advanced features server error", adv: `{}`, advStatus: 400, lr: lr, wantKeys: []string{KeyLiveResponse},
+			wantErr: "AdvancedFeatures", partial: []string{KeyAdvancedFeatures}},
+		{name: "both fail", adv: `7`, lr: `{}`, lrStatus: 403, wantErr: "AdvancedFeatures", wantIs: mde.ErrForbidden},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				switch r.URL.Path {
 				case AdvancedFeaturesPath:
+					if tt.advStatus != 0 {
+						w.WriteHeader(tt.advStatus)
+					}
 					w.Write([]byte(tt.adv))
 				case LiveResponsePath:
 					if q := r.URL.Query(); q.Get("useV2Api") != "true" || q.Get("useV3Api") != "true" {
@@ -47,15 +60,41 @@ func TestSnapshot(t *testing.T) {
 				}
 			})
 			s := srctest.Build(t, Name, source.Deps{Portal: srctest.Portal(t, h)}, nil).(source.SnapshotSource)
-			items, ok := srctest.CheckSnapshot(t, s, tt.wantErr, tt.wantIs)
-			if !ok {
+			var c srctest.Collector
+			err := s.Snapshot(context.Background(), c.Emit)
+			if got := strings.Join(c.Keys(), ","); got != strings.Join(tt.wantKeys, ",") {
+				t.Errorf("emitted %q, want %q", got, tt.wantKeys)
+			}
+			for _, it := range c.Items {
+				if want := map[string]string{KeyAdvancedFeatures: tt.adv, KeyLiveResponse: tt.lr}[it.Key]; string(it.Raw) != want {
+					t.Errorf("%s: raw JSON changed", it.Key)
+				}
+			}
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
 				return
 			}
-			if got := srctest.Keys(items); strings.Join(got, ",") != strings.Join(tt.wantKeys, ",") {
-				t.Fatalf("keys = %v", got)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want it to mention %q", err, tt.wantErr)
 			}
-			if string(items[0].Raw) != tt.adv || string(items[1].Raw) != tt.lr {
-				t.Error("raw JSON changed")
+			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+				t.Errorf("err = %v, want errors.Is %v", err, tt.wantIs)
+			}
+			var pe *source.PartialError
+			isPartial := errors.As(err, &pe)
+			if tt.partial == nil {
+				if isPartial {
+					t.Errorf("nothing was read, yet the error is partial: %v", err)
+				}
+				return
+			}
+			if !isPartial {
+				t.Fatalf("err %T %v: want *source.PartialError so the other part's item is kept, not Removed", err, err)
+			}
+			if strings.Join(pe.Failed, ",") != strings.Join(tt.partial, ",") || pe.NotServed {
+				t.Errorf("PartialError %+v, want Failed %v and NotServed false", pe, tt.partial)
 			}
 		})
 	}
@@ -69,13 +108,16 @@ func TestNeedsPortal(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, s := range []string{adv, lr, `[]`, `null`, `{"a":`} {
+	for _, s := range []string{adv, lr, `[]`, `null`, `{"a":`, `"x"`, `<html>`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		it, err := Decode(KeyLiveResponse, b)
 		if err == nil && (it.Key != KeyLiveResponse || string(it.Raw) != string(b)) {
 			t.Fatalf("item %+v", it)
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), "featuresettings LiveResponse: cannot read the response: ") {
+			t.Fatalf("err = %v", err)
 		}
 	})
 }

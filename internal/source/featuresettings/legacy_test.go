@@ -26,7 +26,12 @@ func (legacyPortal) Post(context.Context, string, url.Values, any) ([]byte, erro
 	return nil, errors.New("unused")
 }
 
-func TestLegacyModeReadsTheAdvancedFeaturesAlone(t *testing.T) {
+// TestLegacyModeReportsLiveResponseNotServed: in legacy mode the Live
+// Response settings are never served. The advanced features are emitted
+// and the source says so with a PartialError marked NotServed, so the
+// pipeline keeps the stored LiveResponse item instead of reporting it
+// Removed. Fails on the code before (it skipped the part silently).
+func TestLegacyModeReportsLiveResponseNotServed(t *testing.T) {
 	f, _ := source.Lookup(Name)
 	s, err := f.New(source.Deps{Portal: legacyPortal{}}, nil)
 	if err != nil {
@@ -37,7 +42,17 @@ func TestLegacyModeReadsTheAdvancedFeaturesAlone(t *testing.T) {
 		keys = append(keys, it.Key)
 		return nil
 	})
-	if err != nil || len(keys) != 1 || keys[0] != KeyAdvancedFeatures {
-		t.Fatalf("keys %v, err %v; want only %s", keys, err, KeyAdvancedFeatures)
+	if len(keys) != 1 || keys[0] != KeyAdvancedFeatures {
+		t.Fatalf("keys %v; want only %s", keys, KeyAdvancedFeatures)
+	}
+	var pe *source.PartialError
+	if !errors.As(err, &pe) {
+		t.Fatalf("err = %v; want a *source.PartialError", err)
+	}
+	if !pe.NotServed || len(pe.Failed) != 1 || pe.Failed[0] != KeyLiveResponse || !pe.Owns(KeyLiveResponse) || pe.Owns(KeyAdvancedFeatures) {
+		t.Errorf("PartialError %+v: want Failed [LiveResponse], NotServed", pe)
+	}
+	if !errors.Is(err, mde.ErrNoLegacyHost) {
+		t.Errorf("err %v should wrap mde.ErrNoLegacyHost", err)
 	}
 }

@@ -25,20 +25,29 @@ const (
 type Page struct {
 	Items    []source.Item
 	NextLink string
+	Total    int64 // -1 when the page reported no total
 }
 
-// DecodePage reads {"value":[…],"@odata.nextLink":…}; items are keyed by
-// fileName.
+// KeyFields name a file's key, first present wins.
+var KeyFields = []string{"fileName", "FileName"}
+
+// DecodePage reads {"value":[…],"@odata.nextLink":…} (or any list envelope,
+// see srcutil.ReadList); items are keyed by KeyFields. A total
+// (@odata.count and the like) is kept for the check at the end.
 func DecodePage(body []byte) (Page, error) {
-	items, err := srcutil.DecodeList(Name, body, srcutil.Envelope{Keys: []string{"value"}}, "fileName")
+	l, err := srcutil.ReadList(Name, body, srcutil.ListShape{})
 	if err != nil {
 		return Page{}, err
 	}
-	next, err := srcutil.NextLink(Name, body)
+	items, err := srcutil.SnapshotItems(Name, l.Records, srcutil.NewKeys(Name), KeyFields...)
 	if err != nil {
 		return Page{}, err
 	}
-	return Page{Items: items, NextLink: next}, nil
+	next, err := srcutil.LinkOf(Name, l.Object, "@odata.nextLink")
+	if err != nil {
+		return Page{}, err
+	}
+	return Page{Items: items, NextLink: next, Total: l.Total}, nil
 }
 
 type src struct {
@@ -46,11 +55,14 @@ type src struct {
 	api mde.PublicAPI
 }
 
-// Snapshot reads every page and emits only a complete, unique set.
+// Snapshot follows @odata.nextLink (server-driven paging, so a clamped page
+// size cannot cut the list) and emits only a complete, unique set; if a
+// page reported a total, fewer files than that fail the snapshot.
 func (s *src) Snapshot(ctx context.Context, emit source.Emit) error {
 	all := srcutil.NewPages(Name)
 	links := srcutil.Cursors{}
 	link := ""
+	total := int64(-1) // OData's count covers all pages
 	for page := 1; ; page++ {
 		var body []byte
 		var err error
@@ -69,7 +81,13 @@ func (s *src) Snapshot(ctx context.Context, emit source.Emit) error {
 		if err := all.Add(p.Items); err != nil {
 			return err
 		}
+		if p.Total >= 0 {
+			total = p.Total
+		}
 		if p.NextLink == "" {
+			if err := srcutil.CheckTotal(Name, total, int64(all.Len())); err != nil {
+				return err
+			}
 			break
 		}
 		if err := links.Follow(p.NextLink); err != nil {

@@ -29,8 +29,13 @@ func TestSnapshot(t *testing.T) {
 		{name: "foreign nextLink refused", pages: map[string]string{"": `{"value":[` + f1 + `],"@odata.nextLink":"https://evil.example/api/libraryfiles?$skip=1"}`}, wantErr: "refusing continuation link"},
 		{name: "repeated nextLink", pages: map[string]string{"": `{"value":[` + f1 + `]` + next("1") + `}`, "1": `{"value":[` + f2 + `]` + next("1") + `}`}, wantErr: "already returned"},
 		{name: "nextLink not a string", pages: map[string]string{"": `{"value":[],"@odata.nextLink":5}`}, wantErr: "not a string"},
-		{name: "bare array", pages: map[string]string{"": `[` + f1 + `]`}, wantErr: "expected an object with value"},
-		{name: "file without name", pages: map[string]string{"": `{"value":[{"sha256":"x"}]}`}, wantErr: "no fileName field"},
+		{name: "bare array", pages: map[string]string{"": `[` + f1 + `]`}, wantKeys: "script1.ps1"},
+		{name: "other envelope with a total", pages: map[string]string{"": `{"Count":2,"Items":[` + f1 + `,` + f2 + `]}`}, wantKeys: "script1.ps1,memdump.exe"},
+		{name: "odata count over pages", pages: map[string]string{"": `{"@odata.count":2,"value":[` + f1 + `]` + next("1") + `}`, "1": `{"value":[` + f2 + `]}`}, wantKeys: "script1.ps1,memdump.exe"},
+		{name: "stale low odata count", pages: map[string]string{"": `{"@odata.count":1,"value":[` + f1 + `,` + f2 + `]}`}, wantKeys: "script1.ps1,memdump.exe"},
+		{name: "odata count above the files", pages: map[string]string{"": `{"@odata.count":3,"value":[` + f1 + `]` + next("1") + `}`, "1": `{"value":[` + f2 + `]}`}, wantErr: "libraryfiles: the service reported 3 rows, returned 2"},
+		{name: "unknown envelope", pages: map[string]string{"": `{"files":[` + f1 + `]}`}, wantErr: "libraryfiles: cannot read the response: it has files (array); expected"},
+		{name: "file without name", pages: map[string]string{"": `{"value":[{"sha256":"x"}]}`}, wantErr: "no fileName or FileName field"},
 		{name: "401", pages: map[string]string{"": `401`}, wantErr: "Unauthorized"},
 	}
 	for _, tt := range tests {
@@ -66,7 +71,7 @@ func TestNeedsPublicAPI(t *testing.T) {
 }
 
 func FuzzDecodePage(f *testing.F) {
-	for _, s := range []string{`{"value":[` + f1 + `],"@odata.nextLink":"https://api.security.microsoft.com/api/libraryfiles?$skip=1"}`, `{"value":[]}`, `{"value":[{"fileName":1}]}`, `{"@odata.nextLink":[]}`} {
+	for _, s := range []string{`{"value":[` + f1 + `],"@odata.nextLink":"https://api.security.microsoft.com/api/libraryfiles?$skip=1"}`, `{"value":[]}`, `{"value":[{"fileName":1}]}`, `{"@odata.nextLink":[]}`, `[{"FileName":"a"}]`, `{"@odata.count":4,"value":[]}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -17,11 +17,15 @@ const (
 	Path = "/apiproxy/mtp/rbacManagementApi/rbac/machine_groups"
 )
 
-// Decode turns a response body into snapshot items keyed by MachineGroupId.
-// A wrong envelope, a record without the key or a duplicate key fails the
-// whole page.
+// KeyFields name a group's key, first present wins.
+var KeyFields = []string{"MachineGroupId", "machineGroupId"}
+
+// Decode turns a response body — {items:[…]} as captured, or any other
+// list envelope (see srcutil.ReadList) — into snapshot items keyed by
+// KeyFields. A wrong envelope, a record without the key, a duplicate key or
+// a total above the records fails the whole page.
 func Decode(body []byte) ([]source.Item, error) {
-	return srcutil.DecodeList(Name, body, srcutil.Envelope{Keys: []string{"items"}}, "MachineGroupId")
+	return srcutil.SnapshotList(Name, body, srcutil.ListShape{}, KeyFields...)
 }
 
 func init() {

@@ -16,17 +16,17 @@ func TestSnapshot(t *testing.T) {
 	srctest.RunSnapshot(t, Name, Path, q, true, []srctest.SnapshotCase{
 		{Name: "groups", Body: `{"items":[` + g1 + "," + gUnassigned + `],"containsAadGroupNames":true,"containsMachineGroupCount":false}`, WantKeys: []string{"15", "1"}},
 		{Name: "empty", Body: `{"items":[]}`},
-		{Name: "bare array", Body: "[" + g1 + "]", WantErr: "expected an object with items"},
-		{Name: "items missing", Body: `{"value":[` + g1 + `]}`, WantErr: "no items field"},
-		{Name: "items not array", Body: `{"items":"x"}`, WantErr: "field items is not an array"},
-		{Name: "group without id", Body: `{"items":[{"Name":"x"}]}`, WantErr: "no MachineGroupId field"},
+		{Name: "items missing", Body: `{"containsAadGroupNames":true}`, WantErr: "cannot read the response: it has containsAadGroupNames (boolean); expected"},
+		{Name: "items not array", Body: `{"items":"x"}`, WantErr: "it has items (string)"},
+		{Name: "group without id", Body: `{"items":[{"Name":"x"}]}`, WantErr: "no MachineGroupId or machineGroupId field"},
 		{Name: "duplicate", Body: `{"items":[` + g1 + "," + g1 + `]}`, WantErr: "appears twice"},
 		{Name: "session expired", Status: 401, Body: ``, WantIs: mde.ErrSessionExpired},
 	})
+	srctest.RunSnapshot(t, Name, Path, q, true, srctest.ListCases(Name, [2]string{g1, gUnassigned}, []string{"15", "1"}))
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, s := range []string{`{"items":[` + g1 + `]}`, `{"items":null}`, `{"items":[{"MachineGroupId":{}}]}`, `[]`, `{}`} {
+	for _, s := range []string{`{"items":[` + g1 + `]}`, `{"items":null}`, `{"items":[{"MachineGroupId":{}}]}`, `[]`, `{}`, `{"Count":1,"value":[{"machineGroupId":2}]}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {

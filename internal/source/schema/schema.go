@@ -15,11 +15,18 @@ const (
 	Path = "/apiproxy/mtp/huntingService/schema"
 )
 
-// Decode turns a response body into snapshot items keyed by Name.
-// A wrong envelope, a record without the key or a duplicate key fails the
-// whole page.
+// KeyFields name a table's key, first present wins.
+var KeyFields = []string{"Name", "name"}
+
+// Shape: {Tables:[…]} as one tool reads it (Graph's schema uses tables);
+// the other list envelopes are accepted too.
+var Shape = srcutil.ListShape{Keys: []string{"Tables", "tables"}}
+
+// Decode turns a response body into snapshot items keyed by KeyFields.
+// A wrong envelope, a record without the key, a duplicate key or a total
+// above the records fails the whole page.
 func Decode(body []byte) ([]source.Item, error) {
-	return srcutil.DecodeList(Name, body, srcutil.Envelope{Keys: []string{"Tables"}}, "Name")
+	return srcutil.SnapshotList(Name, body, Shape, KeyFields...)
 }
 
 func init() {

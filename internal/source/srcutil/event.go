@@ -38,41 +38,36 @@ func (e EventFields) Items(src string, recs []json.RawMessage) ([]source.Item, e
 	return items, nil
 }
 
-// Results reads a report page {"Count":n,"Results":[…]} (see the Results
-// function) and turns its records into items.
-func (e EventFields) Results(src string, body []byte, countRequired bool) (int64, []source.Item, error) {
-	count, recs, err := Results(src, body, countRequired)
+// List reads a list response tolerantly (see ReadList) and turns its
+// records into items.
+func (e EventFields) List(src string, body []byte, shape ListShape) (List, []source.Item, error) {
+	l, err := ReadList(src, body, shape)
 	if err != nil {
-		return 0, nil, err
+		return List{}, nil, err
 	}
-	items, err := e.Items(src, recs)
+	items, err := e.Items(src, l.Records)
 	if err != nil {
-		return 0, nil, err
+		return List{}, nil, err
 	}
-	return count, items, nil
+	return l, items, nil
 }
 
-// Results reads a portal report page {"Count":n,"Results":[…]}. Count must
-// be a non-negative integer; when it is absent, Results fails if
-// countRequired and otherwise gives -1.
-func Results(src string, body []byte, countRequired bool) (count int64, recs []json.RawMessage, err error) {
-	obj, err := Object(src, body)
-	if err != nil {
-		return 0, nil, err
+// IDs returns the items' ids in order (for a Pager).
+func IDs(items []source.Item) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = it.ID
 	}
-	count = -1
-	if raw, ok := obj["Count"]; ok {
-		if err := json.Unmarshal(raw, &count); err != nil || count < 0 {
-			return 0, nil, fmt.Errorf("%s: field Count is not a non-negative integer", src)
-		}
-	} else if countRequired {
-		return 0, nil, fmt.Errorf("%s: response has no Count field", src)
+	return out
+}
+
+// KeysOf returns the items' keys in order (for a Pager).
+func KeysOf(items []source.Item) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = it.Key
 	}
-	recs, err = Items(src, body, Envelope{Keys: []string{"Results"}})
-	if err != nil {
-		return 0, nil, err
-	}
-	return count, recs, nil
+	return out
 }
 
 // NextLink reads @odata.nextLink of an OData page: "" when absent or null,
@@ -96,8 +91,17 @@ func NextLink(src string, body []byte) (string, error) {
 
 // IntRange checks a numeric setting lies in [lo, hi].
 func IntRange(src, key string, v, lo, hi int) error {
+	if err := CheckInt(key, v, lo, hi); err != nil {
+		return fmt.Errorf("%s: %w", src, err)
+	}
+	return nil
+}
+
+// CheckInt is IntRange for Validate methods: the error names the key only
+// (the config loader puts the section in front).
+func CheckInt(key string, v, lo, hi int) error {
 	if v < lo || v > hi {
-		return fmt.Errorf("%s: %s %d must be between %d and %d", src, key, v, lo, hi)
+		return fmt.Errorf("%s %d must be between %d and %d", key, v, lo, hi)
 	}
 	return nil
 }

@@ -15,8 +15,7 @@ import (
 	"github.com/defenderharvester/defenderharvester/internal/source/srcutil/srctest"
 )
 
-func TestDecodeList(t *testing.T) {
-	env := Envelope{Keys: []string{"value"}}
+func TestSnapshotList(t *testing.T) {
 	tests := []struct {
 		body     string
 		wantKeys []string
@@ -24,20 +23,23 @@ func TestDecodeList(t *testing.T) {
 	}{
 		{`{"value":[{"id":"a"},{"id":2}]}`, []string{"a", "2"}, ""},
 		{`{"value":[]}`, []string{}, ""},
-		{`[{"id":"a"}]`, nil, "expected an object with value"},
+		{`[{"id":"a"}]`, []string{"a"}, ""},
+		{`{"Count":1,"Items":[{"id":"a"}]}`, []string{"a"}, ""},
+		{`{"Count":1,"Items":[{"id":"a"},{"id":"b"}]}`, []string{"a", "b"}, ""}, // a stale total
+		{`{"Count":3,"Items":[{"id":"a"},{"id":"b"}]}`, nil, "src: the service reported 3 rows, returned 2"},
 		{`{"value":[{"name":"a"}]}`, nil, "record 0: src: record has no id field"},
 		{`{"value":[{"id":"a"},{"id":"a"}]}`, nil, `src: key "a" appears twice`},
 	}
 	for _, tt := range tests {
-		items, err := DecodeList("src", []byte(tt.body), env, "id")
+		items, err := SnapshotList("src", []byte(tt.body), ListShape{}, "id")
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || items != nil {
-				t.Errorf("DecodeList(%s) = %v, %v; want error %q", tt.body, items, err, tt.wantErr)
+				t.Errorf("SnapshotList(%s) = %v, %v; want error %q", tt.body, items, err, tt.wantErr)
 			}
 			continue
 		}
 		if got := srctest.Keys(items); err != nil || !reflect.DeepEqual(got, tt.wantKeys) {
-			t.Errorf("DecodeList(%s) keys = %q, %v; want %q", tt.body, got, err, tt.wantKeys)
+			t.Errorf("SnapshotList(%s) keys = %q, %v; want %q", tt.body, got, err, tt.wantKeys)
 		}
 	}
 }
@@ -46,7 +48,7 @@ func TestDecodeList(t *testing.T) {
 // a fully decoded page.
 func TestPortalSnapshotFactory(t *testing.T) {
 	decode := func(b []byte) ([]source.Item, error) {
-		return DecodeList("demo", b, Envelope{Bare: true}, "Id")
+		return SnapshotList("demo", b, ListShape{}, "Id")
 	}
 	f := PortalSnapshotFactory(PortalSnapshotSpec{
 		Name: "demo", Table: "DemoTable", Path: "/apiproxy/demo", Description: "demo",
@@ -140,38 +142,6 @@ func TestEventFields(t *testing.T) {
 	for want, recs := range bad {
 		if items, err := e.Items("src", recs); err == nil || !strings.HasPrefix(err.Error(), want) || items != nil {
 			t.Errorf("Items err = %v, want %q", err, want)
-		}
-	}
-}
-
-func TestResults(t *testing.T) {
-	tests := []struct {
-		body     string
-		required bool
-		count    int64
-		n        int
-		wantErr  string
-	}{
-		{`{"Count":3,"Results":[{},{}]}`, true, 3, 2, ""},
-		{`{"Results":[]}`, false, -1, 0, ""},
-		{`{"Results":[]}`, true, 0, 0, "src: response has no Count field"},
-		{`{"Count":-1,"Results":[]}`, false, 0, 0, "src: field Count is not a non-negative integer"},
-		{`{"Count":"3","Results":[]}`, false, 0, 0, "src: field Count is not a non-negative integer"},
-		{`{"Count":1.5,"Results":[]}`, true, 0, 0, "src: field Count is not a non-negative integer"},
-		{`{"Count":1}`, true, 0, 0, "src: response has no Results field"},
-		{`{"Results":"x"}`, true, 0, 0, "src: response has no Count field"},
-		{`[]`, false, 0, 0, "src: expected a JSON object"},
-	}
-	for _, tt := range tests {
-		count, recs, err := Results("src", []byte(tt.body), tt.required)
-		if tt.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || recs != nil {
-				t.Errorf("Results(%s, %v) = %d, %d, %v; want %q", tt.body, tt.required, count, len(recs), err, tt.wantErr)
-			}
-			continue
-		}
-		if err != nil || count != tt.count || len(recs) != tt.n {
-			t.Errorf("Results(%s, %v) = %d, %d, %v", tt.body, tt.required, count, len(recs), err)
 		}
 	}
 }

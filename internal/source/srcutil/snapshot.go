@@ -10,15 +10,20 @@ import (
 	"github.com/defenderharvester/defenderharvester/internal/source"
 )
 
-// DecodeList is the decoder of a plain list snapshot: the records under env,
-// each keyed by the first present of keyFields. A wrong envelope, a record
-// without the key or a duplicate key fails the whole page.
-func DecodeList(src string, body []byte, env Envelope, keyFields ...string) ([]source.Item, error) {
-	recs, err := Items(src, body, env)
+// SnapshotList reads a whole snapshot from one list response (see
+// ReadList): records keyed by the first present of keyFields, keys
+// unique. A total larger than the records fails: the list was cut short
+// (the endpoint may have started paging), and a short snapshot would read
+// as removals.
+func SnapshotList(src string, body []byte, shape ListShape, keyFields ...string) ([]source.Item, error) {
+	l, err := ReadList(src, body, shape)
 	if err != nil {
 		return nil, err
 	}
-	return SnapshotItems(src, recs, NewKeys(src), keyFields...)
+	if err := CheckTotal(src, l.Total, int64(len(l.Records))); err != nil {
+		return nil, err
+	}
+	return SnapshotItems(src, l.Records, NewKeys(src), keyFields...)
 }
 
 // PortalSnapshotSpec describes a snapshot source read with one portal GET.
@@ -92,6 +97,9 @@ func (p *Pages) Add(items []source.Item) error {
 	p.items = append(p.items, items...)
 	return nil
 }
+
+// Len is the number of items gathered.
+func (p *Pages) Len() int { return len(p.items) }
 
 // Emit emits every gathered item in page order.
 func (p *Pages) Emit(ctx context.Context, emit source.Emit) error {

@@ -1,8 +1,12 @@
-// Package srcutil holds what the source packages share: envelope decoding
-// that refuses wrong shapes, field extraction for ids, keys and times,
-// snapshot key checks, window chunking, config checks, and the skeletons of
-// one-GET snapshot sources and event record decoding. Items keep their raw
-// JSON.
+// Package srcutil holds what the source packages share: the tolerant list
+// reader (ReadList: every envelope the services use, totals, shape errors
+// that name keys and JSON types but never values — DescribeShape), the
+// Pager for pageIndex/pageSize lists (clamp detection, total checks),
+// field extraction for ids, keys and times from candidate lists, snapshot
+// key checks, window chunking, config checks, and the skeletons of one-GET
+// snapshot sources and event record decoding. Items keep their raw JSON.
+// Items/ItemsOf/Envelope are the older strict readers, still used by the
+// timeline and machineactions sources.
 package srcutil
 
 import (
@@ -187,7 +191,7 @@ func Text(src string, rec map[string]json.RawMessage, names ...string) (string, 
 		}
 		return "", fmt.Errorf("%s: record field %s is not a non-empty string or number", src, n)
 	}
-	return "", fmt.Errorf("%s: record has no %s field", src, strings.Join(names, " or "))
+	return "", fmt.Errorf("%s: record has no %s field", src, orList(names))
 }
 
 // OptText is Text for optional fields: missing or null gives "".
@@ -225,7 +229,7 @@ func Time(src string, rec map[string]json.RawMessage, names ...string) (string, 
 		}
 		return s, t, nil
 	}
-	return "", time.Time{}, fmt.Errorf("%s: record has no %s field", src, strings.Join(names, " or "))
+	return "", time.Time{}, fmt.Errorf("%s: record has no %s field", src, orList(names))
 }
 
 // Keys checks that snapshot keys are unique.
@@ -325,10 +329,28 @@ func (w Windowing) Rules() source.Windowing {
 	return source.Windowing{Overlap: w.Overlap.D(), MaxWindow: w.MaxWindow.D(), Delay: w.Delay.D()}
 }
 
-// Check enforces the API's hard window limit (0: none).
+// Check is CheckValues with the source's name in front of the error.
 func (w Windowing) Check(src string, limit time.Duration) error {
+	if err := w.CheckValues(limit); err != nil {
+		return fmt.Errorf("%s: %w", src, err)
+	}
+	return nil
+}
+
+// CheckValues checks the window settings, naming the key: none may be
+// negative, and max_window must lie within the API's hard window limit
+// (0: none; then 0 means no chunking).
+func (w Windowing) CheckValues(limit time.Duration) error {
+	for _, v := range []struct {
+		key string
+		d   source.Duration
+	}{{"overlap", w.Overlap}, {"max_window", w.MaxWindow}, {"delay", w.Delay}} {
+		if v.d < 0 {
+			return fmt.Errorf("%s %s must not be negative", v.key, v.d)
+		}
+	}
 	if limit > 0 && (w.MaxWindow.D() <= 0 || w.MaxWindow.D() > limit) {
-		return fmt.Errorf("%s: max_window %s must be between 1s and %s (the API's limit)", src, w.MaxWindow, source.Duration(limit))
+		return fmt.Errorf("max_window %s must be between 1s and %s (the API's limit)", w.MaxWindow, source.Duration(limit))
 	}
 	return nil
 }

@@ -15,11 +15,15 @@ const (
 	Path = "/apiproxy/mtp/suppressionRulesService/suppressionRules"
 )
 
-// Decode turns a response body into snapshot items keyed by Id.
-// A wrong envelope, a record without the key or a duplicate key fails the
-// whole page.
+// KeyFields name a rule's key, first present wins.
+var KeyFields = []string{"Id", "id"}
+
+// Decode turns a response body — a bare array as captured, or any list
+// envelope (see srcutil.ReadList) — into snapshot items keyed by
+// KeyFields. A wrong envelope, a record without the key, a duplicate key or
+// a total above the records fails the whole page.
 func Decode(body []byte) ([]source.Item, error) {
-	return srcutil.DecodeList(Name, body, srcutil.Envelope{Bare: true}, "Id", "id")
+	return srcutil.SnapshotList(Name, body, srcutil.ListShape{}, KeyFields...)
 }
 
 func init() {
