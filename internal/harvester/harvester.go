@@ -342,9 +342,13 @@ func Check(cfg *config.Config) error {
 			errs = append(errs, fmt.Errorf("sources.%s: unknown source; known sources: %s", name, strings.Join(Names(), ", ")))
 			continue
 		}
-		if _, err := config.Enabled(cfg.Sources[name]); err != nil {
+		on, err := config.Enabled(cfg.Sources[name])
+		if err != nil {
 			errs = append(errs, fmt.Errorf("sources.%s.%w", name, err))
 			continue
+		}
+		if !on {
+			continue // a switched-off section may be incomplete
 		}
 		if _, err := sourceSettings(cfg, f); err != nil {
 			errs = append(errs, err)
@@ -356,9 +360,13 @@ func Check(cfg *config.Config) error {
 			errs = append(errs, fmt.Errorf("outputs.%s: unknown output; known outputs: %s", name, strings.Join(sinkNames(), ", ")))
 			continue
 		}
-		if _, err := config.Enabled(cfg.Outputs[name]); err != nil {
+		on, err := config.Enabled(cfg.Outputs[name])
+		if err != nil {
 			errs = append(errs, fmt.Errorf("outputs.%s.%w", name, err))
 			continue
+		}
+		if !on {
+			continue // a switched-off section may be incomplete
 		}
 		if _, err := sinkSettings(cfg, f); err != nil {
 			errs = append(errs, err)

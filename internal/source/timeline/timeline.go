@@ -35,6 +35,8 @@ const (
 	apiLimit = 30 * 24 * time.Hour
 	// maxPagesPerWindow stops a Prev chain that never ends.
 	maxPagesPerWindow = 100000
+	// maxMachinePages stops a device list that never ends.
+	maxMachinePages = 10000
 )
 
 var machineIDRe = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
@@ -54,8 +56,13 @@ type Config struct {
 
 // NewConfig returns the defaults.
 func NewConfig() *Config {
+	// Events are sensor reports the device uploads: one that was asleep
+	// or offline uploads late with the original ActionTime. delay + overlap
+	// (70 min) is the lag tolerated; the overlap costs one or two pages per
+	// device per run, so it is not larger (docs/sources.md).
 	return &Config{MaxMachines: 500, PageSize: 1000, MachinePageSize: 100, Windowing: srcutil.Windowing{
-		Overlap: source.Duration(30 * time.Minute), MaxWindow: source.Duration(7 * 24 * time.Hour),
+		Overlap: source.Duration(time.Hour), MaxWindow: source.Duration(7 * 24 * time.Hour),
+		Delay: source.Duration(10 * time.Minute),
 	}}
 }
 
@@ -70,9 +77,15 @@ type Page struct {
 // for machineID. Every event needs ReportId and ActionTimeIsoString (or
 // ActionTime). A partial response is an error, never data.
 func DecodePage(machineID string, body []byte) (Page, error) {
-	obj, err := srcutil.Object(Name, body)
+	l, err := srcutil.ReadList(Name, body, srcutil.ListShape{Record: "event"})
 	if err != nil {
 		return Page{}, err
+	}
+	obj := l.Object
+	if obj == nil {
+		// A bare array carries no continuation link: whether more events
+		// remain could not be told.
+		return Page{}, fmt.Errorf("%s: device %s: the page is a bare array without the Prev link; cannot tell whether the window was read completely", Name, machineID)
 	}
 	if raw, ok := obj["PartialResponseReasons"]; ok && !bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
 		var reasons []json.RawMessage
@@ -83,41 +96,25 @@ func DecodePage(machineID string, body []byte) (Page, error) {
 			return Page{}, fmt.Errorf("%s: device %s: the portal returned a partial timeline page (PartialResponseReasons %s); try again later or with a smaller page_size", Name, machineID, clip(raw))
 		}
 	}
-	recs, err := srcutil.ItemsOf(Name, obj, srcutil.Envelope{Keys: []string{"Items"}})
-	if err != nil {
-		return Page{}, err
-	}
 	// ReportId is unique per machine only, so the machine is part of the id.
 	items, err := srcutil.EventFields{
-		ID: []string{"ReportId"}, Time: []string{"ActionTimeIsoString", "ActionTime"},
+		ID: []string{"ReportId", "reportId"}, Time: []string{"ActionTimeIsoString", "ActionTime", "actionTime", "Timestamp"},
 		StableID: func(rid, ts string, _ map[string]json.RawMessage) string {
 			return record.StableID(Name, machineID, rid, ts)
 		},
-	}.Items(Name, recs)
+	}.Items(Name, l.Records)
 	if err != nil {
 		return Page{}, err
 	}
-	prev, err := linkField(obj, "Prev")
+	prev, err := srcutil.LinkOf(Name, obj, "Prev")
 	if err != nil {
 		return Page{}, err
 	}
-	next, err := linkField(obj, "Next")
+	next, err := srcutil.LinkOf(Name, obj, "Next")
 	if err != nil {
 		return Page{}, err
 	}
 	return Page{Items: items, Prev: prev, Next: next}, nil
-}
-
-func linkField(obj map[string]json.RawMessage, name string) (string, error) {
-	raw, ok := obj[name]
-	if !ok || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-		return "", nil
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", fmt.Errorf("%s: field %s is not a string", Name, name)
-	}
-	return s, nil
 }
 
 func clip(b []byte) string {
@@ -133,31 +130,33 @@ func clip(b []byte) string {
 	return s
 }
 
-// DecodeMachines reads one page of the device list and returns device ids
-// (SenseMachineId, else MachineId).
-func DecodeMachines(body []byte) ([]string, error) {
-	recs, err := srcutil.Items(Name+" device list", body, srcutil.Envelope{Bare: true, Keys: []string{"Results", "value"}})
+// DecodeMachines reads one page of the device list (any list envelope)
+// and returns device ids (SenseMachineId, else MachineId) and the total
+// the page reported (-1: none).
+func DecodeMachines(body []byte) ([]string, int64, error) {
+	const what = Name + " device list"
+	l, err := srcutil.ReadList(what, body, srcutil.ListShape{Record: "device"})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	ids := make([]string, 0, len(recs))
-	for i, raw := range recs {
-		f, err := srcutil.Fields(Name+" device list", raw)
+	ids := make([]string, 0, len(l.Records))
+	for i, raw := range l.Records {
+		f, err := srcutil.Fields(what, raw)
 		if err != nil {
-			return nil, fmt.Errorf("device %d: %w", i, err)
+			return nil, 0, fmt.Errorf("device %d: %w", i, err)
 		}
 		id := srcutil.OptText(f, "SenseMachineId")
 		if id == "" {
-			if id, err = srcutil.Text(Name+" device list", f, "SenseMachineId", "MachineId"); err != nil {
-				return nil, fmt.Errorf("device %d: %w", i, err)
+			if id, err = srcutil.Text(what, f, "SenseMachineId", "MachineId", "machineId", "id"); err != nil {
+				return nil, 0, fmt.Errorf("device %d: %w", i, err)
 			}
 		}
 		if !machineIDRe.MatchString(id) {
-			return nil, fmt.Errorf("%s device list: device %d has an id that is not a device id", Name, i)
+			return nil, 0, fmt.Errorf("%s: device %d has an id that is not a device id", what, i)
 		}
 		ids = append(ids, id)
 	}
-	return ids, nil
+	return ids, l.Total, nil
 }
 
 type src struct {
@@ -288,34 +287,33 @@ func (s *src) fetchMachine(ctx context.Context, id string, w source.Window, emit
 	return fmt.Errorf("%s device %s: more than %d pages in one window; lower max_window", Name, id, maxPagesPerWindow)
 }
 
-// listMachines pages the device list up to max_machines. It stops at an
-// empty page, not at a short one: the list reports no total and the
-// service may clamp the page size below machine_page_size, so a short
-// page does not prove the end (the cost is one more request).
+// listMachines pages the device list up to max_machines with the shared
+// pager: the list reports no total and the service may clamp the page
+// size below machine_page_size, so a short first page is taken as the
+// clamp, not as the end (srcutil.Pager).
 func (s *src) listMachines(ctx context.Context) ([]string, error) {
-	size := s.cfg.MachinePageSize
-	seen := map[string]bool{}
+	pg := srcutil.NewPager(Name+" device list", s.cfg.MachinePageSize, maxMachinePages)
 	var ids []string
-	for page := 1; ; page++ {
+	seen := map[string]bool{}
+	for {
+		page, size, err := pg.Next()
+		if err != nil {
+			return nil, err
+		}
 		body, err := s.portal.Get(ctx, MachinesPath, url.Values{
 			"pageIndex": {strconv.Itoa(page)}, "pageSize": {strconv.Itoa(size)}, "lookingBackIndays": {"180"},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%s: listing devices, page %d: %w", Name, page, err)
 		}
-		got, err := DecodeMachines(body)
+		got, total, err := DecodeMachines(body)
 		if err != nil {
 			return nil, fmt.Errorf("page %d: %w", page, err)
 		}
-		if len(got) == 0 {
-			return ids, nil
-		}
-		fresh := 0
 		for _, id := range got {
 			if seen[id] {
 				continue
 			}
-			fresh++
 			seen[id] = true
 			if len(ids) == s.cfg.MaxMachines {
 				s.log.Warn("timeline: more devices than max_machines; the rest are not harvested",
@@ -324,23 +322,40 @@ func (s *src) listMachines(ctx context.Context) ([]string, error) {
 			}
 			ids = append(ids, id)
 		}
-		if fresh == 0 {
-			return nil, fmt.Errorf("%s: listing devices, page %d repeated earlier devices (the service ignored pageIndex); refusing to loop", Name, page)
+		more, err := pg.Add(got, total)
+		if err != nil {
+			return nil, err
+		}
+		if !more {
+			return ids, nil
 		}
 	}
 }
 
-func newSource(deps source.Deps, cfg any) (source.Source, error) {
-	c, err := srcutil.CheckConfig[Config](Name, cfg)
+// Validate checks the settings at load (sources.timeline): the devices
+// and the page and window limits.
+func (c *Config) Validate() error {
+	_, _, err := c.devices()
 	if err != nil {
-		return nil, err
+		return err
 	}
+	if err := srcutil.CheckInt("page_size", c.PageSize, 1, 1000); err != nil {
+		return err
+	}
+	if c.MaxMachines < 1 {
+		return errors.New("max_machines must be at least 1")
+	}
+	if err := srcutil.CheckInt("machine_page_size", c.MachinePageSize, 1, 1000); err != nil {
+		return err
+	}
+	return c.CheckValues(apiLimit)
+}
+
+// devices reads machines: device ids (deduplicated) or [all].
+func (c *Config) devices() (ids []string, all bool, err error) {
 	if len(c.Machines) == 0 {
-		return nil, fmt.Errorf("%s: no devices configured: set sources.timeline.machines to device ids or [all]", Name)
+		return nil, false, errors.New("no devices configured: set machines to device ids or [all]")
 	}
-	cc := *c
-	all := false
-	cc.Machines = nil
 	dedup := map[string]bool{}
 	for _, m := range c.Machines {
 		m = strings.TrimSpace(m)
@@ -348,27 +363,29 @@ func newSource(deps source.Deps, cfg any) (source.Source, error) {
 		case strings.EqualFold(m, "all"):
 			all = true
 		case !machineIDRe.MatchString(m):
-			return nil, fmt.Errorf("%s: machines entry %q is not a device id (the 40-hex SenseMachineId from the device page URL) or \"all\"", Name, m)
+			return nil, false, fmt.Errorf("machines entry %q is not a device id (the 40-hex SenseMachineId from the device page URL) or \"all\"", m)
 		case !dedup[m]:
 			dedup[m] = true
-			cc.Machines = append(cc.Machines, m)
+			ids = append(ids, m)
 		}
 	}
-	if all && len(cc.Machines) > 0 {
-		return nil, fmt.Errorf("%s: machines is either [all] or a list of device ids, not both", Name)
+	if all && len(ids) > 0 {
+		return nil, false, errors.New("machines is either [all] or a list of device ids, not both")
 	}
-	if err := srcutil.IntRange(Name, "page_size", cc.PageSize, 1, 1000); err != nil {
+	return ids, all, nil
+}
+
+func newSource(deps source.Deps, cfg any) (source.Source, error) {
+	c, err := srcutil.CheckConfig[Config](Name, cfg)
+	if err != nil {
 		return nil, err
 	}
-	if cc.MaxMachines < 1 {
-		return nil, fmt.Errorf("%s: max_machines must be at least 1", Name)
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
-	if err := srcutil.IntRange(Name, "machine_page_size", cc.MachinePageSize, 1, 1000); err != nil {
-		return nil, err
-	}
-	if err := cc.Check(Name, apiLimit); err != nil {
-		return nil, err
-	}
+	cc := *c
+	var all bool
+	cc.Machines, all, _ = c.devices()
 	if err := srcutil.NeedPortal(Name, deps); err != nil {
 		return nil, err
 	}

@@ -300,7 +300,7 @@ func TestNewValidates(t *testing.T) {
 		machines []string
 		want     string
 	}{
-		{nil, "set sources.timeline.machines to device ids or [all]"},
+		{nil, "set machines to device ids or [all]"},
 		{[]string{"../x"}, "not a device id"},
 		{[]string{"all", m1}, "not both"},
 	}
@@ -321,13 +321,13 @@ func TestNewValidates(t *testing.T) {
 
 func TestDecodePageRejects(t *testing.T) {
 	bad := map[string]string{
-		`{"Items":"x","Prev":""}`: "field Items is not an array",
-		`{"Prev":""}`:             "no Items field",
-		`[]`:                      "expected a JSON object",
-		`{"Items":[],"Prev":5}`:   "field Prev is not a string",
+		`{"Items":"x","Prev":""}`: "it has Items (string), Prev (string); expected",
+		`{"Prev":""}`:             "it has Prev (string); expected",
+		`[]`:                      "bare array without the Prev link",
+		`{"Items":[],"Prev":5}`:   "field Prev is a JSON number, not a string",
 		`{"Items":[],"PartialResponseReasons":"x"}`:                  "PartialResponseReasons is not an array",
-		`{"Items":[{"ActionTimeIsoString":"2026-04-01T00:00:00Z"}]}`: "no ReportId field",
-		`{"Items":[{"ReportId":1}]}`:                                 "no ActionTimeIsoString or ActionTime field",
+		`{"Items":[{"ActionTimeIsoString":"2026-04-01T00:00:00Z"}]}`: "no ReportId or reportId field",
+		`{"Items":[{"ReportId":1}]}`:                                 "no ActionTimeIsoString, ActionTime, actionTime or Timestamp field",
 	}
 	for body, want := range bad {
 		if _, err := DecodePage(m1, []byte(body)); err == nil || !strings.Contains(err.Error(), want) {
@@ -357,7 +357,7 @@ func FuzzDecodeMachines(f *testing.F) {
 	f.Add([]byte(`[{"MachineId":"../../x"}]`))
 	f.Add([]byte(`{"Results":[]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ids, err := DecodeMachines(b)
+		ids, _, err := DecodeMachines(b)
 		if err != nil {
 			return
 		}
