@@ -121,8 +121,12 @@ func harvestAndReport(ctx context.Context, env *Env, req harvester.Request, w io
 	rep, err := harvester.Run(ctx, req)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "defenderharvester:", err)
-		if errors.Is(err, state.ErrDamaged) {
+		switch {
+		case errors.Is(err, state.ErrDamaged):
 			return exitUsage
+		case rep.DeadlineHit:
+			fmt.Fprintf(env.Stderr, "the run was stopped at its deadline (%s; run_timeout or --timeout) before it could start harvesting\n", rep.Timeout)
+			return exitDeadline
 		}
 		return exitFailed
 	}

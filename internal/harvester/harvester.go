@@ -108,8 +108,15 @@ func (r Report) Failed() int {
 // Run performs one incremental pass. An error means nothing could be run
 // (bad selection, state file in use); per-source failures are in the
 // report's results.
-func Run(ctx context.Context, req Request) (Report, error) {
+func Run(ctx context.Context, req Request) (rep Report, err error) {
 	start := time.Now()
+	defer func() {
+		// Whatever stopped at the deadline says so (also a start-up step,
+		// such as an output's health check, that the deadline cut short).
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			rep.DeadlineHit, rep.Timeout = true, req.Timeout
+		}
+	}()
 	if req.Logger == nil {
 		req.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -249,8 +256,7 @@ func Run(ctx context.Context, req Request) (Report, error) {
 		return Report{}, err
 	}
 	sortResults(results, factories)
-	return Report{TenantID: tenant, Results: results, Outputs: outputs, Duration: time.Since(start),
-		DeadlineHit: errors.Is(ctx.Err(), context.DeadlineExceeded), Timeout: req.Timeout}, nil
+	return Report{TenantID: tenant, Results: results, Outputs: outputs, Duration: time.Since(start)}, nil
 }
 
 func shutdown(sinks []sink.Sink, log *slog.Logger) error {

@@ -56,7 +56,7 @@ func checkNotEmpty(path string, st os.FileInfo) error {
 	return nil
 }
 
-// openPanicked remembers files whose bbolt.Open panicked: bbolt then
+// openPanicked remembers files (os.FileInfo by path) whose bbolt.Open panicked: bbolt then
 // holds the file lock with no handle to release it, so this process
 // cannot open the file again to check it (another process can).
 var openPanicked sync.Map
@@ -73,7 +73,11 @@ func Quarantine(path string, now time.Time) (moved string, ok bool, err error) {
 	if err != nil {
 		return "", false, fmt.Errorf("state file %s: %w", path, err)
 	}
-	if _, known := openPanicked.Load(path); st.Size() > 0 && !known {
+	known := false
+	if v, ok := openPanicked.Load(path); ok {
+		known = os.SameFile(v.(os.FileInfo), st) // the same file, not a new one at that path
+	}
+	if st.Size() > 0 && !known {
 		s, err := Open(path, Options{})
 		if err == nil {
 			err = s.Check()
@@ -87,6 +91,12 @@ func Quarantine(path string, now time.Time) (moved string, ok bool, err error) {
 		}
 	}
 	moved = fmt.Sprintf("%s.damaged-%s", path, now.UTC().Format("20060102T150405Z"))
+	for i := 2; ; i++ { // never replace an earlier damaged copy
+		if _, err := os.Lstat(moved); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		moved = fmt.Sprintf("%s.damaged-%s-%d", path, now.UTC().Format("20060102T150405Z"), i)
+	}
 	if err := os.Rename(path, moved); err != nil {
 		return "", false, fmt.Errorf("cannot move the damaged state file %s aside: %w", path, err)
 	}

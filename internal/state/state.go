@@ -94,7 +94,9 @@ func Open(path string, opts Options) (*Store, error) {
 	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
 		return nil, damaged(path, err.Error())
 	case errors.Is(err, ErrDamaged):
-		openPanicked.Store(path, true)
+		if st, serr := os.Stat(path); serr == nil {
+			openPanicked.Store(path, st)
+		}
 		return nil, err
 	case err != nil:
 		return nil, fmt.Errorf("cannot open state file %s: %w", path, err)

@@ -84,23 +84,26 @@ func TestConfigsDecodeStrictly(t *testing.T) {
 	}
 }
 
-// TestConfigsValidateAtLoad: the sources with settings check them in
+// TestConfigsValidateAtLoad: every source with settings checks them in
 // Validate (config.Validator), which the loader runs before any work, and
-// their defaults pass it.
+// its defaults pass it — except where a setting has no sensible default
+// (the timeline's devices), which Validate must then ask for.
 func TestConfigsValidateAtLoad(t *testing.T) {
-	must := map[string]bool{"actioncenter": true, "customdetections": true, "executedqueries": true}
+	needsSetting := map[string]string{"timeline": "machines"}
 	for _, f := range source.All() {
 		if f.NewConfig == nil {
 			continue
 		}
 		v, ok := f.NewConfig().(interface{ Validate() error })
 		if !ok {
-			if must[f.Name] {
-				t.Errorf("%s: config has no Validate method", f.Name)
-			}
+			t.Errorf("%s: config has no Validate method", f.Name)
 			continue
 		}
-		if err := v.Validate(); err != nil {
+		err := v.Validate()
+		switch key, required := needsSetting[f.Name]; {
+		case required && (err == nil || !strings.Contains(err.Error(), key)):
+			t.Errorf("%s: defaults without %s: Validate = %v, want it to ask for %s", f.Name, key, err, key)
+		case !required && err != nil:
 			t.Errorf("%s: defaults fail Validate: %v", f.Name, err)
 		}
 	}
