@@ -118,3 +118,10 @@ func (d Deps) WithDefaults() Deps {
 type StatsReporter interface {
 	Stats() delivery.Stats
 }
+
+// Warner is implemented by outputs whose settings weaken a guarantee (TLS
+// verification turned off…). Each warning is one sentence naming the
+// setting; doctor reports them as problems and run logs them at start.
+type Warner interface {
+	Warnings() []string
+}
