@@ -23,7 +23,9 @@ func TestIngestionRoleSwitch(t *testing.T) {
 		if r.status != 403 || r.header.Get("x-ms-error-code") != "OperationFailed" {
 			t.Fatalf("without the role: %d %s, want 403 OperationFailed", r.status, r.body)
 		}
-		var env struct{ Error struct{ Code, Message string } }
+		var env struct {
+			Error struct{ Code, Message string }
+		}
 		r.json(t, &env)
 		for _, want := range []string{
 			"The authentication token provided does not have access to ingest data for the data collection rule with immutable Id '" + in.DCRImmutableID + "'",
