@@ -5,6 +5,8 @@ package sink
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -124,4 +126,22 @@ type StatsReporter interface {
 // setting; doctor reports them as problems and run logs them at start.
 type Warner interface {
 	Warnings() []string
+}
+
+// PrefixKeys puts prefix (e.g. "delivery.") before each of err's joined
+// messages, so an output's Validate reports a nested section's errors with
+// their full key.
+func PrefixKeys(prefix string, err error) error {
+	if err == nil {
+		return nil
+	}
+	list := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	}
+	out := make([]error, len(list))
+	for i, e := range list {
+		out[i] = fmt.Errorf("%s%w", prefix, e)
+	}
+	return errors.Join(out...)
 }

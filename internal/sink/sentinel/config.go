@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/defenderharvester/defenderharvester/internal/delivery"
+	"github.com/defenderharvester/defenderharvester/internal/sink"
 	"github.com/defenderharvester/defenderharvester/internal/tables"
 )
 
@@ -242,7 +243,7 @@ func (c *Config) Validate() error {
 		add("delivery.max_bytes %d is above the Logs Ingestion limit of %d bytes per call: lower it (default %d)", c.Delivery.MaxBytes, MaxRequestBytes, DefaultMaxBytes)
 	}
 	if err := c.Delivery.Validate(); err != nil {
-		errs = append(errs, prefixed("delivery.", err))
+		errs = append(errs, sink.PrefixKeys("delivery.", err))
 	}
 	a := c.Auth
 	switch a.Method {
@@ -279,18 +280,4 @@ func (c *Config) ResolvePaths(resolve func(string) string) {
 			*p = resolve(*p)
 		}
 	}
-}
-
-// prefixed puts prefix before each of err's joined messages, so each
-// names its full key.
-func prefixed(prefix string, err error) error {
-	list := []error{err}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		list = j.Unwrap()
-	}
-	out := make([]error, len(list))
-	for i, e := range list {
-		out[i] = fmt.Errorf("%s%w", prefix, e)
-	}
-	return errors.Join(out...)
 }

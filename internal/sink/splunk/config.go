@@ -9,6 +9,7 @@ import (
 
 	"github.com/defenderharvester/defenderharvester/internal/config"
 	"github.com/defenderharvester/defenderharvester/internal/delivery"
+	"github.com/defenderharvester/defenderharvester/internal/sink"
 )
 
 // Config are the Splunk output's settings. The token is never part of
@@ -124,7 +125,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := c.Delivery.Validate(); err != nil {
-		errs = append(errs, prefixed("delivery.", err))
+		errs = append(errs, sink.PrefixKeys("delivery.", err))
 	}
 	return errors.Join(errs...)
 }
@@ -137,22 +138,6 @@ func (c *Config) ResolvePaths(resolve func(string) string) {
 			*p = resolve(*p)
 		}
 	}
-}
-
-// prefixed puts prefix before each of err's joined messages, so each
-// names its full key.
-func prefixed(prefix string, err error) error {
-	var list []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		list = j.Unwrap()
-	} else {
-		list = []error{err}
-	}
-	out := make([]error, len(list))
-	for i, e := range list {
-		out[i] = fmt.Errorf("%s%w", prefix, e)
-	}
-	return errors.Join(out...)
 }
 
 // parseBase checks the url setting and returns it without the collector
