@@ -13,12 +13,18 @@ import (
 	"github.com/defenderharvester/defenderharvester/internal/record"
 )
 
-// DeadLetter keeps a record that can never be sent: alone it is larger
-// than a request may be, it cannot be encoded, or the destination
-// permanently rejected it on its own. Put returns nil only once the
-// record is durably kept.
+// DeadLetter keeps a record that can never be sent because of its own
+// content: alone it is larger than a request may be, it cannot be
+// encoded, or the destination refused that record (Rejected). Put returns
+// nil only once the record is durably kept.
 type DeadLetter interface {
 	Put(ctx context.Context, sinkName, table string, r *record.Record, reason error) error
+}
+
+// Locator is implemented by dead-letter stores that can say where a
+// sink's dead letters go, for the run summary (Stats.DeadLetters).
+type Locator interface {
+	Where(sinkName string) string
 }
 
 // FileDeadLetter appends dead letters as JSON lines to
@@ -39,6 +45,12 @@ func NewFileDeadLetter(dir string, now func() time.Time) *FileDeadLetter {
 		now = time.Now
 	}
 	return &FileDeadLetter{dir: dir, now: now}
+}
+
+// Where returns the files sinkName's dead letters go to, as a glob
+// (<dir>/<sink>-deadletter-*.jsonl).
+func (d *FileDeadLetter) Where(sinkName string) string {
+	return filepath.Join(d.dir, safeName(sinkName)+"-deadletter-*.jsonl")
 }
 
 type deadLine struct {

@@ -10,6 +10,7 @@ type kind int
 
 const (
 	kindPermanent kind = iota + 1
+	kindRejected
 	kindRetryAfter
 	kindTooLarge
 )
@@ -20,18 +21,50 @@ type classified struct {
 	err   error
 	kind  kind
 	after time.Duration
+	at    int // kindRejected: index of the refused record, -1 when unknown
 }
 
 func (c *classified) Error() string { return c.err.Error() }
 func (c *classified) Unwrap() error { return c.err }
 
-// Permanent marks err as one that retrying cannot fix (400 schema error,
-// 401/403 auth, unknown index…). Permanent(nil) is nil.
+// Permanent marks err as a refusal of the request itself that retrying
+// cannot fix and that says nothing about the records: credentials,
+// permissions, endpoint, data collection rule or stream, index, channel,
+// configuration. It is never a reason to dead-letter: the Write fails,
+// whatever the number of records, so the pipeline spools or stops and the
+// records are sent again once the setting is fixed. Permanent(nil) is nil.
 func Permanent(err error) error {
 	if err == nil {
 		return nil
 	}
-	return &classified{err: err, kind: kindPermanent}
+	return &classified{err: err, kind: kindPermanent, at: -1}
+}
+
+// Rejected marks err as a refusal that belongs to the records themselves
+// (their format or schema), without saying which record. A request of one
+// record is then dead-lettered; a larger one is halved to find the record
+// (see the package README). Rejected(nil) is nil.
+func Rejected(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &classified{err: err, kind: kindRejected, at: -1}
+}
+
+// RejectedAt marks err as the refusal of record n (0-based) of the request
+// for its own format, the records before it having been accepted (Splunk
+// HEC code 6 with invalid-event-number n). The helper counts records
+// 0..n-1 as delivered, dead-letters record n and sends only the records
+// after it. An n outside the request is treated as Rejected.
+// RejectedAt(nil, n) is nil.
+func RejectedAt(err error, n int) error {
+	if err == nil {
+		return nil
+	}
+	if n < 0 {
+		n = -1
+	}
+	return &classified{err: err, kind: kindRejected, at: n}
 }
 
 // RetryAfter marks err as transient with the server asking to wait d
@@ -44,7 +77,7 @@ func RetryAfter(err error, d time.Duration) error {
 	if d < 0 {
 		d = 0
 	}
-	return &classified{err: err, kind: kindRetryAfter, after: d}
+	return &classified{err: err, kind: kindRetryAfter, after: d, at: -1}
 }
 
 // TooLarge marks err as "request body too large" (HTTP 413): the helper
@@ -53,12 +86,16 @@ func TooLarge(err error) error {
 	if err == nil {
 		return nil
 	}
-	return &classified{err: err, kind: kindTooLarge}
+	return &classified{err: err, kind: kindTooLarge, at: -1}
 }
 
 // IsPermanent reports whether err (or an error it wraps) was marked with
-// Permanent.
+// Permanent: a request-level refusal.
 func IsPermanent(err error) bool { return kindOf(err) == kindPermanent }
+
+// IsRejected reports whether err (or an error it wraps) was marked with
+// Rejected or RejectedAt: a refusal of records for their own content.
+func IsRejected(err error) bool { return kindOf(err) == kindRejected }
 
 // kindOf returns the outermost classification in err's chain, 0 when the
 // error is unclassified (treated as transient).
@@ -76,4 +113,13 @@ func retryAfterOf(err error) (time.Duration, bool) {
 		return c.after, true
 	}
 	return 0, false
+}
+
+// rejectedAt returns the index RejectedAt named, -1 when none.
+func rejectedAt(err error) int {
+	var c *classified
+	if errors.As(err, &c) && c.kind == kindRejected {
+		return c.at
+	}
+	return -1
 }

@@ -4,15 +4,16 @@
 // concurrency and a client-side rate limit, retries transient failures
 // with backoff (honouring Retry-After however long it is), splits
 // requests the server calls too large, and dead-letters the single
-// records that can never be sent. A sink implements only "send one
-// request" (SendFunc) and classifies its failures.
+// records that can never be sent because of their own content. A refusal
+// of the request itself (credentials, permissions, endpoint, index…) is
+// never dead-lettered: it fails the Write. A sink implements only "send
+// one request" (SendFunc) and classifies its failures.
 package delivery
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/defenderharvester/defenderharvester/internal/clock"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -21,6 +22,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/defenderharvester/defenderharvester/internal/clock"
 	"github.com/defenderharvester/defenderharvester/internal/record"
 )
 
@@ -46,9 +48,11 @@ type Request struct {
 }
 
 // SendFunc performs one request and returns nil only when the destination
-// accepted it. It classifies failures with Permanent, RetryAfter and
-// TooLarge; an unclassified error is treated as transient. Errors must
-// not contain secrets: they are logged and returned to the user.
+// accepted it. It classifies failures with Permanent (the request is
+// refused), Rejected / RejectedAt (records are refused for their own
+// content), RetryAfter and TooLarge; an unclassified error is treated as
+// transient. ctx carries the attempt timeout. Errors must not contain
+// secrets: they are logged and returned to the user.
 type SendFunc func(ctx context.Context, req *Request) error
 
 // Defaults for the zero fields of Config.
@@ -60,6 +64,9 @@ const (
 	DefaultMaxBackoff     = 5 * time.Minute
 	DefaultMaxElapsed     = 30 * time.Minute
 	DefaultConcurrency    = 4
+	// DefaultAttemptTimeout bounds one call of the SendFunc: a 1 MB upload
+	// takes seconds, so a minute without an answer means a stalled peer.
+	DefaultAttemptTimeout = time.Minute
 )
 
 // Config holds the delivery knobs. Zero fields take the defaults above.
@@ -75,10 +82,14 @@ type Config struct {
 	MaxBackoff     time.Duration `yaml:"max_backoff"`
 	// MaxElapsed bounds the time spent on one request, waits included; a
 	// wait that would cross it ends the request with an error instead.
-	MaxElapsed    time.Duration `yaml:"max_elapsed"`
-	Concurrency   int           `yaml:"concurrency"`     // requests in flight per Write
-	RatePerSecond float64       `yaml:"rate_per_second"` // requests per second per exporter; 0 = unlimited
-	Burst         int           `yaml:"burst"`           // rate limiter burst; default 1
+	MaxElapsed time.Duration `yaml:"max_elapsed"`
+	// AttemptTimeout bounds one attempt (one SendFunc call, waits for an
+	// acknowledgement included); an attempt without an answer in time is
+	// cancelled and retried like a network error.
+	AttemptTimeout time.Duration `yaml:"attempt_timeout"`
+	Concurrency    int           `yaml:"concurrency"`     // requests in flight per Write
+	RatePerSecond  float64       `yaml:"rate_per_second"` // requests per second per exporter; 0 = unlimited
+	Burst          int           `yaml:"burst"`           // rate limiter burst; default 1
 
 	// Test seams. Now defaults to time.Now, Sleep to a context-aware
 	// timer, Jitter to a uniform random duration in [0, max].
@@ -87,11 +98,42 @@ type Config struct {
 	Jitter func(max time.Duration) time.Duration            `yaml:"-"`
 }
 
+// Validate checks the settings as the user wrote them (zero means the
+// default). Errors name the keys of the delivery section.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	for _, f := range []struct {
+		key string
+		bad bool
+		v   any
+	}{
+		{"max_bytes", c.MaxBytes < 0, c.MaxBytes}, {"max_records", c.MaxRecords < 0, c.MaxRecords},
+		{"initial_backoff", c.InitialBackoff < 0, c.InitialBackoff}, {"max_backoff", c.MaxBackoff < 0, c.MaxBackoff},
+		{"max_elapsed", c.MaxElapsed < 0, c.MaxElapsed}, {"attempt_timeout", c.AttemptTimeout < 0, c.AttemptTimeout},
+		{"concurrency", c.Concurrency < 0, c.Concurrency}, {"rate_per_second", c.RatePerSecond < 0, c.RatePerSecond},
+		{"burst", c.Burst < 0, c.Burst},
+	} {
+		if f.bad {
+			add("%s %v is negative: use a positive value, or leave it out for the default", f.key, f.v)
+		}
+	}
+	ib, mb := c.InitialBackoff, c.MaxBackoff
+	if ib == 0 {
+		ib = DefaultInitialBackoff
+	}
+	if mb == 0 {
+		mb = DefaultMaxBackoff
+	}
+	if ib > 0 && mb > 0 && ib > mb {
+		add("initial_backoff %s is longer than max_backoff %s: lower initial_backoff or raise max_backoff", ib, mb)
+	}
+	return errors.Join(errs...)
+}
+
 func (c Config) withDefaults() (Config, error) {
-	switch {
-	case c.MaxBytes < 0, c.MaxRecords < 0, c.InitialBackoff < 0, c.MaxBackoff < 0,
-		c.MaxElapsed < 0, c.Concurrency < 0, c.RatePerSecond < 0, c.Burst < 0:
-		return c, errors.New("delivery settings must not be negative (max_bytes, max_records, backoffs, max_elapsed, concurrency, rate_per_second, burst)")
+	if err := c.Validate(); err != nil {
+		return c, err
 	}
 	def := func(v *int, d int) {
 		if *v == 0 {
@@ -110,9 +152,7 @@ func (c Config) withDefaults() (Config, error) {
 	defD(&c.InitialBackoff, DefaultInitialBackoff)
 	defD(&c.MaxBackoff, DefaultMaxBackoff)
 	defD(&c.MaxElapsed, DefaultMaxElapsed)
-	if c.InitialBackoff > c.MaxBackoff {
-		return c, fmt.Errorf("initial_backoff %s is longer than max_backoff %s: lower initial_backoff or raise max_backoff", c.InitialBackoff, c.MaxBackoff)
-	}
+	defD(&c.AttemptTimeout, DefaultAttemptTimeout)
 	if c.RatePerSecond > 0 && c.Burst == 0 {
 		c.Burst = 1
 	}
@@ -142,7 +182,8 @@ type Stats struct {
 	Records         int64 // records accepted by the destination
 	DeadLettered    int64 // records handed to the dead letter (or logged, without one)
 	TooLargeSplits  int64 // requests split in two after TooLarge
-	// DeadLetters says where dead letters are written ("" without a store).
+	// DeadLetters says where this exporter's dead letters are written (a
+	// directory and file pattern); "" when there is no dead-letter store.
 	DeadLetters string
 }
 
@@ -154,6 +195,7 @@ type Exporter struct {
 	enc     Encoder
 	send    SendFunc
 	dl      DeadLetter
+	dlWhere string
 	log     *slog.Logger
 	limiter *rate.Limiter
 
@@ -182,6 +224,9 @@ func New(name string, cfg Config, framing Framing, enc Encoder, send SendFunc, d
 		log = slog.New(slog.DiscardHandler)
 	}
 	e := &Exporter{name: name, cfg: cfg, framing: framing, enc: enc, send: send, dl: dl, log: log}
+	if l, ok := dl.(Locator); ok {
+		e.dlWhere = l.Where(name)
+	}
 	if cfg.RatePerSecond > 0 {
 		e.limiter = rate.NewLimiter(rate.Limit(cfg.RatePerSecond), cfg.Burst)
 	}
@@ -198,6 +243,7 @@ func (e *Exporter) Stats() Stats {
 		Records:         e.records.Load(),
 		DeadLettered:    e.deadLettered.Load(),
 		TooLargeSplits:  e.splits.Load(),
+		DeadLetters:     e.dlWhere,
 	}
 }
 
@@ -214,9 +260,9 @@ type batch struct {
 // Write encodes recs, packs them into requests within MaxBytes and
 // MaxRecords (record order kept inside and across request bodies), sends
 // them with up to Concurrency in flight and returns nil only when every
-// record was accepted or dead-lettered. A permanent rejection of a
-// request holding several records fails the whole Write: a wrong token or
-// index must stop delivery, not dead-letter everything.
+// record was accepted or dead-lettered. A request-level refusal
+// (Permanent) fails the whole Write whatever the number of records: a
+// wrong token or index must stop delivery, never dead-letter.
 func (e *Exporter) Write(ctx context.Context, table string, recs []record.Record) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sink %s: table %s: not sent: %w", e.name, table, err)
@@ -342,41 +388,142 @@ func (e *Exporter) request(b *batch, g []item) *Request {
 	return &Request{Table: b.table, Body: body, Records: recs}
 }
 
+// verdict is how one request ended after its retries.
+type verdict int
+
+const (
+	accepted       verdict = iota
+	refusedRequest         // Permanent: about the request, never the records
+	refusedRecords         // Rejected / RejectedAt: about the records' content
+	tooLarge               // TooLarge
+	failed                 // gave up on transient failures, or stopped
+)
+
 // deliver sends one group until it is accepted, dead-lettered, split or
 // given up on.
 func (e *Exporter) deliver(ctx context.Context, b *batch, g []item) error {
+	req, v, err := e.try(ctx, b, g)
+	return e.settle(ctx, b, g, req, v, err)
+}
+
+// settle acts on the verdict of one request of group g.
+func (e *Exporter) settle(ctx context.Context, b *batch, g []item, req *Request, v verdict, err error) error {
+	switch v {
+	case accepted:
+		return nil
+	case refusedRequest:
+		return fmt.Errorf("sink %s: table %s: the destination refused a request of %d records: %w; this concerns the request (credentials, permissions, endpoint, stream or index), not the records: nothing was dead-lettered and nothing more is sent until it is fixed", e.name, b.table, len(g), err)
+	case refusedRecords:
+		return e.refused(ctx, b, g, req, err)
+	case tooLarge:
+		if len(g) == 1 {
+			return e.deadLetter(ctx, b.table, &req.Records[0], fmt.Errorf("rejected as too large even alone (%d bytes): %w", len(req.Body), err))
+		}
+		e.splits.Add(1)
+		e.log.Debug("request too large, splitting", "sink", e.name, "table", b.table, "records", len(g), "bytes", len(req.Body))
+		half := len(g) / 2
+		if err := e.deliver(ctx, b, g[:half]); err != nil {
+			return err
+		}
+		return e.deliver(ctx, b, g[half:])
+	}
+	return err
+}
+
+// refused handles a refusal of records for their own content. When the
+// destination named the record (RejectedAt n), the records before it were
+// accepted: record n is dead-lettered and only the records after it are
+// sent, so none is duplicated. A request of one record is dead-lettered.
+// Otherwise the record is looked for by halving (isolate).
+func (e *Exporter) refused(ctx context.Context, b *batch, g []item, req *Request, err error) error {
+	if n := rejectedAt(err); n >= 0 && n < len(g) {
+		e.records.Add(int64(n))
+		reason := fmt.Errorf("refused by the destination as record %d of a request of %d (the %d before it were accepted): %w", n, len(g), n, err)
+		if err := e.deadLetter(ctx, b.table, &req.Records[n], reason); err != nil {
+			return err
+		}
+		if n+1 == len(g) {
+			return nil
+		}
+		return e.deliver(ctx, b, g[n+1:])
+	}
+	if len(g) == 1 {
+		return e.deadLetter(ctx, b.table, &req.Records[0], fmt.Errorf("refused on its own by the destination: %w", err))
+	}
+	return e.isolate(ctx, b, g, err)
+}
+
+// isolate looks for the one refused record of g (several records, refused
+// for their content without naming one) by sending each half. A half that
+// is accepted proves the destination takes the others, so the refused
+// half is narrowed down until one record is left, which is dead-lettered.
+// When both halves are refused, more than one record is, which points at
+// the destination's schema or stream rather than at one bad record: the
+// Write fails and nothing is dead-lettered. One bad record among n costs
+// about 2·log2(n) extra requests.
+func (e *Exporter) isolate(ctx context.Context, b *batch, g []item, cause error) error {
+	e.log.Warn("request refused for the content of its records without naming one; sending each half to find it",
+		"sink", e.name, "table", b.table, "records", len(g), "error", cause)
+	half := len(g) / 2
+	parts := [2][]item{g[:half], g[half:]}
+	var (
+		held [2]error
+		reqs [2]*Request
+	)
+	for i, p := range parts {
+		req, v, err := e.try(ctx, b, p)
+		if v == refusedRecords && (rejectedAt(err) < 0 || rejectedAt(err) >= len(p)) {
+			held[i], reqs[i] = err, req
+			continue
+		}
+		if err := e.settle(ctx, b, p, req, v, err); err != nil {
+			return err
+		}
+	}
+	switch {
+	case held[0] != nil && held[1] != nil:
+		return fmt.Errorf("sink %s: table %s: a request of %d records was refused for their content (%w), and so were both of its halves: more than one record is refused, which points at the destination's schema or stream declaration rather than at one bad record; nothing was dead-lettered: compare the destination's declaration with the records", e.name, b.table, len(g), held[1])
+	case held[0] != nil:
+		return e.narrow(ctx, b, parts[0], reqs[0], held[0])
+	case held[1] != nil:
+		return e.narrow(ctx, b, parts[1], reqs[1], held[1])
+	}
+	return nil
+}
+
+// narrow continues isolate in the refused half p, whose sibling was accepted.
+func (e *Exporter) narrow(ctx context.Context, b *batch, p []item, req *Request, err error) error {
+	if len(p) == 1 {
+		return e.deadLetter(ctx, b.table, &req.Records[0], fmt.Errorf("refused on its own by the destination, which accepted the other records of its request: %w", err))
+	}
+	return e.isolate(ctx, b, p, err)
+}
+
+// try sends one request, retrying transient failures with backoff (or the
+// server's Retry-After), and returns how it ended.
+func (e *Exporter) try(ctx context.Context, b *batch, g []item) (*Request, verdict, error) {
 	req := e.request(b, g)
 	start := e.cfg.Now()
 	for attempt := 1; ; attempt++ {
 		if err := e.wait(ctx); err != nil {
-			return fmt.Errorf("sink %s: table %s: delivery stopped: %w", e.name, b.table, err)
+			return req, failed, fmt.Errorf("sink %s: table %s: delivery stopped: %w", e.name, b.table, err)
 		}
 		e.count(req, attempt)
-		err := e.send(ctx, req)
+		err := e.attempt(ctx, req)
 		if err == nil {
 			e.records.Add(int64(len(g)))
-			return nil
+			return req, accepted, nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("sink %s: table %s: delivery stopped: %w (last error: %v)", e.name, b.table, ctx.Err(), err)
+			return req, failed, fmt.Errorf("sink %s: table %s: delivery stopped: %w (last error: %v)", e.name, b.table, ctx.Err(), err)
 		}
 		switch kindOf(err) {
 		case kindPermanent:
-			if len(g) == 1 {
-				return e.deadLetter(ctx, b.table, &req.Records[0], fmt.Errorf("rejected permanently: %w", err))
-			}
-			return fmt.Errorf("sink %s: table %s: a request of %d records was rejected permanently: %w; nothing more is sent until this is fixed (check the sink's endpoint, credentials, index or stream settings)", e.name, b.table, len(g), err)
+			return req, refusedRequest, err
+		case kindRejected:
+			return req, refusedRecords, err
 		case kindTooLarge:
-			if len(g) == 1 {
-				return e.deadLetter(ctx, b.table, &req.Records[0], fmt.Errorf("rejected as too large even alone (%d bytes): %w", len(req.Body), err))
-			}
-			e.splits.Add(1)
-			e.log.Debug("request too large, splitting", "sink", e.name, "table", b.table, "records", len(g), "bytes", len(req.Body))
-			half := len(g) / 2
-			if err := e.deliver(ctx, b, g[:half]); err != nil {
-				return err
-			}
-			return e.deliver(ctx, b, g[half:])
+			return req, tooLarge, err
 		}
 
 		delay, told := retryAfterOf(err)
@@ -384,17 +531,41 @@ func (e *Exporter) deliver(ctx context.Context, b *batch, g []item) error {
 			delay = e.backoff(attempt)
 		}
 		if e.cfg.MaxAttempts > 0 && attempt >= e.cfg.MaxAttempts {
-			return fmt.Errorf("sink %s: table %s: gave up on a request of %d records after %d attempts: %w (the destination keeps failing; raise max_attempts or check its health)", e.name, b.table, len(g), attempt, err)
+			return req, failed, fmt.Errorf("sink %s: table %s: gave up on a request of %d records after %d attempts: %w (the destination keeps failing; raise max_attempts or check its health)", e.name, b.table, len(g), attempt, err)
 		}
 		if elapsed := e.cfg.Now().Sub(start); elapsed+delay > e.cfg.MaxElapsed {
-			return fmt.Errorf("sink %s: table %s: gave up on a request of %d records after %d attempts in %s (next wait %s would pass max_elapsed %s): %w", e.name, b.table, len(g), attempt, elapsed.Round(time.Millisecond), delay, e.cfg.MaxElapsed, err)
+			return req, failed, fmt.Errorf("sink %s: table %s: gave up on a request of %d records after %d attempts in %s (next wait %s would pass max_elapsed %s): %w", e.name, b.table, len(g), attempt, elapsed.Round(time.Millisecond), delay, e.cfg.MaxElapsed, err)
 		}
 		e.log.Warn("request failed, retrying", "sink", e.name, "table", b.table, "records", len(g),
 			"attempt", attempt, "wait", delay, "server_asked", told, "error", err)
 		if err := e.cfg.Sleep(ctx, delay); err != nil {
-			return fmt.Errorf("sink %s: table %s: delivery stopped while waiting to retry: %w", e.name, b.table, err)
+			return req, failed, fmt.Errorf("sink %s: table %s: delivery stopped while waiting to retry: %w", e.name, b.table, err)
 		}
 	}
+}
+
+// attemptTimeout is an attempt cut by AttemptTimeout. It hides the
+// SendFunc's classification on purpose: a request cut short is retried,
+// whatever error the cut produced.
+type attemptTimeout struct {
+	d    time.Duration
+	last string
+}
+
+func (t *attemptTimeout) Error() string {
+	return fmt.Sprintf("no answer within %s (delivery.attempt_timeout): %s", t.d, t.last)
+}
+func (t *attemptTimeout) Unwrap() error { return context.DeadlineExceeded }
+
+// attempt performs one SendFunc call within AttemptTimeout.
+func (e *Exporter) attempt(ctx context.Context, req *Request) error {
+	actx, cancel := context.WithTimeout(ctx, e.cfg.AttemptTimeout)
+	defer cancel()
+	err := e.send(actx, req)
+	if err != nil && ctx.Err() == nil && actx.Err() != nil {
+		return &attemptTimeout{d: e.cfg.AttemptTimeout, last: err.Error()}
+	}
+	return err
 }
 
 func (e *Exporter) count(req *Request, attempt int) {

@@ -255,7 +255,9 @@ func TestRetry(t *testing.T) {
 			wantErr: true, wantSleeps: []time.Duration{time.Second, 2 * time.Second}, wantCalls: 3, records: 3},
 		{name: "permanent, several records: no retry, Write fails", always: Permanent(errors.New("403 Invalid token")),
 			wantErr: true, wantPerm: true, wantCalls: 1, records: 3},
-		{name: "permanent, one record: dead-lettered", always: Permanent(errors.New("400 Invalid data format")),
+		{name: "request refused, one record: Write fails, nothing dead-lettered", always: Permanent(errors.New("403 Token disabled")),
+			wantErr: true, wantPerm: true, wantCalls: 1, records: 1},
+		{name: "record refused, one record: dead-lettered", always: Rejected(errors.New("400 Invalid data format")),
 			wantCalls: 1, wantDead: 1, records: 1},
 	}
 	for _, tc := range tests {
@@ -457,14 +459,14 @@ func TestDeadLetterWithoutStoreIsLogged(t *testing.T) {
 	var logs bytes.Buffer
 	log := slogJSON(&logs)
 	e, err := New("splunk", testConfig(newClock(), Config{}), Concatenated, encJSON,
-		func(context.Context, *Request) error { return Permanent(errors.New("400 Incorrect index")) }, nil, log)
+		func(context.Context, *Request) error { return Rejected(errors.New("400 Invalid data format")) }, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Write(context.Background(), "MdeActions", recs(1, 10)); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
-	for _, want := range []string{`"sink":"splunk"`, `"table":"MdeActions"`, `"record_id":"r0000"`, "Incorrect index"} {
+	for _, want := range []string{`"sink":"splunk"`, `"table":"MdeActions"`, `"record_id":"r0000"`, "Invalid data format"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log %s lacks %s", logs.String(), want)
 		}
@@ -673,6 +675,8 @@ func TestClassification(t *testing.T) {
 		{"retry after", RetryAfter(base, 90*time.Second), false, 90 * time.Second, true, false},
 		{"negative retry after is zero", RetryAfter(base, -time.Second), false, 0, true, false},
 		{"too large", TooLarge(base), false, 0, false, true},
+		{"rejected is not permanent", Rejected(base), false, 0, false, false},
+		{"rejected at is not permanent", RejectedAt(base, 3), false, 0, false, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -690,7 +694,13 @@ func TestClassification(t *testing.T) {
 			}
 		})
 	}
-	if Permanent(nil) != nil || TooLarge(nil) != nil || RetryAfter(nil, time.Second) != nil {
+	if !IsRejected(Rejected(base)) || !IsRejected(fmt.Errorf("w: %w", RejectedAt(base, 2))) || IsRejected(Permanent(base)) {
+		t.Error("IsRejected misreads the classification")
+	}
+	if rejectedAt(RejectedAt(base, 2)) != 2 || rejectedAt(Rejected(base)) != -1 || rejectedAt(RejectedAt(base, -5)) != -1 {
+		t.Error("RejectedAt does not carry the record's index")
+	}
+	if Permanent(nil) != nil || TooLarge(nil) != nil || RetryAfter(nil, time.Second) != nil || Rejected(nil) != nil || RejectedAt(nil, 1) != nil {
 		t.Error("classifying nil must stay nil")
 	}
 }

@@ -45,18 +45,100 @@ type ackChannel struct {
 }
 
 type hecState struct {
-	tokens   map[string]hecToken
+	tokens   map[string]hecToken // fixed at start; runtime switches below
 	indexes  []string
 	maxLen   int
 	ackDelay time.Duration
 
 	mu       sync.Mutex
 	channels map[string]*ackChannel
+	// Runtime switches (README "Receivers"): tokens disabled, configured
+	// indexes no longer allowed, RecordIds refused as "Invalid data format".
+	disabled  map[string]bool
+	noIndex   map[string]bool
+	invalidID map[string]bool
+}
+
+// hecRules is what one batch is checked against.
+type hecRules struct {
+	indexes   []string
+	noIndex   map[string]bool
+	invalidID map[string]bool
+}
+
+func (h *hecState) rules() hecRules {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := hecRules{indexes: h.indexes, noIndex: map[string]bool{}, invalidID: map[string]bool{}}
+	for k := range h.noIndex {
+		r.noIndex[k] = true
+	}
+	for k := range h.invalidID {
+		r.invalidID[k] = true
+	}
+	return r
+}
+
+func (h *hecState) isDisabled(tok string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.disabled[tok]
+}
+
+// SetHECTokenDisabled disables (true) or re-enables one of the tenant's
+// HEC tokens at run time: a disabled token is answered 403 code 1 "Token
+// disabled" on every request, as Splunk does (protocols §B.2).
+func (t *Tenant) SetHECTokenDisabled(token string, disabled bool) error {
+	key := strings.ToLower(strings.TrimSpace(token))
+	if _, ok := t.hec.tokens[key]; !ok {
+		return fmt.Errorf("sim: %q is not one of the tenant's HEC tokens (Credentials: HECToken, HECAckToken, HECDisabledToken)", token)
+	}
+	t.hec.mu.Lock()
+	defer t.hec.mu.Unlock()
+	if disabled {
+		t.hec.disabled[key] = true
+	} else {
+		delete(t.hec.disabled, key)
+	}
+	return nil
+}
+
+// SetHECIndexAllowed takes a configured index (Options.HECIndexes) off
+// the tokens' allowed list (false) or puts it back (true): an event
+// naming a refused index is answered 400 code 7 "Incorrect index" with
+// its invalid-event-number, the events before it indexed (protocols
+// §B.3). Info keeps listing the configured indexes.
+func (t *Tenant) SetHECIndexAllowed(index string, allowed bool) error {
+	if !contains1(t.hec.indexes, index) {
+		return fmt.Errorf("sim: index %q is not configured (Options.HECIndexes: %s)", index, strings.Join(t.hec.indexes, ", "))
+	}
+	t.hec.mu.Lock()
+	defer t.hec.mu.Unlock()
+	if allowed {
+		delete(t.hec.noIndex, index)
+	} else {
+		t.hec.noIndex[index] = true
+	}
+	return nil
+}
+
+// SetHECInvalidEvents makes HEC refuse the events whose "event" object
+// carries one of these RecordIds, as if their envelope could not be
+// parsed: 400 code 6 "Invalid data format" with invalid-event-number, the
+// events before it indexed (protocols §B.3). No ids clears the list.
+func (t *Tenant) SetHECInvalidEvents(recordIDs ...string) {
+	t.hec.mu.Lock()
+	defer t.hec.mu.Unlock()
+	t.hec.invalidID = map[string]bool{}
+	for _, id := range recordIDs {
+		t.hec.invalidID[id] = true
+	}
 }
 
 func (t *Tenant) initHEC() error {
 	o := t.opts
-	h := &hecState{tokens: map[string]hecToken{}, indexes: o.HECIndexes, maxLen: o.HECMaxContentLength, ackDelay: o.HECAckDelay, channels: map[string]*ackChannel{}}
+	h := &hecState{tokens: map[string]hecToken{}, indexes: o.HECIndexes, maxLen: o.HECMaxContentLength, ackDelay: o.HECAckDelay, channels: map[string]*ackChannel{},
+		disabled: map[string]bool{}, noIndex: map[string]bool{}, invalidID: map[string]bool{}}
 	if len(h.indexes) == 0 {
 		h.indexes = []string{"main", "defender"}
 	}
@@ -156,7 +238,7 @@ func (t *Tenant) hecAuth(q *req) (hecToken, bool) {
 	case !ok:
 		hecReply(q, http.StatusForbidden, 4, "Invalid token", nil)
 		return hecToken{}, false
-	case ht.disabled:
+	case ht.disabled, t.hec.isDisabled(strings.ToLower(tok)):
 		hecReply(q, http.StatusForbidden, 1, "Token disabled", nil)
 		return hecToken{}, false
 	}
@@ -246,7 +328,7 @@ func (t *Tenant) hecEvent(q *req) {
 	if !ok {
 		return
 	}
-	evs, bad := parseHECBatch(body, t.hec.indexes)
+	evs, bad := parseHECEnvelopes(body, t.hec.rules())
 	// Splunk indexes the events before a bad one; the client learns which
 	// one failed from invalid-event-number.
 	if len(evs) > 0 {
@@ -379,6 +461,11 @@ type hecError struct {
 // parseHECBatch decodes concatenated envelopes (protocols §B.3). It returns
 // the valid events before the first bad one, and the error for that one.
 func parseHECBatch(body []byte, indexes []string) ([]hecEvent, *hecError) {
+	return parseHECEnvelopes(body, hecRules{indexes: indexes})
+}
+
+// parseHECEnvelopes is parseHECBatch with the runtime switches.
+func parseHECEnvelopes(body []byte, rules hecRules) ([]hecEvent, *hecError) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, &hecError{5, "No data", -1}
 	}
@@ -391,7 +478,7 @@ func parseHECBatch(body []byte, indexes []string) ([]hecEvent, *hecError) {
 		} else if err != nil {
 			return out, &hecError{6, "Invalid data format", i}
 		}
-		ev, bad := checkEnvelope(raw, indexes)
+		ev, bad := checkEnvelope(raw, rules)
 		if bad != nil {
 			bad.index = i
 			return out, bad
@@ -400,7 +487,7 @@ func parseHECBatch(body []byte, indexes []string) ([]hecEvent, *hecError) {
 	}
 }
 
-func checkEnvelope(raw json.RawMessage, indexes []string) (hecEvent, *hecError) {
+func checkEnvelope(raw json.RawMessage, rules hecRules) (hecEvent, *hecError) {
 	invalid := &hecError{6, "Invalid data format", 0}
 	if len(raw) == 0 || raw[0] != '{' {
 		return hecEvent{}, invalid // a top-level array or a bare value
@@ -450,11 +537,14 @@ func checkEnvelope(raw json.RawMessage, indexes []string) (hecEvent, *hecError) 
 	if !ok {
 		return hecEvent{}, &hecError{7, "Incorrect index", 0}
 	}
-	if idx != "" && !contains1(indexes, idx) {
+	if idx != "" && (!contains1(rules.indexes, idx) || rules.noIndex[idx]) {
 		return hecEvent{}, &hecError{7, "Incorrect index", 0}
 	}
 	if f, ok := env["fields"]; ok && !flatFields(f) {
 		return hecEvent{}, &hecError{15, "Error in handling indexed fields", 0}
+	}
+	if len(rules.invalidID) > 0 && rules.invalidID[recordID(ev)] {
+		return hecEvent{}, invalid
 	}
 	st, _ := str("sourcetype")
 	if st == "" {

@@ -200,7 +200,7 @@ func (t *Tenant) ingestUpload(q *req) {
 		return
 	}
 	d, ok := t.dcrs[id]
-	if !ok || q.claims.Oid != t.creds.ClientID {
+	if !ok || q.claims.Oid != t.creds.ClientID || rs.roleRevoked() {
 		// An unknown DCR and a missing role look the same to the caller:
 		// the access check finds no role assignment on the rule.
 		arm := "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/unknown/providers/Microsoft.Insights/dataCollectionRules/unknown"
@@ -281,6 +281,25 @@ func (t *Tenant) ingestUpload(q *req) {
 	rs.accept(streamName, recs)
 	q.w.Header().Set("x-ms-request-id", correlationID())
 	q.w.WriteHeader(http.StatusNoContent)
+}
+
+// SetIngestionRole grants (true, the default) or removes (false) the main
+// app's "Monitoring Metrics Publisher" role on every DCR. Without it every
+// upload is refused with 403 OperationFailed and the documented "does not
+// have access to ingest data … IsRbacPresent: False" message (protocols
+// §A.4), whatever its records, until the role is granted again; the
+// token endpoint keeps issuing tokens, as Entra does.
+func (t *Tenant) SetIngestionRole(granted bool) {
+	rs := t.receivers[ReceiverSentinel]
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.noRole = !granted
+}
+
+func (s *receiverState) roleRevoked() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.noRole
 }
 
 // parseIngestBody checks a Logs Ingestion body: a JSON array of objects,

@@ -45,6 +45,7 @@ type receiverState struct {
 	keep     bool
 	down     bool
 	busy     bool
+	noRole   bool // Logs Ingestion: the app lost its role on every DCR
 	records  int
 	dups     int
 	noID     int

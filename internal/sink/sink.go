@@ -5,6 +5,8 @@ package sink
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -28,12 +30,6 @@ type Sink interface {
 	// Shutdown flushes and releases everything. Idempotent, safe without
 	// Start; Write fails after it.
 	Shutdown(ctx context.Context) error
-}
-
-// Warner is an output that can name risky settings it runs with (TLS
-// verification off, …); doctor reports each as a problem.
-type Warner interface {
-	Warnings() []string
 }
 
 // Deps are the shared things a sink is built with.
@@ -123,4 +119,29 @@ func (d Deps) WithDefaults() Deps {
 // sizes.
 type StatsReporter interface {
 	Stats() delivery.Stats
+}
+
+// Warner is implemented by outputs whose settings weaken a guarantee (TLS
+// verification turned off…). Each warning is one sentence naming the
+// setting; doctor reports them as problems and run logs them at start.
+type Warner interface {
+	Warnings() []string
+}
+
+// PrefixKeys puts prefix (e.g. "delivery.") before each of err's joined
+// messages, so an output's Validate reports a nested section's errors with
+// their full key.
+func PrefixKeys(prefix string, err error) error {
+	if err == nil {
+		return nil
+	}
+	list := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	}
+	out := make([]error, len(list))
+	for i, e := range list {
+		out[i] = fmt.Errorf("%s%w", prefix, e)
+	}
+	return errors.Join(out...)
 }

@@ -3,9 +3,13 @@ package all
 import (
 	"bytes"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
+
+	"github.com/defenderharvester/defenderharvester/internal/config"
 	"github.com/defenderharvester/defenderharvester/internal/sink"
 	"github.com/defenderharvester/defenderharvester/internal/sink/sinktest"
 )
@@ -79,4 +83,63 @@ func TestDuplicateRegistrationPanics(t *testing.T) {
 		}
 	}()
 	sink.Register(sink.Factory{Name: "files"})
+}
+
+// Loading an output's section the way the config loader does
+// (config.LoadPlugin) reports a bad value with the section and the key
+// before any work, and makes relative paths relative to the config file.
+func TestOutputSectionsValidateAndResolveAtLoad(t *testing.T) {
+	const (
+		sentinelDCR = "endpoint: https://dce-1.westeurope-1.ingest.monitor.azure.com\ndcr_immutable_id: dcr-0123456789abcdef0123456789abcdef\n"
+		sentinelOK  = sentinelDCR + "auth: {tenant_id: 11111111-2222-3333-4444-555555555555, client_id: 66666666-7777-8888-9999-000000000000}\n"
+	)
+	tests := []struct {
+		output  string
+		yaml    string
+		wantErr []string
+		paths   map[string]string // field path (dot-separated Go names) → want
+	}{
+		{"files", "dir: out\nrotate_bytes: 0\n", []string{"outputs.files: ", "rotate_bytes is 0"}, nil},
+		{"files", "dir: out\n", nil, map[string]string{"Dir": "/etc/dh/out"}},
+		{"splunk", "url: http://splunk:8088\n", []string{"outputs.splunk: ", "url \"http://splunk:8088\" must start with https://"}, nil},
+		{"splunk", "url: https://splunk:8088\ndelivery: {attempt_timeout: -1s}\n", []string{"delivery.attempt_timeout -1s is negative"}, nil},
+		{"splunk", "url: https://splunk:8088\ntoken_file: hec.token\nca_file: /etc/ssl/ca.pem\ndead_letter_dir: dl\n", nil,
+			map[string]string{"TokenFile": "/etc/dh/hec.token", "CAFile": "/etc/ssl/ca.pem", "DeadLetterDir": "/etc/dh/dl"}},
+		{"sentinel", "endpoint: https://x.ingest.monitor.azure.com\ndcr_immutable_id: dcr-1\n", []string{"outputs.sentinel: ", "dcr_immutable_id \"dcr-1\""}, nil},
+		{"sentinel", sentinelOK + "dead_letter_dir: dl\n", nil, map[string]string{"DeadLetterDir": "/etc/dh/dl"}},
+		{"sentinel", sentinelDCR + "auth: {method: certificate, tenant_id: 11111111-2222-3333-4444-555555555555, client_id: 66666666-7777-8888-9999-000000000000, certificate_file: c.pem}\n", nil,
+			map[string]string{"Auth.CertificateFile": "/etc/dh/c.pem"}},
+	}
+	cfg := &config.Config{Dir: "/etc/dh"}
+	for _, tc := range tests {
+		t.Run(tc.output+": "+strings.SplitN(tc.yaml, "\n", 2)[0], func(t *testing.T) {
+			f, ok := sink.Lookup(tc.output)
+			if !ok {
+				t.Fatalf("output %s not registered", tc.output)
+			}
+			var doc yaml.Node
+			if err := yaml.Unmarshal([]byte(tc.yaml), &doc); err != nil {
+				t.Fatal(err)
+			}
+			settings := f.NewConfig()
+			err := cfg.LoadPlugin(doc.Content[0], "outputs."+tc.output, settings)
+			if (err != nil) != (tc.wantErr != nil) {
+				t.Fatalf("LoadPlugin = %v, want error %v", err, tc.wantErr != nil)
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			for field, want := range tc.paths {
+				v := reflect.ValueOf(settings).Elem()
+				for _, name := range strings.Split(field, ".") {
+					v = v.FieldByName(name)
+				}
+				if got := v.String(); got != want {
+					t.Errorf("%s = %q, want %q", field, got, want)
+				}
+			}
+		})
+	}
 }

@@ -92,24 +92,48 @@ var tableRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$`)
 // fileRe matches the files this sink writes: <Table>-<YYYYMMDD>[.<n>].jsonl.
 var fileRe = regexp.MustCompile(`^([A-Za-z0-9_][A-Za-z0-9_-]{0,127})-(\d{8})(?:\.(\d{1,9}))?\.jsonl$`)
 
+// Validate checks the settings, so a bad value is a config error before
+// any work. Messages name the key without the outputs.files. prefix (the
+// caller adds it).
+func (c *Config) Validate() error {
+	var errs []error
+	if strings.TrimSpace(c.Dir) == "" {
+		errs = append(errs, errors.New("dir is empty: set it to the directory that should receive the .jsonl files"))
+	}
+	if c.RotateBytes <= 0 {
+		errs = append(errs, fmt.Errorf("rotate_bytes is %d: it must be a positive number of bytes (default %d)", c.RotateBytes, DefaultRotateBytes))
+	}
+	if _, err := fileMode(c.FileMode); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// ResolvePaths implements config.PathResolver: dir is relative to the
+// config file's folder.
+func (c *Config) ResolvePaths(resolve func(string) string) {
+	if c.Dir != "" {
+		c.Dir = resolve(c.Dir)
+	}
+}
+
+func fileMode(s string) (os.FileMode, error) {
+	switch s {
+	case "", "0600", "600":
+		return 0o600, nil
+	case "0640", "640":
+		return 0o640, nil
+	}
+	return 0, fmt.Errorf("file_mode %q is not allowed; use \"0600\" (owner only) or \"0640\" (owner and group)", s)
+}
+
 // New builds a file sink; nothing touches the disk before Start.
 func New(deps sink.Deps, cfg Config) (*Sink, error) {
 	deps = deps.WithDefaults()
-	if strings.TrimSpace(cfg.Dir) == "" {
-		return nil, errors.New("dir is empty; set outputs.file.dir to the directory that should receive the .jsonl files")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.RotateBytes <= 0 {
-		return nil, fmt.Errorf("rotate_bytes is %d; it must be a positive number of bytes (default %d)", cfg.RotateBytes, DefaultRotateBytes)
-	}
-	var mode os.FileMode
-	switch cfg.FileMode {
-	case "", "0600", "600":
-		mode = 0o600
-	case "0640", "640":
-		mode = 0o640
-	default:
-		return nil, fmt.Errorf("file_mode %q is not allowed; use \"0600\" (owner only) or \"0640\" (owner and group)", cfg.FileMode)
-	}
+	mode, _ := fileMode(cfg.FileMode) // checked by Validate
 	return &Sink{
 		dir: cfg.Dir, rotateBytes: cfg.RotateBytes, daily: cfg.RotateDaily, mode: mode,
 		log: deps.Logger.With("output", Name), now: deps.Now, tables: map[string]*tableFile{},

@@ -316,6 +316,41 @@ func TestRejects(t *testing.T) {
 	}
 }
 
+// Validate carries every check New makes, so the config loader reports a
+// bad value before any work; messages name the key without the section.
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want []string
+	}{
+		{"defaults", *DefaultConfig(), nil},
+		{"group-readable", Config{Dir: "x", RotateBytes: 1, FileMode: "0640"}, nil},
+		{"everything wrong", Config{Dir: " ", RotateBytes: -5, FileMode: "0644"}, []string{"dir is empty", "rotate_bytes is -5", `file_mode "0644"`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			if (err == nil) != (tc.want == nil) {
+				t.Fatalf("Validate() = %v", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			if err != nil && strings.Contains(err.Error(), "outputs.") {
+				t.Errorf("error %q names the section; the loader adds it", err)
+			}
+		})
+	}
+	c := Config{Dir: "out"}
+	c.ResolvePaths(func(p string) string { return filepath.Join("/etc/dh", p) })
+	if c.Dir != "/etc/dh/out" {
+		t.Errorf("dir resolved to %q", c.Dir)
+	}
+}
+
 func FuzzLastLineEnd(f *testing.F) {
 	for _, s := range []string{"", "\n", "a", "a\nb", "a\n", strings.Repeat("x", 70000) + "\n" + strings.Repeat("y", 70000)} {
 		f.Add([]byte(s))

@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/defenderharvester/defenderharvester/internal/delivery"
+	"github.com/defenderharvester/defenderharvester/internal/sink"
 	"github.com/defenderharvester/defenderharvester/internal/tables"
 )
 
@@ -162,8 +163,24 @@ func tableNames() []string {
 	return names
 }
 
-// validate checks everything that does not need the network or secrets.
+// validate fills the defaults New relies on and checks the settings.
 func (c *Config) validate() error {
+	if c.StreamPrefix == "" {
+		c.StreamPrefix = DefaultStreamPrefix
+	}
+	if c.Delivery.MaxBytes == 0 {
+		c.Delivery.MaxBytes = DefaultMaxBytes
+	}
+	if c.Delivery.AttemptTimeout == 0 {
+		c.Delivery.AttemptTimeout = delivery.DefaultAttemptTimeout
+	}
+	return c.Validate()
+}
+
+// Validate checks everything that needs neither the network nor secrets,
+// so a bad value is a config error before any work. Messages name the key
+// without the outputs.sentinel. prefix (the caller adds it).
+func (c *Config) Validate() error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if c.MaxTimeSpan < 0 {
@@ -173,7 +190,7 @@ func (c *Config) validate() error {
 	// then fails at Write, naming the table.
 	if len(c.Rules) == 0 || c.Endpoint != "" || c.DCRImmutableID != "" {
 		if c.Endpoint == "" {
-			add("endpoint is empty: set outputs.sentinel.endpoint to the DCR's logs ingestion endpoint (deployment output logsIngestionEndpoint of sentinel-setup's template, or az monitor data-collection rule show … --query endpoints.logsIngestion) or a data collection endpoint")
+			add("endpoint is empty: set it to the DCR's logs ingestion endpoint (deployment output logsIngestionEndpoint of sentinel-setup's template, or az monitor data-collection rule show … --query endpoints.logsIngestion) or a data collection endpoint")
 		} else if !validEndpoint(c.Endpoint) {
 			add("endpoint %q must be an https URL without path or query, e.g. https://my-dcr-abcd.westeurope-1.ingest.monitor.azure.com", c.Endpoint)
 		}
@@ -211,10 +228,7 @@ func (c *Config) validate() error {
 			ruleOf[t] = i
 		}
 	}
-	if c.StreamPrefix == "" {
-		c.StreamPrefix = DefaultStreamPrefix
-	}
-	if !strings.HasPrefix(c.StreamPrefix, "Custom-") {
+	if c.StreamPrefix != "" && !strings.HasPrefix(c.StreamPrefix, "Custom-") {
 		add("stream_prefix %q must start with \"Custom-\" (custom stream names do)", c.StreamPrefix)
 	}
 	for table, s := range c.Streams {
@@ -225,11 +239,11 @@ func (c *Config) validate() error {
 	if _, err := cloudConfig(c.Cloud); err != nil {
 		errs = append(errs, err)
 	}
-	if c.Delivery.MaxBytes == 0 {
-		c.Delivery.MaxBytes = DefaultMaxBytes
-	}
 	if c.Delivery.MaxBytes > MaxRequestBytes {
 		add("delivery.max_bytes %d is above the Logs Ingestion limit of %d bytes per call: lower it (default %d)", c.Delivery.MaxBytes, MaxRequestBytes, DefaultMaxBytes)
+	}
+	if err := c.Delivery.Validate(); err != nil {
+		errs = append(errs, sink.PrefixKeys("delivery.", err))
 	}
 	a := c.Auth
 	switch a.Method {
@@ -255,8 +269,15 @@ func (c *Config) validate() error {
 	default:
 		add("auth.method %q is unknown: use client_secret, certificate, managed_identity, workload_identity or azure_cli", a.Method)
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("sentinel output settings: %w", errors.Join(errs...))
+	return errors.Join(errs...)
+}
+
+// ResolvePaths implements config.PathResolver: dead_letter_dir and the
+// credential files are relative to the config file's folder.
+func (c *Config) ResolvePaths(resolve func(string) string) {
+	for _, p := range []*string{&c.DeadLetterDir, &c.Auth.ClientSecretFile, &c.Auth.CertificateFile} {
+		if *p != "" {
+			*p = resolve(*p)
+		}
 	}
-	return nil
 }

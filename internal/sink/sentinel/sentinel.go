@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -67,9 +68,10 @@ type Sink struct {
 	// Check); nil when the sink was built without a credential (tests).
 	token func(ctx context.Context) error
 
-	mu      sync.RWMutex
-	started bool
-	closed  bool
+	mu       sync.Mutex
+	started  bool
+	closed   bool
+	inflight sync.WaitGroup
 }
 
 // New builds the Sentinel output: it validates the settings, reads the
@@ -99,12 +101,12 @@ func clientOptions(deps sink.Deps, cfg Config, log *slog.Logger) (azcore.ClientO
 	cl, _ := cloudConfig(cfg.Cloud)
 
 	base := deps.Transport
+	if base == nil {
+		base = newHTTPTransport(cfg.Delivery.AttemptTimeout)
+	}
 	if cfg.InsecureSkipVerify {
 		log.Warn("TLS certificate verification is OFF for the sentinel output (insecure_skip_verify: true); use it only for tests")
 		t, ok := base.(*http.Transport)
-		if base == nil {
-			t, ok = http.DefaultTransport.(*http.Transport), true
-		}
 		if !ok {
 			return azcore.ClientOptions{}, errors.New("sentinel output: insecure_skip_verify needs the default HTTP transport; remove it")
 		}
@@ -115,15 +117,33 @@ func clientOptions(deps sink.Deps, cfg Config, log *slog.Logger) (azcore.ClientO
 		t.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // explicit user choice, warned above
 		base = t
 	}
-	if base == nil {
-		base = http.DefaultTransport
-	}
 	// Authenticated requests never follow redirects: a redirect would
 	// carry the bearer token (or the client assertion) elsewhere.
 	hc := &http.Client{Transport: base, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
 	}}
 	return azcore.ClientOptions{Cloud: cl, Transport: hc, Retry: policy.RetryOptions{MaxRetries: -1}}, nil
+}
+
+// Dial and TLS handshake bounds of the output's own transport.
+const (
+	dialTimeout      = 15 * time.Second
+	handshakeTimeout = 15 * time.Second
+)
+
+// newHTTPTransport is the production transport: the default one with
+// bounds on dialling, the TLS handshake and the wait for response headers,
+// so a stalled endpoint (Logs Ingestion or Entra) cannot hang a call.
+func newHTTPTransport(responseHeader time.Duration) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = handshakeTimeout
+	t.ResponseHeaderTimeout = responseHeader
+	if t.TLSClientConfig == nil {
+		t.TLSClientConfig = &tls.Config{}
+	}
+	t.TLSClientConfig.MinVersion = tls.VersionTLS12 // the service requires TLS 1.2+ (protocols §A.1)
+	return t
 }
 
 // newWithCredential builds one azlogs client per distinct endpoint, all
@@ -153,12 +173,18 @@ func newWithCredential(deps sink.Deps, cfg Config, co azcore.ClientOptions, cred
 // Check gets a token for the Logs Ingestion API, the part of the setup
 // that can be verified without sending data: a wrong secret, tenant or
 // Conditional Access block shows here. The role on the DCR only shows on
-// the first upload (403 with the fix in its message).
+// the first upload (403 with the fix in its message). It is bounded by
+// delivery.attempt_timeout.
 func (s *Sink) Check(ctx context.Context) error {
 	if s.token == nil {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Delivery.AttemptTimeout)
+	defer cancel()
 	if err := s.token(ctx); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("sentinel output: no token for the Logs Ingestion API within %s (delivery.attempt_timeout): Entra did not answer; check the network path to the authority", s.cfg.Delivery.AttemptTimeout)
+		}
 		return fmt.Errorf("sentinel output: cannot get a token for the Logs Ingestion API (check auth.tenant_id, auth.client_id and the secret or certificate): %s", firstLine(redact(err.Error(), s.secrets)))
 	}
 	return nil
@@ -260,31 +286,49 @@ func encode(dst []byte, r *record.Record) ([]byte, error) { return r.AppendJSON(
 // Name implements sink.Sink.
 func (s *Sink) Name() string { return Name }
 
-// Start implements sink.Sink. The first token is fetched on the first
-// Write, so a broken credential shows up as that Write's error.
-func (s *Sink) Start(context.Context) error {
+// Start implements sink.Sink. It proves the credential by fetching a
+// token for the Logs Ingestion API (Check), so a wrong secret, tenant or
+// certificate fails the start and the pipeline keeps this output's share
+// in its spool instead of finding out batch by batch.
+func (s *Sink) Start(ctx context.Context) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return errors.New("sentinel output is shut down and cannot be restarted; build a new one")
 	}
+	started := s.started
+	s.mu.Unlock()
+	if started {
+		return nil
+	}
+	if err := s.Check(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
 	s.started = true
+	s.mu.Unlock()
 	return nil
 }
 
 // Write delivers recs to the table's stream and returns nil once the
-// service accepted every one (or dead-lettered the ones it rejects on
-// their own). A record that is not valid JSON fails the whole batch
-// before anything is sent: it is a harvester bug, not data to drop.
+// service accepted every one (or dead-lettered the ones it refused for
+// their own content). A refusal of the request — credentials, role,
+// endpoint, DCR, stream — fails the Write and dead-letters nothing. A
+// record that is not valid JSON fails the whole batch before anything is
+// sent: it is a harvester bug, not data to drop.
 func (s *Sink) Write(ctx context.Context, table string, recs []record.Record) error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		s.mu.Unlock()
 		return fmt.Errorf("sentinel output: table %s: the output is shut down", table)
-	}
-	if !s.started {
+	case !s.started:
+		s.mu.Unlock()
 		return fmt.Errorf("sentinel output: table %s: Write before Start", table)
 	}
+	s.inflight.Add(1)
+	s.mu.Unlock()
+	defer s.inflight.Done()
 	if _, err := s.route(table); err != nil {
 		return err
 	}
@@ -366,16 +410,32 @@ func checkJSON(r *record.Record) error {
 	return nil
 }
 
-// Shutdown implements sink.Sink: it waits for Writes in flight.
-func (s *Sink) Shutdown(context.Context) error {
+// Shutdown implements sink.Sink: it refuses new Writes and waits for the
+// ones in flight, bounded by ctx. Idempotent.
+func (s *Sink) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closed = true
-	return nil
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("sentinel output: shutdown stopped while writes were in flight: %w", ctx.Err())
+	}
 }
 
 // Stats are the delivery counters.
 func (s *Sink) Stats() delivery.Stats { return s.exp.Stats() }
+
+// Warnings implements sink.Warner.
+func (s *Sink) Warnings() []string {
+	if s.cfg.InsecureSkipVerify {
+		return []string{"TLS certificate verification is off (insecure_skip_verify: true): anyone on the path can read the records and the Entra tokens; remove it outside tests"}
+	}
+	return nil
+}
 
 // Stream returns the stream a table is sent to.
 func (s *Sink) Stream(table string) string {
@@ -486,9 +546,37 @@ func (s *Sink) classify(err error, req *delivery.Request, stream string, rt *rou
 		return delivery.Permanent(ue(hint))
 	case st == http.StatusNotFound:
 		return delivery.Permanent(ue("check " + rt.setting + " and that the DCR declares stream " + stream + " (run sentinel-setup)"))
+	case st == http.StatusBadRequest && code == codeTimeRange:
+		return delivery.Permanent(ue("the records of one call span more than the service allows; keep max_time_span at 30m (or lower) for this output"))
+	case st == http.StatusBadRequest && requestCode(code):
+		return delivery.Permanent(ue("the service refused the request itself, not its records; check " + rt.setting + ", stream " + stream + " and any proxy between here and the service"))
+	case st == http.StatusBadRequest:
+		// A 400 without a code about the request is the records' content
+		// not matching the stream (schema, malformed values): one record is
+		// dead-lettered; for several the helper looks for the one.
+		return delivery.Rejected(ue("the record does not match stream " + stream + "'s declaration; compare the DCR with `defenderharvester sentinel-setup` output"))
 	default:
-		return delivery.Permanent(ue("the DCR's stream declaration and the records disagree, or the request is malformed; compare the DCR with `defenderharvester sentinel-setup` output"))
+		return delivery.Permanent(ue("the service refused the request; compare the DCR with `defenderharvester sentinel-setup` output and check " + rt.setting))
 	}
+}
+
+// codeTimeRange is the documented refusal of a call whose records span
+// more than 30 minutes (protocols §A.4).
+const codeTimeRange = "RecordsTimeRangeIsMoreThan30Minutes"
+
+// requestCode reports whether a 400's error code names the request rather
+// than its records: the API version, the encoding, the transport, the
+// data collection rule or endpoint, the stream. Codes the reference does
+// not list are read by what they name.
+func requestCode(code string) bool {
+	c := strings.ToLower(code)
+	for _, w := range []string{"apiversion", "encoding", "https", "mediatype", "contenttype",
+		"datacollection", "dcr", "dce", "endpoint", "stream", "authentication", "authorization", "token"} {
+		if strings.Contains(c, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // serviceError reads {"error":{"code","message"}} (or x-ms-error-code).

@@ -280,20 +280,41 @@ func TestRequestShape(t *testing.T) {
 
 func TestErrorMapping(t *testing.T) {
 	forbidden := `{"error":{"code":"OperationFailed","message":"The authentication token provided does not have access to ingest data for the data collection rule with immutable Id '` + testDCR + `'."}}`
+	const (
+		ok      = iota // delivered
+		request        // refusal of the request: Write fails, permanent, nothing dead-lettered
+		records        // refusal of the records: Write fails (several records refused), nothing dead-lettered
+		dead           // the one record is dead-lettered, Write succeeds
+	)
 	tests := []struct {
 		name      string
 		status    int
 		hdr       map[string]string
 		body      string
 		failTimes int
-		wantErr   []string // substrings; nil = success expected
+		records   int // default 4
+		want      int
+		wantErr   []string // substrings of the error
 		wantSleep time.Duration
 		wantCalls int
 	}{
-		{name: "401", status: 401, failTimes: 99, wantErr: []string{"HTTP 401", "Monitoring Metrics Publisher", "30 minutes"}, wantCalls: 1},
-		{name: "403 OperationFailed", status: 403, hdr: map[string]string{"x-ms-error-code": "OperationFailed"}, body: forbidden, failTimes: 99,
+		{name: "401", status: 401, failTimes: 99, want: request, wantErr: []string{"HTTP 401", "Monitoring Metrics Publisher", "30 minutes"}, wantCalls: 1},
+		{name: "403 OperationFailed", status: 403, hdr: map[string]string{"x-ms-error-code": "OperationFailed"}, body: forbidden, failTimes: 99, want: request,
 			wantErr: []string{"HTTP 403 OperationFailed", testDCR, "Monitoring Metrics Publisher", "up to 30 minutes"}, wantCalls: 1},
-		{name: "400 schema", status: 400, body: `{"error":{"code":"InvalidStream","message":"schema mismatch"}}`, failTimes: 99, wantErr: []string{"HTTP 400 InvalidStream", "schema mismatch"}, wantCalls: 1},
+		// The old rule dead-lettered a refused request of one record: with
+		// the 30-minute split one-record calls are common, so a missing
+		// role silently lost records.
+		{name: "403 on one record is not the record's fault", status: 403, hdr: map[string]string{"x-ms-error-code": "OperationFailed"}, body: forbidden, failTimes: 99, records: 1, want: request,
+			wantErr: []string{"HTTP 403 OperationFailed", "nothing was dead-lettered"}, wantCalls: 1},
+		{name: "401 on one record", status: 401, failTimes: 99, records: 1, want: request, wantErr: []string{"HTTP 401"}, wantCalls: 1},
+		{name: "404 on one record", status: 404, body: `{"error":{"code":"NotFound","message":"no such rule"}}`, failTimes: 99, records: 1, want: request, wantErr: []string{"HTTP 404", "outputs.sentinel.endpoint"}, wantCalls: 1},
+		{name: "400 naming the stream", status: 400, body: `{"error":{"code":"InvalidStream","message":"schema mismatch"}}`, failTimes: 99, records: 1, want: request, wantErr: []string{"HTTP 400 InvalidStream", "schema mismatch"}, wantCalls: 1},
+		{name: "400 naming the api version", status: 400, body: `{"error":{"code":"UnsupportedApiVersion","message":"no"}}`, failTimes: 99, records: 1, want: request, wantErr: []string{"UnsupportedApiVersion"}, wantCalls: 1},
+		{name: "400 time range", status: 400, body: `{"error":{"code":"RecordsTimeRangeIsMoreThan30Minutes","message":"span"}}`, failTimes: 99, want: request, wantErr: []string{"RecordsTimeRangeIsMoreThan30Minutes", "max_time_span"}, wantCalls: 1},
+		{name: "400 on one record is that record's", status: 400, body: `{"error":{"code":"InvalidRequest","message":"Record 0 does not match"}}`, failTimes: 99, records: 1, want: dead, wantCalls: 1},
+		{name: "400 on every record of several fails the Write", status: 400, body: `{"error":{"code":"InvalidRequest","message":"schema mismatch"}}`, failTimes: 99, want: records,
+			wantErr: []string{"both of its halves", "nothing was dead-lettered", "InvalidRequest"}, wantCalls: 3},
+		{name: "415 is the request's", status: 415, body: `{"error":{"code":"UnsupportedMediaType","message":"json"}}`, failTimes: 99, records: 1, want: request, wantErr: []string{"HTTP 415"}, wantCalls: 1},
 		{name: "429 Retry-After 90s", status: 429, hdr: map[string]string{"Retry-After": "90"}, body: `{"error":{"code":"TooManyRequests","message":"slow down"}}`, failTimes: 1, wantSleep: 90 * time.Second, wantCalls: 2},
 		{name: "503 then ok", status: 503, failTimes: 2, wantCalls: 3},
 		{name: "503 Retry-After 5", status: 503, hdr: map[string]string{"Retry-After": "5"}, failTimes: 1, wantSleep: 5 * time.Second, wantCalls: 2},
@@ -310,21 +331,33 @@ func TestErrorMapping(t *testing.T) {
 			if err := s.Start(t.Context()); err != nil {
 				t.Fatal(err)
 			}
-			recs := sinktest.Records("MdeMachineActions", 0, 4)
+			n := tt.records
+			if n == 0 {
+				n = 4
+			}
+			recs := sinktest.Records("MdeMachineActions", 0, n)
 			err := s.Write(t.Context(), "MdeMachineActions", recs)
-			if tt.wantErr == nil {
+			switch tt.want {
+			case ok:
 				if err != nil {
 					t.Fatalf("Write: %v", err)
 				}
 				if got := len(f.stored["Custom-MdeMachineActions"]); got != len(recs) {
 					t.Errorf("stored %d records, want %d", got, len(recs))
 				}
-			} else {
+			case dead:
+				if err != nil {
+					t.Fatalf("Write: %v; a record refused for its content is dead-lettered", err)
+				}
+				if st := s.Stats(); st.DeadLettered != 1 {
+					t.Errorf("%d dead-lettered, want 1", st.DeadLettered)
+				}
+			default:
 				if err == nil {
 					t.Fatal("Write succeeded, want an error")
 				}
-				if !delivery.IsPermanent(err) {
-					t.Errorf("error is not permanent: %v", err)
+				if got := delivery.IsPermanent(err); got != (tt.want == request) {
+					t.Errorf("IsPermanent = %v for %v", got, err)
 				}
 				for _, w := range tt.wantErr {
 					if !strings.Contains(err.Error(), w) {
@@ -337,6 +370,9 @@ func TestErrorMapping(t *testing.T) {
 				var re *azcore.ResponseError
 				if !errors.As(err, &re) || re.StatusCode != tt.status {
 					t.Errorf("error does not unwrap to the ResponseError %d", tt.status)
+				}
+				if st := s.Stats(); st.DeadLettered != 0 {
+					t.Errorf("%d records dead-lettered; a failed Write must keep them for the next run", st.DeadLettered)
 				}
 			}
 			if f.calls != tt.wantCalls {
@@ -370,6 +406,8 @@ func TestConfigValidation(t *testing.T) {
 		{"bad stream", func(c *Config) { c.Streams = map[string]string{"T": "T"} }, "streams.T"},
 		{"cloud", func(c *Config) { c.Cloud = "mars" }, "cloud"},
 		{"too big", func(c *Config) { c.Delivery.MaxBytes = 2 << 20 }, "max_bytes"},
+		{"negative attempt timeout", func(c *Config) { c.Delivery.AttemptTimeout = -time.Second }, "delivery.attempt_timeout -1s is negative"},
+		{"negative time span", func(c *Config) { c.MaxTimeSpan = -time.Minute }, "max_time_span"},
 		{"tenant", func(c *Config) { c.Auth.TenantID = "contoso" }, "tenant_id"},
 		{"method", func(c *Config) { c.Auth.Method = "password" }, "auth.method"},
 		{"cert file", func(c *Config) { c.Auth.Method = AuthCertificate }, "certificate_file"},
@@ -396,9 +434,12 @@ func TestConfigValidation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := ok
 			tt.mod(&c)
-			err := c.validate()
+			err := c.Validate()
 			if (err == nil) != (tt.want == "") || (err != nil && !strings.Contains(err.Error(), tt.want)) {
-				t.Fatalf("validate() = %v, want error containing %q", err, tt.want)
+				t.Fatalf("Validate() = %v, want error containing %q", err, tt.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "outputs.sentinel.") {
+				t.Errorf("error %q names the section; the config loader adds it", err)
 			}
 		})
 	}

@@ -60,7 +60,10 @@ func TestAgainstEmulator(t *testing.T) {
 		wantErr  string
 	}{
 		{name: "client secret delivers every record once", clientID: creds.ClientID, secret: creds.ClientSecret},
-		{name: "wrong secret fails without leaking it", clientID: creds.ClientID, secret: "wrong-" + creds.ClientSecret, wantErr: "Entra sign-in failed"},
+		// The credential is proven at Start: a wrong secret fails the start
+		// (the pipeline then spools this output's share) instead of the
+		// first Write.
+		{name: "wrong secret fails Start without leaking it", clientID: creds.ClientID, secret: "wrong-" + creds.ClientSecret, wantErr: "cannot get a token for the Logs Ingestion API"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,10 +77,23 @@ func TestAgainstEmulator(t *testing.T) {
 			if err != nil {
 				t.Fatalf("New: %v", err)
 			}
-			if err := s.Start(t.Context()); err != nil {
+			err = s.Start(t.Context())
+			defer func() { _ = s.Shutdown(context.Background()) }()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "AADSTS7000215") {
+					t.Fatalf("Start = %v, want an error containing %q and Entra's code", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), tt.secret) {
+					t.Fatal("error leaks the client secret")
+				}
+				if ten.Received(sim.ReceiverSentinel).Requests != before.Requests {
+					t.Fatal("an upload was attempted although Start failed")
+				}
+				return
+			}
+			if err != nil {
 				t.Fatal(err)
 			}
-			defer func() { _ = s.Shutdown(context.Background()) }()
 			tablesUsed := []string{"MdeMachineActions", "MdeTimeline"}
 			var ids []string
 			for i, table := range tablesUsed {
@@ -86,22 +102,9 @@ func TestAgainstEmulator(t *testing.T) {
 					recs[j].ID = table + "-" + string(rune('a'+i)) + "-" + recs[j].ID
 					ids = append(ids, recs[j].ID)
 				}
-				err = s.Write(t.Context(), table, recs)
-				if tt.wantErr != "" {
-					break
-				}
-				if err != nil {
+				if err := s.Write(t.Context(), table, recs); err != nil {
 					t.Fatalf("Write %s: %v", table, err)
 				}
-			}
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("Write = %v, want error containing %q", err, tt.wantErr)
-				}
-				if strings.Contains(err.Error(), tt.secret) {
-					t.Fatal("error leaks the client secret")
-				}
-				return
 			}
 			st := ten.Received(sim.ReceiverSentinel)
 			got := st.IDs()

@@ -54,7 +54,10 @@ type fakeHEC struct {
 	health   func(w http.ResponseWriter)
 	// override answers event posts when set (status, body, headers).
 	override func(n int) (int, string, http.Header)
-	posts    int
+	// bad events (by RecordId) are refused like HEC does: code 6 with
+	// invalid-event-number, the events before it indexed.
+	bad   map[string]bool
+	posts int
 }
 
 func newFakeHEC(t testing.TB) *fakeHEC {
@@ -143,6 +146,7 @@ func (f *fakeHEC) serveEvent(w http.ResponseWriter, r *http.Request, body []byte
 		if err := dec.Decode(&raw); err == io.EOF {
 			break
 		} else if err != nil || raw[0] != '{' {
+			f.events = append(f.events, got...)
 			hecJSON(w, 400, map[string]any{"text": "Invalid data format", "code": 6, "invalid-event-number": i})
 			return
 		}
@@ -150,7 +154,14 @@ func (f *fakeHEC) serveEvent(w http.ResponseWriter, r *http.Request, body []byte
 		d := json.NewDecoder(bytes.NewReader(raw))
 		d.UseNumber()
 		if err := d.Decode(&e); err != nil || len(e.Event) == 0 {
+			f.events = append(f.events, got...)
 			hecJSON(w, 400, map[string]any{"text": "Event field is required", "code": 12, "invalid-event-number": i})
+			return
+		}
+		var id struct{ RecordId string }
+		if json.Unmarshal(e.Event, &id) == nil && f.bad[id.RecordId] {
+			f.events = append(f.events, got...)
+			hecJSON(w, 400, map[string]any{"text": "Invalid data format", "code": 6, "invalid-event-number": i})
 			return
 		}
 		got = append(got, e)

@@ -13,18 +13,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/defenderharvester/defenderharvester/internal/clock"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/defenderharvester/defenderharvester/internal/clock"
 	"github.com/defenderharvester/defenderharvester/internal/config"
 	"github.com/defenderharvester/defenderharvester/internal/delivery"
 	"github.com/defenderharvester/defenderharvester/internal/record"
@@ -44,6 +45,9 @@ const (
 	DefaultTimeout      = 30 * time.Second
 	DefaultPollInterval = 10 * time.Second
 	DefaultAckTimeout   = 5 * time.Minute
+	// defaultDeadLetterDir is under the data directory, shared with the
+	// sentinel output (each writes its own <sink>-deadletter-*.jsonl).
+	defaultDeadLetterDir = "deadletter"
 )
 
 const (
@@ -59,55 +63,6 @@ func init() {
 	sink.Register(sink.NewFactory(Name,
 		"Splunk HTTP Event Collector (/services/collector/event), gzip, optional indexer acknowledgement",
 		DefaultConfig, New))
-}
-
-// Config are the Splunk output's settings. The token is never part of
-// it: it comes from token_file (mode 0600) or DH_SPLUNK_TOKEN.
-type Config struct {
-	// URL is the HEC base, e.g. https://splunk.example.com:8088; the
-	// event, ack and health paths are appended.
-	URL       string `yaml:"url"`
-	TokenFile string `yaml:"token_file"`
-	// Index is empty for the token's default index.
-	Index string `yaml:"index"`
-	// Host defaults to the machine's host name.
-	Host   string `yaml:"host"`
-	Source string `yaml:"source"`
-	// Sourcetype applies to every table; empty means the table name.
-	// Sourcetypes overrides it per table.
-	Sourcetype  string            `yaml:"sourcetype"`
-	Sourcetypes map[string]string `yaml:"sourcetypes"`
-	Gzip        bool              `yaml:"gzip"`
-	Ack         AckConfig         `yaml:"ack"`
-	// CAFile is a PEM bundle trusted in addition to the system roots.
-	CAFile             string `yaml:"ca_file"`
-	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
-	// Timeout bounds one HTTP call (event post, ack query, health check).
-	Timeout  config.Duration `yaml:"timeout"`
-	Delivery delivery.Config `yaml:"delivery"`
-}
-
-// AckConfig controls indexer acknowledgement (the token must have it on).
-type AckConfig struct {
-	Enabled      bool            `yaml:"enabled"`
-	PollInterval config.Duration `yaml:"poll_interval"`
-	// Timeout is how long a request may stay unacknowledged before it is
-	// sent again (duplicates are then possible).
-	Timeout config.Duration `yaml:"timeout"`
-}
-
-// DefaultConfig returns the settings used when the config file says nothing.
-func DefaultConfig() *Config {
-	return &Config{
-		Source:  DefaultSource,
-		Gzip:    true,
-		Timeout: config.Duration(DefaultTimeout),
-		Ack: AckConfig{
-			PollInterval: config.Duration(DefaultPollInterval),
-			Timeout:      config.Duration(DefaultAckTimeout),
-		},
-		Delivery: delivery.Config{MaxBytes: delivery.DefaultMaxBytes},
-	}
 }
 
 // Sink is the Splunk HEC output.
@@ -131,6 +86,7 @@ type Sink struct {
 	pollEvery   time.Duration
 	ackTimeout  time.Duration
 	timeout     time.Duration
+	insecure    bool
 	exp         *delivery.Exporter
 
 	// Test seams for the ack loop: now is the clock, sleep waits.
@@ -151,10 +107,10 @@ type Sink struct {
 func New(deps sink.Deps, cfg Config) (*Sink, error) {
 	deps = deps.WithDefaults()
 	log := deps.Logger.With("output", Name)
-	base, err := parseBase(cfg.URL)
-	if err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	base, _ := parseBase(cfg.URL) // checked by Validate
 	token, err := loadToken(cfg.TokenFile, deps.Getenv)
 	if err != nil {
 		return nil, err
@@ -169,28 +125,8 @@ func New(deps sink.Deps, cfg Config) (*Sink, error) {
 	if source == "" {
 		source = DefaultSource
 	}
-	timeout, poll, ackTimeout := time.Duration(cfg.Timeout), time.Duration(cfg.Ack.PollInterval), time.Duration(cfg.Ack.Timeout)
-	if timeout == 0 {
-		timeout = DefaultTimeout
-	}
-	if poll == 0 {
-		poll = DefaultPollInterval
-	}
-	if ackTimeout == 0 {
-		ackTimeout = DefaultAckTimeout
-	}
-	if timeout < 0 || poll < 0 || ackTimeout < 0 {
-		return nil, errors.New("splunk: timeout, ack.poll_interval and ack.timeout must not be negative")
-	}
-	if cfg.Ack.Enabled && ackTimeout < poll {
-		return nil, fmt.Errorf("splunk: ack.timeout %s is shorter than ack.poll_interval %s: no acknowledgement could ever arrive in time; raise ack.timeout", ackTimeout, poll)
-	}
-	for t, st := range cfg.Sourcetypes {
-		if strings.TrimSpace(st) == "" {
-			return nil, fmt.Errorf("splunk: sourcetypes.%s is empty; remove it to use the default or name a sourcetype", t)
-		}
-	}
-	rt, owns, err := transport(cfg, deps.Transport, log)
+	timeout, poll, ackTimeout := cfg.durations()
+	rt, owns, err := transport(cfg, timeout, deps.Transport, log)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +139,7 @@ func New(deps sink.Deps, cfg Config) (*Sink, error) {
 		eventURL: base + eventPath, ackURL: base + ackPath + "?channel=" + url.QueryEscape(channel), healthURL: base + healthPath,
 		index: cfg.Index, host: host, source: source, sourcetype: cfg.Sourcetype, sourcetypes: cfg.Sourcetypes,
 		gzip: cfg.Gzip, ack: cfg.Ack.Enabled, pollEvery: poll, ackTimeout: ackTimeout, timeout: timeout,
-		now: deps.Now, sleep: clock.Sleep, ownsRT: owns,
+		now: deps.Now, sleep: clock.Sleep, ownsRT: owns, insecure: cfg.InsecureSkipVerify,
 		client: &http.Client{
 			Transport: rt,
 			// Authenticated requests never follow redirects: the token
@@ -216,42 +152,16 @@ func New(deps sink.Deps, cfg Config) (*Sink, error) {
 	if dcfg.MaxBytes == 0 {
 		dcfg.MaxBytes = delivery.DefaultMaxBytes
 	}
-	s.exp, err = delivery.New(Name, dcfg, delivery.Concatenated, s.encode, s.send, delivery.NewFileDeadLetter(deps.DataDir, deps.Now), log)
+	dcfg.AttemptTimeout = cfg.attemptTimeout()
+	dir := cfg.DeadLetterDir
+	if dir == "" {
+		dir = filepath.Join(deps.DataDir, defaultDeadLetterDir)
+	}
+	s.exp, err = delivery.New(Name, dcfg, delivery.Concatenated, s.encode, s.send, delivery.NewFileDeadLetter(dir, deps.Now), log)
 	if err != nil {
 		return nil, fmt.Errorf("splunk: %w", err)
 	}
 	return s, nil
-}
-
-// parseBase checks the url setting and returns it without the collector
-// path a user may have pasted.
-func parseBase(raw string) (string, error) {
-	raw = strings.TrimSpace(raw)
-	if raw == "" {
-		return "", errors.New("splunk: url is empty; set outputs.splunk.url to the HEC address, e.g. https://splunk.example.com:8088")
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "", fmt.Errorf("splunk: url %q is not a URL: %w", raw, err)
-	}
-	switch {
-	case u.Scheme != "https":
-		return "", fmt.Errorf("splunk: url %q must start with https:// (the HEC token must not travel in clear text); enable SSL on the HEC input", raw)
-	case u.Host == "":
-		return "", fmt.Errorf("splunk: url %q has no host; use e.g. https://splunk.example.com:8088", raw)
-	case u.User != nil:
-		return "", errors.New("splunk: url must not contain a user or password; put the HEC token in token_file or DH_SPLUNK_TOKEN")
-	case u.RawQuery != "" || u.Fragment != "":
-		return "", errors.New("splunk: url must not contain a query or fragment (a ?token= would leak the HEC token); use the base address only")
-	}
-	p := strings.TrimRight(u.Path, "/")
-	for _, suffix := range []string{"/services/collector/event/1.0", eventPath, "/services/collector"} {
-		if strings.HasSuffix(p, suffix) {
-			p = strings.TrimSuffix(p, suffix)
-			break
-		}
-	}
-	return u.Scheme + "://" + u.Host + p, nil
 }
 
 // loadToken reads the HEC token from the file or the environment and
@@ -279,13 +189,15 @@ func loadToken(file string, getenv func(string) string) (string, error) {
 }
 
 // transport picks the round tripper: the injected one (emulator) unless
-// ca_file or insecure_skip_verify ask for a TLS setup of their own.
-func transport(cfg Config, injected http.RoundTripper, log *slog.Logger) (http.RoundTripper, bool, error) {
+// ca_file or insecure_skip_verify ask for a TLS setup of their own. Its
+// own transports bound dialling, the TLS handshake and the wait for
+// response headers, so a stalled HEC cannot hang a call.
+func transport(cfg Config, timeout time.Duration, injected http.RoundTripper, log *slog.Logger) (http.RoundTripper, bool, error) {
 	if cfg.CAFile == "" && !cfg.InsecureSkipVerify {
 		if injected != nil {
 			return injected, false, nil
 		}
-		return newHTTPTransport(&tls.Config{MinVersion: tls.VersionTLS12}), true, nil
+		return newHTTPTransport(&tls.Config{MinVersion: tls.VersionTLS12}, timeout), true, nil
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.CAFile != "" {
@@ -306,18 +218,25 @@ func transport(cfg Config, injected http.RoundTripper, log *slog.Logger) (http.R
 		log.Warn("TLS certificate verification of the Splunk HEC is OFF (insecure_skip_verify): anyone on the path can read the token and the events; use ca_file instead")
 		tc.InsecureSkipVerify = true
 	}
-	return newHTTPTransport(tc), true, nil
+	return newHTTPTransport(tc, timeout), true, nil
 }
 
-func newHTTPTransport(tc *tls.Config) *http.Transport {
+// Dial and TLS handshake bounds of the sink's own transports.
+const (
+	dialTimeout      = 15 * time.Second
+	handshakeTimeout = 15 * time.Second
+)
+
+func newHTTPTransport(tc *tls.Config, responseHeader time.Duration) *http.Transport {
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          32,
 		MaxIdleConnsPerHost:   16,
 		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   15 * time.Second,
+		TLSHandshakeTimeout:   handshakeTimeout,
+		ResponseHeaderTimeout: responseHeader,
 		ExpectContinueTimeout: time.Second,
 		TLSClientConfig:       tc,
 	}
@@ -350,6 +269,14 @@ func (s *Sink) Channel() string { return s.channel }
 
 // Stats returns the delivery counters.
 func (s *Sink) Stats() delivery.Stats { return s.exp.Stats() }
+
+// Warnings implements sink.Warner.
+func (s *Sink) Warnings() []string {
+	if s.insecure {
+		return []string{"TLS certificate verification is off (insecure_skip_verify: true): anyone on the path can read the HEC token and the events; use ca_file instead"}
+	}
+	return nil
+}
 
 // Start checks that HEC is up and that it accepts the token, so a wrong
 // URL or token fails the run before anything is harvested.
@@ -642,8 +569,8 @@ func (s *Sink) callRaw(ctx context.Context, method, u string, body []byte) (int,
 
 // do sends one request (gzip'd when configured). Errors never hold the
 // token.
-func (s *Sink) do(ctx context.Context, method, u string, body []byte, auth bool) (int, []byte, http.Header, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+func (s *Sink) do(parent context.Context, method, u string, body []byte, auth bool) (int, []byte, http.Header, error) {
+	ctx, cancel := context.WithTimeout(parent, s.timeout)
 	defer cancel()
 	var rd io.Reader
 	gz := false
@@ -676,6 +603,9 @@ func (s *Sink) do(ctx context.Context, method, u string, body []byte, auth bool)
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
+		if ctx.Err() != nil && parent.Err() == nil {
+			return 0, nil, nil, fmt.Errorf("no answer within %s (outputs.splunk.timeout): %w", s.timeout, s.scrub(err))
+		}
 		return 0, nil, nil, s.scrub(err)
 	}
 	defer resp.Body.Close()

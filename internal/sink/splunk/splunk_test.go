@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -160,13 +161,13 @@ func TestErrorMapping(t *testing.T) {
 		{"bad authorization", answer{401, `{"text":"Invalid authorization","code":3}`, nil}, 99, "", "Authorization header", 1, -1},
 		{"invalid token", answer{403, `{"text":"Invalid token","code":4}`, nil}, 99, "", "does not know this HEC token", 1, -1},
 		{"cloud invalid token", answer{400, `{"text":"Invalid token","code":21}`, nil}, 99, "", "does not know this HEC token", 1, -1},
-		{"invalid data format", answer{400, `{"text":"Invalid data format","code":6,"invalid-event-number":2}`, nil}, 99, "", "event 2 (0-based)", 1, -1},
 		{"incorrect index", answer{400, `{"text":"Incorrect index","code":7}`, nil}, 99, "secret_idx", `index "secret_idx" is not allowed`, 1, -1},
 		{"incorrect default index", answer{400, `{"text":"Incorrect index","code":7}`, nil}, 99, "", "default index", 1, -1},
 		{"channel missing", answer{400, `{"text":"Data channel is missing","code":10}`, nil}, 99, "", "X-Splunk-Request-Channel", 1, -1},
 		{"channel invalid", answer{400, `{"text":"Invalid data channel","code":11}`, nil}, 99, "", "X-Splunk-Request-Channel", 1, -1},
 		{"ack disabled", answer{400, `{"text":"ACK is disabled","code":14}`, nil}, 99, "", "ack.enabled: false", 1, -1},
-		{"indexed fields", answer{400, `{"text":"Error in handling indexed fields","code":15}`, nil}, 99, "", "indexed fields", 1, -1},
+		{"forbidden without a HEC code", answer{403, `<html>forbidden</html>`, nil}, 99, "", "token was refused", 1, -1},
+		{"unknown 400 code", answer{400, `{"text":"Something new","code":99}`, nil}, 99, "", "request was refused", 1, -1},
 		{"query auth", answer{400, `{"text":"Query string authorization is not enabled","code":16}`, nil}, 99, "", "query-string", 1, -1},
 		{"not found", answer{404, `<html>nope</html>`, nil}, 99, "", "no HEC endpoint", 1, -1},
 		{"redirect", answer{302, ``, hdr("Location", "https://elsewhere.example/")}, 99, "", "redirect", 1, -1},
@@ -178,63 +179,114 @@ func TestErrorMapping(t *testing.T) {
 		{"keeps failing gives up", answer{503, `{"text":"Server is busy","code":9}`, nil}, 99, "", "gave up", 3, -1},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newFakeHEC(t)
-			f.override = func(n int) (int, string, http.Header) {
-				if n <= tc.fails {
-					return tc.ans.status, tc.ans.body, tc.ans.h
+		sizes := []int{5}
+		if tc.wantErr != "" {
+			sizes = append(sizes, 1) // a refused request of one record is not a bad record either
+		}
+		for _, size := range sizes {
+			t.Run(fmt.Sprintf("%s/%d records", tc.name, size), func(t *testing.T) {
+				f := newFakeHEC(t)
+				f.override = func(n int) (int, string, http.Header) {
+					if n <= tc.fails {
+						return tc.ans.status, tc.ans.body, tc.ans.h
+					}
+					return 0, "", nil
 				}
-				return 0, "", nil
-			}
-			s, clk := newTestSink(t, f, testOpts{mutate: func(c *Config) {
-				c.Index = tc.index
-				c.Delivery.MaxAttempts = 3
-			}})
-			mustStart(t, s)
-			recs := sinktest.Records("MdeMachineActions", 0, 5)
-			err := s.Write(t.Context(), "MdeMachineActions", recs)
-			switch {
-			case tc.wantErr == "" && err != nil:
-				t.Fatalf("Write: %v", err)
-			case tc.wantErr != "" && err == nil:
-				t.Fatalf("Write succeeded; want an error containing %q", tc.wantErr)
-			case tc.wantErr != "" && !strings.Contains(err.Error(), tc.wantErr):
-				t.Fatalf("error %q does not contain %q", err, tc.wantErr)
-			}
-			if tc.wantErr == "" {
-				sinktest.AssertSame(t, recs, f.received(t))
-			}
-			f.mu.Lock()
-			posts := f.posts
-			f.mu.Unlock()
-			if posts != tc.wantPosts {
-				t.Errorf("%d posts, want %d (permanent errors must not be retried)", posts, tc.wantPosts)
-			}
-			if tc.wantSlept >= 0 && clk.Slept() != tc.wantSlept {
-				t.Errorf("waited %s, want %s (Retry-After honoured, no backoff when told)", clk.Slept(), tc.wantSlept)
-			}
-		})
+				s, clk := newTestSink(t, f, testOpts{mutate: func(c *Config) {
+					c.Index = tc.index
+					c.Delivery.MaxAttempts = 3
+				}})
+				mustStart(t, s)
+				recs := sinktest.Records("MdeMachineActions", 0, size)
+				err := s.Write(t.Context(), "MdeMachineActions", recs)
+				switch {
+				case tc.wantErr == "" && err != nil:
+					t.Fatalf("Write: %v", err)
+				case tc.wantErr != "" && err == nil:
+					t.Fatalf("Write succeeded; want an error containing %q", tc.wantErr)
+				case tc.wantErr != "" && !strings.Contains(err.Error(), tc.wantErr):
+					t.Fatalf("error %q does not contain %q", err, tc.wantErr)
+				}
+				if tc.wantErr == "" {
+					sinktest.AssertSame(t, recs, f.received(t))
+				}
+				if st := s.Stats(); st.DeadLettered != 0 || len(deadLetters(t, s)) != 0 {
+					t.Errorf("%d records dead-lettered; a refusal of the request must fail the Write instead", st.DeadLettered)
+				}
+				f.mu.Lock()
+				posts := f.posts
+				f.mu.Unlock()
+				if posts != tc.wantPosts {
+					t.Errorf("%d posts, want %d (permanent errors must not be retried)", posts, tc.wantPosts)
+				}
+				if tc.wantSlept >= 0 && clk.Slept() != tc.wantSlept {
+					t.Errorf("waited %s, want %s (Retry-After honoured, no backoff when told)", clk.Slept(), tc.wantSlept)
+				}
+			})
+		}
 	}
+}
+
+// deadLetters returns the dead-letter lines the sink wrote.
+func deadLetters(t testing.TB, s *Sink) []string {
+	t.Helper()
+	files, err := filepath.Glob(s.Stats().DeadLetters)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, strings.Split(strings.TrimSpace(string(b)), "\n")...)
+	}
+	return lines
 }
 
 func TestClassifyKinds(t *testing.T) {
 	s := &Sink{now: time.Now, index: "x", token: testToken}
 	code := func(c int) *int { return &c }
+	const (
+		transient = iota
+		request   // delivery.Permanent: fails the Write, never dead-lettered
+		records   // delivery.Rejected(At): the named event is dead-lettered
+		tooLarge
+	)
 	cases := []struct {
 		status int
 		code   *int
-		perm   bool
+		num    *int // invalid-event-number
+		want   int
 	}{
-		{403, code(1), true}, {401, code(2), true}, {401, code(3), true}, {403, code(4), true},
-		{400, code(6), true}, {400, code(7), true}, {400, code(10), true}, {400, code(11), true},
-		{400, code(14), true}, {400, code(15), true}, {400, code(16), true}, {400, nil, true},
-		{500, code(8), false}, {503, code(9), false}, {503, code(18), false}, {503, code(19), false},
-		{503, code(20), false}, {429, nil, false}, {413, code(6), false},
+		{403, code(1), nil, request}, {401, code(2), nil, request}, {401, code(3), nil, request}, {403, code(4), nil, request},
+		{400, code(7), code(3), request}, {400, code(10), nil, request}, {400, code(11), nil, request},
+		{400, code(14), nil, request}, {400, code(16), nil, request}, {400, code(21), nil, request}, {400, code(22), nil, request},
+		{400, nil, nil, request}, {401, nil, nil, request}, {403, nil, nil, request}, {404, nil, nil, request},
+		{301, nil, nil, request}, {307, nil, nil, request},
+		{400, code(5), nil, records}, {400, code(6), code(2), records}, {400, code(6), nil, records},
+		{400, code(12), code(0), records}, {400, code(13), code(4), records}, {400, code(15), nil, records},
+		{500, code(8), nil, transient}, {503, code(9), nil, transient}, {503, code(18), nil, transient}, {503, code(19), nil, transient},
+		{503, code(20), nil, transient}, {429, nil, nil, transient}, {502, nil, nil, transient},
+		{413, code(6), nil, tooLarge},
 	}
 	for _, tc := range cases {
-		err := s.classify(tc.status, reply{Code: tc.code, Text: "x"}, http.Header{}, "T")
-		if got := delivery.IsPermanent(err); got != tc.perm {
-			t.Errorf("HTTP %d code %v: permanent=%v, want %v (%v)", tc.status, tc.code, got, tc.perm, err)
+		err := s.classify(tc.status, reply{Code: tc.code, Text: "x", InvalidNum: tc.num}, http.Header{}, "T")
+		got := transient
+		switch {
+		case delivery.IsPermanent(err):
+			got = request
+		case delivery.IsRejected(err):
+			got = records
+		case strings.Contains(err.Error(), "split"):
+			got = tooLarge
+		}
+		if got != tc.want {
+			t.Errorf("HTTP %d code %s: class %d, want %d (%v)", tc.status, codeOf(reply{Code: tc.code}), got, tc.want, err)
+		}
+		if tc.num != nil && tc.want == records && !strings.Contains(err.Error(), fmt.Sprintf("event %d (0-based)", *tc.num)) {
+			t.Errorf("HTTP %d code %s: error %q does not name event %d", tc.status, codeOf(reply{Code: tc.code}), err, *tc.num)
 		}
 	}
 }
