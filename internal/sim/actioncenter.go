@@ -53,6 +53,7 @@ func (t *Tenant) hActionCenter(q *req) {
 	if size > acMaxPage {
 		size = acMaxPage
 	}
+	size = t.clamp(RouteActionCenter, size)
 	field := "eventtime"
 	if s, ok := param(q, "sortByField"); ok && s != "" {
 		field = strings.ToLower(s)

@@ -32,7 +32,7 @@ func (t *Tenant) acRows(now, from, to time.Time) []*acRecord {
 	}
 	for h := hourOf(from.Add(-maxOpSpan)); h <= hourOf(to); h++ {
 		for _, r := range t.ops(h).ac {
-			if !r.eventTime.Before(from) && !r.eventTime.After(to) {
+			if !r.eventTime.Before(from) && !r.eventTime.After(to) && !r.visible.After(now) {
 				out = append(out, r)
 			}
 		}
@@ -78,7 +78,7 @@ func (t *Tenant) executedQueries(now, from, to time.Time) []*queryRecord {
 	}
 	for h := hourOf(from); h <= last; h++ {
 		for _, q := range t.queries(h) {
-			if !q.at.Before(from) && q.at.Before(to) && !q.at.After(now) {
+			if !q.at.Before(from) && q.at.Before(to) && !q.visible.After(now) {
 				out = append(out, q)
 			}
 		}
@@ -133,7 +133,7 @@ func (t *Tenant) Events(dataset string, from, to time.Time) ([]json.RawMessage, 
 			evs := t.timeline(m.ID, h)
 			for i := len(evs) - 1; i >= 0; i-- { // stored newest first
 				e := evs[i]
-				if !e.at.Before(from) && e.at.Before(to) && !e.at.After(now) {
+				if !e.at.Before(from) && e.at.Before(to) && !e.visible.After(now) {
 					out = append(out, e.raw)
 				}
 			}

@@ -49,6 +49,7 @@ func (t *Tenant) hMachines(q *req) {
 	if size > 1000 {
 		size = 1000
 	}
+	size = t.clamp(RouteMachines, size)
 	days, ok := intParam(q, "lookingBackIndays", 180, 1)
 	if !ok {
 		return

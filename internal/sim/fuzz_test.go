@@ -17,6 +17,7 @@ func FuzzODataQuery(f *testing.F) {
 		"$filter=status eq 'Succeeded' and type eq 'Isolate'&$top=10&$skip=5",
 		"$filter=requestor eq 'a''b'&$orderby=creationDateTimeUtc desc",
 		"$filter=lastUpdateDateTimeUtc ge 2024-01-01T00:00:00Z",
+		"$filter=lastUpdateDateTimeUtc gt 2026-02-01T00:00:00.123456789+01:00 and creationDateTimeUtc lt 2026-02-02T00:00:00Z&$orderby=lastUpdateDateTimeUtc desc",
 		"$filter=(status eq 'x')", "$top=99999", "$filter='", "$filter=id eq",
 	} {
 		f.Add(s)
@@ -37,8 +38,8 @@ func FuzzODataQuery(f *testing.F) {
 		if o.top < 0 || o.top > 10000 || o.skip < 0 {
 			t.Fatalf("accepted top=%d skip=%d", o.top, o.skip)
 		}
-		if o.lo.Before(lo) || o.hi.After(hi) {
-			t.Fatalf("filter widened the bounds: %s..%s", o.lo, o.hi)
+		if o.lo.Before(lo) || o.hi.After(hi) || o.ulo.Before(lo) || o.uhi.After(hi) {
+			t.Fatalf("filter widened the bounds: created %s..%s, updated %s..%s", o.lo, o.hi, o.ulo, o.uhi)
 		}
 		o.match(maRecord{})
 	})

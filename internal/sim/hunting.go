@@ -21,6 +21,7 @@ func (t *Tenant) hRules(q *req) {
 	if size > 10000 {
 		size = 10000
 	}
+	size = t.clamp(RouteRules, size)
 	desc, ok := sortOrderParam(q, "Ascending")
 	if !ok {
 		return

@@ -15,6 +15,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -45,6 +46,29 @@ type Options struct {
 	// TokenLifetime is the life of issued access tokens (default 3599s).
 	TokenLifetime time.Duration
 	Logger        *slog.Logger
+
+	// Reliability knobs (README "Page clamps, ingestion lag, clock skew").
+	//
+	// PageClamp caps the rows a paged route serves per page, whatever the
+	// client asks (keys: the Route* names; off by default): offsets are
+	// computed with the clamped size and totals (Count) stay the full
+	// total, as on a service that caps the page size server-side; the
+	// OData routes answer a clamped page with @odata.nextLink.
+	PageClamp map[string]int
+	// IngestionLag is the longest time between an event's timestamp and
+	// the moment the services show it (Action Center history, executed
+	// queries, machine actions, timeline). Each event's lag is uniform in
+	// [0, IngestionLag], fixed by Seed and the event. Default 0.
+	IngestionLag time.Duration
+	// ClockSkew sets the emulator's clocks ahead (positive) or behind
+	// (negative) Now and Clock: data visibility, tokens, sessions, rate
+	// limits and the Date header of every response all follow the skewed
+	// time. The data itself (Start) is anchored on the unskewed Now.
+	ClockSkew time.Duration
+	// RequestLog, when set, gets one line per request: time, method,
+	// host, path, query parameter names, status, bytes, duration. Never
+	// headers, cookies, bodies or query values.
+	RequestLog io.Writer
 
 	// Receivers (README "Receivers").
 	//
@@ -176,6 +200,7 @@ const (
 	maxHistory      = 366 * 24 * time.Hour
 	defaultPageCap  = 10000
 	defaultTokenTTL = 3599 * time.Second
+	maxSkew         = 24 * time.Hour
 )
 
 // New builds a tenant. It fails only on invalid options.
@@ -242,6 +267,13 @@ func New(opts Options) (*Tenant, error) {
 		return nil, fmt.Errorf("sim: TokenLifetime %s is negative", opts.TokenLifetime)
 	case opts.TenantID != "" && !isGUID(opts.TenantID):
 		return nil, fmt.Errorf("sim: TenantID %q is not a GUID: leave it empty to derive one from the seed", opts.TenantID)
+	case opts.IngestionLag < 0 || opts.IngestionLag > maxOpSpan:
+		return nil, fmt.Errorf("sim: IngestionLag %s is out of range: use 0 to %s", opts.IngestionLag, maxOpSpan)
+	case opts.ClockSkew < -maxSkew || opts.ClockSkew > maxSkew:
+		return nil, fmt.Errorf("sim: ClockSkew %s is out of range: use -%s to %s", opts.ClockSkew, maxSkew, maxSkew)
+	}
+	if err := validateClamps(opts.PageClamp); err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
 	}
 	if err := opts.Faults.validate(); err != nil {
 		return nil, fmt.Errorf("sim: %w", err)
@@ -252,8 +284,8 @@ func New(opts Options) (*Tenant, error) {
 		opts:     opts,
 		w:        newWorld(opts),
 		log:      opts.Logger,
-		now:      opts.Now,
-		clock:    opts.Clock,
+		now:      skewed(opts.Now, opts.ClockSkew),
+		clock:    skewed(opts.Clock, opts.ClockSkew),
 		opsCache: newLRU[int64, *opsBucket](4096),
 		qCache:   newLRU[int64, []*queryRecord](4096),
 		tlCache:  newLRU[tlKey, []tlEvent](16384),
@@ -282,6 +314,14 @@ func New(opts Options) (*Tenant, error) {
 	t.faults = newFaultEngine(opts.Seed, opts.Faults)
 	t.handler = t.buildHandler()
 	return t, nil
+}
+
+// skewed is clock shifted by skew (clock itself when there is none).
+func skewed(clock func() time.Time, skew time.Duration) func() time.Time {
+	if skew == 0 {
+		return clock
+	}
+	return func() time.Time { return clock().Add(skew) }
 }
 
 func randomBytes(n int) ([]byte, error) {
