@@ -125,3 +125,27 @@ func FuzzPortalQuery(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParsePageClamp: a spec is rejected with an error or gives clamps New
+// accepts, which print back to the same spec.
+func FuzzParsePageClamp(f *testing.F) {
+	for _, s := range []string{"all=7", "actioncenter=37,timeline=53", "rules=", "=3", "timeline=0", ",machines=4,", "x=1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		m, err := ParsePageClamp(spec)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error")
+			}
+			return
+		}
+		if err := validateClamps(m); err != nil {
+			t.Fatalf("ParsePageClamp(%q) gave invalid clamps: %v", spec, err)
+		}
+		back, err := ParsePageClamp(formatClamps(m))
+		if err != nil || formatClamps(back) != formatClamps(m) {
+			t.Fatalf("round trip of %q: %v %v", spec, back, err)
+		}
+	})
+}
