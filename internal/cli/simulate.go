@@ -44,14 +44,17 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 		return exitUsage
 	}
 	lag, err := config.ParseDuration(*lagFlag)
+	if err == nil && lag > sim.MaxIngestionLag {
+		err = fmt.Errorf("%s is more than the emulator's maximum %s", lag, sim.MaxIngestionLag)
+	}
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "simulate: --ingestion-lag:", err)
 		return exitUsage
 	}
 	// A skew may be negative, which config durations refuse.
 	skew, err := time.ParseDuration(strings.TrimSpace(*skewFlag))
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "simulate: --clock-skew %q: use a signed duration such as 90s or -5m\n", *skewFlag)
+	if err != nil || skew < -sim.MaxClockSkew || skew > sim.MaxClockSkew {
+		fmt.Fprintf(env.Stderr, "simulate: --clock-skew %q: use a signed duration within ±%s, such as 90s or -5m\n", *skewFlag, sim.MaxClockSkew)
 		return exitUsage
 	}
 	var reqLog io.Writer

@@ -200,7 +200,12 @@ const (
 	maxHistory      = 366 * 24 * time.Hour
 	defaultPageCap  = 10000
 	defaultTokenTTL = 3599 * time.Second
-	maxSkew         = 24 * time.Hour
+)
+
+// Bounds of the reliability knobs (Options.IngestionLag, Options.ClockSkew).
+const (
+	MaxIngestionLag = maxOpSpan
+	MaxClockSkew    = 24 * time.Hour
 )
 
 // New builds a tenant. It fails only on invalid options.
@@ -267,10 +272,10 @@ func New(opts Options) (*Tenant, error) {
 		return nil, fmt.Errorf("sim: TokenLifetime %s is negative", opts.TokenLifetime)
 	case opts.TenantID != "" && !isGUID(opts.TenantID):
 		return nil, fmt.Errorf("sim: TenantID %q is not a GUID: leave it empty to derive one from the seed", opts.TenantID)
-	case opts.IngestionLag < 0 || opts.IngestionLag > maxOpSpan:
-		return nil, fmt.Errorf("sim: IngestionLag %s is out of range: use 0 to %s", opts.IngestionLag, maxOpSpan)
-	case opts.ClockSkew < -maxSkew || opts.ClockSkew > maxSkew:
-		return nil, fmt.Errorf("sim: ClockSkew %s is out of range: use -%s to %s", opts.ClockSkew, maxSkew, maxSkew)
+	case opts.IngestionLag < 0 || opts.IngestionLag > MaxIngestionLag:
+		return nil, fmt.Errorf("sim: IngestionLag %s is out of range: use 0 to %s", opts.IngestionLag, MaxIngestionLag)
+	case opts.ClockSkew < -MaxClockSkew || opts.ClockSkew > MaxClockSkew:
+		return nil, fmt.Errorf("sim: ClockSkew %s is out of range: use -%s to %s", opts.ClockSkew, MaxClockSkew, MaxClockSkew)
 	}
 	if err := validateClamps(opts.PageClamp); err != nil {
 		return nil, fmt.Errorf("sim: %w", err)
