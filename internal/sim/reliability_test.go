@@ -360,7 +360,8 @@ func TestIngestionLagIsDeterministic(t *testing.T) {
 func TestClockSkew(t *testing.T) {
 	const skew = -7 * time.Minute
 	e := newEnv(t, func(o *Options) { o.ClockSkew = skew })
-	want := e.data.Now().Add(skew).UTC().Format(http.TimeFormat)
+	// Date is the emulator's wall clock (Clock + skew), as a server's is.
+	want := e.wall.Now().Add(skew).UTC().Format(http.TimeFormat)
 	for name, r := range map[string]resp{
 		"portal data":   e.portal(http.MethodGet, "/apiproxy/mtp/suppressionRulesService/suppressionRules", nil),
 		"portal 404":    e.portal(http.MethodGet, "/apiproxy/mtp/nothing", nil),

@@ -156,8 +156,10 @@ func (t *Tenant) buildHandler() http.Handler {
 		host := hostOnly(r.Host)
 		now := t.now().UTC()
 		// Every answer, errors and faults included, carries the emulator's
-		// own time: clients measure clock skew from it.
-		w.Header().Set("Date", now.Format(http.TimeFormat))
+		// own wall-clock time (Clock + ClockSkew): clients measure clock
+		// skew from it. The skew shifts the data clock by the same amount,
+		// so the offset measured here is also the offset of what is visible.
+		w.Header().Set("Date", t.clock().UTC().Format(http.TimeFormat))
 		sw := &statusWriter{ResponseWriter: w}
 		if rl != nil {
 			defer func() { rl.write(began, r, host, sw) }()

@@ -62,8 +62,9 @@ type Options struct {
 	IngestionLag time.Duration
 	// ClockSkew sets the emulator's clocks ahead (positive) or behind
 	// (negative) Now and Clock: data visibility, tokens, sessions, rate
-	// limits and the Date header of every response all follow the skewed
-	// time. The data itself (Start) is anchored on the unskewed Now.
+	// limits and the Date header of every response (Clock + ClockSkew) all
+	// follow the skewed time. The data itself (Start) is anchored on the
+	// unskewed Now.
 	ClockSkew time.Duration
 	// RequestLog, when set, gets one line per request: time, method,
 	// host, path, query parameter names, status, bytes, duration. Never
