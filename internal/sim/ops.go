@@ -181,12 +181,18 @@ func (a *machineAction) view(now time.Time) (maRecord, bool) {
 	if st.Status == stFailed {
 		rec.ErrorHResult = a.ErrorHResult
 	}
+	// Under ingestion lag the commands cannot be further along than the
+	// next state, which is not visible yet.
+	cmdNow := now
+	if si+1 < len(a.States) && a.States[si+1].At.Before(cmdNow) {
+		cmdNow = a.States[si+1].At
+	}
 	for i, c := range a.Commands {
 		cj := maCommandJSON{Index: i, CommandStatus: "Created", Errors: []string{}, Command: maCommand{Type: c.Type, Params: c.Params}}
-		if !c.Start.IsZero() && !c.Start.After(now) {
+		if !c.Start.IsZero() && !c.Start.After(cmdNow) {
 			s := fmt7Z(c.Start)
 			cj.StartTime = &s
-			if !c.End.After(now) {
+			if !c.End.After(cmdNow) {
 				e := fmt7Z(c.End)
 				cj.EndTime = &e
 				cj.CommandStatus = "Completed"
