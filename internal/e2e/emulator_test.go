@@ -54,6 +54,8 @@ func TestPageClampGivesTheSameHarvest(t *testing.T) {
 	if c, k := cf.tenant.RequestCount(sim.FamilyPortal)+cf.tenant.RequestCount(sim.FamilyPublic),
 		kf.tenant.RequestCount(sim.FamilyPortal)+kf.tenant.RequestCount(sim.FamilyPublic); k <= c {
 		t.Fatalf("the clamped harvest made %d requests, the clean one %d: the clamp did not apply", k, c)
+	} else {
+		t.Logf("requests: %d clean, %d clamped", c, k)
 	}
 	for _, table := range allTables {
 		want, got := clean[table], clamped[table]
