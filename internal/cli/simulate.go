@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,7 +20,7 @@ func init() {
 }
 
 func runSimulate(ctx context.Context, env *Env, args []string) int {
-	fs := newFlagSet(env, "simulate", "simulate [--listen ADDR] [--plain] [--ca-out FILE] [--write-config FILE] [--seed N] [--faults SPEC]")
+	fs := newFlagSet(env, "simulate", "simulate [--listen ADDR] [--plain] [--ca-out FILE] [--write-config FILE] [--seed N] [--faults SPEC] [--page-clamp SPEC] [--ingestion-lag DUR] [--clock-skew DUR] [--log-requests]")
 	listen := fs.String("listen", "127.0.0.1:8443", "address to listen on (loopback recommended; port 0 picks a free one)")
 	plain := fs.Bool("plain", false, "serve plain HTTP instead of HTTPS (loopback tests only)")
 	caOut := fs.String("ca-out", "", "write the emulator's CA certificate (PEM) to this file")
@@ -30,8 +31,35 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 	latency := fs.String("latency", "0s", "delay added to every response")
 	faults := fs.String("faults", "", "fault injection, e.g. portal:429=0.1,public:500=0.05,timeline:slow=2s")
 	timelineRate := fs.Int("timeline-rate", 0, "timeline events per device per hour (0 = default)")
+	clampSpec := fs.String("page-clamp", "", "serve at most this many rows per page on paged routes, e.g. actioncenter=37,timeline=53 or all=7 (routes: "+strings.Join(sim.PagedRoutes(), ", ")+"); totals stay complete")
+	lagFlag := fs.String("ingestion-lag", "0s", "events become visible up to this long after their timestamp (each event its own seeded lag; at most 3h)")
+	skewFlag := fs.String("clock-skew", "0s", "run the emulator's clock this far ahead (or behind, e.g. -5m) of this machine's; the Date header follows it")
+	logRequests := fs.Bool("log-requests", false, "print one line per request to stderr: time, method, host, path, query parameter names, status, bytes, duration (never headers, cookies, bodies or query values)")
 	if code, ok := parseFlags(fs, env, args); !ok {
 		return code
+	}
+	clamps, err := sim.ParsePageClamp(*clampSpec)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "simulate: --page-clamp:", err)
+		return exitUsage
+	}
+	lag, err := config.ParseDuration(*lagFlag)
+	if err == nil && lag > sim.MaxIngestionLag {
+		err = fmt.Errorf("%s is more than the emulator's maximum %s", lag, sim.MaxIngestionLag)
+	}
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "simulate: --ingestion-lag:", err)
+		return exitUsage
+	}
+	// A skew may be negative, which config durations refuse.
+	skew, err := time.ParseDuration(strings.TrimSpace(*skewFlag))
+	if err != nil || skew < -sim.MaxClockSkew || skew > sim.MaxClockSkew {
+		fmt.Fprintf(env.Stderr, "simulate: --clock-skew %q: use a signed duration within ±%s, such as 90s or -5m\n", *skewFlag, sim.MaxClockSkew)
+		return exitUsage
+	}
+	var reqLog io.Writer
+	if *logRequests {
+		reqLog = env.Stderr
 	}
 	hist, err := config.ParseDuration(*history)
 	if err != nil {
@@ -65,6 +93,10 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 		Faults:                       fl,
 		TimelineEventsPerMachineHour: *timelineRate,
 		Logger:                       newLogger(env, "info", false),
+		PageClamp:                    clamps,
+		IngestionLag:                 lag,
+		ClockSkew:                    skew,
+		RequestLog:                   reqLog,
 	})
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "simulate:", err)

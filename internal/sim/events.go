@@ -23,7 +23,8 @@ type queryRecord struct {
 	State         string  `json:"State"`
 	RowCount      int     `json:"RowCount"`
 
-	at time.Time
+	at      time.Time
+	visible time.Time // at plus the ingestion lag
 }
 
 var portalQueries = []string{
@@ -89,6 +90,9 @@ func (w *world) genQueries(h int64) []*queryRecord {
 	}
 	out = filterQueries(out, w.dataFrom)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
+	for _, q := range out {
+		q.visible = q.at.Add(w.lagFor(lblLagQuery, q.QueryID, 0))
+	}
 	return out
 }
 
@@ -105,9 +109,10 @@ func filterQueries(in []*queryRecord, from time.Time) []*queryRecord {
 // ---- device timeline (decision 4) ----
 
 type tlEvent struct {
-	at  time.Time
-	rid int64
-	raw json.RawMessage
+	at      time.Time
+	visible time.Time // at plus the ingestion lag
+	rid     int64
+	raw     json.RawMessage
 }
 
 type tlKey struct {
@@ -245,7 +250,8 @@ func (t *Tenant) genTimeline(k tlKey) []tlEvent {
 			d.j.Tags = []string{}
 		}
 		// Newest first.
-		out[len(ds)-1-i] = tlEvent{at: d.at, rid: rid, raw: mustJSON(d.j)}
+		vis := d.at.Add(w.lagFor(lblLagTimeline, m.ID, rid))
+		out[len(ds)-1-i] = tlEvent{at: d.at, visible: vis, rid: rid, raw: mustJSON(d.j)}
 	}
 	return out
 }

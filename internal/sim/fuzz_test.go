@@ -17,6 +17,7 @@ func FuzzODataQuery(f *testing.F) {
 		"$filter=status eq 'Succeeded' and type eq 'Isolate'&$top=10&$skip=5",
 		"$filter=requestor eq 'a''b'&$orderby=creationDateTimeUtc desc",
 		"$filter=lastUpdateDateTimeUtc ge 2024-01-01T00:00:00Z",
+		"$filter=lastUpdateDateTimeUtc gt 2026-02-01T00:00:00.123456789+01:00 and creationDateTimeUtc lt 2026-02-02T00:00:00Z&$orderby=lastUpdateDateTimeUtc desc",
 		"$filter=(status eq 'x')", "$top=99999", "$filter='", "$filter=id eq",
 	} {
 		f.Add(s)
@@ -37,8 +38,8 @@ func FuzzODataQuery(f *testing.F) {
 		if o.top < 0 || o.top > 10000 || o.skip < 0 {
 			t.Fatalf("accepted top=%d skip=%d", o.top, o.skip)
 		}
-		if o.lo.Before(lo) || o.hi.After(hi) {
-			t.Fatalf("filter widened the bounds: %s..%s", o.lo, o.hi)
+		if o.lo.Before(lo) || o.hi.After(hi) || o.ulo.Before(lo) || o.uhi.After(hi) {
+			t.Fatalf("filter widened the bounds: created %s..%s, updated %s..%s", o.lo, o.hi, o.ulo, o.uhi)
 		}
 		o.match(maRecord{})
 	})
@@ -121,6 +122,30 @@ func FuzzPortalQuery(f *testing.F) {
 			if !strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") {
 				t.Fatalf("%s?%s: not JSON", p, raw)
 			}
+		}
+	})
+}
+
+// FuzzParsePageClamp: a spec is rejected with an error or gives clamps New
+// accepts, which print back to the same spec.
+func FuzzParsePageClamp(f *testing.F) {
+	for _, s := range []string{"all=7", "actioncenter=37,timeline=53", "rules=", "=3", "timeline=0", ",machines=4,", "x=1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		m, err := ParsePageClamp(spec)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error")
+			}
+			return
+		}
+		if err := validateClamps(m); err != nil {
+			t.Fatalf("ParsePageClamp(%q) gave invalid clamps: %v", spec, err)
+		}
+		back, err := ParsePageClamp(formatClamps(m))
+		if err != nil || formatClamps(back) != formatClamps(m) {
+			t.Fatalf("round trip of %q: %v %v", spec, back, err)
 		}
 	})
 }

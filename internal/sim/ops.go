@@ -22,8 +22,9 @@ const (
 )
 
 type maState struct {
-	At     time.Time
-	Status string
+	At      time.Time
+	Status  string
+	Visible time.Time // when the service shows it (At plus the ingestion lag)
 }
 
 type lrParam struct {
@@ -91,15 +92,24 @@ type relatedFileInfo struct {
 
 func (a *machineAction) created() time.Time { return a.States[0].At }
 
-// state returns the index of the latest state at or before now, or -1.
+// state returns the index of the latest state visible at now, or -1. With
+// ingestion lag a later state can show before an earlier one: the store
+// then holds the later write, as a service's store would.
 func (a *machineAction) state(now time.Time) int {
 	i := -1
 	for j, s := range a.States {
-		if !s.At.After(now) {
+		if !s.visibleAt().After(now) {
 			i = j
 		}
 	}
 	return i
+}
+
+func (s maState) visibleAt() time.Time {
+	if s.Visible.IsZero() {
+		return s.At
+	}
+	return s.Visible
 }
 
 // maCommandJSON and maRecord reproduce the documented field order (D.3).
@@ -171,12 +181,18 @@ func (a *machineAction) view(now time.Time) (maRecord, bool) {
 	if st.Status == stFailed {
 		rec.ErrorHResult = a.ErrorHResult
 	}
+	// Under ingestion lag the commands cannot be further along than the
+	// next state, which is not visible yet.
+	cmdNow := now
+	if si+1 < len(a.States) && a.States[si+1].At.Before(cmdNow) {
+		cmdNow = a.States[si+1].At
+	}
 	for i, c := range a.Commands {
 		cj := maCommandJSON{Index: i, CommandStatus: "Created", Errors: []string{}, Command: maCommand{Type: c.Type, Params: c.Params}}
-		if !c.Start.IsZero() && !c.Start.After(now) {
+		if !c.Start.IsZero() && !c.Start.After(cmdNow) {
 			s := fmt7Z(c.Start)
 			cj.StartTime = &s
-			if !c.End.After(now) {
+			if !c.End.After(cmdNow) {
 				e := fmt7Z(c.End)
 				cj.EndTime = &e
 				cj.CommandStatus = "Completed"
@@ -212,6 +228,7 @@ type acRecord struct {
 	ComputerName      string           `json:"ComputerName"`
 	UserPrincipalName *string          `json:"UserPrincipalName"`
 	eventTime         time.Time
+	visible           time.Time // eventTime plus the ingestion lag
 }
 
 // tlSeed is a timeline event caused by an operation (response action,
@@ -317,6 +334,7 @@ func (w *world) genOps(h int64) *opsBucket {
 		})
 		a.RequestorComment = "test"
 	}
+	w.setVisibility(b)
 	return b
 }
 
@@ -402,10 +420,10 @@ func (w *world) responseActionWith(b *opsBucket, r *rand.Rand, t time.Time, typ,
 		a.RelatedFile = &relatedFileInfo{FileIdentifier: hexN(r, 40), FileIdentifierType: "Sha1"}
 	}
 	a.Title = fmt.Sprintf("%s on %s by %s", typ, m.Name, decidedBy)
-	a.States = []maState{{t, stPending}}
+	a.States = []maState{{At: t, Status: stPending}}
 	roll := r.Float64()
 	if roll < 0.05 {
-		a.States = append(a.States, maState{t.Add(time.Minute + tick100ns(r, 20*time.Minute)), stCancelled})
+		a.States = append(a.States, maState{At: t.Add(time.Minute + tick100ns(r, 20*time.Minute)), Status: stCancelled})
 		a.CancelRequestor = "Automation"
 		a.CancelComment = "Machine action was canceled by automation"
 	} else {
@@ -419,7 +437,7 @@ func (w *world) responseActionWith(b *opsBucket, r *rand.Rand, t time.Time, typ,
 		case roll < 0.19:
 			final = stTimeOut
 		}
-		a.States = append(a.States, maState{ip, stInProgress}, maState{end, final})
+		a.States = append(a.States, maState{At: ip, Status: stInProgress}, maState{At: end, Status: final})
 		// Commands run one after another between InProgress and the end.
 		if n := len(cmds); n > 0 {
 			slot := end.Sub(ip) / time.Duration(n)

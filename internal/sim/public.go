@@ -134,7 +134,16 @@ func needRole(q *req, roles ...string) bool {
 
 // ---- OData ($filter, $top, $skip, $orderby) for machine actions ----
 
-var filterable = map[string]bool{"id": true, "status": true, "machineId": true, "type": true, "requestor": true, "creationDateTimeUtc": true}
+// filterable are the properties $filter and $orderby take: the documented
+// six, plus lastUpdateDateTimeUtc, which the documentation leaves out but
+// the service accepts — both the original DefenderHarvester and Elastic's
+// production integration filter on it (reference peers.md).
+var filterable = map[string]bool{"id": true, "status": true, "machineId": true, "type": true, "requestor": true, "creationDateTimeUtc": true, "lastUpdateDateTimeUtc": true}
+
+// dateFields are the filterable Edm.DateTimeOffset properties.
+var dateFields = map[string]bool{"creationDateTimeUtc": true, "lastUpdateDateTimeUtc": true}
+
+const filterableList = "id, status, machineId, type, requestor, creationDateTimeUtc or lastUpdateDateTimeUtc"
 
 type odataCmp struct {
 	field, op, str string
@@ -148,6 +157,7 @@ type odataQuery struct {
 	orderBy   string
 	desc      bool
 	lo, hi    time.Time // creation bounds implied by the filter
+	ulo, uhi  time.Time // last-update bounds implied by the filter
 }
 
 type odataErr struct{ code, msg string }
@@ -160,7 +170,9 @@ func badOData(format string, a ...any) *odataErr {
 
 // parseOData reads the query options; retention bounds the time range.
 func parseOData(v url.Values, lo, hi time.Time, allowFilter bool) (*odataQuery, error) {
-	o := &odataQuery{lo: lo, hi: hi}
+	// A last update lies between the creation and now, so the creation
+	// bounds are last-update bounds too.
+	o := &odataQuery{lo: lo, hi: hi, ulo: lo, uhi: hi}
 	for k := range v {
 		switch k {
 		case "$filter", "$top", "$skip", "$orderby":
@@ -193,7 +205,7 @@ func parseOData(v url.Values, lo, hi time.Time, allowFilter bool) (*odataQuery, 
 	if s := v.Get("$orderby"); v.Has("$orderby") {
 		f := strings.Fields(s)
 		if len(f) < 1 || len(f) > 2 || !filterable[f[0]] {
-			return nil, badOData("The $orderby expression '%s' is not supported: use one of id, status, machineId, type, requestor, creationDateTimeUtc, optionally followed by asc or desc.", s)
+			return nil, badOData("The $orderby expression '%s' is not supported: use one of %s, optionally followed by asc or desc.", s, filterableList)
 		}
 		o.orderBy = f[0]
 		if len(f) == 2 {
@@ -276,10 +288,10 @@ func (o *odataQuery) parseFilter(s string) error {
 		}
 		field, op, val := toks[i], toks[i+1], toks[i+2]
 		if !filterable[field] {
-			return badOData("Filtering on property '%s' is not supported: use id, status, machineId, type, requestor or creationDateTimeUtc.", field)
+			return badOData("Filtering on property '%s' is not supported: use %s.", field, filterableList)
 		}
 		c := odataCmp{field: field, op: op}
-		if field == "creationDateTimeUtc" {
+		if dateFields[field] {
 			switch op {
 			case "eq", "ge", "gt", "le", "lt":
 			default:
@@ -293,13 +305,17 @@ func (o *odataQuery) parseFilter(s string) error {
 				return badOData("The value '%s' is not a valid Edm.DateTimeOffset literal (use e.g. 2024-01-01T00:00:00Z).", val)
 			}
 			c.tm = tm.UTC()
+			lo, hi := &o.lo, &o.hi
+			if field == "lastUpdateDateTimeUtc" {
+				lo, hi = &o.ulo, &o.uhi
+			}
 			switch op {
 			case "eq":
-				o.lo, o.hi = maxTime(o.lo, c.tm), minTime(o.hi, c.tm)
+				*lo, *hi = maxTime(*lo, c.tm), minTime(*hi, c.tm)
 			case "ge", "gt":
-				o.lo = maxTime(o.lo, c.tm)
+				*lo = maxTime(*lo, c.tm)
 			case "le", "lt":
-				o.hi = minTime(o.hi, c.tm)
+				*hi = minTime(*hi, c.tm)
 			}
 		} else {
 			if op != "eq" {
@@ -339,8 +355,11 @@ func minTime(a, b time.Time) time.Time {
 func (o *odataQuery) match(r maRecord) bool {
 	for _, c := range o.cmps {
 		switch c.field {
-		case "creationDateTimeUtc":
+		case "creationDateTimeUtc", "lastUpdateDateTimeUtc":
 			x := r.created
+			if c.field == "lastUpdateDateTimeUtc" {
+				x = r.updated
+			}
 			ok := false
 			switch c.op {
 			case "eq":
@@ -394,6 +413,8 @@ func sortKey(r maRecord, f string) string {
 		return r.Type
 	case "requestor":
 		return r.Requestor
+	case "lastUpdateDateTimeUtc":
+		return r.LastUpdateDateTimeUtc
 	}
 	return r.CreationDateTimeUtc
 }
@@ -422,8 +443,9 @@ func (t *Tenant) hMachineActions(q *req) {
 		t.oDataFail(q, err)
 		return
 	}
+	// Scan by creation: a last update lies at most maxOpSpan after it.
 	rows := []maRecord{}
-	for _, r := range t.machineActions(q.now, o.lo, o.hi) {
+	for _, r := range t.machineActions(q.now, maxTime(o.lo, o.ulo.Add(-maxOpSpan)), minTime(o.hi, o.uhi)) {
 		if o.match(r) {
 			rows = append(rows, r)
 		}
@@ -438,29 +460,47 @@ func (t *Tenant) hMachineActions(q *req) {
 		})
 	}
 	rows = rows[min(o.skip, len(rows)):]
-	limit := t.opts.PublicAPIPageCap
-	if o.hasTop {
-		limit = o.top
-	}
 	out := maPage{Context: "https://" + q.host + "/api/$metadata#MachineActions"}
-	if len(rows) > limit {
-		rows = rows[:limit]
-		if !o.hasTop {
-			out.NextLink = nextLink(q, o.skip+limit)
-		}
-	}
-	out.Value = rows
+	out.Value, out.NextLink = pageOData(q, o, rows, t.opts.PublicAPIPageCap, t.clamper(RouteMachineActions))
 	q.json(http.StatusOK, out)
 }
 
-// nextLink rebuilds the request URL with a new $skip, keeping the other
-// options in the encoding the service uses ($ kept literal).
-func nextLink(q *req, skip int) string {
+// pageOData cuts rows (already past $skip) to one page. Without $top the
+// service serves at most pageCap rows and links to the rest; with $top it
+// serves $top rows and no link — unless a page clamp (served < what was
+// asked) cuts the page short, which the service then answers the OData way:
+// a nextLink to the remainder, carrying the $top still owed.
+func pageOData[T any](q *req, o *odataQuery, rows []T, pageCap int, clamp func(int) int) ([]T, string) {
+	want := pageCap
+	if o.hasTop {
+		want = o.top
+	}
+	served := clamp(want)
+	if len(rows) <= served {
+		return rows, ""
+	}
+	rows = rows[:served]
+	switch {
+	case !o.hasTop:
+		return rows, nextLink(q, o.skip+served, -1)
+	case served < want:
+		return rows, nextLink(q, o.skip+served, want-served)
+	}
+	return rows, ""
+}
+
+// nextLink rebuilds the request URL with a new $skip (and $top when top ≥
+// 0), keeping the other options in the encoding the service uses ($ kept
+// literal).
+func nextLink(q *req, skip, top int) string {
 	var parts []string
 	for _, k := range []string{"$filter", "$orderby"} {
 		if v := q.r.URL.Query(); v.Has(k) {
 			parts = append(parts, k+"="+url.QueryEscape(v.Get(k)))
 		}
+	}
+	if top >= 0 {
+		parts = append(parts, "$top="+strconv.Itoa(top))
 	}
 	parts = append(parts, "$skip="+strconv.Itoa(skip))
 	return "https://" + q.host + q.r.URL.Path + "?" + strings.Join(parts, "&")
@@ -524,8 +564,12 @@ func (t *Tenant) hLibraryFiles(q *req) {
 	} else {
 		files = []file{}
 	}
-	if o.hasTop && o.top < len(files) {
-		files = files[:o.top]
+	// Without $top the whole (short) list is one page, unless clamped.
+	all := max(len(files), 1)
+	files, link := pageOData(q, o, files, all, t.clamper(RouteLibraryFiles))
+	out := map[string]any{"@odata.context": "https://" + q.host + "/api/$metadata#LibraryFiles", "value": files}
+	if link != "" {
+		out["@odata.nextLink"] = link
 	}
-	q.json(http.StatusOK, map[string]any{"@odata.context": "https://" + q.host + "/api/$metadata#LibraryFiles", "value": files})
+	q.json(http.StatusOK, out)
 }

@@ -49,7 +49,24 @@ func TestODataFilter(t *testing.T) {
 		}},
 		{"id", "id eq '" + a["id"].(string) + "'", 200, "", func(m map[string]any) bool { return m["id"] == a["id"] }},
 		{"requestor", "requestor eq '" + a["requestor"].(string) + "'", 200, "", func(m map[string]any) bool { return m["requestor"] == a["requestor"] }},
-		{"lastUpdate not filterable", "lastUpdateDateTimeUtc ge 2024-01-01T00:00:00Z", 400, "ODataError", nil},
+		// Undocumented but served: the original tool and Elastic filter on it.
+		{"lastUpdate ge", "lastUpdateDateTimeUtc ge 2026-03-09T00:00:00Z", 200, "", func(m map[string]any) bool { return m["lastUpdateDateTimeUtc"].(string) >= "2026-03-09T00:00:00" }},
+		{"lastUpdate range", "lastUpdateDateTimeUtc gt 2026-03-05T00:00:00Z and lastUpdateDateTimeUtc le 2026-03-06T00:00:00Z", 200, "", func(m map[string]any) bool {
+			u := m["lastUpdateDateTimeUtc"].(string)
+			return u > "2026-03-05T00:00:00.0000000Z" && u <= "2026-03-06T00:00:00.0000000Z"
+		}},
+		{"lastUpdate since, created before", "lastUpdateDateTimeUtc ge 2026-03-10T00:00:00Z and creationDateTimeUtc lt 2026-03-10T06:00:00Z", 200, "", func(m map[string]any) bool {
+			return m["lastUpdateDateTimeUtc"].(string) >= "2026-03-10T00:00:00" && m["creationDateTimeUtc"].(string) < "2026-03-10T06:00:00"
+		}},
+		// The original's request: RFC 3339 with nanoseconds and an offset.
+		{"lastUpdate original's format", "lastUpdateDateTimeUtc ge 2026-03-10T07:30:00.123456789+01:00", 200, "", func(m map[string]any) bool {
+			return m["lastUpdateDateTimeUtc"].(string) >= "2026-03-10T06:30:00.1234567Z"
+		}},
+		{"lastUpdate quoted", "lastUpdateDateTimeUtc ge '2024-01-01T00:00:00Z'", 400, "ODataError", nil},
+		{"lastUpdate ne", "lastUpdateDateTimeUtc ne 2024-01-01T00:00:00Z", 400, "ODataError", nil},
+		{"lastUpdate or", "lastUpdateDateTimeUtc ge 2024-01-01T00:00:00Z or status eq 'Failed'", 400, "ODataError", nil},
+		{"lastUpdate bad date", "lastUpdateDateTimeUtc ge today", 400, "ODataError", nil},
+		{"lastUpdate wrong case", "LastUpdateDateTimeUtc ge 2024-01-01T00:00:00Z", 400, "ODataError", nil},
 		{"doc typo field", "lastUpdateTimeUtc ge 2024-01-01T00:00:00Z", 400, "ODataError", nil},
 		{"or", "status eq 'Failed' or status eq 'Succeeded'", 400, "ODataError", nil},
 		{"ne", "status ne 'Failed'", 400, "ODataError", nil},
@@ -121,6 +138,13 @@ func TestODataOptions(t *testing.T) {
 			for i := 1; i < len(p.Value); i++ {
 				if p.Value[i]["creationDateTimeUtc"].(string) > p.Value[i-1]["creationDateTimeUtc"].(string) {
 					t.Fatal("not descending")
+				}
+			}
+		}},
+		{"orderby lastUpdate", odata("$orderby", "lastUpdateDateTimeUtc asc", "$top", "80"), 200, func(t *testing.T, p maPageT) {
+			for i := 1; i < len(p.Value); i++ {
+				if p.Value[i]["lastUpdateDateTimeUtc"].(string) < p.Value[i-1]["lastUpdateDateTimeUtc"].(string) {
+					t.Fatal("not ascending by lastUpdateDateTimeUtc")
 				}
 			}
 		}},

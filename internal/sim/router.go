@@ -150,12 +150,24 @@ func (t *Tenant) buildHandler() http.Handler {
 	for _, h := range []string{"login.microsoftonline.com", "security.microsoft.com", "mto.security.microsoft.com", "api.security.microsoft.com", "api.securitycenter.microsoft.com"} {
 		svcCache[h], _ = t.serviceFor(h)
 	}
+	rl := newRequestLog(t.opts.RequestLog)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		began := time.Now()
 		host := hostOnly(r.Host)
+		now := t.now().UTC()
+		// Every answer, errors and faults included, carries the emulator's
+		// own wall-clock time (Clock + ClockSkew): clients measure clock
+		// skew from it. The skew shifts the data clock by the same amount,
+		// so the offset measured here is also the offset of what is visible.
+		w.Header().Set("Date", t.clock().UTC().Format(http.TimeFormat))
+		sw := &statusWriter{ResponseWriter: w}
+		if rl != nil {
+			defer func() { rl.write(began, r, host, sw) }()
+		}
 		svc, ok := get(host)
 		if !ok {
 			t.log.Debug("request for a host this tenant does not emulate", "host", host, "path", r.URL.Path)
-			http.Error(w, fmt.Sprintf("misdirected request: %q is not an emulated Microsoft host", host), http.StatusMisdirectedRequest)
+			http.Error(sw, fmt.Sprintf("misdirected request: %q is not an emulated Microsoft host", host), http.StatusMisdirectedRequest)
 			return
 		}
 		rt, vars, found := svc.routes.match(r.Method, r.URL.Path)
@@ -164,12 +176,10 @@ func (t *Tenant) buildHandler() http.Handler {
 			sub = rt.sub
 		}
 		t.count(svc.family, sub)
-		q := &req{w: w, r: r, host: host, vars: vars, now: t.now().UTC(), svc: svc}
+		q := &req{w: sw, r: r, host: host, vars: vars, now: now, svc: svc}
 		if !sleepCtx(r.Context(), t.opts.Latency) {
 			return
 		}
-		sw := &statusWriter{ResponseWriter: w}
-		q.w = sw
 		var rs *receiverState
 		if svc.receiver != "" {
 			rs = t.receivers[svc.receiver]
@@ -232,6 +242,7 @@ func allowed(rt routeTable, path string) string {
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	bytes  int64 // body bytes written
 }
 
 func (s *statusWriter) WriteHeader(code int) {
@@ -245,7 +256,9 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
-	return s.ResponseWriter.Write(b)
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
 }
 
 // Unwrap lets http.ResponseController reach the connection (hijack).

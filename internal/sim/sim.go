@@ -13,13 +13,12 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +46,30 @@ type Options struct {
 	// TokenLifetime is the life of issued access tokens (default 3599s).
 	TokenLifetime time.Duration
 	Logger        *slog.Logger
+
+	// Reliability knobs (README "Page clamps, ingestion lag, clock skew").
+	//
+	// PageClamp caps the rows a paged route serves per page, whatever the
+	// client asks (keys: the Route* names; off by default): offsets are
+	// computed with the clamped size and totals (Count) stay the full
+	// total, as on a service that caps the page size server-side; the
+	// OData routes answer a clamped page with @odata.nextLink.
+	PageClamp map[string]int
+	// IngestionLag is the longest time between an event's timestamp and
+	// the moment the services show it (Action Center history, executed
+	// queries, machine actions, timeline). Each event's lag is uniform in
+	// [0, IngestionLag], fixed by Seed and the event. Default 0.
+	IngestionLag time.Duration
+	// ClockSkew sets the emulator's clocks ahead (positive) or behind
+	// (negative) Now and Clock: data visibility, tokens, sessions, rate
+	// limits and the Date header of every response (Clock + ClockSkew) all
+	// follow the skewed time. The data itself (Start) is anchored on the
+	// unskewed Now.
+	ClockSkew time.Duration
+	// RequestLog, when set, gets one line per request: time, method,
+	// host, path, query parameter names, status, bytes, duration. Never
+	// headers, cookies, bodies or query values.
+	RequestLog io.Writer
 
 	// Receivers (README "Receivers").
 	//
@@ -180,6 +203,12 @@ const (
 	defaultTokenTTL = 3599 * time.Second
 )
 
+// Bounds of the reliability knobs (Options.IngestionLag, Options.ClockSkew).
+const (
+	MaxIngestionLag = maxOpSpan
+	MaxClockSkew    = 24 * time.Hour
+)
+
 // New builds a tenant. It fails only on invalid options.
 func New(opts Options) (*Tenant, error) {
 	if opts.Now == nil {
@@ -244,6 +273,13 @@ func New(opts Options) (*Tenant, error) {
 		return nil, fmt.Errorf("sim: TokenLifetime %s is negative", opts.TokenLifetime)
 	case opts.TenantID != "" && !isGUID(opts.TenantID):
 		return nil, fmt.Errorf("sim: TenantID %q is not a GUID: leave it empty to derive one from the seed", opts.TenantID)
+	case opts.IngestionLag < 0 || opts.IngestionLag > MaxIngestionLag:
+		return nil, fmt.Errorf("sim: IngestionLag %s is out of range: use 0 to %s", opts.IngestionLag, MaxIngestionLag)
+	case opts.ClockSkew < -MaxClockSkew || opts.ClockSkew > MaxClockSkew:
+		return nil, fmt.Errorf("sim: ClockSkew %s is out of range: use -%s to %s", opts.ClockSkew, MaxClockSkew, MaxClockSkew)
+	}
+	if err := validateClamps(opts.PageClamp); err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
 	}
 	if err := opts.Faults.validate(); err != nil {
 		return nil, fmt.Errorf("sim: %w", err)
@@ -254,8 +290,8 @@ func New(opts Options) (*Tenant, error) {
 		opts:     opts,
 		w:        newWorld(opts),
 		log:      opts.Logger,
-		now:      opts.Now,
-		clock:    opts.Clock,
+		now:      skewed(opts.Now, opts.ClockSkew),
+		clock:    skewed(opts.Clock, opts.ClockSkew),
 		opsCache: newLRU[int64, *opsBucket](4096),
 		qCache:   newLRU[int64, []*queryRecord](4096),
 		tlCache:  newLRU[tlKey, []tlEvent](16384),
@@ -284,6 +320,14 @@ func New(opts Options) (*Tenant, error) {
 	t.faults = newFaultEngine(opts.Seed, opts.Faults)
 	t.handler = t.buildHandler()
 	return t, nil
+}
+
+// skewed is clock shifted by skew (clock itself when there is none).
+func skewed(clock func() time.Time, skew time.Duration) func() time.Time {
+	if skew == 0 {
+		return clock
+	}
+	return func() time.Time { return clock().Add(skew) }
 }
 
 func randomBytes(n int) ([]byte, error) {
@@ -372,142 +416,6 @@ func (t *Tenant) queries(h int64) []*queryRecord {
 func (t *Tenant) timeline(machineID string, h int64) []tlEvent {
 	k := tlKey{machineID, h}
 	return t.tlCache.get(k, func() []tlEvent { return t.genTimeline(k) })
-}
-
-// retentionFrom is the oldest time the services still return at now.
-func (t *Tenant) retentionFrom(now time.Time) time.Time {
-	from := now.Add(-180 * 24 * time.Hour)
-	if t.w.dataFrom.After(from) {
-		from = t.w.dataFrom
-	}
-	return from
-}
-
-// acRows returns the Action Center rows visible at now with EventTime in
-// [from, to] (both inclusive), oldest first.
-func (t *Tenant) acRows(now, from, to time.Time) []*acRecord {
-	if lo := t.retentionFrom(now); from.Before(lo) {
-		from = lo
-	}
-	if to.After(now) {
-		to = now
-	}
-	var out []*acRecord
-	if to.Before(from) {
-		return out
-	}
-	for h := hourOf(from.Add(-maxOpSpan)); h <= hourOf(to); h++ {
-		for _, r := range t.ops(h).ac {
-			if !r.eventTime.Before(from) && !r.eventTime.After(to) {
-				out = append(out, r)
-			}
-		}
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].eventTime.Before(out[j].eventTime) })
-	return out
-}
-
-// machineActions returns the machine actions as visible at now whose
-// creation time is in [from, to], oldest first.
-func (t *Tenant) machineActions(now, from, to time.Time) []maRecord {
-	if lo := t.retentionFrom(now); from.Before(lo) {
-		from = lo
-	}
-	if to.After(now) {
-		to = now
-	}
-	var out []maRecord
-	for h := hourOf(from); h <= hourOf(to) && !to.Before(from); h++ {
-		for _, a := range t.ops(h).actions {
-			c := a.created()
-			if c.Before(from) || c.After(to) {
-				continue
-			}
-			if rec, ok := a.view(now); ok {
-				out = append(out, rec)
-			}
-		}
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].created.Before(out[j].created) })
-	return out
-}
-
-// executedQueries returns queries with Timestamp in [from, to) visible at now.
-func (t *Tenant) executedQueries(now, from, to time.Time) []*queryRecord {
-	if lo := t.retentionFrom(now); from.Before(lo) {
-		from = lo
-	}
-	var out []*queryRecord
-	last := hourOf(to)
-	if hn := hourOf(now); hn < last {
-		last = hn
-	}
-	for h := hourOf(from); h <= last; h++ {
-		for _, q := range t.queries(h) {
-			if !q.at.Before(from) && q.at.Before(to) && !q.at.After(now) {
-				out = append(out, q)
-			}
-		}
-	}
-	return out
-}
-
-// Events is the ground truth: the records of dataset visible at Now() whose
-// event time lies in [from, to), oldest first, as the services print them.
-// Datasets: "actioncenter" (EventTime), "machineactions" (current state of
-// each action, by lastUpdateDateTimeUtc), "executedqueries" (Timestamp) and
-// "timeline:<machineId>" (ActionTime).
-func (t *Tenant) Events(dataset string, from, to time.Time) ([]json.RawMessage, error) {
-	now := t.now().UTC()
-	from, to = from.UTC(), to.UTC()
-	if to.Before(from) {
-		return nil, fmt.Errorf("sim: events window ends (%s) before it starts (%s)", to, from)
-	}
-	var out []json.RawMessage
-	switch {
-	case dataset == "actioncenter":
-		for _, r := range t.acRows(now, from, to) {
-			if r.eventTime.Before(to) {
-				out = append(out, mustJSON(r))
-			}
-		}
-	case dataset == "machineactions":
-		var recs []maRecord
-		for _, r := range t.machineActions(now, from.Add(-maxOpSpan), to) {
-			if !r.updated.Before(from) && r.updated.Before(to) {
-				recs = append(recs, r)
-			}
-		}
-		sort.SliceStable(recs, func(i, j int) bool { return recs[i].updated.Before(recs[j].updated) })
-		for _, r := range recs {
-			out = append(out, mustJSON(r))
-		}
-	case dataset == "executedqueries":
-		for _, q := range t.executedQueries(now, from, to) {
-			out = append(out, mustJSON(q))
-		}
-	case strings.HasPrefix(dataset, "timeline:"):
-		id := strings.TrimPrefix(dataset, "timeline:")
-		m, ok := t.w.machine(id)
-		if !ok {
-			return nil, fmt.Errorf("sim: unknown machine %q: use one of MachineIDs()", id)
-		}
-		if from.Before(t.w.tlFrom) {
-			from = t.w.tlFrom
-		}
-		for h := hourOf(from); h <= hourOf(to) && h <= hourOf(now); h++ {
-			evs := t.timeline(m.ID, h)
-			for i := len(evs) - 1; i >= 0; i-- { // stored newest first
-				e := evs[i]
-				if !e.at.Before(from) && e.at.Before(to) && !e.at.After(now) {
-					out = append(out, e.raw)
-				}
-			}
-		}
-	default:
-		return nil, fmt.Errorf("sim: unknown dataset %q: use actioncenter, machineactions, executedqueries or timeline:<machineId>", dataset)
-	}
-	return out, nil
 }
 
 // Handler serves every emulated host, routing by the Host header (the port

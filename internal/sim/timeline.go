@@ -40,6 +40,7 @@ func (t *Tenant) hTimeline(q *req) {
 		q.svc.fail(q, http.StatusBadRequest, "BadRequest", fmt.Sprintf("pageSize %d is too large: the maximum is %d.", size, tlMaxPage))
 		return
 	}
+	size = t.clamp(RouteTimeline, size)
 	to, hasTo, ok := timeParam(q, "toDate")
 	if !ok {
 		return
@@ -83,7 +84,7 @@ func (t *Tenant) hTimeline(q *req) {
 	}
 
 	in := func(e tlEvent) bool {
-		if e.at.Before(from) || e.at.After(to) || e.at.After(q.now) {
+		if e.at.Before(from) || e.at.After(to) || e.visible.After(q.now) {
 			return false
 		}
 		if !hasRID {

@@ -181,6 +181,8 @@ func TestLegacyHosts(t *testing.T) {
 		{"alert service", "GET", "m365duseprd-weu.securitycenter.windows.com", "/api/ine/alertsapiservice/workloads/disabled?includeDetails=true", mtp, "", 200, "{"},
 		{"data export", "GET", "api-eu.securitycenter.windows.com", "/api/dataexportsettings", mtp, "", 200, "api-eu.securitycenter.windows.com/api/$metadata#DataExportSettings"},
 		{"machine actions mtp token", "GET", "api-eu.securitycenter.windows.com", "/api/machineactions?$filter=creationDateTimeUtc+ge+2026-03-10T00:00:00Z", mtp, "", 200, "#MachineActions"},
+		// The original's -machineactions request: url.QueryEscape'd RFC 3339 with nanoseconds.
+		{"machine actions by last update (the original's)", "GET", "api-eu.securitycenter.windows.com", "/api/machineactions?$filter=lastUpdateDateTimeUtc+ge+2026-03-10T11%3A00%3A00.123456789%2B01%3A00", mtp, "", 200, "#MachineActions"},
 		{"machine actions public token", "GET", "api-eu.securitycenter.windows.com", "/api/machineactions", pub, "", 200, "#MachineActions"},
 		{"no token", "GET", "wdatpprd-weu.securitycenter.windows.com", "/rbac/machine_groups", "", "", 401, "denied"},
 		{"public token on wdatpprd", "GET", "wdatpprd-weu.securitycenter.windows.com", "/rbac/machine_groups", pub, "", 401, "audience"},

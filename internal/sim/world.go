@@ -52,6 +52,7 @@ type world struct {
 	apps      []apiApp
 	rules     []detectionRule
 	tlPerHour int
+	lag       time.Duration // Options.IngestionLag
 }
 
 var (
@@ -73,6 +74,7 @@ func newWorld(o Options) *world {
 		tlFrom:    o.Start.Add(-o.TimelineHistory),
 		orgName:   pick(r, orgNames),
 		tlPerHour: o.TimelineEventsPerMachineHour,
+		lag:       o.IngestionLag,
 		byID:      map[string]int{},
 	}
 	w.tenantID = guid(r)

@@ -6,9 +6,14 @@ package machineactions
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/mde"
@@ -32,17 +37,35 @@ const (
 // Config are the source's settings.
 type Config struct {
 	PageSize int `yaml:"page_size"`
-	// Revisit is re-read before the window start so status changes of
-	// recent actions arrive (filtering is only possible on creation time).
+	// Revisit is used only where the service refuses $filter on
+	// lastUpdateDateTimeUtc: actions created this long before the window
+	// start are then re-read, so status changes of recent actions arrive.
 	Revisit           source.Duration `yaml:"revisit"`
 	srcutil.Windowing `yaml:",inline"`
 }
 
-// NewConfig returns the defaults.
+// NewConfig returns the defaults. Delay and overlap (README "Late data"):
+// an action's record lives in the service's own store — the call that
+// starts an action returns it — and lastUpdateDateTimeUtc is stamped by the
+// service when a device reports a status, so a change is readable within
+// moments, not after a pipeline's minutes. Delay 2m covers a status stamped
+// just before it is committed; overlap 30m covers a report that lands late,
+// and costs one small call, since the filter on the last update returns
+// only the actions changed in those 30 minutes. Together they tolerate
+// 32 minutes of lag.
 func NewConfig() *Config {
 	return &Config{PageSize: 1000, Revisit: source.Duration(72 * time.Hour), Windowing: srcutil.Windowing{
-		Overlap: source.Duration(15 * time.Minute), MaxWindow: source.Duration(30 * 24 * time.Hour),
+		Overlap: source.Duration(30 * time.Minute), MaxWindow: source.Duration(30 * 24 * time.Hour),
+		Delay: source.Duration(2 * time.Minute),
 	}}
+}
+
+// Validate checks the values (config.Validator); errors name the key.
+func (c *Config) Validate() error {
+	if c.PageSize < 1 || c.PageSize > maxPageSize {
+		return fmt.Errorf("page_size %d must be between 1 and %d (the API's largest $top)", c.PageSize, maxPageSize)
+	}
+	return nil
 }
 
 // Page is one decoded OData page.
@@ -82,18 +105,64 @@ type src struct {
 	srcutil.Meta
 	api mde.PublicAPI
 	cfg Config
+	log *slog.Logger
+	// byCreation is set once the service refused $filter on
+	// lastUpdateDateTimeUtc; the source then reads by creation time.
+	byCreation atomic.Bool
 }
 
 func (s *src) Windowing() source.Windowing { return s.cfg.Rules() }
 
-// Fetch lists actions created in [From−Revisit, To) and emits those whose
-// last update lies in [From, To).
+// Fetch emits the actions whose last update lies in [From, To). It asks for
+// the actions updated since From and created before To. The creation
+// bound, not an upper bound on the update, keeps paging safe: an action
+// updated while the pages are read stays in the result (its update only
+// grows, its creation never changes), so rows only ever join the list —
+// a row may be read twice (removed by id), never skipped. Where the service
+// refuses the undocumented filter, Fetch falls back to re-reading the
+// actions created in [From−Revisit, To).
 func (s *src) Fetch(ctx context.Context, w source.Window, emit source.Emit) error {
-	from := w.From.Add(-s.cfg.Revisit.D())
-	filter := fmt.Sprintf("creationDateTimeUtc ge %s and creationDateTimeUtc lt %s",
-		from.UTC().Format(odataTime), w.To.UTC().Format(odataTime))
+	if !s.byCreation.Load() {
+		filter := fmt.Sprintf("lastUpdateDateTimeUtc ge %s and creationDateTimeUtc lt %s", floor7(w.From), ceil7(w.To))
+		err := s.list(ctx, w, filter, emit)
+		if !refusesUpdateFilter(err) {
+			return err
+		}
+		s.log.Warn("the public API refused $filter on lastUpdateDateTimeUtc; reading by creation time with the revisit period instead (more calls)",
+			"source", Name, "revisit", s.cfg.Revisit.String())
+		s.byCreation.Store(true)
+	}
+	filter := fmt.Sprintf("creationDateTimeUtc ge %s and creationDateTimeUtc lt %s", floor7(w.From.Add(-s.cfg.Revisit.D())), ceil7(w.To))
+	return s.list(ctx, w, filter, emit)
+}
+
+// refusesUpdateFilter recognises the service refusing the filter: a 400
+// whose message names the property.
+func refusesUpdateFilter(err error) bool {
+	var ae *mde.APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusBadRequest &&
+		strings.Contains(strings.ToLower(ae.Message), "lastupdatedatetimeutc")
+}
+
+// floor7 and ceil7 print a bound at the service's 100 ns resolution without
+// losing a record: ge takes the bound rounded down, lt rounded up.
+func floor7(t time.Time) string { return t.UTC().Format(odataTime) }
+
+func ceil7(t time.Time) string {
+	c := t.UTC().Truncate(100 * time.Nanosecond)
+	if c.Before(t) {
+		c = c.Add(100 * time.Nanosecond)
+	}
+	return c.Format(odataTime)
+}
+
+// list pages one filter in creation order with $top/$skip. A $top request
+// ends when it and the @odata.nextLink chain it may start (a service that
+// serves fewer rows than asked links to the rest) have served fewer than
+// $top rows; otherwise the next request skips what was served.
+func (s *src) list(ctx context.Context, w source.Window, filter string, emit source.Emit) error {
 	size := s.cfg.PageSize
-	skip := 0
+	skip, served := 0, 0
 	link := ""
 	links := srcutil.Cursors{}
 	for page := 1; page <= maxPages; page++ {
@@ -122,19 +191,18 @@ func (s *src) Fetch(ctx context.Context, w source.Window, emit source.Emit) erro
 				return err
 			}
 		}
-		switch {
-		case p.NextLink != "":
+		served += p.Rows
+		if p.NextLink != "" {
 			if err := links.Follow(p.NextLink); err != nil {
 				return fmt.Errorf("%s: %w", Name, err)
 			}
 			link = p.NextLink
-		case link != "" || p.Rows < size:
-			// A followed nextLink chain ends without a new link; a $top page
-			// ends when short.
-			return nil
-		default:
-			skip += size
+			continue
 		}
+		if served < size {
+			return nil
+		}
+		skip, served, link = skip+served, 0, ""
 	}
 	return fmt.Errorf("%s: more than %d pages in one window; lower max_window", Name, maxPages)
 }
@@ -149,13 +217,17 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			if err := srcutil.IntRange(Name, "page_size", c.PageSize, 1, maxPageSize); err != nil {
-				return nil, err
+			if err := c.Validate(); err != nil {
+				return nil, fmt.Errorf("%s: %w", Name, err)
 			}
 			if err := srcutil.NeedPublic(Name, deps); err != nil {
 				return nil, err
 			}
-			return &src{Meta: srcutil.NewMeta(Name, Table, source.Event), api: deps.API, cfg: *c}, nil
+			log := deps.Logger
+			if log == nil {
+				log = slog.New(slog.DiscardHandler)
+			}
+			return &src{Meta: srcutil.NewMeta(Name, Table, source.Event), api: deps.API, cfg: *c, log: log}, nil
 		},
 	})
 }
