@@ -316,18 +316,7 @@ func checkKeys(n *yaml.Node, t reflect.Type, section string) error {
 	if t == nil || t.Kind() != reflect.Struct || n.Kind != yaml.MappingNode {
 		return nil
 	}
-	fields := map[string]reflect.Type{}
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		name := strings.Split(f.Tag.Get("yaml"), ",")[0]
-		if !f.IsExported() || name == "-" {
-			continue
-		}
-		if name == "" {
-			name = strings.ToLower(f.Name)
-		}
-		fields[name] = f.Type
-	}
+	fields := yamlFields(t)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := n.Content[i]
 		ft, ok := fields[k.Value]

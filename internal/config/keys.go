@@ -37,27 +37,50 @@ func findStruct(t reflect.Type, name string, seen map[reflect.Type]bool) reflect
 }
 
 func structKeys(t reflect.Type) []string {
+	fields := yamlFields(t)
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// yamlFields maps the YAML keys a struct accepts to their field types.
+// The fields of a struct embedded with `yaml:",inline"` are keys of the
+// outer struct (as the YAML decoder reads them).
+func yamlFields(t reflect.Type) map[string]reflect.Type {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	fields := map[string]reflect.Type{}
 	if t == nil || t.Kind() != reflect.Struct {
-		return nil
+		return fields
 	}
-	var keys []string
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		if !f.IsExported() {
 			continue
 		}
-		name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		tag := strings.Split(f.Tag.Get("yaml"), ",")
+		name := tag[0]
 		if name == "-" {
+			continue
+		}
+		inline := false
+		for _, o := range tag[1:] {
+			inline = inline || o == "inline"
+		}
+		if inline {
+			for k, v := range yamlFields(f.Type) {
+				fields[k] = v
+			}
 			continue
 		}
 		if name == "" {
 			name = strings.ToLower(f.Name)
 		}
-		keys = append(keys, name)
+		fields[name] = f.Type
 	}
-	sort.Strings(keys)
-	return keys
+	return fields
 }
