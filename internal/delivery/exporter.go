@@ -93,6 +93,12 @@ type Config struct {
 
 	// Test seams. Now defaults to time.Now, Sleep to a context-aware
 	// timer, Jitter to a uniform random duration in [0, max].
+	// Apart, when set, says that next may not join a request that starts
+	// with first (e.g. Logs Ingestion's time-range limit per call); the
+	// records of one Write should then come in the order that keeps the
+	// requests few (for a time range: sorted by time).
+	Apart func(first, next *record.Record) bool `yaml:"-"`
+
 	Now    func() time.Time                                 `yaml:"-"`
 	Sleep  func(ctx context.Context, d time.Duration) error `yaml:"-"`
 	Jitter func(max time.Duration) time.Duration            `yaml:"-"`
@@ -351,7 +357,8 @@ func (e *Exporter) pack(ctx context.Context, b *batch) ([][]item, error) {
 			}
 			continue
 		}
-		if len(cur) > 0 && (size+sep+n > e.cfg.MaxBytes || len(cur) >= e.cfg.MaxRecords) {
+		if len(cur) > 0 && (size+sep+n > e.cfg.MaxBytes || len(cur) >= e.cfg.MaxRecords ||
+			(e.cfg.Apart != nil && e.cfg.Apart(&b.recs[cur[0].idx], &b.recs[i]))) {
 			groups = append(groups, cur)
 			cur, size = nil, 0
 		}

@@ -229,7 +229,9 @@ func newSink(deps sink.Deps, cfg Config, newClient func(endpoint string) (upload
 	if dir == "" {
 		dir = filepath.Join(deps.DataDir, defaultDeadLetterName)
 	}
-	exp, err := delivery.New(Name, cfg.Delivery, delivery.JSONArray, encode, s.send, delivery.NewFileDeadLetter(dir, deps.Now), log)
+	dcfg := cfg.Delivery
+	dcfg.Apart = withinSpan(cfg.MaxTimeSpan)
+	exp, err := delivery.New(Name, dcfg, delivery.JSONArray, encode, s.send, delivery.NewFileDeadLetter(dir, deps.Now), log)
 	if err != nil {
 		return nil, fmt.Errorf("sentinel output: %w", err)
 	}
@@ -337,40 +339,37 @@ func (s *Sink) Write(ctx context.Context, table string, recs []record.Record) er
 			return fmt.Errorf("sentinel output: table %s: nothing sent: %w", table, err)
 		}
 	}
-	for _, group := range byTimeSpan(recs, s.cfg.MaxTimeSpan) {
-		if err := s.exp.Write(ctx, table, group); err != nil {
-			return err
-		}
-	}
-	return nil
+	// One Write: the exporter cuts requests where the time range would
+	// exceed max_time_span (Config.Apart) and sends them concurrently.
+	return s.exp.Write(ctx, table, timeOrdered(recs, s.cfg.MaxTimeSpan))
 }
 
-// byTimeSpan cuts recs into groups whose record times lie within span of
-// each other, so no call trips the service's time-range limit. Records
-// keep their order within a group; a batch already within the span (the
-// usual case) is returned as it is.
-func byTimeSpan(recs []record.Record, span time.Duration) [][]record.Record {
+// withinSpan is the exporter's Apart rule for max_time_span: a record
+// more than span after the first of a request starts a new request.
+func withinSpan(span time.Duration) func(first, next *record.Record) bool {
+	if span <= 0 {
+		return nil
+	}
+	return func(first, next *record.Record) bool { return next.Time.Sub(first.Time) > span }
+}
+
+// timeOrdered returns recs sorted by time (a copy) when they span more
+// than span, so the requests cut by withinSpan are as few as possible; a
+// batch already within the span (the usual case) is returned as it is.
+func timeOrdered(recs []record.Record, span time.Duration) []record.Record {
 	if span <= 0 || len(recs) < 2 {
-		return [][]record.Record{recs}
+		return recs
 	}
 	lo, hi := recs[0].Time, recs[0].Time
 	for _, r := range recs[1:] {
 		lo, hi = minTime(lo, r.Time), maxTime(hi, r.Time)
 	}
 	if hi.Sub(lo) <= span {
-		return [][]record.Record{recs}
+		return recs
 	}
 	sorted := slices.Clone(recs)
 	slices.SortStableFunc(sorted, func(a, b record.Record) int { return a.Time.Compare(b.Time) })
-	var groups [][]record.Record
-	start := 0
-	for i := range sorted {
-		if sorted[i].Time.Sub(sorted[start].Time) > span {
-			groups = append(groups, sorted[start:i])
-			start = i
-		}
-	}
-	return append(groups, sorted[start:])
+	return sorted
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -1,13 +1,16 @@
 package sentinel
 
 import (
+	"context"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/defenderharvester/defenderharvester/internal/delivery"
 	"github.com/defenderharvester/defenderharvester/internal/record"
 )
 
-func TestByTimeSpan(t *testing.T) {
+func TestRequestsStayWithinTheTimeSpan(t *testing.T) {
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	at := func(mins ...int) []record.Record {
 		var out []record.Record
@@ -42,7 +45,7 @@ func TestByTimeSpan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			gs := byTimeSpan(tt.recs, tt.span)
+			gs := groupsOf(t, timeOrdered(tt.recs, tt.span), tt.span)
 			got := shape(t, gs, tt.span)
 			if len(got) != len(tt.want) {
 				t.Fatalf("groups %v, want %v", got, tt.want)
@@ -59,4 +62,30 @@ func TestByTimeSpan(t *testing.T) {
 			}
 		})
 	}
+}
+
+// groupsOf packs recs the way the sink's exporter does (Apart from
+// withinSpan) and returns the records of each request.
+func groupsOf(t *testing.T, recs []record.Record, span time.Duration) [][]record.Record {
+	t.Helper()
+	var (
+		mu  sync.Mutex
+		out [][]record.Record
+	)
+	cfg := delivery.Config{Apart: withinSpan(span), Concurrency: 1}
+	exp, err := delivery.New("test", cfg, delivery.JSONArray,
+		func(dst []byte, r *record.Record) ([]byte, error) { return append(dst, `{}`...), nil },
+		func(_ context.Context, req *delivery.Request) error {
+			mu.Lock()
+			out = append(out, req.Records)
+			mu.Unlock()
+			return nil
+		}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exp.Write(context.Background(), "T", recs); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
