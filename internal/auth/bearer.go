@@ -16,7 +16,7 @@ import (
 
 const (
 	// DefaultBearerClientID is the public client whose refresh token is
-	// exchanged (Microsoft Teams, a FOCI client; reference §4.2D).
+	// exchanged (Microsoft Teams, a FOCI client; docs/REFERENCE.md §1.4).
 	DefaultBearerClientID = "1fec8e78-bce4-4aaf-ab1b-5451cc387264"
 	// PortalAppScope asks for a token for the portal app itself.
 	PortalAppScope = "80ccca67-54bd-44ab-8625-4b79c4dc7775/.default offline_access"

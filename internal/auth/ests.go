@@ -13,7 +13,7 @@ import (
 )
 
 // ESTSSessionOptions configure a portal session bootstrapped from the
-// user's ESTSAUTHPERSISTENT cookie (reference §4.2B).
+// user's ESTSAUTHPERSISTENT cookie (docs/REFERENCE.md §1.3).
 type ESTSSessionOptions struct {
 	ESTSAuthPersistent string
 	// TenantID is sent as ?tid= so Entra signs in to that tenant.
@@ -44,7 +44,7 @@ var (
 )
 
 // sessionLifetime is when a bootstrapped session is replaced ahead of the
-// portal's ~4 h cap (reference §4.3, XLR refreshes at 3 h 30 m).
+// portal's ~4 h cap (docs/REFERENCE.md §1.5: one tool renews at 3 h 30 m).
 const sessionLifetime = 3*time.Hour + 30*time.Minute
 
 // maxHops bounds the sign-in redirect chain.
@@ -157,7 +157,7 @@ func (s *ESTSSession) hopAllowed(u *url.URL) bool {
 	return u.Port() == "" && strings.HasSuffix(strings.ToLower(name), ".access.mcas.ms") && len(name) > len(".access.mcas.ms")
 }
 
-// bootstrap performs reference §4.2B: fresh jar, seed the login host, put
+// bootstrap performs docs/REFERENCE.md §1.3: fresh jar, seed the login host, put
 // the ESTS cookie on it, open the portal and walk the chain by hand.
 func (s *ESTSSession) bootstrap(ctx context.Context) error {
 	s.core.forget()

@@ -22,7 +22,7 @@ const (
 	// DefaultLoginURL is the Entra ID sign-in host of the public cloud.
 	DefaultLoginURL = "https://login.microsoftonline.com"
 	// XSRFMaxAge is how long an XSRF token is used before the portal root is
-	// visited again for a fresh one (reference §4.3: tools cache it 5 min).
+	// visited again for a fresh one (docs/REFERENCE.md §1.5: tools cache it 5 min).
 	XSRFMaxAge = 5 * time.Minute
 	// maxPageBytes caps any sign-in or portal page read into memory.
 	maxPageBytes = 4 << 20

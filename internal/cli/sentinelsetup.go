@@ -16,7 +16,7 @@ func init() {
 	register(command{name: "sentinel-setup", summary: "print an ARM template creating the Sentinel tables and data collection rule(s)", run: runSentinelSetup})
 }
 
-// DCR limits (protocols.md §A.5): data flows and streams per rule.
+// DCR limits (docs/REFERENCE.md §5.5): data flows and streams per rule.
 const maxStreamsPerDCR = 10
 
 var (

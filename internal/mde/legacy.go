@@ -34,7 +34,7 @@ type LegacyOptions struct {
 }
 
 // LegacyClient implements Portal by sending each apiproxy path the
-// sources use to its legacy host and path (reference §1.2/§1.3).
+// sources use to its legacy host and path (docs/REFERENCE.md §2.2/§2.3).
 type LegacyClient struct {
 	loc   string
 	hosts legacyHosts

@@ -117,7 +117,7 @@ func (t *Tenant) hTenantContext(q *req) {
 	})
 }
 
-// ---- per-device response requests (reference §3.2) ----
+// ---- per-device response requests (docs/REFERENCE.md §1.7) ----
 
 var requestTypeOf = map[string]string{
 	"Isolate": "IsolationResponse", "Unisolate": "IsolationResponse", "RunAntiVirusScan": "ScanResponse",

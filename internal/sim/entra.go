@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// Well-known resources (reference §4.2, protocols §D.1).
+// Well-known resources (docs/REFERENCE.md §4.5, §3.1).
 const (
 	portalAppID    = "80ccca67-54bd-44ab-8625-4b79c4dc7775" // Microsoft 365 Security Center
 	wdatpAppID     = "fc780465-2017-40d4-a0c5-307022471b92" // WindowsDefenderATP
@@ -48,7 +48,7 @@ var knownResources = map[string][2]string{
 	audPortal:                       {audPortal, resPortal},
 	"https://graph.microsoft.com":   {"https://graph.microsoft.com", resOther},
 	"https://manage.office.com":     {"https://manage.office.com", resOther},
-	// Logs Ingestion (protocols §A.2): the SDK asks for
+	// Logs Ingestion (docs/REFERENCE.md §5.2): the SDK asks for
 	// "https://monitor.azure.com//.default"; the trailing slashes are trimmed.
 	audMonitor:                 {audMonitor, resOther},
 	"https://monitor.azure.us": {"https://monitor.azure.us", resOther},
@@ -218,7 +218,7 @@ func (t *Tenant) entraService() service {
 	return s
 }
 
-// entraFail writes the AADSTS error envelope (protocols §E.1).
+// entraFail writes the AADSTS error envelope (docs/REFERENCE.md §4.3).
 func (t *Tenant) entraFail(q *req, status int, code, msg string) {
 	errCode, aad := "invalid_request", 900561
 	switch status {
@@ -348,7 +348,7 @@ func (t *Tenant) tokenEndpoint(q *req) {
 	case "client_credentials":
 		t.clientCredentials(q, f)
 	case "urn:ietf:params:oauth:grant-type:device_code", "device_code":
-		// MSAL Go sends the short form (protocols §E.1).
+		// MSAL Go sends the short form (docs/REFERENCE.md §4.2).
 		t.deviceCodeGrant(q, f)
 	case "refresh_token":
 		t.refreshGrant(q, f)

@@ -22,7 +22,7 @@ const hecHost = "hec.splunk.test"
 const (
 	defaultHECMax        = 1000000 // Splunk Cloud's commonly cited 1 MB
 	defaultSourcetype    = "httpevent"
-	maxAcksPerChannel    = 1000000 // limits.conf default (protocols §B.6)
+	maxAcksPerChannel    = 1000000 // limits.conf default (docs/REFERENCE.md §6.6)
 	maxAckChannels       = 100000
 	hecNotFoundText      = "The requested URL was not found on this server."
 	hecMethodNotAllowedT = "The requested method is not allowed for this URL."
@@ -87,7 +87,7 @@ func (h *hecState) isDisabled(tok string) bool {
 
 // SetHECTokenDisabled disables (true) or re-enables one of the tenant's
 // HEC tokens at run time: a disabled token is answered 403 code 1 "Token
-// disabled" on every request, as Splunk does (protocols §B.2).
+// disabled" on every request, as Splunk does (docs/REFERENCE.md §6.2).
 func (t *Tenant) SetHECTokenDisabled(token string, disabled bool) error {
 	key := strings.ToLower(strings.TrimSpace(token))
 	if _, ok := t.hec.tokens[key]; !ok {
@@ -106,8 +106,8 @@ func (t *Tenant) SetHECTokenDisabled(token string, disabled bool) error {
 // SetHECIndexAllowed takes a configured index (Options.HECIndexes) off
 // the tokens' allowed list (false) or puts it back (true): an event
 // naming a refused index is answered 400 code 7 "Incorrect index" with
-// its invalid-event-number, the events before it indexed (protocols
-// §B.3). Info keeps listing the configured indexes.
+// its invalid-event-number, the events before it indexed (docs/REFERENCE.md
+// §6.3). Info keeps listing the configured indexes.
 func (t *Tenant) SetHECIndexAllowed(index string, allowed bool) error {
 	if !contains1(t.hec.indexes, index) {
 		return fmt.Errorf("sim: index %q is not configured (Options.HECIndexes: %s)", index, strings.Join(t.hec.indexes, ", "))
@@ -125,7 +125,7 @@ func (t *Tenant) SetHECIndexAllowed(index string, allowed bool) error {
 // SetHECInvalidEvents makes HEC refuse the events whose "event" object
 // carries one of these RecordIds, as if their envelope could not be
 // parsed: 400 code 6 "Invalid data format" with invalid-event-number, the
-// events before it indexed (protocols §B.3). No ids clears the list.
+// events before it indexed (docs/REFERENCE.md §6.3). No ids clears the list.
 func (t *Tenant) SetHECInvalidEvents(recordIDs ...string) {
 	t.hec.mu.Lock()
 	defer t.hec.mu.Unlock()
@@ -205,7 +205,7 @@ func (t *Tenant) hecFail(q *req, status int, _, _ string) {
 	}
 }
 
-// hecAuth applies protocols §B.2; it writes the failure itself.
+// hecAuth applies docs/REFERENCE.md §6.2; it writes the failure itself.
 func (t *Tenant) hecAuth(q *req) (hecToken, bool) {
 	h := q.r.Header.Get("Authorization")
 	if h == "" {
@@ -458,7 +458,7 @@ type hecError struct {
 	index int // -1: not about one event
 }
 
-// parseHECBatch decodes concatenated envelopes (protocols §B.3). It returns
+// parseHECBatch decodes concatenated envelopes (docs/REFERENCE.md §6.3). It returns
 // the valid events before the first bad one, and the error for that one.
 func parseHECBatch(body []byte, indexes []string) ([]hecEvent, *hecError) {
 	return parseHECEnvelopes(body, hecRules{indexes: indexes})

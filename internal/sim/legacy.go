@@ -2,7 +2,7 @@ package sim
 
 import "net/http"
 
-// ---- legacy regional hosts (reference §1.2, §1.3) ----
+// ---- legacy regional hosts (docs/REFERENCE.md §2.2, §2.3) ----
 
 func (t *Tenant) legacyService(kind string) service {
 	s := service{family: FamilyLegacy, fail: portalFail}

@@ -49,7 +49,7 @@ type SentinelInfo struct {
 
 const (
 	ingestAPIVersion = "2023-01-01"
-	maxIngestBytes   = 1048576 // protocols §A.5: 1 MB compressed or uncompressed
+	maxIngestBytes   = 1048576 // docs/REFERENCE.md §5.5: 1 MB compressed or uncompressed
 	defaultDCRName   = "dcr-defenderharvester"
 )
 
@@ -286,8 +286,8 @@ func (t *Tenant) ingestUpload(q *req) {
 // SetIngestionRole grants (true, the default) or removes (false) the main
 // app's "Monitoring Metrics Publisher" role on every DCR. Without it every
 // upload is refused with 403 OperationFailed and the documented "does not
-// have access to ingest data … IsRbacPresent: False" message (protocols
-// §A.4), whatever its records, until the role is granted again; the
+// have access to ingest data … IsRbacPresent: False" message (docs/REFERENCE.md
+// §5.4), whatever its records, until the role is granted again; the
 // token endpoint keeps issuing tokens, as Entra does.
 func (t *Tenant) SetIngestionRole(granted bool) {
 	rs := t.receivers[ReceiverSentinel]

@@ -16,7 +16,7 @@ func portalFail(q *req, status int, _ string, msg string) {
 // loginRedirect answers a request without a live session the way the
 // portal does: 302 to Entra's authorize endpoint for the portal app,
 // response_mode=form_post back to the portal URL. The tenant is the tid
-// query parameter when given (reference §4.1), else "organizations".
+// query parameter when given (docs/REFERENCE.md §1.2), else "organizations".
 func loginRedirect(q *req) {
 	tenant := "organizations"
 	if tid, ok := param(q, "tid"); ok && tid != "" {
@@ -77,7 +77,7 @@ func (t *Tenant) portalAuth(q *req) bool {
 }
 
 // portalRole answers 403 for a signed-in user without a Defender role
-// (reference §4.4: 403 is a permission problem, not an expired session).
+// (docs/REFERENCE.md §1.5: 403 is a permission problem, not an expired session).
 func (t *Tenant) portalRole(q *req) bool {
 	if u, ok := t.signInUser(q.upn); ok && u.defenderRole {
 		return true

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Every portal route answers with the envelope the reference (and
+// Every portal route answers with the envelope docs/REFERENCE.md §1.7 (and
 // docs/ARCHITECTURE.md) describes.
 func TestPortalRouteEnvelopes(t *testing.T) {
 	e := newEnv(t, nil)

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// ---- portal session (reference §4.1, §4.3; decision 15) ----
+// ---- portal session (docs/REFERENCE.md §1.2, §1.5; docs/ARCHITECTURE.md decision 15) ----
 
 // xsrfKeep is how many recently issued XSRF tokens stay valid per
 // session, so a client that refreshes while requests are in flight is not

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// publicFail writes the public API error envelope (protocols §D.5).
+// publicFail writes the public API error envelope (docs/REFERENCE.md §3.6).
 func publicFail(q *req, status int, code, msg string) {
 	switch {
 	case status == http.StatusNotFound && code == "NotFound":
@@ -137,7 +137,7 @@ func needRole(q *req, roles ...string) bool {
 // filterable are the properties $filter and $orderby take: the documented
 // six, plus lastUpdateDateTimeUtc, which the documentation leaves out but
 // the service accepts — both the original DefenderHarvester and Elastic's
-// production integration filter on it (reference peers.md).
+// production integration filter on it (docs/REFERENCE.md §3.3).
 var filterable = map[string]bool{"id": true, "status": true, "machineId": true, "type": true, "requestor": true, "creationDateTimeUtc": true, "lastUpdateDateTimeUtc": true}
 
 // dateFields are the filterable Edm.DateTimeOffset properties.

@@ -54,7 +54,7 @@ func TestIngestionRoleSwitch(t *testing.T) {
 	}
 }
 
-// HEC's runtime switches answer as Splunk does (protocols §B.2, §B.3): a
+// HEC's runtime switches answer as Splunk does (docs/REFERENCE.md §6.2, §6.3): a
 // disabled token 403 code 1; an index taken off the allowed list 400 code
 // 7 for the first event naming it; chosen events 400 code 6 "Invalid data
 // format" — both with invalid-event-number, the events before it indexed.

@@ -13,10 +13,10 @@ import (
 )
 
 // User sign-in: device code, refresh tokens, the ESTS-cookie → portal
-// session flow (reference §4.2B, protocols §E.1–E.2) and the failure knobs
+// session flow (docs/REFERENCE.md §1.3, §4.1–§4.4) and the failure knobs
 // doctor needs (Conditional Access, MFA, missing role, wrong region).
 
-// First-party public clients (protocols §E.3, reference §4.2D). All three
+// First-party public clients (docs/REFERENCE.md §4.5, §1.4). All three
 // are in the Microsoft "family of client ids" (FOCI).
 const (
 	clientAzureCLI        = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
@@ -31,7 +31,7 @@ const (
 	authCodeLife    = 5 * time.Minute        // authorization codes are short-lived
 	refreshIdle     = 90 * 24 * time.Hour    // refresh tokens die after 90 days unused
 	estsCookieLife  = 90 * 24 * time.Hour    // "stay signed in" cookie
-	defaultSession  = 4 * time.Hour          // the portal's observed session cap (§4.3)
+	defaultSession  = 4 * time.Hour          // the portal's observed session cap (docs/REFERENCE.md §1.5)
 	maxPending      = 4096                   // bound on codes and tokens kept
 	userCodeLetters = "BCDFGHJKLMNPQRSTVWXZ" // no vowels: no words by accident
 )
@@ -275,7 +275,7 @@ func delegated(u *signInUser, group string) string {
 	return "user_impersonation"
 }
 
-// issueUserTokens writes the user-flow success body (protocols §E.1).
+// issueUserTokens writes the user-flow success body (docs/REFERENCE.md §4.2).
 func (t *Tenant) issueUserTokens(q *req, client string, u *signInUser, us userScope, rawScope string) {
 	now := t.clock().UTC()
 	life := t.opts.TokenLifetime
@@ -336,7 +336,7 @@ func (t *Tenant) idToken(client string, u *signInUser, now time.Time, nonce stri
 	return h + "." + pl + "." + b64.EncodeToString([]byte(hexN(rngFor(now.UnixNano(), strLabel(u.upn)), 32)))
 }
 
-// ---- device code (protocols §E.1) ----
+// ---- device code (docs/REFERENCE.md §4.2) ----
 
 func (t *Tenant) parseForm(q *req) bool {
 	if mt, _, _ := mime.ParseMediaType(q.r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
@@ -505,7 +505,7 @@ func (t *Tenant) deviceCodeGrant(q *req, f url.Values) {
 	t.issueUserTokens(q, client, u, us, raw)
 }
 
-// ---- refresh token (protocols §E.1) ----
+// ---- refresh token (docs/REFERENCE.md §4.2) ----
 
 func (t *Tenant) refreshGrant(q *req, f url.Values) {
 	rt, client := f.Get("refresh_token"), strings.ToLower(f.Get("client_id"))
@@ -564,7 +564,7 @@ func (t *Tenant) refreshGrant(q *req, f url.Values) {
 	t.issueUserTokens(q, client, u, us, raw)
 }
 
-// ---- ESTS sign-in → portal session (reference §4.2B) ----
+// ---- ESTS sign-in → portal session (docs/REFERENCE.md §1.3) ----
 
 // loginSeed answers GET /error: the page that seeds the login cookies.
 func (t *Tenant) loginSeed(q *req) {
@@ -680,7 +680,7 @@ func (t *Tenant) authorize(q *req) {
 	if t.opts.AppControl {
 		// Defender for Cloud Apps App Control sits in between: the
 		// browser first posts the id_token to the proxy, whose answer is
-		// the real form (reference §4.2B step 6).
+		// the real form (docs/REFERENCE.md §1.3 step 6).
 		writeHTML(q.w, http.StatusOK, autoSubmitForm(fmt.Sprintf("https://%s.access.mcas.ms/aad_login", t.w.orgName), [][2]string{{"id_token", ac.idToken}, {"state", qs.Get("state")}}))
 		return
 	}

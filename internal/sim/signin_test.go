@@ -267,7 +267,7 @@ func parseForm(t *testing.T, body []byte) (string, url.Values) {
 	return strings.ReplaceAll(string(m[1]), "&amp;", "&"), f
 }
 
-// signInESTS walks reference §4.2B by hand, never following redirects.
+// signInESTS walks docs/REFERENCE.md §1.3 by hand, never following redirects.
 // It returns the sccauth cookie, the XSRF header value, and the last
 // answer when the walk stopped early.
 func (e *env) signInESTS(ests, tid string) (scc, xsrf string, stop resp) {
@@ -455,7 +455,7 @@ func TestPortalSignInPostStrictness(t *testing.T) {
 	}
 }
 
-// A user token for the portal app (bearer mode, reference §4.2D) obeys
+// A user token for the portal app (bearer mode, docs/REFERENCE.md §1.4) obeys
 // the user's role.
 func TestPortalBearerUserRole(t *testing.T) {
 	e := newEnv(t, nil)

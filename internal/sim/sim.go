@@ -4,7 +4,7 @@
 // Defender API (api.security.microsoft.com). It routes by Host header, so a
 // real client whose transport dials the emulator instead of Microsoft works
 // unmodified. It is a separate party: it imports nothing of the harvester
-// and follows the reference facts and docs/ARCHITECTURE.md, never the
+// and follows docs/REFERENCE.md and docs/ARCHITECTURE.md, never the
 // harvester's convenience. See README.md in this folder.
 package sim
 

@@ -231,7 +231,7 @@ func (w *world) rulesAt(now time.Time) []ruleJSON {
 
 func (w *world) advancedFeatures(now time.Time) json.RawMessage {
 	tamper := now.Before(w.start.Add(ChangeTamperProtectionOff))
-	// The live fixture's field order (reference §3.4).
+	// The live fixture's field order (docs/REFERENCE.md §1.7).
 	return json.RawMessage(fmt.Sprintf(`{"EnableWdavPassiveModeRemediation":false,"EnableWdavAuditMode":false,"MagellanOptOut":false,`+
 		`"HidePotentialDuplications":true,"BlockListEnabled":true,"LicenseEnabled":true,"SkypeIntegrationEnabled":true,`+
 		`"ShowUserAadProfile":true,"AatpIntegrationEnabled":false,"AatpWorkspaceExists":false,`+

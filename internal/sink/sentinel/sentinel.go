@@ -142,7 +142,7 @@ func newHTTPTransport(responseHeader time.Duration) *http.Transport {
 	if t.TLSClientConfig == nil {
 		t.TLSClientConfig = &tls.Config{}
 	}
-	t.TLSClientConfig.MinVersion = tls.VersionTLS12 // the service requires TLS 1.2+ (protocols §A.1)
+	t.TLSClientConfig.MinVersion = tls.VersionTLS12 // the service requires TLS 1.2+ (docs/REFERENCE.md §5.1)
 	return t
 }
 
@@ -560,12 +560,12 @@ func (s *Sink) classify(err error, req *delivery.Request, stream string, rt *rou
 }
 
 // codeTimeRange is the documented refusal of a call whose records span
-// more than 30 minutes (protocols §A.4).
+// more than 30 minutes (docs/REFERENCE.md §5.4).
 const codeTimeRange = "RecordsTimeRangeIsMoreThan30Minutes"
 
 // requestCode reports whether a 400's error code names the request rather
 // than its records: the API version, the encoding, the transport, the
-// data collection rule or endpoint, the stream. Codes the reference does
+// data collection rule or endpoint, the stream. Codes docs/REFERENCE.md §5.4 does
 // not list are read by what they name.
 func requestCode(code string) bool {
 	c := strings.ToLower(code)

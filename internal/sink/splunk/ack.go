@@ -13,7 +13,7 @@ import (
 	"github.com/defenderharvester/defenderharvester/internal/delivery"
 )
 
-// Indexer acknowledgement (protocols §B.6): a request counts as delivered
+// Indexer acknowledgement (docs/REFERENCE.md §6.6): a request counts as delivered
 // once the ackId HEC gave it is reported true.
 
 // errAckTimeout marks a request the indexers did not acknowledge in time;

@@ -11,7 +11,7 @@ import (
 )
 
 // classify turns a failed HEC answer into an actionable, classified error
-// (protocols §B.5). Codes about the events themselves (5, 6, 12, 13, 15)
+// (docs/REFERENCE.md §6.5). Codes about the events themselves (5, 6, 12, 13, 15)
 // are record-level: with invalid-event-number N, HEC indexed the events
 // before N, so the helper dead-letters event N and sends only the rest.
 // Every other refusal — token, authorization, index, channel, ack,

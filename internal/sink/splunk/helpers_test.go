@@ -34,7 +34,7 @@ type envelope struct {
 	Event      json.RawMessage `json:"event"`
 }
 
-// fakeHEC is a strict HEC receiver (protocols §B): token, channel GUID,
+// fakeHEC is a strict HEC receiver (docs/REFERENCE.md §6): token, channel GUID,
 // gzip, concatenated envelopes (never an array), optional acks.
 type fakeHEC struct {
 	t   testing.TB

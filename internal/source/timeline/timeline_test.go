@@ -38,7 +38,7 @@ func (e event) json(machine string) string {
 	return fmt.Sprintf(`{"ReportId":%d,"ActionTime":"%s","ActionTimeIsoString":"%s","ActionType":"ProcessCreated","Description":"x","Machine":{"MachineId":"%s","ComputerDnsName":"h"},"InitiatingProcess":{},"Process":{},"User":{},"SourceProvider":"MDE"}`, e.id, ts, ts, machine)
 }
 
-// fakeTimeline behaves as the reference says: events in [fromDate,
+// fakeTimeline behaves as docs/ARCHITECTURE.md decision 4 says (docs/REFERENCE.md §1.7): events in [fromDate,
 // toDate], newest first, keyset Prev link to the older rest.
 type fakeTimeline struct {
 	t        *testing.T
