@@ -83,6 +83,11 @@ func (p Policy) WithDefaults() Policy {
 // answer and an error wrapping *StatusError.
 func (p Policy) Do(ctx context.Context, c *http.Client, what string, build func(ctx context.Context) (*http.Request, error)) (*http.Response, []byte, error) {
 	p = p.WithDefaults()
+	// The attempt's context is the one timeout, so its error can say
+	// which limit ran out; the client's own Timeout would race it.
+	cc := *c
+	cc.Timeout = 0
+	c = &cc
 	for attempt := 1; ; attempt++ {
 		resp, body, retry, err := p.once(ctx, c, build)
 		if ctx.Err() != nil {
