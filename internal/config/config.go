@@ -21,7 +21,6 @@ import (
 	"github.com/defenderharvester/defenderharvester/internal/auth"
 )
 
-
 // Environment variables that carry secrets, so they never need to be on
 // the command line.
 const (
@@ -74,11 +73,8 @@ type Config struct {
 	InitialLookback Duration      `yaml:"initial_lookback"`
 	Concurrency     int           `yaml:"concurrency"`
 	SpoolMaxBytes   int64         `yaml:"spool_max_bytes"`
-	// RunTimeout is the overall deadline of one run.
-	RunTimeout Duration `yaml:"run_timeout"`
-	// SpoolAfter is how long one batch may wait on a slow output before
-	// it is spooled for that output and the others go on.
-	SpoolAfter Duration `yaml:"spool_after"`
+	RunTimeout      Duration      `yaml:"run_timeout"` // overall deadline of one run
+	SpoolAfter      Duration      `yaml:"spool_after"` // how long a batch waits on a slow output before it is spooled for it
 	LogLevel        string        `yaml:"log_level"`
 	HTTP            HTTP          `yaml:"http"`
 	Portal          Portal        `yaml:"portal"`
@@ -190,7 +186,6 @@ func (p *PluginConfigs) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-
 // Defaults of the run-level deadlines.
 const (
 	DefaultRunTimeout = time.Hour
@@ -256,4 +251,3 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	}
 	return cfg, nil
 }
-

@@ -224,7 +224,6 @@ func decodeStrict(data []byte, target any, section string) error {
 	return fmt.Errorf("%sinvalid YAML: %w", prefix, err)
 }
 
-
 var yamlUnmarshaler = reflect.TypeFor[yaml.Unmarshaler]()
 
 // checkTypes compares each value with the type of the key it sets and

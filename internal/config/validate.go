@@ -174,4 +174,3 @@ func (c *Config) validateAuth(add func(key, format string, a ...any)) {
 		add("public_api.auth.persistent_cache", "only used with device_code, client_secret or certificate")
 	}
 }
-
