@@ -53,7 +53,7 @@ func versionText(read func() (*debug.BuildInfo, bool)) string {
 		}
 		fmt.Fprintf(&b, "  revision  %s\n", line)
 	} else {
-		fmt.Fprintf(&b, "  revision  unknown: not stamped (go run, or go build -buildvcs=false); build with `go build` in the git checkout to record it\n")
+		fmt.Fprintf(&b, "  revision  unknown: not stamped (go run, -buildvcs=false in the flags or GOFLAGS, or a git worktree); build with `go build -buildvcs=true` in a git clone to record it\n")
 	}
 	fmt.Fprintf(&b, "  go        %s %s/%s\n", goVersion, runtime.GOOS, runtime.GOARCH)
 	return b.String()
