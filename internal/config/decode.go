@@ -2,12 +2,14 @@ package config
 
 import (
 	"bytes"
+	"encoding"
 	"errors"
 	"fmt"
 	"io"
 	"reflect"
 	"regexp"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -224,7 +226,11 @@ func decodeStrict(data []byte, target any, section string) error {
 	return fmt.Errorf("%sinvalid YAML: %w", prefix, err)
 }
 
-var yamlUnmarshaler = reflect.TypeFor[yaml.Unmarshaler]()
+var (
+	yamlUnmarshaler = reflect.TypeFor[yaml.Unmarshaler]()
+	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+	durationType    = reflect.TypeFor[time.Duration]()
+)
 
 // checkTypes compares each value with the type of the key it sets and
 // names the key (dotted from path) of the first mismatch: a word where a
@@ -240,6 +246,10 @@ func checkTypes(n *yaml.Node, t reflect.Type, path string) error {
 		return nil
 	}
 	if t.Implements(yamlUnmarshaler) || reflect.PointerTo(t).Implements(yamlUnmarshaler) {
+		return nil
+	}
+	// Scalars the decoder hands to UnmarshalText (time.Time, net.IP …).
+	if n.Kind == yaml.ScalarNode && (t.Implements(textUnmarshaler) || reflect.PointerTo(t).Implements(textUnmarshaler)) {
 		return nil
 	}
 	name := path
@@ -280,7 +290,19 @@ func checkTypes(n *yaml.Node, t reflect.Type, path string) error {
 				return err
 			}
 		}
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+	case reflect.Int64:
+		if t == durationType {
+			// The decoder reads "15s" into a time.Duration (and a bare
+			// number as nanoseconds).
+			if _, err := time.ParseDuration(n.Value); n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && err != nil) {
+				return bad("is not a duration like 30s, 15m or 24h")
+			}
+			return nil
+		}
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+			return bad("is not a whole number")
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
 			return bad("is not a whole number")

@@ -131,10 +131,25 @@ func TestWrongTypesNameTheKey(t *testing.T) {
 			t.Errorf("%q: err = %v, want %q", tt.yaml, err, tt.want)
 		}
 	}
-	// A plugin section names its own keys the same way.
+	// A plugin section names its own keys the same way, and accepts what
+	// the decoder reads itself (time.Duration strings, text types).
 	type settings struct {
-		PageSize int      `yaml:"page_size"`
-		Machines []string `yaml:"machines"`
+		PageSize int           `yaml:"page_size"`
+		Machines []string      `yaml:"machines"`
+		Backoff  time.Duration `yaml:"backoff"`
+		Since    time.Time     `yaml:"since"`
+	}
+	ok := writeFile(t, "ok.yaml", "sources:\n  x:\n    backoff: 5ms\n    since: 2026-03-01T00:00:00Z\n  y:\n    backoff: soon\n", 0o600)
+	okCfg, err := Load(ok, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var good settings
+	if err := DecodePlugin(okCfg.Sources["x"], "sources.x", &good); err != nil || good.Backoff != 5*time.Millisecond || good.Since.IsZero() {
+		t.Errorf("durations and times in a plugin section: %+v, %v", good, err)
+	}
+	if err := DecodePlugin(okCfg.Sources["y"], "sources.y", &good); err == nil || !strings.Contains(err.Error(), "sources.y.backoff") {
+		t.Errorf("bad time.Duration: err = %v", err)
 	}
 	p := writeFile(t, "c.yaml", "sources:\n  timeline:\n    page_size: many\n  other:\n    machines: all\n", 0o600)
 	cfg, err := Load(p, env(nil))
