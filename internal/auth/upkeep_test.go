@@ -242,8 +242,8 @@ func TestUpkeepStalledEndpoint(t *testing.T) {
 		}},
 	}
 	for _, b := range builds {
-		for _, mode := range []httpxtest.Stall{httpxtest.NoAnswer, httpxtest.StallBody} {
-			t.Run(fmt.Sprintf("%s/%d", b.name, mode), func(t *testing.T) {
+		for mode, mname := range map[httpxtest.Stall]string{httpxtest.NoAnswer: "no answer", httpxtest.StallBody: "body stalls"} {
+			t.Run(b.name+"/"+mname, func(t *testing.T) {
 				addr, requests := httpxtest.StallServer(t, mode)
 				s, err := b.build(&http.Client{Transport: stallTransport{addr}}, httpx.Policy{Timeout: 200 * time.Millisecond, MaxAttempts: 2, Sleep: (&noWait{}).sleep})
 				if err != nil {
