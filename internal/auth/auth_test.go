@@ -177,14 +177,14 @@ func TestClientSecretAgainstFakeAuthority(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	ts, err := NewClientSecret(ClientSecretOptions{
-		TenantID: "tenant1", ClientID: "client1", Secret: "s3cret",
-		AuthorityHost: srv.URL, Transport: srv.Client(), DisableInstanceDiscovery: true,
+	cred, err := NewCredential(CredentialOptions{
+		Method: MethodClientSecret, TenantID: "tenant1", ClientID: "client1", Secret: "s3cret",
+		AuthorityHost: srv.URL, Client: srv.Client(), DisableInstanceDiscovery: true,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := ts.Token(context.Background())
+	tok, err := NewAzureCredential(cred, "").Token(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,11 +198,11 @@ func TestClientSecretAgainstFakeAuthority(t *testing.T) {
 }
 
 func TestNewClientSecretValidates(t *testing.T) {
-	_, err := NewClientSecret(ClientSecretOptions{ClientID: "c"})
+	_, err := NewCredential(CredentialOptions{Method: MethodClientSecret, ClientID: "c"})
 	if err == nil || !strings.Contains(err.Error(), "tenant id") || !strings.Contains(err.Error(), "client secret") {
 		t.Errorf("err = %v, want missing tenant id and client secret named", err)
 	}
-	_, err = NewClientSecret(ClientSecretOptions{TenantID: "t", ClientID: "c", Secret: "s", AuthorityHost: "http://x"})
+	_, err = NewCredential(CredentialOptions{Method: MethodClientSecret, TenantID: "t", ClientID: "c", Secret: "s", AuthorityHost: "http://x"})
 	if err == nil {
 		t.Error("plain-http authority accepted")
 	}

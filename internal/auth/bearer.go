@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/defenderharvester/defenderharvester/internal/httpx"
 )
 
 const (
@@ -31,26 +32,31 @@ type PortalBearerOptions struct {
 	LoginURL     string // default DefaultLoginURL
 	PortalURL    string // default DefaultPortalURL; the only host that gets the token
 	Client       *http.Client
-	Cache        *SessionCache
-	Now          func() time.Time
-	Logger       *slog.Logger
+	// Policy bounds every token request: per-attempt timeout, retries
+	// and backoff (zero fields get defaults).
+	Policy httpx.Policy
+	Cache  *SessionCache
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // PortalBearer is EXPERIMENTAL: it trades a refresh token for an access
 // token of the portal app and sends it as Authorization: Bearer, without
 // cookies. The refresh token rotates on every exchange and is cached.
 type PortalBearer struct {
-	tokenURL string
-	portal   *portalCore // host checks and clock only
-	clientID string
-	scope    string
-	seed     string
+	tokenURL  string
+	tokenHost string      // for error texts
+	portal    *portalCore // host checks and clock only
+	clientID  string
+	scope     string
+	seed      string
 
 	upkeep  sync.Mutex
 	mu      sync.Mutex
 	refresh Secret
 	access  Secret
 	expires time.Time
+	unsaved bool // a rotated refresh token waits for a data call to prove it
 }
 
 var (
@@ -58,6 +64,7 @@ var (
 	_ Refresher     = (*PortalBearer)(nil)
 	_ Maintainer    = (*PortalBearer)(nil)
 	_ TokenSource   = (*PortalBearer)(nil)
+	_ Prover        = (*PortalBearer)(nil)
 )
 
 // NewPortalBearer validates the options; the first exchange happens on
@@ -77,7 +84,7 @@ func NewPortalBearer(o PortalBearerOptions) (*PortalBearer, error) {
 	if err != nil {
 		return nil, err
 	}
-	core, err := newPortalCore(o.PortalURL, o.TenantID, o.Client, o.Now, o.Logger, o.Cache)
+	core, err := newPortalCore(o.PortalURL, o.TenantID, o.Client, o.Policy, o.Now, o.Logger, o.Cache)
 	if err != nil {
 		return nil, err
 	}
@@ -88,8 +95,8 @@ func NewPortalBearer(o PortalBearerOptions) (*PortalBearer, error) {
 		o.Scope = PortalAppScope
 	}
 	b := &PortalBearer{
-		tokenURL: login.String() + "/" + url.PathEscape(core.tenant) + "/oauth2/v2.0/token",
-		portal:   core, clientID: o.ClientID, scope: o.Scope, seed: fingerprint(rt), refresh: Secret(rt),
+		tokenURL: login.String() + "/" + url.PathEscape(core.tenant) + "/oauth2/v2.0/token", tokenHost: login.Host,
+		portal: core, clientID: o.ClientID, scope: o.Scope, seed: fingerprint(rt), refresh: Secret(rt),
 	}
 	// A rotated refresh token from an earlier run is newer than the
 	// configured one, as long as it grew from the same configured token.
@@ -227,18 +234,18 @@ func (b *PortalBearer) exchange(ctx context.Context) error {
 		"refresh_token": {rt.Reveal()},
 		"scope":         {b.scope},
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.tokenURL, strings.NewReader(form.Encode()))
+	resp, body, err := b.portal.policy.Do(ctx, b.portal.client, "auth: refreshing the portal token at "+b.tokenHost, func(ctx context.Context) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.tokenURL, strings.NewReader(form.Encode()))
+		if err != nil {
+			return nil, fmt.Errorf("auth: building the token request: %w", err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Accept", "application/json")
+		return req, nil
+	})
 	if err != nil {
-		return fmt.Errorf("auth: building the token request: %w", err)
+		return &redactedError{msg: Redact(err.Error(), rt.Reveal()), err: err}
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	resp, err := b.portal.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("auth: refreshing the portal token at %s: %s", req.URL.Host, Redact(err.Error(), rt.Reveal()))
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	access, refresh, life, err := parseTokenResponse(resp.StatusCode, body)
 	if err != nil {
 		return err
@@ -250,13 +257,24 @@ func (b *PortalBearer) exchange(ctx context.Context) error {
 	if refresh != "" {
 		b.refresh = Secret(refresh)
 	}
-	s := Session{RefreshToken: b.refresh, ObtainedAt: now, Seed: b.seed}
+	b.unsaved = b.unsaved || rotated
 	b.mu.Unlock()
 	b.portal.log.Debug("portal bearer token refreshed", "refresh_token_rotated", rotated, "expires_in", life)
-	if b.portal.cache != nil {
-		if err := b.portal.cache.Save(cacheKeyBearer(b.portal.tenant), s); err != nil {
-			b.portal.log.Warn("could not save the rotated refresh token", "path", b.portal.cache.Path(), "err", err)
-		}
-	}
 	return nil
+}
+
+// Proven writes a rotated refresh token to the cache: the portal client
+// calls it after the portal served data with the bearer token.
+func (b *PortalBearer) Proven() {
+	b.mu.Lock()
+	due := b.unsaved
+	b.unsaved = false
+	s := Session{RefreshToken: b.refresh, ObtainedAt: b.portal.now(), Seed: b.seed}
+	b.mu.Unlock()
+	if !due || b.portal.cache == nil {
+		return
+	}
+	if err := b.portal.cache.Save(cacheKeyBearer(b.portal.tenant), s); err != nil {
+		b.portal.log.Warn("could not save the rotated refresh token", "path", b.portal.cache.Path(), "err", err)
+	}
 }

@@ -1,10 +1,12 @@
 package auth
 
 import (
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"net/http"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+
+	"github.com/defenderharvester/defenderharvester/internal/httpx"
 )
 
 // CredentialOptions choose and configure how the harvester signs in to
@@ -21,8 +23,15 @@ type CredentialOptions struct {
 	AuthorityHost string
 	// Cloud, when set, replaces the public cloud (sovereign clouds: its
 	// authority host and service audiences); AuthorityHost still wins.
-	Cloud                    *cloud.Configuration
-	Client                   *http.Client
+	Cloud *cloud.Configuration
+	// Client carries every token request (redirects are not followed;
+	// its Timeout, when set, bounds each request).
+	Client *http.Client
+	// Policy bounds every token request, device-code polls included:
+	// Timeout is azcore's per-try timeout, MaxAttempts, Backoff and
+	// MaxWait its retry policy (429, 5xx, timeouts; a Retry-After above
+	// MaxWait ends the retries). Zero fields get httpx's defaults.
+	Policy                   httpx.Policy
 	DisableInstanceDiscovery bool
 	// DeviceCodePrompt shows the device-code instructions to the user.
 	DeviceCodePrompt func(message string)

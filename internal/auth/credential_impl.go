@@ -45,7 +45,20 @@ func newCredential(o CredentialOptions) (azcore.TokenCredential, error) {
 		co.Cloud.ActiveDirectoryAuthorityHost = o.AuthorityHost
 	}
 	if o.Client != nil {
-		co.Transport = o.Client
+		co.Transport = noRedirectClient(o.Client)
+	}
+	// Every token request gets the per-attempt timeout and the retry
+	// policy of the data calls; managed identity keeps azidentity's IMDS
+	// retry schedule and only gets the per-try timeout.
+	p := o.Policy.WithDefaults()
+	co.Retry.TryTimeout = p.Timeout
+	if o.Method != MethodManagedIdentity {
+		co.Retry.MaxRetries = int32(max(p.MaxAttempts-1, 0))
+		if co.Retry.MaxRetries == 0 {
+			co.Retry.MaxRetries = -1 // azcore: negative means a single try
+		}
+		co.Retry.RetryDelay = p.Backoff
+		co.Retry.MaxRetryDelay = p.MaxWait
 	}
 	need := func(fields ...string) error {
 		var missing []string
@@ -77,6 +90,9 @@ func newCredential(o CredentialOptions) (azcore.TokenCredential, error) {
 			return nil, err
 		}
 		pem, rerr := ReadSecretFile(o.CertificateFile)
+		if rerr != nil {
+			rerr = fmt.Errorf("auth: certificate file: %w", rerr)
+		}
 		if rerr != nil {
 			return nil, rerr
 		}

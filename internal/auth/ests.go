@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/defenderharvester/defenderharvester/internal/httpx"
 )
 
 // ESTSSessionOptions configure a portal session bootstrapped from the
@@ -23,6 +25,9 @@ type ESTSSessionOptions struct {
 	LoginURL  string
 	// Client carries the requests; the session walks redirects itself.
 	Client *http.Client
+	// Policy bounds every sign-in hop and portal-root visit: per-attempt
+	// timeout, retries and backoff (zero fields get defaults).
+	Policy httpx.Policy
 	Cache  *SessionCache
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -41,6 +46,7 @@ var (
 	_ PortalSession = (*ESTSSession)(nil)
 	_ Refresher     = (*ESTSSession)(nil)
 	_ Maintainer    = (*ESTSSession)(nil)
+	_ Prover        = (*ESTSSession)(nil)
 )
 
 // sessionLifetime is when a bootstrapped session is replaced ahead of the
@@ -64,7 +70,7 @@ func NewESTSSession(o ESTSSessionOptions) (*ESTSSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	core, err := newPortalCore(o.PortalURL, o.TenantID, o.Client, o.Now, o.Logger, o.Cache)
+	core, err := newPortalCore(o.PortalURL, o.TenantID, o.Client, o.Policy, o.Now, o.Logger, o.Cache)
 	if err != nil {
 		return nil, err
 	}
@@ -78,6 +84,10 @@ func (s *ESTSSession) Apply(req *http.Request) error { return s.core.apply(req) 
 
 // Secrets returns the current values for Redact.
 func (s *ESTSSession) Secrets() []string { return append(s.core.secrets(), s.ests.Reveal()) }
+
+// Proven writes the session to the cache (when it changed): the portal
+// client calls it after the portal served data with the session.
+func (s *ESTSSession) Proven() { s.core.proven() }
 
 // Maintain signs in when there is no session or it is near the portal's
 // cap, and renews the XSRF token every five minutes.
@@ -166,9 +176,7 @@ func (s *ESTSSession) bootstrap(ctx context.Context) error {
 
 	// 1. Seed login cookies (Entra expects its own cookies next to ESTS).
 	seed, _ := url.Parse(s.login.String() + "/error")
-	if resp, err := s.send(ctx, jar, http.MethodGet, seed, nil, secrets); err == nil {
-		resp.Body.Close()
-	} else {
+	if _, _, err := s.send(ctx, jar, http.MethodGet, seed, nil, secrets); err != nil {
 		return err
 	}
 	// 2. The ESTS cookie, on the login host only.
@@ -182,12 +190,10 @@ func (s *ESTSSession) bootstrap(ctx context.Context) error {
 		if !s.hopAllowed(next) {
 			return fmt.Errorf("auth: the sign-in sent the harvester to %s, which is not the login host, the portal or Defender for Cloud Apps (*.access.mcas.ms); refusing to go there with session cookies", hostOf(next))
 		}
-		resp, err := s.send(ctx, jar, method, next, form, secrets)
+		resp, body, err := s.send(ctx, jar, method, next, form, secrets)
 		if err != nil {
 			return err
 		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxPageBytes))
-		resp.Body.Close()
 		host := canonicalHost(next)
 
 		if host == s.core.portal.Host && jar[host]["sccauth"] != "" {
@@ -275,39 +281,39 @@ func hostOf(u *url.URL) string {
 	return u.Host
 }
 
-// send makes one hop with only the cookies of that exact host.
-func (s *ESTSSession) send(ctx context.Context, jar hostJar, method string, u *url.URL, form url.Values, secrets []string) (*http.Response, error) {
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
+// send makes one hop with only the cookies of that exact host, retried
+// like a data call (429, 5xx, resets, timeouts). The answer's cookies go
+// into the jar under that host.
+func (s *ESTSSession) send(ctx context.Context, jar hostJar, method string, u *url.URL, form url.Values, secrets []string) (*http.Response, []byte, error) {
+	for _, v := range form {
+		secrets = append(secrets, v...)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
-	if err != nil {
-		return nil, fmt.Errorf("auth: building a sign-in request to %s: %w", u.Host, err)
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	req.Header.Set("Accept", "text/html,application/xhtml+xml")
-	if c := jar.header(canonicalHost(u)); c != "" {
-		req.Header.Set("Cookie", c)
-	}
-	resp, err := s.core.client.Do(req)
-	if err != nil {
-		for _, v := range form {
-			secrets = append(secrets, v...)
+	host := canonicalHost(u)
+	resp, body, err := s.core.policy.Do(ctx, s.core.client, "auth: ESTS sign-in request to "+host+u.Path, func(ctx context.Context) (*http.Request, error) {
+		var rd io.Reader
+		if form != nil {
+			rd = strings.NewReader(form.Encode())
 		}
-		// *url.Error prints the whole URL, whose query can hold the
-		// sign-in's authorization code: keep only the cause.
-		cause := err
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			cause = ue.Err
+		req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+		if err != nil {
+			return nil, fmt.Errorf("auth: building a sign-in request to %s: %w", u.Host, err)
 		}
-		return nil, fmt.Errorf("auth: ESTS sign-in request to %s failed: %s", u.Host, Redact(cause.Error(), secrets...))
+		if form != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		req.Header.Set("Accept", "text/html,application/xhtml+xml")
+		if c := jar.header(host); c != "" {
+			req.Header.Set("Cookie", c)
+		}
+		return req, nil
+	})
+	if err != nil {
+		// The error names host and path only (never the query, which can
+		// hold the sign-in's authorization code); redact the rest anyway.
+		return nil, nil, &redactedError{msg: Redact(err.Error(), secrets...), err: err}
 	}
-	jar.take(canonicalHost(u), resp)
-	return resp, nil
+	jar.take(host, resp)
+	return resp, body, nil
 }
 
 // adopt takes sccauth and XSRF-TOKEN from the portal's cookies, fetching
@@ -318,6 +324,7 @@ func (s *ESTSSession) adopt(ctx context.Context, jar hostJar) error {
 	s.core.mu.Lock()
 	s.core.scc, s.core.xsrf = Secret(pc["sccauth"]), Secret(pc["XSRF-TOKEN"])
 	s.core.obtained, s.core.expires, s.core.xsrfAt = now, now.Add(sessionLifetime), now
+	s.core.unsaved = true // cached once a data call proves it
 	s.core.mu.Unlock()
 	if pc["XSRF-TOKEN"] == "" {
 		if err := s.core.visitRoot(ctx); err != nil {
@@ -328,6 +335,5 @@ func (s *ESTSSession) adopt(ctx context.Context, jar hostJar) error {
 		}
 	}
 	s.core.log.Info("signed in to the portal with the ESTS cookie", "portal", s.core.portal.Host)
-	s.core.save()
 	return nil
 }

@@ -7,13 +7,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/defenderharvester/defenderharvester/internal/httpx"
 )
 
 const (
@@ -28,6 +29,10 @@ const (
 	maxPageBytes = 4 << 20
 )
 
+// ErrNoXSRF reports a portal-root visit that set no XSRF-TOKEN cookie: the
+// session was not renewed (the portal rotates the token on every visit).
+var ErrNoXSRF = errors.New("auth: the portal root answered without setting an XSRF-TOKEN cookie, so the session was not renewed")
+
 // ErrSessionExpired reports that the portal no longer accepts the session.
 // Callers can test for it with errors.Is.
 var ErrSessionExpired = errors.New("auth: the portal session is invalid or expired")
@@ -41,6 +46,7 @@ type portalCore struct {
 	portal *url.URL
 	tenant string
 	client *http.Client // never follows redirects
+	policy httpx.Policy // timeouts and retries of every upkeep request
 	now    func() time.Time
 	log    *slog.Logger
 	cache  *SessionCache
@@ -53,9 +59,12 @@ type portalCore struct {
 	xsrfAt    time.Time
 	obtained  time.Time
 	expires   time.Time
+	// unsaved: the values changed since they were last written to the
+	// cache; they are written once a data call proved them (proven).
+	unsaved bool
 }
 
-func newPortalCore(portalURL, tenant string, client *http.Client, now func() time.Time, log *slog.Logger, cache *SessionCache) (*portalCore, error) {
+func newPortalCore(portalURL, tenant string, client *http.Client, policy httpx.Policy, now func() time.Time, log *slog.Logger, cache *SessionCache) (*portalCore, error) {
 	if portalURL == "" {
 		portalURL = DefaultPortalURL
 	}
@@ -73,7 +82,10 @@ func newPortalCore(portalURL, tenant string, client *http.Client, now func() tim
 	if log == nil {
 		log = slog.Default()
 	}
-	return &portalCore{portal: u, tenant: tenant, client: noRedirectClient(client), now: now, log: log, cache: cache}, nil
+	if policy.Logger == nil {
+		policy.Logger = log
+	}
+	return &portalCore{portal: u, tenant: tenant, client: noRedirectClient(client), policy: policy.WithDefaults(), now: now, log: log, cache: cache}, nil
 }
 
 // parseHTTPSBase accepts an https origin (path "/" or empty, no userinfo,
@@ -94,16 +106,14 @@ func canonicalHost(u *url.URL) string {
 	return strings.TrimSuffix(h, ":443")
 }
 
-// noRedirectClient copies c so that redirects are returned, not followed,
-// and no shared cookie jar sees our cookies.
+// noRedirectClient rebuilds c with httpx.NewClient, whatever c allowed:
+// redirects are returned, not followed, and no shared cookie jar sees
+// our cookies. c's transport and timeout are kept.
 func noRedirectClient(c *http.Client) *http.Client {
-	var cp http.Client
-	if c != nil {
-		cp = *c
+	if c == nil {
+		return httpx.NewClient(nil, 0)
 	}
-	cp.Jar = nil
-	cp.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &cp
+	return httpx.NewClient(c.Transport, c.Timeout)
 }
 
 func fingerprint(s string) string {
@@ -181,8 +191,10 @@ func (p *portalCore) rootURL() string {
 }
 
 // visitRoot GETs the portal root with the session, the way the browser's
-// SPA does, and takes the rotated XSRF-TOKEN (and sccauth) it sets. A
-// redirect, an auth status or a sign-in page means the session is gone.
+// SPA does, and takes the rotated XSRF-TOKEN (and sccauth) it sets. The
+// visit is retried like a data call (429, 5xx, resets, timeouts). A
+// redirect, an auth status or a sign-in page means the session is gone;
+// an answer without a new XSRF-TOKEN is not a renewal (ErrNoXSRF).
 func (p *portalCore) visitRoot(ctx context.Context) error {
 	p.mu.Lock()
 	scc, xsrf := p.scc, p.xsrf
@@ -190,22 +202,22 @@ func (p *portalCore) visitRoot(ctx context.Context) error {
 	if scc == "" {
 		return errCookieExpired
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.rootURL(), nil)
-	if err != nil {
-		return fmt.Errorf("auth: building the portal root request: %w", err)
-	}
 	c := "sccauth=" + scc.Reveal()
 	if xsrf != "" {
 		c += "; XSRF-TOKEN=" + xsrf.Reveal()
 	}
-	req.Header.Set("Cookie", c)
-	req.Header.Set("Accept", "text/html,application/xhtml+xml")
-	resp, err := p.client.Do(req)
+	resp, body, err := p.policy.Do(ctx, p.client, "auth: visiting the portal root "+p.portal.Host+" to renew the XSRF token", func(ctx context.Context) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.rootURL(), nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Cookie", c)
+		req.Header.Set("Accept", "text/html,application/xhtml+xml")
+		return req, nil
+	})
 	if err != nil {
-		return fmt.Errorf("auth: visiting the portal root %s to renew the XSRF token: %s", p.portal.Host, Redact(err.Error(), scc.Reveal(), xsrf.Reveal()))
+		return &redactedError{msg: Redact(err.Error(), scc.Reveal(), xsrf.Reveal()), err: err}
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxPageBytes))
 	switch {
 	case resp.StatusCode >= 300 && resp.StatusCode < 400,
 		resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == 419, resp.StatusCode == 440:
@@ -228,23 +240,31 @@ func (p *portalCore) visitRoot(ctx context.Context) error {
 			p.log.Info("portal root returned a sign-in page: session expired")
 			return ErrSessionExpired
 		}
-		if xsrf == "" {
-			return errors.New("auth: the portal root did not set an XSRF-TOKEN cookie: copy the XSRF-TOKEN cookie from the browser as well")
-		}
+		return fmt.Errorf("%w: a proxy may be answering for the portal, or the portal is in maintenance; retry later", ErrNoXSRF)
 	}
 	now := p.now()
 	p.mu.Lock()
 	if newScc != "" {
 		p.scc = Secret(newScc)
 	}
-	if newXSRF != "" {
-		p.xsrf = Secret(newXSRF)
-	}
+	p.xsrf = Secret(newXSRF)
 	p.xsrfAt = now
+	p.unsaved = true
 	p.mu.Unlock()
 	p.log.Debug("portal XSRF token renewed", "sccauth_rotated", newScc != "")
-	p.save()
 	return nil
+}
+
+// proven writes the session to the cache when it changed since it was
+// last written: the portal has just served data with it.
+func (p *portalCore) proven() {
+	p.mu.Lock()
+	due := p.unsaved
+	p.unsaved = false
+	p.mu.Unlock()
+	if due {
+		p.save()
+	}
 }
 
 // save writes the current session to the cache; a failing cache is logged,
@@ -281,6 +301,7 @@ func (p *portalCore) loadCached() bool {
 	p.mu.Lock()
 	p.scc, p.xsrf, p.obtained, p.expires = s.SccAuth, s.XSRF, s.ObtainedAt, s.ExpiresAt
 	p.xsrfAt = time.Time{} // unknown age: renew before first use
+	p.unsaved = false
 	p.mu.Unlock()
 	p.log.Debug("reusing the cached portal session")
 	return true
@@ -289,6 +310,7 @@ func (p *portalCore) loadCached() bool {
 func (p *portalCore) forget() {
 	p.mu.Lock()
 	p.scc, p.xsrf = "", ""
+	p.unsaved = false
 	p.mu.Unlock()
 	if p.cache != nil {
 		if err := p.cache.Delete(p.tenant); err != nil {
@@ -322,6 +344,9 @@ type CookieSessionOptions struct {
 	// Client carries the requests (mde.NewTransport); redirects are never
 	// followed by the session.
 	Client *http.Client
+	// Policy bounds every portal-root visit: per-attempt timeout, retries
+	// and backoff (the config's http.* keys; zero fields get defaults).
+	Policy httpx.Policy
 	Cache  *SessionCache
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -336,6 +361,7 @@ var (
 	_ PortalSession = (*CookieSession)(nil)
 	_ Refresher     = (*CookieSession)(nil)
 	_ Maintainer    = (*CookieSession)(nil)
+	_ Prover        = (*CookieSession)(nil)
 )
 
 // NewCookieSession validates the cookies; no request is made until Maintain.
@@ -352,7 +378,7 @@ func NewCookieSession(o CookieSessionOptions) (*CookieSession, error) {
 			return nil, errors.New("auth: the XSRF-TOKEN cookie value is not valid URL encoding: copy it again from the browser's cookie storage")
 		}
 	}
-	core, err := newPortalCore(o.PortalURL, o.TenantID, o.Client, o.Now, o.Logger, o.Cache)
+	core, err := newPortalCore(o.PortalURL, o.TenantID, o.Client, o.Policy, o.Now, o.Logger, o.Cache)
 	if err != nil {
 		return nil, err
 	}
@@ -360,6 +386,7 @@ func NewCookieSession(o CookieSessionOptions) (*CookieSession, error) {
 	if !core.loadCached() {
 		core.scc, core.xsrf = Secret(o.SccAuth), Secret(o.XSRF)
 		core.obtained = core.now()
+		core.unsaved = true
 		if o.XSRF != "" {
 			// A copied token's age is unknown; treat it as fresh for one
 			// upkeep period rather than visiting the root before the
@@ -403,6 +430,10 @@ func (s *CookieSession) renew(ctx context.Context) error {
 	}
 	return err
 }
+
+// Proven writes the session to the cache (when it changed): the portal
+// client calls it after the portal served data with the session.
+func (s *CookieSession) Proven() { s.core.proven() }
 
 // Secrets returns the current values for Redact.
 func (s *CookieSession) Secrets() []string { return s.core.secrets() }

@@ -1,6 +1,16 @@
 // Package auth holds the credentials the harvester presents: the portal
-// session (cookies copied from a signed-in browser) and bearer token sources
-// for the public Defender API. Nothing here ever logs or prints a secret.
+// session (cookies copied from a signed-in browser, an ESTS cookie that
+// signs in again by itself, or the experimental bearer mode), Entra
+// credentials and bearer token sources for the public Defender API, the
+// session cache, and the one secret-file reader. Nothing here ever logs or
+// prints a secret.
+//
+// Session upkeep (portal-root visits, ESTS sign-in hops, refresh-token
+// exchanges) goes through an httpx.Policy: a per-attempt timeout and the
+// same retries as data calls (429, 5xx, resets, timeouts; Retry-After
+// honoured). A root visit that sets no XSRF-TOKEN is not a renewal
+// (ErrNoXSRF). Sessions are written to the cache only once proven: the
+// portal client calls Prover.Proven after the portal served data.
 package auth
 
 import (

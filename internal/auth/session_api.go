@@ -20,6 +20,15 @@ type Maintainer interface {
 	Maintain(ctx context.Context) error
 }
 
+// Prover is a portal session that is written to the session cache only
+// once it has been proven: the portal client calls Proven after every
+// request the portal answered with data. A renewal alone (a new XSRF
+// token, a fresh sign-in) proves nothing, so it is not cached. Proven is
+// cheap when nothing changed since the last write.
+type Prover interface {
+	Proven()
+}
+
 // Secret holds a cookie, token or client secret. Every fmt verb and slog
 // print it as "[redacted]", so a secret that reaches a log line by mistake
 // still does not leak. Reveal returns the value for the wire.

@@ -432,6 +432,7 @@ func TestESTSRefreshAfterExpiry(t *testing.T) {
 	if posts() != 1 {
 		t.Fatalf("sign-in posts = %d, want 1", posts())
 	}
+	s.Proven() // the portal served data with it: now it is cached
 	// A second harvester run reuses the cached session without signing in.
 	s2, _ := NewESTSSession(ESTSSessionOptions{ESTSAuthPersistent: goodESTS, Client: m.client, Cache: cache, Now: clk.now, Logger: quietLog()})
 	if err := s2.Maintain(ctx); err != nil {
@@ -575,6 +576,10 @@ func TestPortalBearerRotation(t *testing.T) {
 	if err := b.Apply(httptest.NewRequest("GET", "https://api.security.microsoft.com/api/x", nil)); err == nil {
 		t.Error("bearer applied to a host other than the portal")
 	}
+	if _, ok, _ := cache.Load(cacheKeyBearer("tenant1")); ok {
+		t.Error("a rotated refresh token was cached before the portal accepted a bearer token")
+	}
+	b.Proven()
 	// A restarted harvester continues from the rotated token in the cache.
 	b2, _ := NewPortalBearer(PortalBearerOptions{RefreshToken: "RT0", TenantID: "tenant1", Client: m.client, Cache: cache, Now: clk.now, Logger: quietLog()})
 	if tok, err := b2.Token(ctx); err != nil || tok != "AT3" {

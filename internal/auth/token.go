@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"runtime"
 	"strings"
@@ -12,9 +11,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 )
 
 // DefaultPublicAPIScope is the token scope of the public Defender API; the
@@ -82,77 +79,37 @@ func (a *azureCredential) Token(ctx context.Context) (string, error) {
 	return a.token, nil
 }
 
-// ClientSecretOptions configure app-only (client credentials) sign-in.
-type ClientSecretOptions struct {
-	TenantID string
-	ClientID string
-	Secret   string
-	// AuthorityHost defaults to the public cloud
-	// (https://login.microsoftonline.com/).
-	AuthorityHost string
-	// Transport carries the token requests (e.g. to the emulator).
-	Transport *http.Client
-	// DisableInstanceDiscovery must be set for authorities MSAL does not
-	// know (the emulator), or it asks the real cloud first.
-	DisableInstanceDiscovery bool
-	// Scope defaults to DefaultPublicAPIScope.
-	Scope string
-}
-
-// NewClientSecret builds a token source from an app registration's client
-// secret via azidentity.
-func NewClientSecret(o ClientSecretOptions) (TokenSource, error) {
-	var missing []string
-	if strings.TrimSpace(o.TenantID) == "" {
-		missing = append(missing, "tenant id")
-	}
-	if strings.TrimSpace(o.ClientID) == "" {
-		missing = append(missing, "client id")
-	}
-	if o.Secret == "" {
-		missing = append(missing, "client secret")
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("auth: client-secret sign-in needs %s: set them in the config (the secret preferably via a secret file)", strings.Join(missing, ", "))
-	}
-	opts := &azidentity.ClientSecretCredentialOptions{DisableInstanceDiscovery: o.DisableInstanceDiscovery}
-	opts.Cloud = cloud.AzurePublic
-	if o.AuthorityHost != "" {
-		if !strings.HasPrefix(o.AuthorityHost, "https://") {
-			return nil, fmt.Errorf("auth: authority host %q must be an https URL", o.AuthorityHost)
-		}
-		opts.Cloud.ActiveDirectoryAuthorityHost = o.AuthorityHost
-	}
-	if o.Transport != nil {
-		opts.Transport = o.Transport
-	}
-	cred, err := azidentity.NewClientSecretCredential(strings.TrimSpace(o.TenantID), strings.TrimSpace(o.ClientID), o.Secret, opts)
-	if err != nil {
-		return nil, fmt.Errorf("auth: client-secret credential: %s", Redact(err.Error(), o.Secret))
-	}
-	return NewAzureCredential(cred, o.Scope), nil
-}
-
-// ReadSecretFile reads a secret (client secret, cookie) from a file that
-// only its owner may read, and trims surrounding whitespace.
+// ReadSecretFile reads a secret (client secret, cookie, refresh token)
+// from a file that only its owner may read, and trims surrounding
+// whitespace. It is the one secret-file reader: config and the outputs
+// call it too. Errors name the file, never its content.
 func ReadSecretFile(path string) (string, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("auth: secret file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("auth: secret file %s is not a regular file", path)
-	}
-	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("auth: secret file %s is readable by group or others (mode %04o): run chmod 600 %s", path, fi.Mode().Perm(), path)
+	if err := CheckPrivateFile(path); err != nil {
+		return "", err
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("auth: reading secret file: %w", err)
+		return "", fmt.Errorf("cannot read secret file %s: %w", path, err)
 	}
 	s := strings.TrimSpace(string(b))
 	if s == "" {
-		return "", fmt.Errorf("auth: secret file %s is empty", path)
+		return "", fmt.Errorf("secret file %s is empty: put the secret in it (and nothing else)", path)
 	}
 	return s, nil
+}
+
+// CheckPrivateFile refuses a secret file (or a key file) that does not
+// exist, is not a regular file, or that group or others may read.
+func CheckPrivateFile(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("cannot read secret file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("secret file %s is not a regular file", path)
+	}
+	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("secret file %s is readable by group or others (mode %04o): run `chmod 600 %s`", path, fi.Mode().Perm(), path)
+	}
+	return nil
 }

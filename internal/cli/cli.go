@@ -52,7 +52,8 @@ const (
 	exitDeadline = 4
 )
 
-// Version is set at build time with -ldflags "-X .../internal/cli.Version=…".
+// Version is set at build time with -ldflags "-X .../internal/cli.Version=…";
+// left at "dev", `version` prints the module version go stamped instead.
 var Version = "dev"
 
 // Main runs the command named by args[0]. The original DefenderHarvester's
@@ -69,7 +70,7 @@ func Main(ctx context.Context, env *Env, args []string) int {
 			usage(env.Stdout)
 			return exitOK
 		case "-version", "--version":
-			fmt.Fprintln(env.Stdout, "defenderharvester", Version)
+			printVersion(env.Stdout)
 			return exitVersion
 		}
 		return runCompat(ctx, env, args)
@@ -79,7 +80,7 @@ func Main(ctx context.Context, env *Env, args []string) int {
 		usage(env.Stdout)
 		return exitOK
 	case "version":
-		fmt.Fprintln(env.Stdout, "defenderharvester", Version)
+		printVersion(env.Stdout)
 		return exitVersion
 	}
 	c, ok := commands[name]

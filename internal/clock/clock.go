@@ -1,5 +1,8 @@
-// Package clock holds the one context-aware sleep that the API clients,
-// the delivery helper and the outputs share for backoff and polling waits.
+// Package clock is time as the harvester sees it: the one context-aware
+// sleep that the API clients, the delivery helper and the outputs share for
+// backoff and polling waits, and SkewMeter, which measures how far our
+// clock is from the servers' (their Date headers) so a run can warn and
+// shift its windows.
 package clock
 
 import (

@@ -29,8 +29,8 @@ func TestAuthKeys(t *testing.T) {
 			if c.Portal.Auth.Method != PortalCookies || c.Portal.Mode != ModeProxy || c.PublicAPI.Auth.Method != "" {
 				t.Errorf("defaults: %+v %+v", c.Portal, c.PublicAPI.Auth)
 			}
-			if c.Portal.SessionCache != "defenderharvester-session.json" {
-				t.Errorf("session cache default %q, want next to the state file", c.Portal.SessionCache)
+			if want := filepath.Join(c.Dir, "defenderharvester-session.json"); c.Portal.SessionCache != want {
+				t.Errorf("session cache default %q, want %q: next to the state file, in the config file's folder", c.Portal.SessionCache, want)
 			}
 		}},
 		{name: "session cache follows the state file", yaml: "state_file: /var/lib/dh/state.db\n", check: func(t *testing.T, c *Config) {

@@ -1,11 +1,14 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func env(m map[string]string) func(string) string {
@@ -119,17 +122,61 @@ func TestDecodePluginStrict(t *testing.T) {
 	}
 }
 
-func TestParseDuration(t *testing.T) {
-	for in, want := range map[string]time.Duration{"15m": 15 * time.Minute, "7d": 7 * 24 * time.Hour, "36h": 36 * time.Hour} {
-		got, err := ParseDuration(in)
-		if err != nil || got != want {
-			t.Errorf("ParseDuration(%q) = %v, %v", in, got, err)
+// TestDuration: the one duration syntax of the config, the sources and the
+// outputs: Go units plus whole days, never negative.
+func TestDuration(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    time.Duration
+		wantErr string
+	}{
+		{"15m", 15 * time.Minute, ""},
+		{"36h", 36 * time.Hour, ""},
+		{"1h30m", 90 * time.Minute, ""},
+		{"7d", 7 * 24 * time.Hour, ""},
+		{" 2d ", 48 * time.Hour, ""},
+		{"0s", 0, ""},
+		{"0d", 0, ""},
+		{"", 0, "15m, 24h or 7d"},
+		{"x", 0, "15m, 24h or 7d"},
+		{"7days", 0, "15m, 24h or 7d"},
+		{"-5m", 0, "negative"},
+		{"-2d", 0, "negative"},
+		{"1.5d", 0, "whole number of days"},
+		{"3651d", 0, "at most 3650d"},
+	}
+	for _, tt := range tests {
+		got, err := ParseDuration(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("ParseDuration(%q) = %v, %v; want an error saying %q", tt.in, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+		var d Duration
+		if err := d.UnmarshalText([]byte(tt.in)); err != nil || d.D() != tt.want {
+			t.Errorf("UnmarshalText(%q) = %v, %v", tt.in, d, err)
 		}
 	}
-	for _, bad := range []string{"", "x", "-5m", "7days"} {
-		if _, err := ParseDuration(bad); err == nil {
-			t.Errorf("ParseDuration(%q) accepted", bad)
-		}
+	var v struct {
+		D Duration `yaml:"d"`
+	}
+	if err := yaml.Unmarshal([]byte("d: [1]"), &v); err == nil || !strings.Contains(err.Error(), "line 1") || !strings.Contains(err.Error(), "expected a duration") {
+		t.Errorf("a list as a duration: err = %v", err)
+	}
+	v.D = Duration(15 * time.Minute)
+	out, err := yaml.Marshal(v)
+	if err != nil || strings.TrimSpace(string(out)) != "d: 15m0s" {
+		t.Errorf("Marshal = %q, %v", out, err)
+	}
+	if err := yaml.Unmarshal(out, &v); err != nil || v.D.D() != 15*time.Minute {
+		t.Errorf("the marshalled form does not read back: %v, %v", v.D, err)
+	}
+	if s := fmt.Sprint(Duration(time.Hour)); s != "1h0m0s" {
+		t.Errorf("printed as %q, want 1h0m0s", s)
 	}
 }
 

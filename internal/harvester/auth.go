@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 
 	"github.com/defenderharvester/defenderharvester/internal/auth"
+	"github.com/defenderharvester/defenderharvester/internal/clock"
 	"github.com/defenderharvester/defenderharvester/internal/config"
+	"github.com/defenderharvester/defenderharvester/internal/httpx"
 	"github.com/defenderharvester/defenderharvester/internal/mde"
 )
 
@@ -20,14 +23,101 @@ const (
 	ScopeMonitor   = "https://monitor.azure.com//.default"
 )
 
-// refuseRedirect keeps authenticated requests from following a redirect:
-// a secret must never travel to a host the caller did not choose.
-func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+// Net is what every client of one run shares: the transport (production
+// TLS, or every host dialled at the emulator), the per-attempt timeout and
+// retry policy of the http.* keys, and the clock-skew meter fed by the
+// servers' Date headers. Build it once per run (NewNet) and hand the same
+// Net to every client, session and credential.
+type Net struct {
+	Transport http.RoundTripper
+	// Policy carries http.timeout, http.max_attempts, http.backoff and
+	// http.max_wait, the skew meter (Policy.Skew) and the logger.
+	Policy httpx.Policy
+	// emulated turns off azidentity's instance discovery (the emulator
+	// is not a cloud MSAL knows).
+	emulated bool
+}
 
-// HTTPClient is the client every credential and session uses: the shared
-// transport (the emulator's under test) and no redirects followed.
-func HTTPClient(rt http.RoundTripper) *http.Client {
-	return &http.Client{Transport: rt, CheckRedirect: refuseRedirect}
+// NewNet builds the run's transport from cfg (its response-header timeout
+// is http.timeout) and the Net around it. skew may be nil (no skew
+// measurement); pass the same meter to everything of one run.
+func NewNet(cfg *config.Config, skew *clock.SkewMeter, log *slog.Logger) (Net, error) {
+	topts, err := transportOptions(cfg)
+	if err != nil {
+		return Net{}, err
+	}
+	rt, err := mde.NewTransport(topts)
+	if err != nil {
+		return Net{}, err
+	}
+	return NetFor(cfg, rt, skew, log), nil
+}
+
+// NetFor is NewNet over an existing transport.
+func NetFor(cfg *config.Config, rt http.RoundTripper, skew *clock.SkewMeter, log *slog.Logger) Net {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return Net{
+		Transport: rt,
+		Policy: httpx.Policy{
+			Timeout:     cfg.HTTP.Timeout.D(),
+			MaxAttempts: cfg.HTTP.MaxAttempts,
+			Backoff:     cfg.HTTP.Backoff.D(),
+			MaxWait:     cfg.HTTP.MaxWait.D(),
+			Skew:        skew,
+			Logger:      log,
+		},
+		emulated: cfg.Emulator.Address != "",
+	}
+}
+
+// transportOptions is the transport cfg asks for.
+func transportOptions(cfg *config.Config) (mde.TransportOptions, error) {
+	topts := mde.TransportOptions{ResponseHeaderTimeout: cfg.HTTP.Timeout.D()}
+	if cfg.Emulator.Address != "" {
+		topts.EmulatorAddress = cfg.Emulator.Address
+		topts.Plaintext = cfg.Emulator.Plaintext
+		if cfg.Emulator.CAFile != "" {
+			pem, err := os.ReadFile(cfg.Emulator.CAFile)
+			if err != nil {
+				return topts, fmt.Errorf("emulator.ca_file: %w", err)
+			}
+			topts.EmulatorCAPEM = pem
+		}
+	}
+	return topts, nil
+}
+
+// Client is the client every credential and session uses: the shared
+// transport, http.timeout per request, and no redirect ever followed (a
+// secret must never travel to a host the caller did not choose).
+func (n Net) Client() *http.Client { return httpx.NewClient(n.Transport, n.Policy.Timeout) }
+
+// ClientOptions are the options of the mde API clients: the transport,
+// the http.* policy and the skew meter.
+func (n Net) ClientOptions() mde.ClientOptions {
+	return mde.ClientOptions{
+		Transport:   n.Transport,
+		Logger:      n.Policy.Logger,
+		Timeout:     n.Policy.Timeout,
+		MaxAttempts: n.Policy.MaxAttempts,
+		BaseBackoff: n.Policy.Backoff,
+		MaxWait:     n.Policy.MaxWait,
+		Skew:        n.Policy.Skew,
+	}
+}
+
+// PortalClient is the portal proxy client of cfg over session; it checks
+// the session's tenant against tenant_id (TenantContext).
+func (n Net) PortalClient(cfg *config.Config, session auth.PortalSession) (*mde.PortalClient, error) {
+	return mde.NewPortalClient(mde.PortalOptions{
+		ClientOptions:     n.ClientOptions(),
+		BaseURL:           cfg.Portal.BaseURL,
+		Session:           session,
+		TenantID:          cfg.TenantID,
+		RequestsPerSecond: cfg.Portal.RatePerSecond,
+	})
 }
 
 // NewTransport builds the transport for cfg: production TLS, or every
@@ -36,11 +126,20 @@ func NewTransport(cfg *config.Config) (http.RoundTripper, error) {
 	return newTransport(cfg)
 }
 
+// PortalSession is Net.PortalSession over rt without skew measurement,
+// for callers that do not hold a Net yet.
+func PortalSession(cfg *config.Config, rt http.RoundTripper, tenant string, log *slog.Logger) (auth.PortalSession, error) {
+	return NetFor(cfg, rt, nil, log).PortalSession(cfg, tenant)
+}
+
 // PortalSession builds the portal session of cfg's way in
 // (portal.auth.method). tenant may be empty (then the portal's default
-// tenant is used and the cache key is "default").
-func PortalSession(cfg *config.Config, rt http.RoundTripper, tenant string, log *slog.Logger) (auth.PortalSession, error) {
-	client := HTTPClient(rt)
+// tenant is used and the cache key is "default"). Its upkeep requests
+// (portal-root visits, sign-in hops, token exchanges) follow n's policy,
+// and it is written to portal.session_cache only once a data call proved
+// it.
+func (n Net) PortalSession(cfg *config.Config, tenant string) (auth.PortalSession, error) {
+	client, log := n.Client(), n.Policy.Logger
 	cache, err := auth.OpenSessionCache(cfg.Portal.SessionCache)
 	if err != nil {
 		return nil, fmt.Errorf("portal.session_cache: %w", err)
@@ -56,6 +155,7 @@ func PortalSession(cfg *config.Config, rt http.RoundTripper, tenant string, log 
 			PortalURL:          cfg.Portal.BaseURL,
 			LoginURL:           loginURL(cfg),
 			Client:             client,
+			Policy:             n.Policy,
 			Cache:              cache,
 			Logger:             log,
 		})
@@ -70,6 +170,7 @@ func PortalSession(cfg *config.Config, rt http.RoundTripper, tenant string, log 
 			TenantID:     tenant,
 			LoginURL:     loginURL(cfg),
 			Client:       client,
+			Policy:       n.Policy,
 			Cache:        cache,
 			Logger:       log,
 		})
@@ -98,6 +199,7 @@ func PortalSession(cfg *config.Config, rt http.RoundTripper, tenant string, log 
 		PortalURL: cfg.Portal.BaseURL,
 		TenantID:  tenant,
 		Client:    client,
+		Policy:    n.Policy,
 		Cache:     cache,
 		Logger:    log,
 	})
@@ -115,10 +217,18 @@ func trimSlash(s string) string {
 	return s
 }
 
-// Credential builds the Entra credential of public_api.auth for tenant.
-// It returns nil and no error for method token (the caller uses the
-// static token instead).
+// Credential is Net.Credential over rt, for callers that do not hold a
+// Net yet.
 func Credential(cfg *config.Config, rt http.RoundTripper, tenant string, prompt func(string)) (auth.TokenSource, func(ctx context.Context, scope string) (string, error), error) {
+	return NetFor(cfg, rt, nil, nil).Credential(cfg, tenant, prompt)
+}
+
+// Credential builds the Entra credential of public_api.auth for tenant:
+// a token source for the public API, and a function asking for any other
+// scope. For method token both yield the static token. Every token
+// request (device-code polls included) follows n's per-attempt timeout
+// and retry policy.
+func (n Net) Credential(cfg *config.Config, tenant string, prompt func(string)) (auth.TokenSource, func(ctx context.Context, scope string) (string, error), error) {
 	a := cfg.PublicAPI.Auth
 	if a.TenantID != "" {
 		tenant = a.TenantID
@@ -144,8 +254,9 @@ func Credential(cfg *config.Config, rt http.RoundTripper, tenant string, prompt 
 		Secret:                   cfg.Secrets.ClientSecret,
 		CertificateFile:          a.CertificateFile,
 		AuthorityHost:            cfg.PublicAPI.AuthorityHost,
-		Client:                   HTTPClient(rt),
-		DisableInstanceDiscovery: cfg.Emulator.Address != "",
+		Client:                   n.Client(),
+		Policy:                   n.Policy,
+		DisableInstanceDiscovery: n.emulated,
 		DeviceCodePrompt:         prompt,
 		AuthRecordFile:           a.AuthRecordFile,
 		PersistentCache:          a.PersistentCache,
@@ -170,13 +281,18 @@ func joinMethods() string {
 	return s
 }
 
-// legacyTokens is the public_api credential asked for the legacy scope;
-// a bring-your-own token is used as it is (the original's -accesstoken).
+// legacyTokens is Net.LegacyTokens over rt.
 func legacyTokens(cfg *config.Config, rt http.RoundTripper, tenant string) (auth.TokenSource, error) {
+	return NetFor(cfg, rt, nil, nil).LegacyTokens(cfg, tenant)
+}
+
+// LegacyTokens is the public_api credential asked for the legacy scope;
+// a bring-your-own token is used as it is (the original's -accesstoken).
+func (n Net) LegacyTokens(cfg *config.Config, tenant string) (auth.TokenSource, error) {
 	if cfg.PublicAPI.Auth.Method == config.MethodToken {
 		return auth.NewStaticToken(cfg.Secrets.AccessToken), nil
 	}
-	_, get, err := Credential(cfg, rt, tenant, nil)
+	_, get, err := n.Credential(cfg, tenant, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -14,16 +14,18 @@ import (
 )
 
 // LoginPortal builds the portal session cfg describes, forces one renewal
-// (the ESTS bootstrap, or a portal-root visit for copied cookies) so the
-// session is proven and written to portal.session_cache, and reads the
-// tenant context. The session is also stored under the tenant id the
-// portal reports, so runs that name tenant_id find it.
+// (the ESTS bootstrap, or a portal-root visit for copied cookies) and
+// reads the tenant context. That data call proves the session, which
+// writes it to portal.session_cache; a session of another tenant than
+// tenant_id is refused and never cached. The session is also stored
+// under the tenant id the portal reports, so runs that name tenant_id
+// find it.
 func LoginPortal(ctx context.Context, cfg *config.Config, log *slog.Logger) (mde.TenantContext, time.Time, error) {
-	rt, err := newTransport(cfg)
+	n, err := NewNet(cfg, nil, log)
 	if err != nil {
 		return mde.TenantContext{}, time.Time{}, err
 	}
-	session, err := PortalSession(cfg, rt, cfg.TenantID, log)
+	session, err := n.PortalSession(cfg, cfg.TenantID)
 	if err != nil {
 		return mde.TenantContext{}, time.Time{}, err
 	}
@@ -32,16 +34,13 @@ func LoginPortal(ctx context.Context, cfg *config.Config, log *slog.Logger) (mde
 			return mde.TenantContext{}, time.Time{}, err
 		}
 	}
-	pc, err := newPortalClient(cfg, rt, session, log)
+	pc, err := n.PortalClient(cfg, session)
 	if err != nil {
 		return mde.TenantContext{}, time.Time{}, err
 	}
 	tc, err := pc.TenantContext(ctx)
 	if err != nil {
-		return mde.TenantContext{}, time.Time{}, err
-	}
-	if cfg.TenantID != "" && tc.TenantID != "" && !sameTenant(cfg.TenantID, tc.TenantID) {
-		return tc, time.Time{}, fmt.Errorf("the session belongs to tenant %s but tenant_id is %s: sign in to the right tenant or correct tenant_id", tc.TenantID, cfg.TenantID)
+		return tc, time.Time{}, err
 	}
 	cache, err := auth.OpenSessionCache(cfg.Portal.SessionCache)
 	if err != nil {
@@ -66,11 +65,11 @@ func LoginPortal(ctx context.Context, cfg *config.Config, log *slog.Logger) (mde
 // device_code) and asks for a token for scope, which stores the
 // authentication record (and fills the persistent cache when enabled).
 func LoginDeviceCode(ctx context.Context, cfg *config.Config, scope string, prompt func(string), log *slog.Logger) error {
-	rt, err := newTransport(cfg)
+	n, err := NewNet(cfg, nil, log)
 	if err != nil {
 		return err
 	}
-	_, get, err := Credential(cfg, rt, cfg.PublicAPI.Auth.TenantID, prompt)
+	_, get, err := n.Credential(cfg, cfg.PublicAPI.Auth.TenantID, prompt)
 	if err != nil {
 		return err
 	}

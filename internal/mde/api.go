@@ -1,8 +1,19 @@
 // Package mde holds the HTTP clients for the Defender API families: the
-// portal service API behind security.microsoft.com/apiproxy and the public
-// Defender API. Clients own host allow-listing, auth headers, retries with
-// Retry-After, client-side rate limits, redirect refusal, continuation-link
-// validation and error envelopes; sources only see JSON bodies.
+// portal service API behind security.microsoft.com/apiproxy (and the
+// legacy regional hosts) and the public Defender API. Clients own host
+// allow-listing, auth headers, retries with Retry-After, client-side rate
+// limits, redirect refusal, continuation-link validation and error
+// envelopes; sources only see JSON bodies.
+//
+// Nothing waits forever: every attempt runs under ClientOptions.Timeout
+// (body included), and NewTransport bounds dialling, the TLS handshake and
+// the wait for response headers. An attempt that times out is retried like
+// a 5xx; when every attempt timed out the error wraps ErrTimeout and names
+// the host, the path and the timeout. Every answer's Date header feeds
+// ClientOptions.Skew (a clock.SkewMeter shared by a run). The portal
+// client tells a session that implements auth.Prover when the portal
+// served data with it, so only proven sessions are cached, and
+// TenantContext refuses a session of another tenant (ErrWrongTenant).
 package mde
 
 import (

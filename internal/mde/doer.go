@@ -3,20 +3,17 @@ package mde
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/defenderharvester/defenderharvester/internal/clock"
 	"io"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/defenderharvester/defenderharvester/internal/clock"
+	"github.com/defenderharvester/defenderharvester/internal/httpx"
 )
 
 // Limiter is a client-side rate limiter; *rate.Limiter satisfies it.
@@ -66,6 +63,9 @@ type ClientOptions struct {
 	Logger *slog.Logger
 	// Sleep waits d or until ctx ends; tests inject a fake.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Skew, when set, is fed the Date header of every answer; share one
+	// meter between all clients of a run.
+	Skew *clock.SkewMeter
 }
 
 const (
@@ -130,6 +130,9 @@ type family struct {
 	// unauthorized is the hint on a 401 the family does not treat as an
 	// expired session.
 	unauthorized string
+	// proven, when set, is told after each request the API answered with
+	// data (the portal session may then be cached).
+	proven func()
 }
 
 // doer sends requests for one API family with retries, limits and checks.
@@ -143,12 +146,10 @@ func newDoer(o ClientOptions, fam family) (*doer, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
-	return &doer{o: o, fam: fam, client: &http.Client{
-		Transport: o.Transport,
-		// Never follow: a redirect would carry credentials elsewhere, and
-		// for the portal it means the session is gone.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}, nil
+	// Never follow a redirect: it would carry credentials elsewhere, and
+	// for the portal it means the session is gone. The per-attempt
+	// context bounds each request, body included.
+	return &doer{o: o, fam: fam, client: httpx.NewClient(o.Transport, 0)}, nil
 }
 
 // do sends method u with an optional JSON body and returns the JSON
@@ -156,6 +157,15 @@ func newDoer(o ClientOptions, fam family) (*doer, error) {
 // credentials can renew themselves, it renews them once and sends the
 // request once more; a second rejection is final.
 func (d *doer) do(ctx context.Context, method string, u *url.URL, body []byte) ([]byte, error) {
+	out, err := d.send(ctx, method, u, body)
+	if err == nil && d.fam.proven != nil {
+		d.fam.proven()
+	}
+	return out, err
+}
+
+// send is do without telling the family that the credentials worked.
+func (d *doer) send(ctx context.Context, method string, u *url.URL, body []byte) ([]byte, error) {
 	if !d.fam.allowHost(u) {
 		return nil, fmt.Errorf("%s %s: %w: credentials are only sent to the Defender hosts", d.fam.name, u.Host, ErrHostNotAllowed)
 	}
@@ -210,7 +220,7 @@ func (d *doer) retrying(ctx context.Context, method string, u *url.URL, body []b
 		if attempt >= d.o.MaxAttempts {
 			return nil, fmt.Errorf("%s %s: giving up after %d attempts: %w", d.fam.name, where, attempt, re.err)
 		}
-		wait := d.backoff(attempt)
+		wait := httpx.Backoff(attempt, d.o.BaseBackoff, d.o.MaxWait)
 		if retryAfter > 0 {
 			if retryAfter > d.o.MaxWait {
 				return nil, fmt.Errorf("%s %s: server asked to wait %s, more than the configured maximum %s; try again later: %w", d.fam.name, where, retryAfter, d.o.MaxWait, re.err)
@@ -231,16 +241,6 @@ func levelFor(attempt int) slog.Level {
 		return slog.LevelWarn
 	}
 	return slog.LevelDebug
-}
-
-// backoff is full jitter: uniform in [0, min(MaxWait, Base·2^(attempt-1))].
-func (d *doer) backoff(attempt int) time.Duration {
-	ceil := d.o.BaseBackoff
-	for i := 1; i < attempt && ceil < d.o.MaxWait; i++ {
-		ceil *= 2
-	}
-	ceil = min(ceil, d.o.MaxWait)
-	return rand.N(ceil + 1)
 }
 
 // retryable marks an attempt error worth another try.
@@ -273,12 +273,13 @@ func (d *doer) once(ctx context.Context, method string, u *url.URL, body []byte)
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {
-		return nil, 0, d.transportErr(ctx, actx, err)
+		return nil, 0, d.transportErr(ctx, actx, err, u.Host, false)
 	}
+	d.o.Skew.ObserveHeader(resp.Header, time.Now())
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, d.o.MaxBodyBytes+1))
 	if err != nil {
-		return nil, 0, d.transportErr(ctx, actx, err)
+		return nil, 0, d.transportErr(ctx, actx, err, u.Host, true)
 	}
 	if int64(len(data)) > d.o.MaxBodyBytes {
 		return nil, 0, fmt.Errorf("%w (%d bytes): narrow the window or page size", ErrTooLarge, d.o.MaxBodyBytes)
@@ -286,48 +287,20 @@ func (d *doer) once(ctx context.Context, method string, u *url.URL, body []byte)
 	return d.check(u, resp, data)
 }
 
-// transportErr classifies a network failure. Timeouts, resets, truncated
-// bodies and HTTP/2 stream resets (whose type net/http does not export) are
+// transportErr classifies a network failure (httpx.AttemptError).
+// Timeouts, resets, truncated bodies and HTTP/2 stream resets are
 // transient and retried; failures that a retry cannot fix — the
 // certificate is not trusted, the host name does not resolve — are final,
 // so the user hears about them at once.
-func (d *doer) transportErr(parent, attempt context.Context, err error) error {
+func (d *doer) transportErr(parent, attempt context.Context, err error, host string, reading bool) error {
 	if parent.Err() != nil {
 		return parent.Err()
 	}
-	if errors.Is(attempt.Err(), context.DeadlineExceeded) {
-		return &retryable{fmt.Errorf("no answer within %s", d.o.Timeout)}
+	err = httpx.AttemptError(attempt, err, host, d.o.Timeout, reading)
+	if httpx.Final(err) {
+		return err
 	}
-	var (
-		certErr    *tls.CertificateVerificationError
-		unknownCA  x509.UnknownAuthorityError
-		hostErr    x509.HostnameError
-		invalidErr x509.CertificateInvalidError
-		dnsErr     *net.DNSError
-	)
-	switch {
-	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalidErr):
-		return fmt.Errorf("%w (check proxies that intercept TLS, or emulator.ca_file): %s", ErrCertificate, scrubURL(err))
-	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
-		return fmt.Errorf("%w: %s", ErrHostNotFound, scrubURL(err))
-	}
-	return &retryable{fmt.Errorf("connection failed: %s", scrubURL(err))}
-}
-
-// scrubURL drops the query string *url.Error would print.
-func scrubURL(err error) string {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Op + " " + stripQuery(ue.URL) + ": " + ue.Err.Error()
-	}
-	return err.Error()
-}
-
-func stripQuery(s string) string {
-	if i := strings.IndexAny(s, "?#"); i >= 0 {
-		return s[:i]
-	}
-	return s
+	return &retryable{err}
 }
 
 // check turns a response into JSON bytes or an error.
@@ -349,8 +322,9 @@ func (d *doer) check(u *url.URL, resp *http.Response, data []byte) ([]byte, time
 			return nil, 0, err
 		}
 		return nil, 0, d.apiError(u, st, data)
-	case st == 429 || st == 500 || st == 502 || st == 503 || st == 504:
-		return nil, parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()), &retryable{d.apiError(u, st, data)}
+	case httpx.RetryableStatus(st):
+		ra, _ := httpx.RetryAfter(resp.Header, time.Now())
+		return nil, ra, &retryable{d.apiError(u, st, data)}
 	case st < 200 || st >= 300:
 		return nil, 0, d.apiError(u, st, data)
 	}
@@ -402,27 +376,4 @@ func (d *doer) apiError(u *url.URL, st int, data []byte) *APIError {
 		e.Hint = "the request was rejected; check the window size and page size for this source"
 	}
 	return e
-}
-
-// parseRetryAfter reads seconds or an HTTP date; 0 when absent or invalid.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n <= 0 {
-			return 0
-		}
-		if n > 86400 {
-			n = 86400
-		}
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d
-		}
-	}
-	return 0
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode"
+
+	"github.com/defenderharvester/defenderharvester/internal/httpx"
 )
 
 // Sentinel errors; every error the clients return wraps at most one of
@@ -23,9 +25,15 @@ var (
 	ErrTooLarge       = errors.New("response larger than the configured limit")
 	ErrHostNotAllowed = errors.New("host is not on the allow-list")
 	ErrSessionUpkeep  = errors.New("portal session upkeep failed")
-	ErrCertificate    = errors.New("TLS certificate not trusted")
-	ErrHostNotFound   = errors.New("host name does not resolve")
-	ErrNoLegacyHost   = errors.New("not available on the legacy hosts; use the portal proxy")
+	ErrCertificate    = httpx.ErrCertificate
+	ErrHostNotFound   = httpx.ErrHostNotFound
+	// ErrTimeout: an attempt got no answer (or no complete body) in time;
+	// it is retried, and reported when every attempt timed out.
+	ErrTimeout      = httpx.ErrTimeout
+	ErrNoLegacyHost = errors.New("not available on the legacy hosts; use the portal proxy")
+	// ErrWrongTenant: the portal session belongs to another tenant than
+	// the configured tenant_id (PortalClient.TenantContext).
+	ErrWrongTenant = errors.New("wrong tenant")
 )
 
 // APIError is a non-success answer, with the public API's error envelope

@@ -33,9 +33,15 @@ func Explain(err error) (problem, fix string) {
 	var ae *APIError
 	hasAPI := errors.As(err, &ae)
 	switch {
+	case errors.Is(err, ErrTimeout):
+		return "The service did not answer in time: every attempt ran into the per-attempt timeout (or the answer stopped arriving).",
+			"Check the network path (proxy, firewall) to the host named in the error; for slow pages narrow the window or raise http.timeout."
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return "The check was cancelled or ran out of time before the service answered.",
 			"Run it again; if it keeps timing out, check the network path (proxy, firewall) to the Defender hosts."
+	case errors.Is(err, ErrWrongTenant):
+		return "The portal session belongs to another tenant than tenant_id.",
+			"Sign in with an account of the configured tenant (a guest account to that tenant), or correct tenant_id."
 	case errors.Is(err, ErrNoLegacyHost):
 		return "This data set has no equivalent on the legacy *.securitycenter.windows.com hosts.",
 			"Harvest it through the portal proxy with a portal session (browser cookies or the ESTS cookie)."

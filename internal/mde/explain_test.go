@@ -35,7 +35,7 @@ func clientErr(t *testing.T, public bool, status int, body string) error {
 
 func TestExplain(t *testing.T) {
 	dnsErr := (&doer{o: ClientOptions{}}).transportErr(context.Background(), context.Background(),
-		&net.DNSError{Err: "no such host", Name: "wdatpprd-xx.securitycenter.windows.com", IsNotFound: true})
+		&net.DNSError{Err: "no such host", Name: "wdatpprd-xx.securitycenter.windows.com", IsNotFound: true}, "wdatpprd-xx.securitycenter.windows.com", false)
 	tests := []struct {
 		name                 string
 		err                  func(t *testing.T) error
@@ -54,6 +54,10 @@ func TestExplain(t *testing.T) {
 		}, "AADSTS53003", "Conditional Access"},
 		{"upkeep", func(*testing.T) error { return fmt.Errorf("x: %w: %w", ErrSessionUpkeep, errors.New("dial")) }, "fresh", "Sign in"},
 		{"no legacy route", func(*testing.T) error { return fmt.Errorf("x: %w", ErrNoLegacyHost) }, "legacy", "portal proxy"},
+		{"every attempt timed out", func(*testing.T) error {
+			return fmt.Errorf("portal GET /apiproxy/x: giving up after 5 attempts: %w: no answer from security.microsoft.com within 1m0s", ErrTimeout)
+		}, "did not answer", "http.timeout"},
+		{"wrong tenant", func(*testing.T) error { return fmt.Errorf("x: %w: belongs to tenant b", ErrWrongTenant) }, "another tenant", "tenant_id"},
 		{"cancelled", func(*testing.T) error { return fmt.Errorf("x: %w", context.Canceled) }, "cancelled", "again"},
 		{"unknown", func(*testing.T) error { return errors.New("something") }, "does not recognise", "debug"},
 	}

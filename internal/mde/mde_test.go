@@ -544,25 +544,6 @@ func TestTenantContext(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	tests := map[string]time.Duration{
-		"":       0,
-		"5":      5 * time.Second,
-		"0":      0,
-		"-3":     0,
-		"abc":    0,
-		"999999": 24 * time.Hour,
-		now.Add(30 * time.Second).Format(http.TimeFormat): 30 * time.Second,
-		now.Add(-time.Minute).Format(http.TimeFormat):     0,
-	}
-	for in, want := range tests {
-		if got := parseRetryAfter(in, now); got != want {
-			t.Errorf("parseRetryAfter(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
 // TestUntrustedCertificateIsNotRetried: a TLS verification failure will not
 // heal by retrying, so it is reported at once with a hint.
 func TestUntrustedCertificateIsNotRetried(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 
 	"github.com/defenderharvester/defenderharvester/internal/auth"
 	"golang.org/x/time/rate"
@@ -36,8 +37,12 @@ type PortalOptions struct {
 // PortalClient talks to security.microsoft.com/apiproxy with a portal
 // session. It implements Portal.
 type PortalClient struct {
-	base *url.URL
-	d    *doer
+	base   *url.URL
+	tenant string // configured tenant ("" = whatever the session has)
+	d      *doer
+	// wrongTenant is set once TenantContext found the session in another
+	// tenant than the configured one; the session is then never cached.
+	wrongTenant atomic.Bool
 }
 
 var _ Portal = (*PortalClient)(nil)
@@ -69,6 +74,7 @@ func NewPortalClient(o PortalOptions) (*PortalClient, error) {
 		o.Limiter = rate.NewLimiter(rate.Limit(rps), burst)
 	}
 	tenant := o.TenantID
+	c := &PortalClient{base: base, tenant: tenant}
 	fam := family{
 		name:       "portal",
 		allowHost:  portalHost,
@@ -93,11 +99,21 @@ func NewPortalClient(o PortalOptions) (*PortalClient, error) {
 	if r, ok := o.Session.(auth.Refresher); ok {
 		fam.refresh = r.Refresh
 	}
+	// A session is cached only once the portal served data with it, and
+	// never one that belongs to another tenant than the configured one.
+	if p, ok := o.Session.(auth.Prover); ok {
+		fam.proven = func() {
+			if !c.wrongTenant.Load() {
+				p.Proven()
+			}
+		}
+	}
 	d, err := newDoer(o.ClientOptions, fam)
 	if err != nil {
 		return nil, err
 	}
-	return &PortalClient{base: base, d: d}, nil
+	c.d = d
+	return c, nil
 }
 
 // portalHost allows exactly the portal hosts on the default https port.
@@ -182,14 +198,36 @@ type TenantContext struct {
 	IsMdatpActive   bool
 }
 
-// TenantContext reads the signed-in tenant; it doubles as a session probe.
+// TenantContext reads the tenant the portal session belongs to; it
+// doubles as a session probe (one request, retried like any data call).
+// When the client was built with a TenantID and the portal names another
+// tenant, it returns the context it read and an error wrapping
+// ErrWrongTenant, and from then on this client never lets the session
+// be cached: records must not be labelled with the wrong tenant.
 func (c *PortalClient) TenantContext(ctx context.Context) (TenantContext, error) {
-	body, err := c.Get(ctx, "/apiproxy/mtp/sccManagement/mgmt/TenantContext", url.Values{"realTime": {"true"}})
+	u, err := c.url(tenantContextPath, url.Values{"realTime": {"true"}})
 	if err != nil {
 		return TenantContext{}, err
 	}
-	return parseTenantContext(body)
+	body, err := c.d.send(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return TenantContext{}, err
+	}
+	tc, err := parseTenantContext(body)
+	if err != nil {
+		return TenantContext{}, err
+	}
+	if c.tenant != "" && !strings.EqualFold(strings.TrimSpace(c.tenant), strings.TrimSpace(tc.TenantID)) {
+		c.wrongTenant.Store(true)
+		return tc, fmt.Errorf("%w: the portal session belongs to tenant %s but tenant_id is %s: sign in with an account of tenant %s (for a guest account, to that tenant), or correct tenant_id", ErrWrongTenant, tc.TenantID, c.tenant, c.tenant)
+	}
+	if c.d.fam.proven != nil {
+		c.d.fam.proven()
+	}
+	return tc, nil
 }
+
+const tenantContextPath = "/apiproxy/mtp/sccManagement/mgmt/TenantContext"
 
 func parseTenantContext(body []byte) (TenantContext, error) {
 	var raw struct {

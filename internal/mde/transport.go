@@ -29,22 +29,41 @@ type TransportOptions struct {
 	// Proxy selects an HTTP proxy; nil means the environment
 	// (HTTPS_PROXY/NO_PROXY) in production and no proxy for the emulator.
 	Proxy func(*http.Request) (*url.URL, error)
+	// ResponseHeaderTimeout bounds the wait for an answer's headers once
+	// the request is sent (default DefaultResponseHeaderTimeout). It is
+	// the backstop for callers whose requests carry no deadline; the API
+	// clients also bound every attempt with ClientOptions.Timeout. Set it
+	// to the config's http.timeout.
+	ResponseHeaderTimeout time.Duration
 }
+
+// Network timeouts of NewTransport: a host that does not accept the
+// connection, finish the TLS handshake or send headers in time fails the
+// attempt (and is retried like any transient failure) instead of hanging.
+const (
+	DialTimeout                  = 15 * time.Second
+	TLSHandshakeTimeout          = 15 * time.Second
+	DefaultResponseHeaderTimeout = 2 * time.Minute
+)
 
 // NewTransport builds the round tripper the API clients use. Without an
 // emulator it is a production transport with TLS verification on.
 func NewTransport(o TransportOptions) (http.RoundTripper, error) {
+	rht := o.ResponseHeaderTimeout
+	if rht <= 0 {
+		rht = DefaultResponseHeaderTimeout
+	}
 	base := &http.Transport{
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          32,
 		MaxIdleConnsPerHost:   8,
 		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   15 * time.Second,
+		TLSHandshakeTimeout:   TLSHandshakeTimeout,
 		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: 0, // bounded by the per-request context
+		ResponseHeaderTimeout: rht,
 		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
 	}
-	dialer := &net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}
+	dialer := &net.Dialer{Timeout: DialTimeout, KeepAlive: 30 * time.Second}
 	if o.EmulatorAddress == "" {
 		if o.Plaintext || o.InsecureSkipVerify || len(o.EmulatorCAPEM) > 0 {
 			return nil, errors.New("mde: plaintext, insecure_skip_verify and ca_file only apply to the emulator: set emulator.address too, or remove them")
