@@ -54,14 +54,18 @@ func runDoctor(ctx context.Context, env *Env, args []string) int {
 	return exitOK
 }
 
-// printChecks writes the doctor's table and returns how many failed.
+// printChecks writes the doctor's table and returns how many failed
+// (warnings are shown but do not fail).
 func printChecks(w io.Writer, checks []harvester.DoctorCheck) int {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DATA SET\tAPI\tSTATUS\tPROBLEM\tFIX")
 	failed := 0
 	for _, c := range checks {
 		status, problem, fix := "ok", "-", "-"
-		if !c.OK {
+		switch {
+		case c.Warning:
+			status, problem, fix = "warning", oneLine(c.Problem), oneLine(c.Fix)
+		case !c.OK:
 			failed++
 			status, problem, fix = "FAIL", oneLine(c.Problem), oneLine(c.Fix)
 		}

@@ -6,8 +6,9 @@ import (
 	"github.com/defenderharvester/defenderharvester/internal/config"
 )
 
-// configRunTimeout is the config's run_timeout.
-func configRunTimeout(cfg *config.Config) time.Duration { return time.Hour }
+// configRunTimeout is the config's run_timeout (the overall deadline of a
+// run; --timeout overrides it).
+func configRunTimeout(cfg *config.Config) time.Duration { return cfg.RunTimeout.D() }
 
 // spoolAfter is the config's spool_after.
-func spoolAfter(cfg *config.Config) time.Duration { return 0 }
+func spoolAfter(cfg *config.Config) time.Duration { return cfg.SpoolAfter.D() }

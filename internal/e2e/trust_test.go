@@ -177,3 +177,33 @@ func TestBackfillReadsOnlyWhatIsMissing(t *testing.T) {
 		t.Fatalf("splunk after redelivery: %d unique (before %d), %d duplicates", st.Unique, splunkBefore, st.Duplicates)
 	}
 }
+
+// TestDoctorMarksRiskySettings: TLS verification switched off for an
+// output is a problem doctor fails on; a setting that is only risky (the
+// emulator address of these tests) is shown as a warning without failing.
+func TestDoctorMarksRiskySettings(t *testing.T) {
+	f := newFixture(t, sim.Options{Seed: 65})
+	cfg := f.writeConfig("doc", "")
+	code, stdout, stderr := f.runCLI("doctor", "--config", cfg, "--sources", "featuresettings")
+	if code != 0 || !strings.Contains(stdout, "warning") || !strings.Contains(stdout, "emulator.address") {
+		t.Fatalf("doctor with only warnings: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	body := strings.Replace(readFile(t, cfg), "  splunk:\n    enabled: false\n", "  splunk:\n    enabled: true\n    insecure_skip_verify: true\n", 1)
+	if body == readFile(t, cfg) {
+		t.Fatal("the test could not switch on the splunk output")
+	}
+	mustWrite(t, cfg, []byte(body), 0o600)
+	code, stdout, stderr = f.runCLI("doctor", "--config", cfg, "--sources", "featuresettings")
+	if code == 0 {
+		t.Fatalf("doctor passed with TLS verification off for splunk:\n%s\n%s", stdout, stderr)
+	}
+	found := false
+	for _, l := range strings.Split(stdout, "\n") {
+		if strings.Contains(l, "output splunk") && strings.Contains(l, "FAIL") && strings.Contains(l, "insecure_skip_verify") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no failing row names insecure_skip_verify:\n%s", stdout)
+	}
+}

@@ -120,18 +120,6 @@ func (n Net) PortalClient(cfg *config.Config, session auth.PortalSession) (*mde.
 	})
 }
 
-// NewTransport builds the transport for cfg: production TLS, or every
-// host dialled at the emulator when emulator.address is set.
-func NewTransport(cfg *config.Config) (http.RoundTripper, error) {
-	return newTransport(cfg)
-}
-
-// PortalSession is Net.PortalSession over rt without skew measurement,
-// for callers that do not hold a Net yet.
-func PortalSession(cfg *config.Config, rt http.RoundTripper, tenant string, log *slog.Logger) (auth.PortalSession, error) {
-	return NetFor(cfg, rt, nil, log).PortalSession(cfg, tenant)
-}
-
 // PortalSession builds the portal session of cfg's way in
 // (portal.auth.method). tenant may be empty (then the portal's default
 // tenant is used and the cache key is "default"). Its upkeep requests
@@ -217,12 +205,6 @@ func trimSlash(s string) string {
 	return s
 }
 
-// Credential is Net.Credential over rt, for callers that do not hold a
-// Net yet.
-func Credential(cfg *config.Config, rt http.RoundTripper, tenant string, prompt func(string)) (auth.TokenSource, func(ctx context.Context, scope string) (string, error), error) {
-	return NetFor(cfg, rt, nil, nil).Credential(cfg, tenant, prompt)
-}
-
 // Credential builds the Entra credential of public_api.auth for tenant:
 // a token source for the public API, and a function asking for any other
 // scope. For method token both yield the static token. Every token
@@ -279,11 +261,6 @@ func joinMethods() string {
 		s += m
 	}
 	return s
-}
-
-// legacyTokens is Net.LegacyTokens over rt.
-func legacyTokens(cfg *config.Config, rt http.RoundTripper, tenant string) (auth.TokenSource, error) {
-	return NetFor(cfg, rt, nil, nil).LegacyTokens(cfg, tenant)
 }
 
 // LegacyTokens is the public_api credential asked for the legacy scope;

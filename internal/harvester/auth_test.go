@@ -45,7 +45,7 @@ func TestSessionUpkeepFollowsHTTPConfig(t *testing.T) {
 	for _, mode := range []httpxtest.Stall{httpxtest.NoAnswer, httpxtest.StallBody} {
 		cfg, rt, requests := stalledConfig(t, mode)
 		cfg.Secrets.SccAuth = "S1" // no XSRF: the first Maintain visits the root
-		s, err := PortalSession(cfg, rt, cfg.TenantID, nil)
+		s, err := NetFor(cfg, rt, nil, nil).PortalSession(cfg, cfg.TenantID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,7 +73,7 @@ func TestCredentialFollowsHTTPConfig(t *testing.T) {
 	cfg, rt, requests := stalledConfig(t, httpxtest.NoAnswer)
 	cfg.PublicAPI.Auth.Method, cfg.PublicAPI.Auth.ClientID = config.MethodClientSecret, "11111111-2222-3333-4444-555555555555"
 	cfg.Secrets.ClientSecret = "s3cret"
-	tokens, _, err := Credential(cfg, rt, cfg.TenantID, nil)
+	tokens, _, err := NetFor(cfg, rt, nil, nil).Credential(cfg, cfg.TenantID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/config"
@@ -20,6 +19,8 @@ type DoctorCheck struct {
 	DataSet string // source name, "portal session", "public API token" or "output <name>"
 	API     string // portal, legacy, public or output
 	OK      bool
+	// Warning marks a risky setting that works: shown, not failed.
+	Warning bool
 	Problem string
 	Fix     string
 }
@@ -68,6 +69,10 @@ func Doctor(ctx context.Context, req DoctorRequest) ([]DoctorCheck, error) {
 		return nil, err
 	}
 	var out []DoctorCheck
+	for _, w := range cfg.Warnings() {
+		out = append(out, DoctorCheck{DataSet: "config", API: "-", OK: true, Warning: true, Problem: w,
+			Fix: "fine for tests and trials; change it for unattended production use"})
+	}
 	portalAPI := "portal"
 	if cfg.Portal.Mode == config.ModeLegacy {
 		portalAPI = "legacy"
@@ -96,16 +101,10 @@ func Doctor(ctx context.Context, req DoctorRequest) ([]DoctorCheck, error) {
 				return err
 			})
 			switch {
-			case err != nil:
+			case err != nil: // including a session of another tenant (mde.ErrWrongTenant)
 				row = fail(row.DataSet, portalAPI, err)
-			case tenant != "" && got != "" && !sameTenant(got, tenant):
-				row.OK = false
-				row.Problem = fmt.Sprintf("wrong tenant: the portal session belongs to tenant %s, tenant_id is %s", got, tenant)
-				row.Fix = "sign in to the right tenant (portal.auth / login portal), or correct tenant_id"
-			default:
-				if tenant == "" {
-					tenant = got
-				}
+			case tenant == "":
+				tenant = got
 			}
 		}
 		out = append(out, row)
@@ -220,4 +219,3 @@ func needs(fs []source.Factory, api string) bool {
 	return false
 }
 
-func sameTenant(a, b string) bool { return strings.EqualFold(a, b) }

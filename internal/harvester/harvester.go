@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/auth"
+	"github.com/defenderharvester/defenderharvester/internal/clock"
 	"github.com/defenderharvester/defenderharvester/internal/config"
 	"github.com/defenderharvester/defenderharvester/internal/mde"
 	"github.com/defenderharvester/defenderharvester/internal/pipeline"
@@ -163,6 +164,8 @@ func Run(ctx context.Context, req Request) (rep Report, err error) {
 		// portal session belongs to.
 		tc, err := clients.proxy.TenantContext(ctx)
 		switch {
+		case errors.Is(err, mde.ErrWrongTenant):
+			return Report{}, fmt.Errorf("%w: records would be labelled with the wrong tenant, so nothing was harvested", err)
 		case err != nil && tenant == "":
 			return Report{}, fmt.Errorf("tenant_id is not set and reading it from the portal failed: %w", err)
 		case err != nil:
@@ -171,6 +174,8 @@ func Run(ctx context.Context, req Request) (rep Report, err error) {
 		case tenant == "":
 			tenant = tc.TenantID
 		case !strings.EqualFold(tc.TenantID, tenant):
+			// TenantContext refuses another tenant itself; kept in case a
+			// client without that check is ever used here.
 			return Report{}, fmt.Errorf("the portal session belongs to tenant %s, but tenant_id is %s: records would be labelled with the wrong tenant; sign in to the configured tenant or correct tenant_id", tc.TenantID, tenant)
 		}
 	}
@@ -244,6 +249,7 @@ func Run(ctx context.Context, req Request) (rep Report, err error) {
 		Concurrency:     cfg.Concurrency,
 		SpoolMaxBytes:   cfg.SpoolMaxBytes,
 		SpoolAfter:      req.SpoolAfter,
+		Skew:            clients.skew.Skew,
 	})
 	if err != nil {
 		shutdown(sinks, req.Logger)
@@ -501,6 +507,8 @@ func buildSinks(cfg *config.Config, req Request, rt http.RoundTripper) ([]sink.S
 // clients holds the API clients the config allows, and why the others
 // could not be built (reported per source, so other sources still run).
 type clients struct {
+	net       Net
+	skew      *clock.SkewMeter
 	transport http.RoundTripper
 	portal    mde.Portal        // proxy or legacy client
 	proxy     *mde.PortalClient // nil in legacy mode
@@ -512,37 +520,24 @@ type clients struct {
 	prompt    func(string) // device-code sign-in messages
 }
 
-func newTransport(cfg *config.Config) (http.RoundTripper, error) {
-	topts := mde.TransportOptions{}
-	if cfg.Emulator.Address != "" {
-		topts.EmulatorAddress = cfg.Emulator.Address
-		topts.Plaintext = cfg.Emulator.Plaintext
-		if cfg.Emulator.CAFile != "" {
-			pem, err := os.ReadFile(cfg.Emulator.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("emulator.ca_file: %w", err)
-			}
-			topts.EmulatorCAPEM = pem
-		}
-	}
-	return mde.NewTransport(topts)
-}
-
+// newClients builds the clients of one command over one Net (transport,
+// HTTP policy and skew meter shared by all of them).
 func newClients(ctx context.Context, cfg *config.Config, log *slog.Logger, prompt func(string)) (*clients, error) {
-	rt, err := newTransport(cfg)
+	skew := clock.NewSkewMeter()
+	n, err := NewNet(cfg, skew, log)
 	if err != nil {
 		return nil, err
 	}
-	c := &clients{transport: rt, prompt: prompt}
+	c := &clients{net: n, transport: n.Transport, skew: skew, prompt: prompt}
 
 	if cfg.Portal.Mode == config.ModeLegacy {
 		log.Warn("portal.mode legacy: Microsoft closed the regional *.securitycenter.windows.com hosts to user tokens in 2025; expect 401/403 and prefer the portal proxy")
-		tokens, err := legacyTokens(cfg, rt, cfg.TenantID)
+		tokens, err := n.LegacyTokens(cfg, cfg.TenantID)
 		if err != nil {
 			c.portalErr = fmt.Errorf("portal.mode legacy: %w", err)
 		} else {
 			lc, err := mde.NewLegacyClient(mde.LegacyOptions{
-				ClientOptions: clientOptions(cfg, rt, log),
+				ClientOptions: n.ClientOptions(),
 				Location:      cfg.Portal.Location,
 				Tokens:        tokens,
 			})
@@ -551,10 +546,10 @@ func newClients(ctx context.Context, cfg *config.Config, log *slog.Logger, promp
 			}
 			c.portal = lc
 		}
-	} else if session, err := PortalSession(cfg, rt, cfg.TenantID, log); err != nil {
+	} else if session, err := n.PortalSession(cfg, cfg.TenantID); err != nil {
 		c.portalErr = err
 	} else {
-		pc, err := newPortalClient(cfg, rt, session, log)
+		pc, err := n.PortalClient(cfg, session)
 		if err != nil {
 			return nil, err
 		}
@@ -569,7 +564,7 @@ func newClients(ctx context.Context, cfg *config.Config, log *slog.Logger, promp
 }
 
 func (c *clients) buildPublic(cfg *config.Config, tenant string, log *slog.Logger) error {
-	tokens, _, err := Credential(cfg, c.transport, tenant, c.prompt)
+	tokens, _, err := c.net.Credential(cfg, tenant, c.prompt)
 	if err != nil {
 		return err
 	}
@@ -582,7 +577,7 @@ func (c *clients) buildPublic(cfg *config.Config, tenant string, log *slog.Logge
 		}
 	}
 	api, err := mde.NewPublicAPIClient(mde.PublicOptions{
-		ClientOptions: clientOptions(cfg, c.transport, log),
+		ClientOptions: c.net.ClientOptions(),
 		BaseURL:       base,
 		Tokens:        tokens,
 	})
@@ -591,26 +586,4 @@ func (c *clients) buildPublic(cfg *config.Config, tenant string, log *slog.Logge
 	}
 	c.api, c.tokens = api, tokens
 	return nil
-}
-
-// newPortalClient is the portal proxy client every command uses.
-func newPortalClient(cfg *config.Config, rt http.RoundTripper, session auth.PortalSession, log *slog.Logger) (*mde.PortalClient, error) {
-	return mde.NewPortalClient(mde.PortalOptions{
-		ClientOptions:     clientOptions(cfg, rt, log),
-		BaseURL:           cfg.Portal.BaseURL,
-		Session:           session,
-		TenantID:          cfg.TenantID,
-		RequestsPerSecond: cfg.Portal.RatePerSecond,
-	})
-}
-
-func clientOptions(cfg *config.Config, rt http.RoundTripper, log *slog.Logger) mde.ClientOptions {
-	return mde.ClientOptions{
-		Transport:   rt,
-		Logger:      log,
-		Timeout:     time.Duration(cfg.HTTP.Timeout),
-		MaxAttempts: cfg.HTTP.MaxAttempts,
-		BaseBackoff: time.Duration(cfg.HTTP.Backoff),
-		MaxWait:     time.Duration(cfg.HTTP.MaxWait),
-	}
 }
