@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/defenderharvester/defenderharvester/internal/auth"
 	"github.com/defenderharvester/defenderharvester/internal/config"
 	"github.com/defenderharvester/defenderharvester/internal/harvester"
 )
@@ -56,7 +57,7 @@ func loginPortal(ctx context.Context, env *Env, args []string) int {
 	}
 	switch {
 	case *cookieFile != "":
-		v, err := config.ReadSecretFile(*cookieFile)
+		v, err := auth.ReadSecretFile(*cookieFile)
 		if err != nil {
 			fmt.Fprintln(env.Stderr, "defenderharvester login portal: --cookie-file:", err)
 			return exitUsage
@@ -64,7 +65,7 @@ func loginPortal(ctx context.Context, env *Env, args []string) int {
 		cfg.Portal.Auth.Method = config.PortalCookies
 		cfg.Secrets.PortalCookie, cfg.Secrets.SccAuth, cfg.Secrets.XSRF = v, "", ""
 	case *estsFile != "":
-		v, err := config.ReadSecretFile(*estsFile)
+		v, err := auth.ReadSecretFile(*estsFile)
 		if err != nil {
 			fmt.Fprintln(env.Stderr, "defenderharvester login portal: --ests-file:", err)
 			return exitUsage

@@ -22,21 +22,21 @@ func (c *Config) resolveEnv(getenv func(string) string) error {
 	c.Secrets.ClientSecret = getenv(EnvClientSecret)
 	c.Secrets.AccessToken = getenv(EnvAccessToken)
 	if c.Portal.CookieFile != "" && c.Secrets.PortalCookie == "" && c.Secrets.SccAuth == "" {
-		v, err := ReadSecretFile(c.Portal.CookieFile)
+		v, err := auth.ReadSecretFile(c.Portal.CookieFile)
 		if err != nil {
 			return fmt.Errorf("portal.cookie_file: %w", err)
 		}
 		c.Secrets.PortalCookie = v
 	}
 	if c.PublicAPI.ClientSecretFile != "" && c.Secrets.ClientSecret == "" {
-		v, err := ReadSecretFile(c.PublicAPI.ClientSecretFile)
+		v, err := auth.ReadSecretFile(c.PublicAPI.ClientSecretFile)
 		if err != nil {
 			return fmt.Errorf("public_api.client_secret_file: %w", err)
 		}
 		c.Secrets.ClientSecret = v
 	}
 	if c.PublicAPI.AccessTokenFile != "" && c.Secrets.AccessToken == "" {
-		v, err := ReadSecretFile(c.PublicAPI.AccessTokenFile)
+		v, err := auth.ReadSecretFile(c.PublicAPI.AccessTokenFile)
 		if err != nil {
 			return fmt.Errorf("public_api.access_token_file: %w", err)
 		}
@@ -65,7 +65,7 @@ func (c *Config) resolvePortalAuth(getenv func(string) string) error {
 	case PortalESTS:
 		c.Secrets.ESTS = getenv(EnvPortalESTS)
 		if c.Secrets.ESTS == "" && a.ESTSFile != "" {
-			v, err := ReadSecretFile(a.ESTSFile)
+			v, err := auth.ReadSecretFile(a.ESTSFile)
 			if err != nil {
 				return fmt.Errorf("portal.auth.ests_file: %w", err)
 			}
@@ -74,7 +74,7 @@ func (c *Config) resolvePortalAuth(getenv func(string) string) error {
 	case PortalBearer:
 		c.Secrets.RefreshToken = getenv(EnvPortalRefreshToken)
 		if c.Secrets.RefreshToken == "" && a.RefreshTokenFile != "" {
-			v, err := ReadSecretFile(a.RefreshTokenFile)
+			v, err := auth.ReadSecretFile(a.RefreshTokenFile)
 			if err != nil {
 				return fmt.Errorf("portal.auth.refresh_token_file: %w", err)
 			}
@@ -113,8 +113,3 @@ func (c *Config) resolvePublicAuth() error {
 	}
 	return nil
 }
-
-// ReadSecretFile reads a secret from a file that only its owner can read
-// (auth.ReadSecretFile, the one reader; kept here for the callers that
-// hold a config).
-func ReadSecretFile(path string) (string, error) { return auth.ReadSecretFile(path) }

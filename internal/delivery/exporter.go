@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/defenderharvester/defenderharvester/internal/clock"
+	"github.com/defenderharvester/defenderharvester/internal/httpx"
 	"github.com/defenderharvester/defenderharvester/internal/record"
 )
 
@@ -593,13 +594,7 @@ func (e *Exporter) count(req *Request, attempt int) {
 // backoff is full-jitter exponential: a random wait in
 // [0, min(MaxBackoff, InitialBackoff·2^(attempt-1))].
 func (e *Exporter) backoff(attempt int) time.Duration {
-	d := e.cfg.InitialBackoff
-	for i := 1; i < attempt && d < e.cfg.MaxBackoff; i++ {
-		d *= 2
-	}
-	if d > e.cfg.MaxBackoff {
-		d = e.cfg.MaxBackoff
-	}
+	d := httpx.BackoffCeil(attempt, e.cfg.InitialBackoff, e.cfg.MaxBackoff)
 	j := e.cfg.Jitter(d)
 	if j < 0 || j > d { // a broken jitter function must not disable backoff
 		return d

@@ -218,4 +218,3 @@ func needs(fs []source.Factory, api string) bool {
 	}
 	return false
 }
-

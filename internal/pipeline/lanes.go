@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/defenderharvester/defenderharvester/internal/httpx"
 	"github.com/defenderharvester/defenderharvester/internal/record"
 	"github.com/defenderharvester/defenderharvester/internal/sink"
 )
@@ -184,8 +185,7 @@ func (l *lane) rest(ctx context.Context, d time.Duration) (stopping bool) {
 // probePause is how long a down output rests before the next probe: 1 s
 // doubling to 30 s.
 func probePause(failures int) time.Duration {
-	d := time.Second << min(failures, 5)
-	return min(d, 30*time.Second)
+	return httpx.BackoffCeil(failures+1, time.Second, 30*time.Second)
 }
 
 // drainOnce (re)starts the output if it never started, then sends spooled

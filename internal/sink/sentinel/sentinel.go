@@ -19,7 +19,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -31,8 +30,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/monitor/ingestion/azlogs"
 
 	"github.com/defenderharvester/defenderharvester/internal/auth"
-	"github.com/defenderharvester/defenderharvester/internal/config"
 	"github.com/defenderharvester/defenderharvester/internal/delivery"
+	"github.com/defenderharvester/defenderharvester/internal/httpx"
 	"github.com/defenderharvester/defenderharvester/internal/record"
 	"github.com/defenderharvester/defenderharvester/internal/sink"
 )
@@ -119,9 +118,7 @@ func clientOptions(deps sink.Deps, cfg Config, log *slog.Logger) (azcore.ClientO
 	}
 	// Authenticated requests never follow redirects: a redirect would
 	// carry the bearer token (or the client assertion) elsewhere.
-	hc := &http.Client{Transport: base, CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	}}
+	hc := httpx.NewClient(base, 0)
 	return azcore.ClientOptions{Cloud: cl, Transport: hc, Retry: policy.RetryOptions{MaxRetries: -1}}, nil
 }
 
@@ -246,7 +243,7 @@ func newCredential(deps sink.Deps, a AuthConfig, co azcore.ClientOptions) (azcor
 	if a.Method == AuthClientSecret {
 		var err error
 		if a.ClientSecretFile != "" {
-			if secret, err = config.ReadSecretFile(a.ClientSecretFile); err != nil {
+			if secret, err = auth.ReadSecretFile(a.ClientSecretFile); err != nil {
 				return nil, nil, fmt.Errorf("sentinel output: auth.client_secret_file: %w", err)
 			}
 		} else if secret = strings.TrimSpace(deps.Getenv(SecretEnv)); secret == "" {
@@ -532,7 +529,7 @@ func (s *Sink) classify(err error, req *delivery.Request, stream string, rt *rou
 	case st == http.StatusRequestEntityTooLarge:
 		return delivery.TooLarge(ue(""))
 	case st == http.StatusTooManyRequests || st == http.StatusRequestTimeout || st >= 500:
-		if d, ok := retryAfter(re.RawResponse); ok {
+		if d, ok := retryAfterOf(re.RawResponse); ok {
 			return delivery.RetryAfter(ue(""), d)
 		}
 		return ue("")
@@ -631,38 +628,10 @@ func firstLine(s string) string {
 	return clip(s, 300)
 }
 
-// retryAfter reads retry-after-ms, x-ms-retry-after-ms or Retry-After
-// (seconds or an HTTP date), as azcore does, without its 60 s cap.
-func retryAfter(resp *http.Response) (time.Duration, bool) {
+// retryAfterOf is the wait the service asked for, if it answered at all.
+func retryAfterOf(resp *http.Response) (time.Duration, bool) {
 	if resp == nil {
 		return 0, false
 	}
-	for _, h := range []string{"retry-after-ms", "x-ms-retry-after-ms"} {
-		if v := resp.Header.Get(h); v != "" {
-			if ms, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && ms >= 0 && ms < int64(24*time.Hour/time.Millisecond) {
-				return time.Duration(ms) * time.Millisecond, true
-			}
-		}
-	}
-	v := strings.TrimSpace(resp.Header.Get("Retry-After"))
-	if v == "" {
-		return 0, false
-	}
-	if sec, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if sec < 0 || sec > int64(24*time.Hour/time.Second) {
-			return 0, false
-		}
-		return time.Duration(sec) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		d := time.Until(t)
-		if d < 0 {
-			d = 0
-		}
-		if d > 24*time.Hour {
-			return 0, false
-		}
-		return d, true
-	}
-	return 0, false
+	return httpx.RetryAfter(resp.Header, time.Now())
 }

@@ -499,33 +499,6 @@ func TestSecretsComeFromEnvOrPrivateFile(t *testing.T) {
 	}
 }
 
-func TestRetryAfterParsing(t *testing.T) {
-	tests := []struct {
-		hdr  map[string]string
-		want time.Duration
-		ok   bool
-	}{
-		{map[string]string{"Retry-After": "90"}, 90 * time.Second, true},
-		{map[string]string{"retry-after-ms": "1500"}, 1500 * time.Millisecond, true},
-		{map[string]string{"x-ms-retry-after-ms": "20"}, 20 * time.Millisecond, true},
-		{map[string]string{"Retry-After": "-3"}, 0, false},
-		{map[string]string{"Retry-After": "soon"}, 0, false},
-		{map[string]string{"Retry-After": "99999999999"}, 0, false},
-		{map[string]string{"Retry-After": "Mon, 02 Jan 2006 15:04:05 GMT"}, 0, true},
-		{nil, 0, false},
-	}
-	for _, tt := range tests {
-		resp := &http.Response{Header: http.Header{}}
-		for k, v := range tt.hdr {
-			resp.Header.Set(k, v)
-		}
-		got, ok := retryAfter(resp)
-		if got != tt.want || ok != tt.ok {
-			t.Errorf("retryAfter(%v) = %s, %v; want %s, %v", tt.hdr, got, ok, tt.want, tt.ok)
-		}
-	}
-}
-
 func FuzzParseErrorBody(f *testing.F) {
 	f.Add("", []byte(`{"error":{"code":"OperationFailed","message":"no access"}}`))
 	f.Add("X", []byte(`{"error":null}`))

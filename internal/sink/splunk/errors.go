@@ -4,10 +4,9 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/delivery"
+	"github.com/defenderharvester/defenderharvester/internal/httpx"
 )
 
 // classify turns a failed HEC answer into an actionable, classified error
@@ -70,7 +69,7 @@ func (s *Sink) classify(status int, rep reply, hdr http.Header, table string) er
 	switch {
 	case status == http.StatusTooManyRequests || status >= 500:
 		err := fmt.Errorf("%s: Splunk is busy or failing (table %s); retrying", base, table)
-		if d, ok := retryAfter(hdr, s.now()); ok {
+		if d, ok := httpx.RetryAfter(hdr, s.now()); ok {
 			return delivery.RetryAfter(err, d)
 		}
 		return err
@@ -92,29 +91,4 @@ func eventNumber(r reply) string {
 		return "an event of the request"
 	}
 	return "event " + strconv.Itoa(*r.InvalidNum) + " (0-based) of the request"
-}
-
-// retryAfter reads Retry-After (seconds or an HTTP date).
-func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 {
-			return 0, false
-		}
-		if n > 24*3600 {
-			n = 24 * 3600
-		}
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		d := t.Sub(now)
-		if d < 0 {
-			d = 0
-		}
-		return min(d, 24*time.Hour), true
-	}
-	return 0, false
 }

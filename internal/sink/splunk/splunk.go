@@ -25,9 +25,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/defenderharvester/defenderharvester/internal/auth"
 	"github.com/defenderharvester/defenderharvester/internal/clock"
-	"github.com/defenderharvester/defenderharvester/internal/config"
 	"github.com/defenderharvester/defenderharvester/internal/delivery"
+	"github.com/defenderharvester/defenderharvester/internal/httpx"
 	"github.com/defenderharvester/defenderharvester/internal/record"
 	"github.com/defenderharvester/defenderharvester/internal/sink"
 )
@@ -140,12 +141,9 @@ func New(deps sink.Deps, cfg Config) (*Sink, error) {
 		index: cfg.Index, host: host, source: source, sourcetype: cfg.Sourcetype, sourcetypes: cfg.Sourcetypes,
 		gzip: cfg.Gzip, ack: cfg.Ack.Enabled, pollEvery: poll, ackTimeout: ackTimeout, timeout: timeout,
 		now: deps.Now, sleep: clock.Sleep, ownsRT: owns, insecure: cfg.InsecureSkipVerify,
-		client: &http.Client{
-			Transport: rt,
-			// Authenticated requests never follow redirects: the token
-			// would go wherever the redirect points.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		// Authenticated requests never follow redirects: the token would
+		// go wherever the redirect points.
+		client: httpx.NewClient(rt, 0),
 	}
 	s.acks = &acker{s: s, pending: map[int64]bool{}}
 	dcfg := cfg.Delivery
@@ -169,7 +167,7 @@ func New(deps sink.Deps, cfg Config) (*Sink, error) {
 func loadToken(file string, getenv func(string) string) (string, error) {
 	var tok, from string
 	if file != "" {
-		v, err := config.ReadSecretFile(file)
+		v, err := auth.ReadSecretFile(file)
 		if err != nil {
 			return "", fmt.Errorf("splunk: token_file: %w", err)
 		}
