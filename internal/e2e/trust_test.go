@@ -85,6 +85,7 @@ func TestStalledEndpointsEndByTheDeadline(t *testing.T) {
 	if code != 4 || !strings.Contains(stderr, "stopped at its deadline") {
 		t.Fatalf("stalled portal: exit %d\n%s\n%s", code, stdout, stderr)
 	}
+	t.Logf("portal answering nothing, --timeout 1s: run ended after %s, exit %d", time.Since(start).Round(10*time.Millisecond), code)
 	f.tenant.ClearInjected()
 	if code, stdout, stderr := f.runCLI("run", "--config", cfg, "--sources", "actioncenter,suppressionrules"); code != 0 {
 		t.Fatalf("the next run (state file lock released?): exit %d\n%s\n%s", code, stdout, stderr)
@@ -93,10 +94,12 @@ func TestStalledEndpointsEndByTheDeadline(t *testing.T) {
 	// An output that accepts the connection and never answers.
 	f.tenant.Inject(sim.FaultRule{Family: sim.ReceiverSplunk, Kind: sim.FaultSlow, Count: 1000, Delay: time.Minute})
 	f.clock.Advance(time.Hour)
+	start = time.Now()
 	code, stdout, stderr = f.runCLI("run", "--config", cfg, "--sources", "actioncenter", "--outputs", "splunk", "--timeout", "2s")
 	if code != 4 || !strings.Contains(stderr, "stopped at its deadline") {
 		t.Fatalf("hung output: exit %d\n%s\n%s", code, stdout, stderr)
 	}
+	t.Logf("HEC answering nothing, --timeout 2s: run ended after %s, exit %d; the next run succeeded", time.Since(start).Round(10*time.Millisecond), code)
 	f.tenant.ClearInjected()
 	if code, stdout, stderr := f.runCLI("run", "--config", cfg, "--sources", "actioncenter", "--outputs", "splunk"); code != 0 {
 		t.Fatalf("after the hung output: exit %d\n%s\n%s", code, stdout, stderr)
@@ -176,6 +179,8 @@ func TestBackfillReadsOnlyWhatIsMissing(t *testing.T) {
 	if st.Unique != splunkBefore || st.Duplicates == 0 {
 		t.Fatalf("splunk after redelivery: %d unique (before %d), %d duplicates", st.Unique, splunkBefore, st.Duplicates)
 	}
+	t.Logf("24 h harvested (%d records), backfill to 72 h and twice to 96 h: %d records, 0 duplicates; --redeliver 6h to splunk only: %d re-sent, files unchanged",
+		first, len(lines), st.Duplicates)
 }
 
 // TestDoctorMarksRiskySettings: TLS verification switched off for an
