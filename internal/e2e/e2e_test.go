@@ -246,9 +246,11 @@ func TestNoLossWhenKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills real processes; skipped with -short")
 	}
-	// Child processes run on the wall clock: freeze the emulator's data at
-	// the wall clock's now, so every run sees the same data.
-	frozen := time.Now()
+	// Child processes run on the wall clock: freeze the emulator's data an
+	// hour before it, so every run — each ending its windows a source's
+	// delay (at most 15 min) before its own now, a little later each time —
+	// sees the same data.
+	frozen := time.Now().Add(-time.Hour)
 	f := newFixture(t, sim.Options{Seed: 11, Now: func() time.Time { return frozen }, Machines: 12, TimelineHistory: 48 * time.Hour})
 	extra := "initial_lookback: 7d\n"
 	clean := f.writeConfig("clean", extra)
