@@ -348,42 +348,39 @@ func Names() []string {
 // failing one source after the others moved their checkpoints.
 func Check(cfg *config.Config) error {
 	var errs []error
-	for _, name := range sortedNames(cfg.Sources) {
+	check := func(kind string, sections config.PluginConfigs, known []string, settings func(name string) (bool, error)) {
+		for _, name := range sortedNames(sections) {
+			section := kind + "s." + name
+			on, err := config.Enabled(sections[name])
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s.%w", section, err))
+				continue
+			}
+			found, err := settings(name)
+			switch {
+			case !found:
+				errs = append(errs, fmt.Errorf("%s: unknown %s; known %ss: %s", section, kind, kind, strings.Join(known, ", ")))
+			case on && err != nil: // a switched-off section may be incomplete
+				errs = append(errs, err)
+			}
+		}
+	}
+	check("source", cfg.Sources, Names(), func(name string) (bool, error) {
 		f, ok := source.Lookup(name)
 		if !ok {
-			errs = append(errs, fmt.Errorf("sources.%s: unknown source; known sources: %s", name, strings.Join(Names(), ", ")))
-			continue
+			return false, nil
 		}
-		on, err := config.Enabled(cfg.Sources[name])
-		if err != nil {
-			errs = append(errs, fmt.Errorf("sources.%s.%w", name, err))
-			continue
-		}
-		if !on {
-			continue // a switched-off section may be incomplete
-		}
-		if _, err := sourceSettings(cfg, f); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	for _, name := range sortedNames(cfg.Outputs) {
+		_, err := sourceSettings(cfg, f)
+		return true, err
+	})
+	check("output", cfg.Outputs, sinkNames(), func(name string) (bool, error) {
 		f, ok := sink.Lookup(name)
 		if !ok {
-			errs = append(errs, fmt.Errorf("outputs.%s: unknown output; known outputs: %s", name, strings.Join(sinkNames(), ", ")))
-			continue
+			return false, nil
 		}
-		on, err := config.Enabled(cfg.Outputs[name])
-		if err != nil {
-			errs = append(errs, fmt.Errorf("outputs.%s.%w", name, err))
-			continue
-		}
-		if !on {
-			continue // a switched-off section may be incomplete
-		}
-		if _, err := sinkSettings(cfg, f); err != nil {
-			errs = append(errs, err)
-		}
-	}
+		_, err := sinkSettings(cfg, f)
+		return true, err
+	})
 	return errors.Join(errs...)
 }
 

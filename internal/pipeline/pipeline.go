@@ -203,6 +203,12 @@ func (p *Pipeline) Run(ctx context.Context, tenant string, srcs []source.Source,
 	}
 	p.startLanes(ctx)
 	defer p.stopLanes()
+	return p.runAll(ctx, tenant, srcs, ro)
+}
+
+// runAll runs srcs, Concurrency at a time, and returns their results in
+// the order of srcs.
+func (p *Pipeline) runAll(ctx context.Context, tenant string, srcs []source.Source, ro RunOptions) []Result {
 	results := make([]Result, len(srcs))
 	sem := make(chan struct{}, p.opts.Concurrency)
 	var wg sync.WaitGroup

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,20 +30,7 @@ func (p *Pipeline) redeliverAll(ctx context.Context, tenant string, srcs []sourc
 		return results
 	}
 	p.redeliverSinks = targets
-	sem := make(chan struct{}, p.opts.Concurrency)
-	var wg sync.WaitGroup
-	for i, src := range srcs {
-		wg.Go(func() {
-			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
-			case <-ctx.Done():
-			}
-			results[i] = p.runSource(ctx, tenant, src, ro)
-		})
-	}
-	wg.Wait()
-	return results
+	return p.runAll(ctx, tenant, srcs, ro)
 }
 
 // targets resolves output names (all when empty); an output that could
@@ -50,7 +38,7 @@ func (p *Pipeline) redeliverAll(ctx context.Context, tenant string, srcs []sourc
 func (p *Pipeline) targets(names []string) ([]sink.Sink, error) {
 	var out []sink.Sink
 	for _, l := range p.lanes {
-		if len(names) > 0 && !contains(names, l.name()) {
+		if len(names) > 0 && !slices.Contains(names, l.name()) {
 			continue
 		}
 		if !l.started {
@@ -72,15 +60,6 @@ func (p *Pipeline) targets(names []string) ([]sink.Sink, error) {
 		}
 	}
 	return out, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // redeliverTo writes recs to every redelivery target; all must accept.
