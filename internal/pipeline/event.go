@@ -45,8 +45,11 @@ func PlanWindows(now time.Time, prog state.Progress, ro RunOptions, lookback tim
 		}
 	} else {
 		inc := now.Add(-lookback)
-		if prog.HasCursor {
+		switch {
+		case prog.HasCursor:
 			inc = prog.Cursor.Add(-w.Overlap)
+		case !ro.Since.IsZero():
+			inc = ro.Since // a first run told where to start starts there
 		}
 		goal = prog.Goal
 		if !prog.HasCursor && (goal.IsZero() || inc.Before(goal)) {

@@ -55,7 +55,9 @@ func TestPlanWindows(t *testing.T) {
 			[]source.Window{{From: at(-72).Add(-15 * time.Minute), To: now}}, time.Time{}},
 		{"state from before covered ranges: cursor only", state.Progress{Cursor: at(-2), HasCursor: true}, RunOptions{},
 			source.Windowing{}, []source.Window{win(-2, 0)}, time.Time{}},
-		{"chunks of MaxWindow, last one short", state.Progress{}, RunOptions{Since: now.Add(-210 * time.Minute)}, source.Windowing{MaxWindow: h},
+		{"a first run told where to start starts there", state.Progress{}, RunOptions{Since: at(-6)}, source.Windowing{},
+			[]source.Window{win(-6, 0)}, at(-6)},
+		{"chunks of MaxWindow, last one short", state.Progress{}, RunOptions{}, source.Windowing{MaxWindow: h},
 			[]source.Window{win(-24, -23), win(-23, -22)}, at(-24)}, // checked by count below
 		{"cursor ahead of now-delay: nothing to read", state.Progress{Cursor: now, HasCursor: true, Covered: cov([2]float64{-5, 0}), Goal: at(-5)},
 			RunOptions{}, source.Windowing{Delay: h}, nil, time.Time{}},
