@@ -8,7 +8,7 @@
 #   bench/reliability.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tests='TestNoLossWhenKilled|TestPageClampGivesTheSameHarvest|TestIngestionLagUpToDelayPlusOverlapLosesNothing|TestFaultyServicesGiveTheSameHarvest|TestChaosLosesNothing|TestReceiverOutageMidRun|TestRefusingOnlyOutputFailsTheRunAndLosesNothing|TestRefusingOutputBesideFilesIsSpooled|TestStalledEndpointsEndByTheDeadline|TestDamagedStateFileIsRefused|TestBackfillReadsOnlyWhatIsMissing|TestTenantMismatchIsRefused'
+tests='TestNoLossWhenKilled|TestPageClampGivesTheSameHarvest|TestIngestionLagUpToDelayPlusOverlapLosesNothing|TestFaultyServicesGiveTheSameHarvest|TestChaosLosesNothing|TestReceiverOutageMidRun|TestRefusingOnlyOutputFailsTheRunAndLosesNothing|TestRefusingOutputBesideFilesIsSpooled|TestStalledEndpointsEndByTheDeadline|TestDamagedStateFileIsRefused|TestBackfillReadsOnlyWhatIsMissing|TestTenantMismatchIsRefused|TestDeadLettersExitThreeAndSayWhere|TestSkewedServicesLoseNothing'
 echo "machine: $(nproc) cores, $(go version | cut -d' ' -f3), $(date -u +%Y-%m-%dT%H:%MZ)"
 out=$(go test -count=1 -v -run "^(${tests})\$" ./internal/e2e 2>&1) || { echo "$out" | tail -50; exit 1; }
 # The figures are the tests' log lines (t.Logf) and their results.

@@ -212,3 +212,72 @@ func TestDoctorMarksRiskySettings(t *testing.T) {
 		t.Fatalf("no failing row names insecure_skip_verify:\n%s", stdout)
 	}
 }
+
+// TestDeadLettersExitThreeAndSayWhere: one record HEC refuses for its own
+// content is dead-lettered (the others are delivered), and the run exits 3
+// saying how many and where — a dead letter is never a quiet success.
+func TestDeadLettersExitThreeAndSayWhere(t *testing.T) {
+	// Record ids are stable: a harvest of the same emulated tenant into
+	// files names the record to refuse.
+	ref := newFixture(t, sim.Options{Seed: 66})
+	if code, out, errs := ref.runCLI("run", "--config", ref.writeConfig("ref", ""), "--sources", "actioncenter"); code != 0 {
+		t.Fatalf("reference run: %d\n%s\n%s", code, out, errs)
+	}
+	lines := readOutput(t, filepath.Join(ref.dir, "ref-out"))
+	if len(lines) < 2 {
+		t.Fatalf("need at least two records, got %d", len(lines))
+	}
+	bad := lines[len(lines)/2].RecordID
+
+	f := newFixture(t, sim.Options{Seed: 66})
+	f.tenant.SetHECInvalidEvents(bad)
+	cfg := patchOutput(t, f.writeConfig("dl", ""), "splunk", fastRetries)
+	code, stdout, stderr := f.runCLI("run", "--config", cfg, "--sources", "actioncenter", "--outputs", "splunk")
+	if code != 3 {
+		t.Fatalf("exit %d, want 3 (dead letters)\n%s\n%s", code, stdout, stderr)
+	}
+	dl := deadLetterFiles(t, f.dir)
+	if len(dl) != 1 || !strings.Contains(stderr, "1 record(s)") || !strings.Contains(stderr, filepath.Dir(dl[0])) {
+		t.Fatalf("dead letters %v; the run must say how many and where:\n%s", dl, stderr)
+	}
+	if !strings.Contains(readFile(t, dl[0]), bad) {
+		t.Fatal("the dead-letter file does not hold the refused record")
+	}
+	ids := f.tenant.Received(sim.ReceiverSplunk).IDs()
+	if ids[bad] != 0 || len(ids) != len(lines)-1 {
+		t.Fatalf("splunk holds %d records (refused one: %d), want the %d others", len(ids), ids[bad], len(lines)-1)
+	}
+}
+
+// TestSkewedServicesLoseNothing: the emulated services run 20 minutes
+// behind this machine. With an overlap shorter than the skew, windows on
+// our clock would pass events the services stamp later; the run measures
+// the skew from the Date headers, says so, and follows their clock.
+func TestSkewedServicesLoseNothing(t *testing.T) {
+	const skew = -20 * time.Minute
+	f := newFixture(t, sim.Options{Seed: 67, ClockSkew: skew})
+	cfg := f.writeConfig("skew", "  actioncenter:\n    overlap: 1m\n    delay: 0s\n") // under sources:
+	start := f.clock.Now()
+	var warned bool
+	for i := 0; i < 7; i++ {
+		code, stdout, stderr := f.runCLI("run", "--config", cfg, "--sources", "actioncenter")
+		if code != 0 {
+			t.Fatalf("run %d: exit %d\n%s\n%s", i, code, stdout, stderr)
+		}
+		warned = warned || strings.Contains(stderr, "clock differs")
+		f.clock.Advance(10 * time.Minute)
+	}
+	if !warned {
+		t.Error("a 20-minute skew was not reported")
+	}
+	end := f.clock.Now().Add(-10 * time.Minute).Add(skew) // the services' now at the last run
+	want, err := f.tenant.Events("actioncenter", start.Add(skew).Add(-24*time.Hour), end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readOutput(t, filepath.Join(f.dir, "skew-out"))
+	if len(got) != len(want) || duplicates(got) != 0 {
+		t.Fatalf("harvested %d records (%d duplicates); the services hold %d in the range", len(got), duplicates(got), len(want))
+	}
+	t.Logf("services 20 min behind, overlap 1 min, 7 runs: %d records, 0 lost, skew reported", len(got))
+}

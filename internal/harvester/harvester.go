@@ -178,6 +178,9 @@ func Run(ctx context.Context, req Request) (rep Report, err error) {
 			// client without that check is ever used here.
 			return Report{}, fmt.Errorf("the portal session belongs to tenant %s, but tenant_id is %s: records would be labelled with the wrong tenant; sign in to the configured tenant or correct tenant_id", tc.TenantID, tenant)
 		}
+		if clients.proxy != nil {
+			measureSkew(ctx, clients, req.Logger)
+		}
 	}
 	if tenant == "" {
 		return Report{}, errors.New("tenant_id is not set: put it in the config (tenant_id) or DH_TENANT_ID")
@@ -417,6 +420,23 @@ func sinkNames() []string {
 		out = append(out, f.Name)
 	}
 	return out
+}
+
+// measureSkew makes sure the skew meter has the answers it needs (three)
+// before any window is planned: windows follow the services' clock when
+// it is more than a minute off ours, and a window planned on our clock
+// before the skew is known could pass events the services stamp later.
+// The extra requests are the cheapest the portal serves (TenantContext).
+func measureSkew(ctx context.Context, c *clients, log *slog.Logger) {
+	for i := 0; i < 2; i++ {
+		if _, ok := c.skew.Skew(); ok {
+			return
+		}
+		if _, err := c.proxy.TenantContext(ctx); err != nil {
+			log.Debug("measuring the services' clock: an extra TenantContext request failed; windows use this machine's clock until the skew is known", "err", err)
+			return
+		}
+	}
 }
 
 func needsPortal(fs []source.Factory) bool {
