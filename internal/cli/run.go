@@ -142,7 +142,9 @@ func harvestAndReport(ctx context.Context, env *Env, req harvester.Request, w io
 			code = exitDeadLetters
 		}
 	}
-	if n := rep.Failed(); n > 0 && !rep.DeadlineHit {
+	// Sources the deadline stopped are covered by exit 4; any other
+	// failure is exit 1.
+	if n := failedOtherwise(rep); n > 0 {
 		fmt.Fprintf(env.Stderr, "%d of %d sources failed; their checkpoints did not move past what failed (see the errors above)\n", n, len(rep.Results))
 		code = exitFailed
 	}
@@ -151,6 +153,18 @@ func harvestAndReport(ctx context.Context, env *Env, req harvester.Request, w io
 		code = exitFailed
 	}
 	return code
+}
+
+// failedOtherwise counts the sources that failed for another reason than
+// the run's deadline.
+func failedOtherwise(rep harvester.Report) int {
+	n := 0
+	for _, r := range rep.Results {
+		if r.Err != nil && !(rep.DeadlineHit && errors.Is(r.Err, context.DeadlineExceeded)) {
+			n++
+		}
+	}
+	return n
 }
 
 // runTimeout is --timeout, else the config's run_timeout.
