@@ -48,6 +48,10 @@ func TestRoleRemovedAgainstEmulator(t *testing.T) {
 	cfg := *DefaultConfig()
 	cfg.Endpoint, cfg.DCRImmutableID = info.Sentinel.Endpoint, info.Sentinel.DCRImmutableID
 	cfg.Auth = AuthConfig{Method: AuthClientSecret, TenantID: creds.TenantID, ClientID: creds.ClientID}
+	// One request at a time: a sibling request cancelled by the first
+	// refusal could still be accepted once the role is back (an honest
+	// duplicate, but this test counts exact deliveries).
+	cfg.Delivery.Concurrency = 1
 	s, err := New(simDeps(t, ten, srv, creds.ClientSecret), cfg)
 	if err != nil {
 		t.Fatal(err)
