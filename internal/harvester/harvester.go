@@ -161,7 +161,8 @@ func Run(ctx context.Context, req Request) (rep Report, err error) {
 	tenant := cfg.TenantID
 	if clients.proxy != nil && needsPortal(factories) {
 		// The records are labelled with this tenant: it must be the one the
-		// portal session belongs to.
+		// portal session belongs to (the client, built with tenant_id,
+		// refuses any other with mde.ErrWrongTenant).
 		tc, err := clients.proxy.TenantContext(ctx)
 		switch {
 		case errors.Is(err, mde.ErrWrongTenant):
@@ -173,10 +174,6 @@ func Run(ctx context.Context, req Request) (rep Report, err error) {
 			clients.portalErr = fmt.Errorf("cannot confirm which tenant the portal session belongs to, so its data is not harvested (records would carry tenant_id %s unchecked): %w", tenant, err)
 		case tenant == "":
 			tenant = tc.TenantID
-		case !strings.EqualFold(tc.TenantID, tenant):
-			// TenantContext refuses another tenant itself; kept in case a
-			// client without that check is ever used here.
-			return Report{}, fmt.Errorf("the portal session belongs to tenant %s, but tenant_id is %s: records would be labelled with the wrong tenant; sign in to the configured tenant or correct tenant_id", tc.TenantID, tenant)
 		}
 		if clients.proxy != nil {
 			measureSkew(ctx, clients, req.Logger)

@@ -41,8 +41,11 @@ func (p *Pipeline) targets(names []string) ([]sink.Sink, error) {
 		if len(names) > 0 && !slices.Contains(names, l.name()) {
 			continue
 		}
-		if !l.started {
-			return nil, fmt.Errorf("output %s cannot take the redelivery: %w", l.name(), l.lastErr)
+		l.mu.Lock()
+		started, lastErr := l.started, l.lastErr
+		l.mu.Unlock()
+		if !started {
+			return nil, fmt.Errorf("output %s cannot take the redelivery: %w", l.name(), lastErr)
 		}
 		out = append(out, l.sink)
 	}

@@ -42,18 +42,10 @@ const (
 )
 
 func (t *Tenant) hActionCenter(q *req) {
-	idx, ok := intParam(q, "pageIndex", 1, 1)
+	idx, size, ok := t.pageParams(q, RouteActionCenter, acDefaultPage, acMaxPage)
 	if !ok {
 		return
 	}
-	size, ok := intParam(q, "pageSize", acDefaultPage, 1)
-	if !ok {
-		return
-	}
-	if size > acMaxPage {
-		size = acMaxPage
-	}
-	size = t.clamp(RouteActionCenter, size)
 	field := "eventtime"
 	if s, ok := param(q, "sortByField"); ok && s != "" {
 		field = strings.ToLower(s)

@@ -38,18 +38,10 @@ func (t *Tenant) lastSeen(m machine, now time.Time) time.Time {
 }
 
 func (t *Tenant) hMachines(q *req) {
-	idx, ok := intParam(q, "pageIndex", 1, 1)
+	idx, size, ok := t.pageParams(q, RouteMachines, 25, 1000)
 	if !ok {
 		return
 	}
-	size, ok := intParam(q, "pageSize", 25, 1)
-	if !ok {
-		return
-	}
-	if size > 1000 {
-		size = 1000
-	}
-	size = t.clamp(RouteMachines, size)
 	days, ok := intParam(q, "lookingBackIndays", 180, 1)
 	if !ok {
 		return

@@ -10,18 +10,10 @@ import (
 // ---- custom detection rules (decision 2) ----
 
 func (t *Tenant) hRules(q *req) {
-	idx, ok := intParam(q, "pageIndex", 1, 1)
+	idx, size, ok := t.pageParams(q, RouteRules, 30, 10000)
 	if !ok {
 		return
 	}
-	size, ok := intParam(q, "pageSize", 30, 1)
-	if !ok {
-		return
-	}
-	if size > 10000 {
-		size = 10000
-	}
-	size = t.clamp(RouteRules, size)
 	desc, ok := sortOrderParam(q, "Ascending")
 	if !ok {
 		return

@@ -73,3 +73,16 @@ func page[T any](xs []T, index, size int) []T {
 	}
 	return xs[lo:hi]
 }
+
+// pageParams reads pageIndex (1-based) and pageSize (default def) of a
+// portal list, caps pageSize at max as the service does, then applies the
+// route's emulated clamp. ok is false when the answer (400) was written.
+func (t *Tenant) pageParams(q *req, route string, def, max int) (idx, size int, ok bool) {
+	if idx, ok = intParam(q, "pageIndex", 1, 1); !ok {
+		return 0, 0, false
+	}
+	if size, ok = intParam(q, "pageSize", def, 1); !ok {
+		return 0, 0, false
+	}
+	return idx, t.clamp(route, min(size, max)), true
+}
