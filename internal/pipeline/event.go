@@ -273,15 +273,24 @@ func (p *Pipeline) runUnit(ctx context.Context, tenant string, src source.EventS
 			return err
 		}
 	}
+	p.opts.Observer.Planned(tenant, key, len(plan.Chunks), plan.Whole)
 	p.log.Debug("reading", "source", key, "from", plan.Whole.From, "to", plan.Whole.To, "chunks", len(plan.Chunks),
 		"has_cursor", prog.HasCursor, "covered", len(prog.Covered), "redeliver", ro.Redeliver)
 
 	r := &eventRun{p: p, tenant: tenant, name: src.Name(), key: key, table: src.Table(), fetch: fetch,
 		keep: retention(wd), res: res, cursor: prog.Cursor, redeliver: ro.Redeliver, ids: map[string]struct{}{}}
+	defer func() {
+		// The source's cursor is its least advanced part's.
+		if !r.cursor.IsZero() && (res.Cursor.IsZero() || r.cursor.Before(res.Cursor)) {
+			res.Cursor = r.cursor
+		}
+	}()
 	for _, c := range plan.Chunks {
+		before := res.New
 		if err := r.runChunk(ctx, c); err != nil {
 			return err
 		}
+		p.opts.Observer.ChunkDone(tenant, key, c, res.New-before)
 	}
 	return nil
 }

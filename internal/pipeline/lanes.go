@@ -234,6 +234,7 @@ func (l *lane) drainOnce(ctx context.Context, max int) (sent int, err error) {
 		wctx, cancel := context.WithTimeout(ctx, l.p.opts.SpoolAfter)
 		err = l.sink.Write(wctx, b.Table, b.Records)
 		cancel()
+		l.p.observeWrite(name, b.Records, err)
 		if err != nil {
 			return sent, fmt.Errorf("output %s: spooled records still not accepted: %w", name, err)
 		}
@@ -292,7 +293,9 @@ func (p *Pipeline) deliver(ctx context.Context, table string, recs []record.Reco
 				wctx, cancel = context.WithTimeout(ctx, p.opts.SpoolAfter)
 				defer cancel()
 			}
-			if err := l.sink.Write(wctx, table, recs); err != nil {
+			err := l.sink.Write(wctx, table, recs)
+			p.observeWrite(l.name(), recs, err)
+			if err != nil {
 				if ctx.Err() == nil && wctx.Err() != nil {
 					err = fmt.Errorf("no answer within spool_after %s: %w", p.opts.SpoolAfter, err)
 				}
@@ -379,8 +382,19 @@ func (l *lane) spool(table string, recs []record.Record, othersAccepted bool) er
 		return fmt.Errorf("output %s: its records could not be spooled: %w", l.name(), err)
 	}
 	l.spooled += len(recs)
+	if len(recs) > 0 {
+		l.p.opts.Observer.Spooled(recs[0].Tenant, recs[0].Source, l.name(), len(recs))
+	}
 	if l.state == catchingUp {
 		l.nudge()
 	}
 	return nil
+}
+
+// observeWrite reports one write of a batch (its records share tenant
+// and source).
+func (p *Pipeline) observeWrite(output string, recs []record.Record, err error) {
+	if len(recs) > 0 {
+		p.opts.Observer.Written(recs[0].Tenant, recs[0].Source, output, len(recs), err)
+	}
 }

@@ -66,6 +66,9 @@ type Options struct {
 	// from ours (server − local). Beyond MaxSkew it is warned about and
 	// windows are computed on the services' clock.
 	Skew func() (time.Duration, bool)
+	// Observer is told about progress, deliveries and outcomes (metrics,
+	// progress display); nil: nobody.
+	Observer Observer
 }
 
 // DefaultSpoolAfter is the default of Options.SpoolAfter.
@@ -125,8 +128,12 @@ type Result struct {
 	// in this run; Parts lists those that failed or are resting.
 	PartsTotal int
 	Parts      []PartResult
-	Duration   time.Duration
-	Err        error
+	// Cursor is how far the source is harvested after the run: an
+	// event source's cursor (the earliest of its parts'), a snapshot
+	// source's last snapshot time. Zero when it has none yet.
+	Cursor   time.Time
+	Duration time.Duration
+	Err      error
 }
 
 // Pipeline runs sources into sinks.
@@ -159,6 +166,9 @@ func New(opts Options) (*Pipeline, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Observer == nil {
+		opts.Observer = NopObserver{}
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = DefaultBatchSize
@@ -196,14 +206,39 @@ func New(opts Options) (*Pipeline, error) {
 // Run harvests every source for tenant and returns one Result per source,
 // in the order of srcs. A failing source does not stop the others.
 //
-// A Pipeline runs once: its outputs' drainers stop when Run returns.
+// Run is Start, RunSources and Shutdown in one: the outputs' drainers
+// stop when it returns.
 func (p *Pipeline) Run(ctx context.Context, tenant string, srcs []source.Source, ro RunOptions) []Result {
 	if ro.Redeliver {
 		return p.redeliverAll(ctx, tenant, srcs, ro)
 	}
-	p.startLanes(ctx)
-	defer p.stopLanes()
+	p.Start(ctx)
+	defer p.Shutdown()
 	return p.runAll(ctx, tenant, srcs, ro)
+}
+
+// Start begins a long-lived pipeline (serve): every output's drainer
+// runs until Shutdown, sending its spool as soon as the output answers.
+// ctx bounds the drainers; RunSources may then be called many times, also
+// concurrently for different sources.
+func (p *Pipeline) Start(ctx context.Context) {
+	p.startLanes(ctx)
+}
+
+// RunSources harvests srcs (never the same source twice at once: the
+// caller serialises runs of one source) and returns their results in the
+// order of srcs. Only between Start and Shutdown.
+func (p *Pipeline) RunSources(ctx context.Context, tenant string, srcs []source.Source, ro RunOptions) []Result {
+	if ro.Redeliver {
+		return p.redeliverAll(ctx, tenant, srcs, ro)
+	}
+	return p.runAll(ctx, tenant, srcs, ro)
+}
+
+// Shutdown lets every drainer make a last attempt at its spool and waits
+// for them. Runs must have returned before.
+func (p *Pipeline) Shutdown() {
+	p.stopLanes()
 }
 
 // runAll runs srcs, Concurrency at a time, and returns their results in
@@ -232,6 +267,7 @@ func (p *Pipeline) runSource(ctx context.Context, tenant string, src source.Sour
 	}
 	start := time.Now()
 	res := Result{Source: src.Name(), Table: src.Table(), Kind: src.Kind()}
+	p.opts.Observer.SourceStarted(tenant, res.Source)
 	var err error
 	switch {
 	case ctx.Err() != nil:
@@ -278,6 +314,7 @@ func (p *Pipeline) runSource(ctx context.Context, tenant string, src source.Sour
 	if !ro.Redeliver && ctx.Err() == nil {
 		p.noteOutcome(tenant, res)
 	}
+	p.opts.Observer.SourceDone(tenant, res)
 	return res
 }
 

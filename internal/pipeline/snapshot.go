@@ -150,7 +150,7 @@ func (p *Pipeline) runSnapshot(ctx context.Context, tenant string, src source.Sn
 	if err := p.opts.Store.ReplaceSnapshot(tenant, name, now, entries); err != nil {
 		return fmt.Errorf("%d change records were delivered but the snapshot could not be saved (they will be reported again): %w", len(recs), err)
 	}
-	res.New = len(recs)
+	res.New, res.Cursor = len(recs), now
 	if partial != nil && !partial.NotServed {
 		return fmt.Errorf("snapshot read in part: the changes of the parts that were read are delivered, %d stored item(s) of the others are kept unchanged: %w", kept, partial)
 	}
