@@ -76,12 +76,17 @@ type Config struct {
 	RunTimeout      Duration      `yaml:"run_timeout"` // overall deadline of one run
 	SpoolAfter      Duration      `yaml:"spool_after"` // how long a batch waits on a slow output before it is spooled for it
 	LogLevel        string        `yaml:"log_level"`
+	LogFormat       string        `yaml:"log_format"` // text (default) or json
 	HTTP            HTTP          `yaml:"http"`
 	Portal          Portal        `yaml:"portal"`
 	PublicAPI       PublicAPI     `yaml:"public_api"`
 	Emulator        Emulator      `yaml:"emulator"`
 	Outputs         PluginConfigs `yaml:"outputs"`
 	Sources         PluginConfigs `yaml:"sources"`
+	Serve           Serve         `yaml:"serve"`
+	// Tenants, when present, makes this a multi-tenant config: each entry
+	// is a tenant's own settings over the top-level ones (TenantConfigs).
+	Tenants TenantNodes `yaml:"tenants"`
 
 	// Secrets resolved from files or the environment; never from YAML
 	// literals the user might commit, never from plain flags.
@@ -89,6 +94,13 @@ type Config struct {
 	// Dir is the folder of the config file ("" without one): relative
 	// paths in the config resolve against it (ResolvePath).
 	Dir string `yaml:"-"`
+	// Name is the tenant's name in a multi-tenant config ("" otherwise).
+	Name string `yaml:"-"`
+
+	// doc is the file's YAML and getenv the environment it was loaded
+	// with: the tenants' configs are derived from them.
+	doc    *yaml.Node
+	getenv func(string) string
 }
 
 // HTTP tunes every API client: per-attempt timeout and the retry policy
@@ -164,21 +176,26 @@ type Secrets struct {
 	RefreshToken string // experimental portal bearer
 }
 
-// PluginConfigs is a map of plugin name → its raw YAML settings. Each
-// plugin decodes its own part strictly into the struct it declares.
+// PluginConfigs is a map of plugin (or output instance) name → its raw
+// YAML settings. Each plugin decodes its own part strictly into the
+// struct it declares.
 type PluginConfigs map[string]*yaml.Node
 
 // UnmarshalYAML keeps each plugin's section as a node, decoded later by
-// the plugin into its own settings struct.
+// the plugin into its own settings struct. Outputs may also be a list of
+// named instances ({name, type, …}), so two of one type can coexist.
 func (p *PluginConfigs) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return nil
 	}
-	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: expected a map of plugin names to their settings", n.Line)
-	}
 	if *p == nil {
 		*p = PluginConfigs{}
+	}
+	if n.Kind == yaml.SequenceNode {
+		return p.fromList(n)
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: expected a map of plugin names to their settings (or, for outputs, a list of {name, type, …})", n.Line)
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		(*p)[n.Content[i].Value] = n.Content[i+1]
@@ -202,6 +219,8 @@ func Default() *Config {
 		RunTimeout:      Duration(DefaultRunTimeout),
 		SpoolAfter:      Duration(DefaultSpoolAfter),
 		LogLevel:        "info",
+		LogFormat:       "text",
+		Serve:           defaultServe(),
 		HTTP: HTTP{
 			Timeout:     Duration(60 * time.Second),
 			MaxAttempts: 5,
@@ -233,16 +252,31 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config: cannot read %s: %w", path, err)
 		}
-		if err := Decode(data, cfg); err != nil {
+		doc, err := decodeFile(data, cfg, "", getenv)
+		if err != nil {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
 		abs, err := filepath.Abs(path)
 		if err != nil {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
-		cfg.Dir = filepath.Dir(abs)
+		cfg.Dir, cfg.doc, cfg.getenv = filepath.Dir(abs), doc, getenv
 	}
 	cfg.resolvePaths()
+	if cfg.MultiTenant() {
+		// The top level is every tenant's template, not a tenant: its
+		// secrets are each tenant's own (TenantConfigs).
+		if cfg.TenantID != "" {
+			return nil, fmt.Errorf("config %s: tenant_id: a config with tenants sets tenant_id per tenant, not at the top level", path)
+		}
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+		if _, err := cfg.TenantConfigs(); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		return cfg, nil
+	}
 	if err := cfg.resolveEnv(getenv); err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,12 +18,18 @@ import (
 // Decode parses YAML strictly into cfg: an unknown key is an error naming
 // it and listing the known ones.
 func Decode(data []byte, cfg *Config) error {
-	return decodeStrict(data, cfg, "")
+	return decodeStrict(data, cfg, "", nil)
+}
+
+// DecodeEnv is Decode with ${VAR} in values replaced from getenv.
+func DecodeEnv(data []byte, cfg *Config, getenv func(string) string) error {
+	return decodeStrict(data, cfg, "", getenv)
 }
 
 // DecodePlugin decodes one plugin's settings (a node from Outputs or
 // Sources) strictly into target. section is e.g. "sources.timeline".
-// The key "enabled" is handled by the caller and skipped here.
+// The keys the harvester reads itself ("enabled"; "schedule" of a
+// source; "type" of an output) are skipped here.
 func DecodePlugin(n *yaml.Node, section string, target any) error {
 	if n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
 		return nil
@@ -30,13 +37,20 @@ func DecodePlugin(n *yaml.Node, section string, target any) error {
 	if n.Kind != yaml.MappingNode {
 		return fmt.Errorf("%s (line %d): expected a map of settings", section, n.Line)
 	}
+	control := []string{keyEnabled}
+	switch {
+	case strings.HasPrefix(section, "sources."):
+		control = append(control, keySchedule)
+	case strings.HasPrefix(section, "outputs."):
+		control = append(control, keyType)
+	}
 	if target == nil {
-		if hasKeysOtherThan(n, "enabled") {
-			return fmt.Errorf("%s: this plugin takes no settings (only \"enabled\")", section)
+		if hasKeysOtherThan(n, control...) {
+			return fmt.Errorf("%s: this plugin takes no settings (only %s)", section, strings.Join(control, ", "))
 		}
 		return nil
 	}
-	clean := withoutKey(n, "enabled")
+	clean := withoutKey(n, control...)
 	if err := checkKeys(clean, reflect.TypeOf(target), section); err != nil {
 		return err
 	}
@@ -63,9 +77,13 @@ func checkKeys(n *yaml.Node, t reflect.Type, section string) error {
 		k := n.Content[i]
 		ft, ok := fields[k.Value]
 		if !ok {
-			return fmt.Errorf("%s: unknown key %q (line %d); known keys: %s", section, k.Value, k.Line, strings.Join(structKeys(t), ", "))
+			prefix := ""
+			if section != "" {
+				prefix = section + ": "
+			}
+			return fmt.Errorf("%sunknown key %q (line %d); known keys: %s", prefix, k.Value, k.Line, strings.Join(structKeys(t), ", "))
 		}
-		if err := checkKeys(n.Content[i+1], ft, section+"."+k.Value); err != nil {
+		if err := checkKeys(n.Content[i+1], ft, join(section, k.Value)); err != nil {
 			return err
 		}
 	}
@@ -89,26 +107,26 @@ func Enabled(n *yaml.Node) (bool, error) {
 	return true, nil
 }
 
-func hasKeysOtherThan(n *yaml.Node, key string) bool {
+func hasKeysOtherThan(n *yaml.Node, keys ...string) bool {
 	if n.Kind != yaml.MappingNode {
 		return n.Kind != 0 && !(n.Kind == yaml.ScalarNode && n.Tag == "!!null")
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value != key {
+		if !slices.Contains(keys, n.Content[i].Value) {
 			return true
 		}
 	}
 	return false
 }
 
-func withoutKey(n *yaml.Node, key string) *yaml.Node {
+func withoutKey(n *yaml.Node, keys ...string) *yaml.Node {
 	if n.Kind != yaml.MappingNode {
 		return n
 	}
 	out := *n
 	out.Content = nil
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
+		if slices.Contains(keys, n.Content[i].Value) {
 			continue
 		}
 		out.Content = append(out.Content, n.Content[i], n.Content[i+1])
@@ -168,19 +186,47 @@ func keyPathAtLine(data []byte, line int) string {
 
 var unknownFieldRe = regexp.MustCompile(`line (\d+): field (\S+) not found in type (\S+)`)
 
-func decodeStrict(data []byte, target any, section string) error {
+// decodeStrict decodes data into target: values are type-checked and
+// unknown keys refused, each error naming the key and its line. With
+// getenv, ${VAR} in values is expanded first (lines stay the file's).
+func decodeStrict(data []byte, target any, section string, getenv func(string) string) error {
+	_, err := decodeFile(data, target, section, getenv)
+	return err
+}
+
+// decodeFile is decodeStrict that also returns the (expanded) document.
+func decodeFile(data []byte, target any, section string, getenv func(string) string) (*yaml.Node, error) {
 	if len(bytes.TrimSpace(data)) == 0 || strings.TrimSpace(string(data)) == "{}" || strings.TrimSpace(string(data)) == "null" {
-		return nil
+		return nil, nil
 	}
 	var doc yaml.Node
-	if yaml.Unmarshal(data, &doc) == nil && doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
-		if err := checkTypes(doc.Content[0], reflect.TypeOf(target), section); err != nil {
-			return err
+	if yerr := yaml.Unmarshal(data, &doc); yerr != nil || doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		return nil, decodeError(dec.Decode(target), data, target, section)
+	}
+	if getenv != nil {
+		if err := expandEnv(&doc, getenv, section); err != nil {
+			return nil, err
 		}
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	err := dec.Decode(target)
+	return &doc, decodeNode(doc.Content[0], data, target, section)
+}
+
+// decodeNode decodes one YAML value strictly into target; data is the
+// file it came from (errors name keys by line).
+func decodeNode(n *yaml.Node, data []byte, target any, section string) error {
+	if err := checkTypes(n, reflect.TypeOf(target), section); err != nil {
+		return err
+	}
+	if err := checkKeys(n, reflect.TypeOf(target), section); err != nil {
+		return err
+	}
+	return decodeError(n.Decode(target), data, target, section)
+}
+
+// decodeError names the key and line of a decoder error.
+func decodeError(err error, data []byte, target any, section string) error {
 	if err == nil || errors.Is(err, io.EOF) {
 		return nil
 	}

@@ -19,6 +19,7 @@ func (c *Config) resolvePaths() {
 		&c.PublicAPI.Auth.CertificateFile,
 		&c.PublicAPI.Auth.AuthRecordFile,
 		&c.Emulator.CAFile,
+		&c.Serve.LeaseDir,
 	} {
 		*p = c.ResolvePath(*p)
 	}

@@ -43,6 +43,12 @@ func (c *Config) Validate() error {
 	default:
 		add("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
 	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		add("log_format", "%q is not text or json", c.LogFormat)
+	}
+	c.Serve.validate(add)
 	if c.HTTP.Timeout <= 0 {
 		add("http.timeout", "must be positive, e.g. 60s")
 	}

@@ -374,11 +374,11 @@ func Check(cfg *config.Config) error {
 		return true, err
 	})
 	check("output", cfg.Outputs, sinkNames(), func(name string) (bool, error) {
-		f, ok := sink.Lookup(name)
+		f, ok := sink.Lookup(config.OutputType(name, cfg.Outputs[name]))
 		if !ok {
 			return false, nil
 		}
-		_, err := sinkSettings(cfg, f)
+		_, err := sinkSettings(cfg, name, f)
 		return true, err
 	})
 	return errors.Join(errs...)
@@ -402,13 +402,26 @@ func sourceSettings(cfg *config.Config, f source.Factory) (any, error) {
 	return settings, cfg.LoadPlugin(cfg.Sources[f.Name], "sources."+f.Name, settings)
 }
 
-// sinkSettings decodes, resolves and validates an output's section.
-func sinkSettings(cfg *config.Config, f sink.Factory) (any, error) {
+// sinkSettings decodes, resolves and validates the section of the
+// output instance name (of type f).
+func sinkSettings(cfg *config.Config, name string, f sink.Factory) (any, error) {
 	var settings any
 	if f.NewConfig != nil {
 		settings = f.NewConfig()
 	}
-	return settings, cfg.LoadPlugin(cfg.Outputs[f.Name], "outputs."+f.Name, settings)
+	return settings, cfg.LoadPlugin(cfg.Outputs[name], "outputs."+name, settings)
+}
+
+// instanceNames lists the named output instances of the config (those
+// whose name is not their type).
+func instanceNames(cfg *config.Config) []string {
+	var out []string
+	for _, n := range sortedNames(cfg.Outputs) {
+		if config.OutputType(n, cfg.Outputs[n]) != n {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func sinkNames() []string {
@@ -492,17 +505,23 @@ func buildSinks(cfg *config.Config, req Request, rt http.RoundTripper) ([]sink.S
 	if len(names) == 0 {
 		names = []string{"files"}
 	}
-	deps := sink.Deps{Logger: req.Logger, Now: req.Now, Stdout: req.Stdout, Transport: rt,
-		Emulated: cfg.Emulator.Address != "", Getenv: req.Getenv, DataDir: filepath.Dir(cfg.StateFile)}
 	var out []sink.Sink
 	for _, n := range names {
-		f, ok := sink.Lookup(n)
+		node := cfg.Outputs[n]
+		typ := config.OutputType(n, node)
+		f, ok := sink.Lookup(typ)
 		if !ok {
-			return nil, fmt.Errorf("output %q is not known; known outputs: %s", n, strings.Join(sinkNames(), ", "))
+			known := append(sinkNames(), instanceNames(cfg)...)
+			return nil, fmt.Errorf("output %q is not known; known outputs: %s", n, strings.Join(known, ", "))
 		}
-		settings, err := sinkSettings(cfg, f)
+		settings, err := sinkSettings(cfg, n, f)
 		if err != nil {
 			return nil, err
+		}
+		deps := sink.Deps{Logger: req.Logger, Now: req.Now, Stdout: req.Stdout, Transport: rt,
+			Emulated: cfg.Emulator.Address != "", Getenv: req.Getenv, DataDir: filepath.Dir(cfg.StateFile)}
+		if n != typ {
+			deps.Name = n
 		}
 		if req.OutDir != "" {
 			if d, ok := settings.(interface{ SetDir(string) }); ok {

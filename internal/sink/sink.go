@@ -49,6 +49,17 @@ type Deps struct {
 	// DataDir is where a sink may keep files of its own (dead letters),
 	// the directory of the state file.
 	DataDir string
+	// Name is the output instance's name (outputs given as a list); ""
+	// means the type's own name.
+	Name string
+}
+
+// NameOr is the instance's name, or typeName when it has none.
+func (d Deps) NameOr(typeName string) string {
+	if d.Name != "" {
+		return d.Name
+	}
+	return typeName
 }
 
 // Factory describes and builds one sink. Each sink package registers its

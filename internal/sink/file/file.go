@@ -62,6 +62,7 @@ func (c *Config) SetDir(dir string) { c.Dir = dir }
 
 // Sink is the file output.
 type Sink struct {
+	name        string // instance name
 	dir         string
 	rotateBytes int64
 	daily       bool
@@ -135,13 +136,14 @@ func New(deps sink.Deps, cfg Config) (*Sink, error) {
 	}
 	mode, _ := fileMode(cfg.FileMode) // checked by Validate
 	return &Sink{
-		dir: cfg.Dir, rotateBytes: cfg.RotateBytes, daily: cfg.RotateDaily, mode: mode,
-		log: deps.Logger.With("output", Name), now: deps.Now, tables: map[string]*tableFile{},
+		name: deps.NameOr(Name),
+		dir:  cfg.Dir, rotateBytes: cfg.RotateBytes, daily: cfg.RotateDaily, mode: mode,
+		log: deps.Logger.With("output", deps.NameOr(Name)), now: deps.Now, tables: map[string]*tableFile{},
 	}, nil
 }
 
 // Name implements sink.Sink.
-func (s *Sink) Name() string { return Name }
+func (s *Sink) Name() string { return s.name }
 
 // Start creates the directory and cuts any torn last line left by a crash
 // (it was never acknowledged, so the pipeline sends it again).

@@ -57,6 +57,7 @@ type route struct {
 
 // Sink is the Sentinel output.
 type Sink struct {
+	name    string // instance name
 	cfg     Config
 	log     *slog.Logger
 	def     *route            // top-level endpoint/dcr_immutable_id; nil if unset
@@ -81,7 +82,7 @@ func New(deps sink.Deps, cfg Config) (*Sink, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	log := deps.Logger.With("output", Name)
+	log := deps.Logger.With("output", deps.NameOr(Name))
 	co, err := clientOptions(deps, cfg, log)
 	if err != nil {
 		return nil, err
@@ -190,7 +191,7 @@ func (s *Sink) Check(ctx context.Context) error {
 // newSink routes each table to its DCR's uploader and wires the sender
 // into the delivery helper. cfg must be validated.
 func newSink(deps sink.Deps, cfg Config, newClient func(endpoint string) (uploader, error), secrets []string, log *slog.Logger) (*Sink, error) {
-	s := &Sink{cfg: cfg, log: log, secrets: secrets, byTable: map[string]*route{}}
+	s := &Sink{name: deps.NameOr(Name), cfg: cfg, log: log, secrets: secrets, byTable: map[string]*route{}}
 	clients := map[string]uploader{}
 	clientFor := func(endpoint string) (uploader, error) {
 		endpoint = strings.TrimRight(endpoint, "/")
@@ -228,7 +229,7 @@ func newSink(deps sink.Deps, cfg Config, newClient func(endpoint string) (upload
 	}
 	dcfg := cfg.Delivery
 	dcfg.Apart = withinSpan(cfg.MaxTimeSpan)
-	exp, err := delivery.New(Name, dcfg, delivery.JSONArray, encode, s.send, delivery.NewFileDeadLetter(dir, deps.Now), log)
+	exp, err := delivery.New(deps.NameOr(Name), dcfg, delivery.JSONArray, encode, s.send, delivery.NewFileDeadLetter(dir, deps.Now), log)
 	if err != nil {
 		return nil, fmt.Errorf("sentinel output: %w", err)
 	}
@@ -283,7 +284,7 @@ func redact(s string, secrets []string) string {
 func encode(dst []byte, r *record.Record) ([]byte, error) { return r.AppendJSON(dst) }
 
 // Name implements sink.Sink.
-func (s *Sink) Name() string { return Name }
+func (s *Sink) Name() string { return s.name }
 
 // Start implements sink.Sink. It proves the credential by fetching a
 // token for the Logs Ingestion API (Check), so a wrong secret, tenant or

@@ -68,6 +68,7 @@ func init() {
 
 // Sink is the Splunk HEC output.
 type Sink struct {
+	name        string // instance name
 	log         *slog.Logger
 	client      *http.Client
 	ownsRT      bool
@@ -107,7 +108,7 @@ type Sink struct {
 // New builds the sink; nothing is sent before Start.
 func New(deps sink.Deps, cfg Config) (*Sink, error) {
 	deps = deps.WithDefaults()
-	log := deps.Logger.With("output", Name)
+	log := deps.Logger.With("output", deps.NameOr(Name))
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -136,7 +137,8 @@ func New(deps sink.Deps, cfg Config) (*Sink, error) {
 		return nil, fmt.Errorf("splunk: cannot create the HEC channel id: %w", err)
 	}
 	s := &Sink{
-		log: log, token: token, channel: channel, base: base,
+		name: deps.NameOr(Name),
+		log:  log, token: token, channel: channel, base: base,
 		eventURL: base + eventPath, ackURL: base + ackPath + "?channel=" + url.QueryEscape(channel), healthURL: base + healthPath,
 		index: cfg.Index, host: host, source: source, sourcetype: cfg.Sourcetype, sourcetypes: cfg.Sourcetypes,
 		gzip: cfg.Gzip, ack: cfg.Ack.Enabled, pollEvery: poll, ackTimeout: ackTimeout, timeout: timeout,
@@ -155,7 +157,7 @@ func New(deps sink.Deps, cfg Config) (*Sink, error) {
 	if dir == "" {
 		dir = filepath.Join(deps.DataDir, defaultDeadLetterDir)
 	}
-	s.exp, err = delivery.New(Name, dcfg, delivery.Concatenated, s.encode, s.send, delivery.NewFileDeadLetter(dir, deps.Now), log)
+	s.exp, err = delivery.New(deps.NameOr(Name), dcfg, delivery.Concatenated, s.encode, s.send, delivery.NewFileDeadLetter(dir, deps.Now), log)
 	if err != nil {
 		return nil, fmt.Errorf("splunk: %w", err)
 	}
@@ -260,7 +262,7 @@ func newGUID() (string, error) {
 }
 
 // Name implements sink.Sink.
-func (s *Sink) Name() string { return Name }
+func (s *Sink) Name() string { return s.name }
 
 // Channel is the HEC channel GUID this sink sends on (one per process).
 func (s *Sink) Channel() string { return s.channel }

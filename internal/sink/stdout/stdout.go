@@ -31,6 +31,7 @@ func init() {
 // handed to the writer in one Write call under a lock, so lines of
 // concurrent batches never interleave.
 type Sink struct {
+	name   string // instance name
 	mu     sync.Mutex
 	w      io.Writer
 	closed bool
@@ -43,11 +44,11 @@ func New(deps sink.Deps) *Sink {
 	if w == nil {
 		w = os.Stdout
 	}
-	return &Sink{w: w}
+	return &Sink{name: deps.NameOr(Name), w: w}
 }
 
 // Name implements sink.Sink.
-func (s *Sink) Name() string { return Name }
+func (s *Sink) Name() string { return s.name }
 
 // Start implements sink.Sink; there is nothing to prepare.
 func (s *Sink) Start(context.Context) error { return nil }
