@@ -57,6 +57,9 @@ type Request struct {
 	// Prompt shows a device-code sign-in message (public_api.auth.method:
 	// device_code without a cached token).
 	Prompt func(string)
+	// Observer is told about the run's progress and outcomes (progress
+	// display, metrics); nil: nobody.
+	Observer pipeline.Observer
 }
 
 // Report is the outcome of one harvest.
@@ -118,6 +121,45 @@ func Run(ctx context.Context, req Request) (rep Report, err error) {
 			rep.DeadlineHit, rep.Timeout = true, req.Timeout
 		}
 	}()
+	if req.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, req.Timeout)
+		defer cancel()
+	}
+	t, err := Open(ctx, req)
+	if err != nil {
+		return Report{}, err
+	}
+	results := t.run(ctx, nil, pipeline.RunOptions{Since: req.Since, Redeliver: req.Redeliver, Outputs: req.RedeliverTo})
+	outputs, err := t.close()
+	if err != nil {
+		return Report{}, err
+	}
+	return Report{TenantID: t.tenant, Results: results, Outputs: outputs, Duration: time.Since(start)}, nil
+}
+
+// Tenant is one tenant opened for harvesting: its API clients, sources,
+// outputs, state store and pipeline, kept between runs (serve runs each
+// source on its own schedule through one Tenant). Open, Run any number of
+// times (concurrently for different sources), Close.
+type Tenant struct {
+	req       Request
+	log       *slog.Logger
+	tenant    string
+	factories []source.Factory
+	sources   map[string]source.Source
+	buildErrs map[string]error
+	clients   *clients
+	sinks     []sink.Sink
+	store     *state.Store
+	p         *pipeline.Pipeline
+}
+
+// Open prepares a tenant: checks which tenant the portal session belongs
+// to, builds the sources and outputs, opens the state store (held until
+// Close) and starts the outputs' drainers. ctx bounds the start-up and
+// the drainers' life.
+func Open(ctx context.Context, req Request) (*Tenant, error) {
 	if req.Logger == nil {
 		req.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -134,17 +176,12 @@ func Run(ctx context.Context, req Request) (rep Report, err error) {
 
 	factories, err := Select(cfg, req.Sources)
 	if err != nil {
-		return Report{}, err
-	}
-	if req.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, req.Timeout)
-		defer cancel()
+		return nil, err
 	}
 	if req.ResetState {
 		moved, ok, err := state.Quarantine(cfg.StateFile, req.Now())
 		if err != nil {
-			return Report{}, err
+			return nil, err
 		}
 		if ok {
 			req.Logger.Warn("the damaged state file was moved aside; this run starts a new one from the initial lookback", "moved_to", moved)
@@ -155,7 +192,7 @@ func Run(ctx context.Context, req Request) (rep Report, err error) {
 
 	clients, err := newClients(ctx, cfg, req.Logger, req.Prompt)
 	if err != nil {
-		return Report{}, err
+		return nil, err
 	}
 
 	tenant := cfg.TenantID
@@ -166,9 +203,9 @@ func Run(ctx context.Context, req Request) (rep Report, err error) {
 		tc, err := clients.proxy.TenantContext(ctx)
 		switch {
 		case errors.Is(err, mde.ErrWrongTenant):
-			return Report{}, fmt.Errorf("%w: records would be labelled with the wrong tenant, so nothing was harvested", err)
+			return nil, fmt.Errorf("%w: records would be labelled with the wrong tenant, so nothing was harvested", err)
 		case err != nil && tenant == "":
-			return Report{}, fmt.Errorf("tenant_id is not set and reading it from the portal failed: %w", err)
+			return nil, fmt.Errorf("tenant_id is not set and reading it from the portal failed: %w", err)
 		case err != nil:
 			clients.portal, clients.proxy = nil, nil
 			clients.portalErr = fmt.Errorf("cannot confirm which tenant the portal session belongs to, so its data is not harvested (records would carry tenant_id %s unchecked): %w", tenant, err)
@@ -180,7 +217,7 @@ func Run(ctx context.Context, req Request) (rep Report, err error) {
 		}
 	}
 	if tenant == "" {
-		return Report{}, errors.New("tenant_id is not set: put it in the config (tenant_id) or DH_TENANT_ID")
+		return nil, errors.New("tenant_id is not set: put it in the config (tenant_id) or DH_TENANT_ID")
 	}
 	if clients.tokensErr == nil && clients.api == nil && needsPublic(factories) {
 		// Tokens could be built only once the tenant is known.
@@ -196,30 +233,28 @@ func Run(ctx context.Context, req Request) (rep Report, err error) {
 	if clients.api != nil {
 		deps.API = clients.api
 	}
-
-	var runnable []source.Source
-	var results []pipeline.Result
+	t := &Tenant{req: req, log: req.Logger, tenant: tenant, factories: factories, clients: clients,
+		sources: map[string]source.Source{}, buildErrs: map[string]error{}}
 	for _, f := range factories {
 		src, err := build(f, cfg, deps, clients)
 		if err != nil {
-			results = append(results, pipeline.Result{Source: f.Name, Table: f.Table, Kind: f.Kind, Err: err})
+			t.buildErrs[f.Name] = err
 			continue
 		}
-		runnable = append(runnable, src)
+		t.sources[f.Name] = src
 	}
 
 	sinks, err := buildSinks(cfg, req, clients.transport)
 	if err != nil {
-		return Report{}, err
+		return nil, err
 	}
 	store, err := state.Open(cfg.StateFile, state.Options{Logger: req.Logger})
 	if errors.Is(err, state.ErrDamaged) {
-		return Report{}, fmt.Errorf("%w (nothing was harvested)", err)
+		return nil, fmt.Errorf("%w (nothing was harvested)", err)
 	}
 	if err != nil {
-		return Report{}, err
+		return nil, err
 	}
-	defer store.Close()
 
 	// An output that cannot start (its service is down, its token was
 	// revoked) must not stop the others: it starts the run marked down, so
@@ -233,11 +268,12 @@ func Run(ctx context.Context, req Request) (rep Report, err error) {
 	}
 	if len(unavailable) == len(sinks) {
 		shutdown(sinks, req.Logger)
+		store.Close()
 		var errs []error
 		for _, s := range sinks {
 			errs = append(errs, unavailable[s.Name()])
 		}
-		return Report{}, errors.Join(errs...)
+		return nil, errors.Join(errs...)
 	}
 	p, err := pipeline.New(pipeline.Options{
 		Unavailable:     unavailable,
@@ -250,19 +286,88 @@ func Run(ctx context.Context, req Request) (rep Report, err error) {
 		SpoolMaxBytes:   cfg.SpoolMaxBytes,
 		SpoolAfter:      req.SpoolAfter,
 		Skew:            clients.skew.Skew,
+		Observer:        req.Observer,
 	})
 	if err != nil {
 		shutdown(sinks, req.Logger)
-		return Report{}, err
+		store.Close()
+		return nil, err
 	}
-	results = append(results, p.Run(ctx, tenant, runnable, pipeline.RunOptions{
-		Since: req.Since, Redeliver: req.Redeliver, Outputs: req.RedeliverTo})...)
-	outputs := p.Outputs()
-	if err := shutdown(sinks, req.Logger); err != nil {
-		return Report{}, err
+	t.sinks, t.store, t.p = sinks, store, p
+	if !req.Redeliver {
+		p.Start(ctx)
 	}
-	sortResults(results, factories)
-	return Report{TenantID: tenant, Results: results, Outputs: outputs, Duration: time.Since(start)}, nil
+	return t, nil
+}
+
+// TenantID is the tenant's id (from the config or the portal session).
+func (t *Tenant) TenantID() string { return t.tenant }
+
+// Store is the tenant's open state store (for status pages).
+func (t *Tenant) Store() *state.Store { return t.store }
+
+// Sources names the sources this tenant was opened with, in order.
+func (t *Tenant) Sources() []string {
+	out := make([]string, len(t.factories))
+	for i, f := range t.factories {
+		out[i] = f.Name
+	}
+	return out
+}
+
+// Session is the tenant's portal session (nil without one): its age and
+// expiry feed the metrics.
+func (t *Tenant) Session() auth.PortalSession { return t.clients.session }
+
+// Run harvests the named sources (nil: every source it was opened with)
+// and returns their results in the order of the selection. The caller
+// never runs one source twice at once.
+func (t *Tenant) Run(ctx context.Context, names []string, ro pipeline.RunOptions) []pipeline.Result {
+	return t.run(ctx, names, ro)
+}
+
+func (t *Tenant) run(ctx context.Context, names []string, ro pipeline.RunOptions) []pipeline.Result {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	var runnable []source.Source
+	var results []pipeline.Result
+	for _, f := range t.factories {
+		if len(names) > 0 && !want[f.Name] {
+			continue
+		}
+		if err, failed := t.buildErrs[f.Name]; failed {
+			results = append(results, pipeline.Result{Source: f.Name, Table: f.Table, Kind: f.Kind, Err: err})
+			continue
+		}
+		runnable = append(runnable, t.sources[f.Name])
+	}
+	results = append(results, t.p.RunSources(ctx, t.tenant, runnable, ro)...)
+	sortResults(results, t.factories)
+	return results
+}
+
+// Outputs reports each output's status (cumulative since Open).
+func (t *Tenant) Outputs() []pipeline.OutputStatus { return t.p.Outputs() }
+
+// Close stops the drainers (after a last attempt at each spool), shuts
+// the outputs down and releases the state file.
+func (t *Tenant) Close() error {
+	_, err := t.close()
+	return err
+}
+
+func (t *Tenant) close() ([]pipeline.OutputStatus, error) {
+	if !t.req.Redeliver {
+		t.p.Shutdown()
+	}
+	outputs := t.p.Outputs()
+	err := shutdown(t.sinks, t.log)
+	if cerr := t.store.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return outputs, err
 }
 
 func shutdown(sinks []sink.Sink, log *slog.Logger) error {
