@@ -337,3 +337,6 @@ func (s *ESTSSession) adopt(ctx context.Context, jar hostJar) error {
 	s.core.log.Info("signed in to the portal with the ESTS cookie", "portal", s.core.portal.Host)
 	return nil
 }
+
+// Info implements SessionReporter.
+func (s *ESTSSession) Info() SessionInfo { return s.core.info() }

@@ -437,3 +437,23 @@ func (s *CookieSession) Proven() { s.core.proven() }
 
 // Secrets returns the current values for Redact.
 func (s *CookieSession) Secrets() []string { return s.core.secrets() }
+
+// SessionInfo says how old a portal session is and when it expires (zero
+// when the portal did not say); the metrics of `serve` show both.
+type SessionInfo struct {
+	ObtainedAt, ExpiresAt time.Time
+}
+
+// SessionReporter is implemented by portal sessions that know their age.
+type SessionReporter interface {
+	Info() SessionInfo
+}
+
+func (p *portalCore) info() SessionInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return SessionInfo{ObtainedAt: p.obtained, ExpiresAt: p.expires}
+}
+
+// Info implements SessionReporter.
+func (s *CookieSession) Info() SessionInfo { return s.core.info() }
