@@ -18,13 +18,13 @@ func runSources(_ context.Context, env *Env, args []string) int {
 		return code
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SOURCE\tTABLE\tKIND\tAPI\tIN all\tDESCRIPTION")
+	fmt.Fprintln(tw, "SOURCE\tTABLE\tKIND\tAPI\tIN all\tSCHEDULE\tDESCRIPTION")
 	for _, f := range source.All() {
 		inAll := "yes"
 		if !f.DefaultEnabled {
 			inAll = "when configured"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f.Name, f.Table, f.Kind, f.API, inAll, f.Description)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Name, f.Table, f.Kind, f.API, inAll, f.ScheduleOrDefault(), f.Description)
 	}
 	tw.Flush()
 	return exitOK

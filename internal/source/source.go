@@ -123,6 +123,10 @@ type Factory struct {
 	API string
 	// DefaultEnabled says whether "all" includes it without explicit config.
 	DefaultEnabled bool
+	// Schedule is how often `serve` runs it unless the config says
+	// otherwise (sources.<name>.schedule): an interval such as 5m or a
+	// cron expression. Empty means DefaultSchedule.
+	Schedule string
 	// NewConfig returns a pointer to the source's config struct with its
 	// defaults filled in; the config loader decodes the user's settings
 	// into it (unknown keys are errors). May be nil when the source has
@@ -130,6 +134,17 @@ type Factory struct {
 	NewConfig func() any
 	// New builds the source from deps and the decoded config.
 	New func(deps Deps, cfg any) (Source, error)
+}
+
+// DefaultSchedule is the schedule of a source that declares none.
+const DefaultSchedule = "1h"
+
+// ScheduleOrDefault is f's schedule, or DefaultSchedule.
+func (f Factory) ScheduleOrDefault() string {
+	if f.Schedule == "" {
+		return DefaultSchedule
+	}
+	return f.Schedule
 }
 
 var factories = registry.New("source", func(f Factory) string { return f.Name })

@@ -138,7 +138,8 @@ func (s *src) Fetch(ctx context.Context, w source.Window, emit source.Emit) erro
 
 func init() {
 	source.Register(source.Factory{
-		Name: Name, Table: Table, Kind: source.Event, API: "portal", DefaultEnabled: true,
+		Schedule: "5m", // Live Response and other response actions, as fast as machine actions
+		Name:     Name, Table: Table, Kind: source.Event, API: "portal", DefaultEnabled: true,
 		Description: "Action Center history: response actions and Live Response commands, with who ran them",
 		NewConfig:   func() any { return NewConfig() },
 		New: func(deps source.Deps, cfg any) (source.Source, error) {

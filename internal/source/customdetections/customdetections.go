@@ -113,7 +113,8 @@ func (s *src) Snapshot(ctx context.Context, emit source.Emit) error {
 
 func init() {
 	source.Register(source.Factory{
-		Name: Name, Table: Table, Kind: source.Snapshot, API: "portal", DefaultEnabled: true,
+		Schedule: "1h", // settings change rarely; hourly is soon enough to alert
+		Name:     Name, Table: Table, Kind: source.Snapshot, API: "portal", DefaultEnabled: true,
 		Description: "Custom detection rules: enabled, last run status, failures, auto-disable",
 		NewConfig:   func() any { return NewConfig() },
 		New: func(deps source.Deps, cfg any) (source.Source, error) {

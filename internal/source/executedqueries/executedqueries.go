@@ -137,7 +137,8 @@ func (s *src) fetch(ctx context.Context, w source.Window, emit source.Emit) erro
 
 func init() {
 	source.Register(source.Factory{
-		Name: Name, Table: Table, Kind: source.Event, API: "portal", DefaultEnabled: true,
+		Schedule: "15m", // hunting queries; the service itself lags ~15 minutes
+		Name:     Name, Table: Table, Kind: source.Event, API: "portal", DefaultEnabled: true,
 		Description: "Executed advanced hunting queries (portal, API, custom detections) with who ran them",
 		NewConfig:   func() any { return NewConfig() },
 		New: func(deps source.Deps, cfg any) (source.Source, error) {

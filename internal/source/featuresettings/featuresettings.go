@@ -111,7 +111,8 @@ func (s *src) Snapshot(ctx context.Context, emit source.Emit) error {
 
 func init() {
 	source.Register(source.Factory{
-		Name: Name, Table: Table, Kind: source.Snapshot, API: "portal", DefaultEnabled: true,
+		Schedule: "1h", // settings change rarely; hourly is soon enough to alert
+		Name:     Name, Table: Table, Kind: source.Snapshot, API: "portal", DefaultEnabled: true,
 		Description: "Advanced feature toggles (tamper protection, EDR block mode, …) and Live Response settings",
 		New: func(deps source.Deps, _ any) (source.Source, error) {
 			if err := srcutil.NeedPortal(Name, deps); err != nil {

@@ -103,7 +103,8 @@ func (s *src) Snapshot(ctx context.Context, emit source.Emit) error {
 
 func init() {
 	source.Register(source.Factory{
-		Name: Name, Table: Table, Kind: source.Snapshot, API: "public", DefaultEnabled: true,
+		Schedule: "15m", // a new Live Response script is an early sign of abuse
+		Name:     Name, Table: Table, Kind: source.Snapshot, API: "public", DefaultEnabled: true,
 		Description: "Live Response library: scripts and tools that can be pushed to and run on devices",
 		New: func(deps source.Deps, _ any) (source.Source, error) {
 			if err := srcutil.NeedPublic(Name, deps); err != nil {

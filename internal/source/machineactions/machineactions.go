@@ -209,7 +209,8 @@ func (s *src) list(ctx context.Context, w source.Window, filter string, emit sou
 
 func init() {
 	source.Register(source.Factory{
-		Name: Name, Table: Table, Kind: source.Event, API: "public", DefaultEnabled: true,
+		Schedule: "5m", // response actions are what a SOC wants within minutes
+		Name:     Name, Table: Table, Kind: source.Event, API: "public", DefaultEnabled: true,
 		Description: "Machine actions from the public API (isolation, scans, Live Response, quarantine)",
 		NewConfig:   func() any { return NewConfig() },
 		New: func(deps source.Deps, cfg any) (source.Source, error) {

@@ -31,7 +31,8 @@ func Decode(body []byte) ([]source.Item, error) {
 
 func init() {
 	source.Register(srcutil.PortalSnapshotFactory(srcutil.PortalSnapshotSpec{
-		Name: Name, Table: Table, Path: Path,
+		Schedule: "24h", // the hunting schema changes a few times a month
+		Name:     Name, Table: Table, Path: Path,
 		Description: "Advanced hunting schema reference: one item per table",
 		Decode:      Decode,
 	}))

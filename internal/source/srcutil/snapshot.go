@@ -30,6 +30,7 @@ func SnapshotList(src string, body []byte, shape ListShape, keyFields ...string)
 type PortalSnapshotSpec struct {
 	Name, Table, Description string
 	Path                     string
+	Schedule                 string     // default source.DefaultSchedule
 	Query                    url.Values // sent as is on every read; may be nil
 	// Decode turns the whole body into keyed items or fails.
 	Decode func(body []byte) ([]source.Item, error)
@@ -40,7 +41,7 @@ type PortalSnapshotSpec struct {
 func PortalSnapshotFactory(spec PortalSnapshotSpec) source.Factory {
 	return source.Factory{
 		Name: spec.Name, Table: spec.Table, Kind: source.Snapshot, API: "portal", DefaultEnabled: true,
-		Description: spec.Description,
+		Description: spec.Description, Schedule: spec.Schedule,
 		New: func(deps source.Deps, _ any) (source.Source, error) {
 			if err := NeedPortal(spec.Name, deps); err != nil {
 				return nil, err

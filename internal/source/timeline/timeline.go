@@ -398,7 +398,8 @@ func newSource(deps source.Deps, cfg any) (source.Source, error) {
 
 func init() {
 	source.Register(source.Factory{
-		Name: Name, Table: Table, Kind: source.Event, API: "portal", DefaultEnabled: false,
+		Schedule: "1h", // device timelines are large; an hourly pull keeps each one short
+		Name:     Name, Table: Table, Kind: source.Event, API: "portal", DefaultEnabled: false,
 		Description: "Device timelines (every sensor event) for chosen devices or all of them",
 		NewConfig:   func() any { return NewConfig() },
 		New:         newSource,
