@@ -32,6 +32,7 @@ func runRun(ctx context.Context, env *Env, args []string) int {
 	resetState := fs.Bool("reset-state", false, "if the state file is damaged, move it aside and start a new one (a healthy one is kept)")
 	out := fs.String("out", "", "directory for the files output (overrides outputs.files.dir)")
 	outputs := fs.String("outputs", "", "comma-separated outputs (files, stdout); default: those in the config, else files")
+	tenant := fs.String("tenant", "", "with a config that lists tenants: only these (comma-separated names; default all, one after another)")
 	debug := fs.Bool("debug", false, "debug logging")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (for performance reports)")
 	if code, ok := parseFlags(fs, env, args); !ok {
@@ -89,7 +90,66 @@ func runRun(ctx context.Context, env *Env, args []string) int {
 		Getenv:      env.Getenv,
 		Prompt:      func(m string) { fmt.Fprintln(env.Stderr, m) },
 	}
-	return harvestAndReport(ctx, env, req, summaryWriter(env, req.Outputs))
+	tenants, err := selectTenants(cfg, *tenant)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "defenderharvester run:", err)
+		return exitUsage
+	}
+	if len(tenants) == 1 && !cfg.MultiTenant() {
+		return harvestAndReport(ctx, env, req, summaryWriter(env, req.Outputs))
+	}
+	// One tenant after another; one tenant's failure never stops the
+	// next. The exit code is the worst of them.
+	code := exitOK
+	for _, tc := range tenants {
+		w := summaryWriter(env, req.Outputs)
+		fmt.Fprintf(w, "== tenant %s ==\n", tc.TenantName())
+		treq := req
+		treq.Config = tc
+		treq.Logger = req.Logger.With("tenant", tc.TenantName())
+		code = worseExit(code, harvestAndReport(ctx, env, treq, w))
+	}
+	return code
+}
+
+// selectTenants returns the tenants to run: all, or those named (a
+// single-tenant config is its own one tenant).
+func selectTenants(cfg *config.Config, names string) ([]*config.Config, error) {
+	tcs, err := cfg.TenantConfigs()
+	if err != nil {
+		return nil, err
+	}
+	if names == "" {
+		return tcs, nil
+	}
+	if !cfg.MultiTenant() {
+		return nil, errors.New("--tenant: this config lists no tenants (add a tenants: list, see README 'Many tenants')")
+	}
+	byName := map[string]*config.Config{}
+	var known []string
+	for _, tc := range tcs {
+		byName[tc.Name] = tc
+		known = append(known, tc.Name)
+	}
+	var out []*config.Config
+	for _, n := range splitList(names) {
+		tc, ok := byName[n]
+		if !ok {
+			return nil, fmt.Errorf("--tenant: no tenant named %q; the config lists: %s", n, strings.Join(known, ", "))
+		}
+		out = append(out, tc)
+	}
+	return out, nil
+}
+
+// worseExit keeps the more serious of two exit codes: a failure (1) over
+// a deadline (4) over dead letters (3) over success.
+func worseExit(a, b int) int {
+	rank := map[int]int{exitOK: 0, exitDeadLetters: 1, exitDeadline: 2, exitFailed: 3, exitUsage: 4}
+	if rank[b] > rank[a] {
+		return b
+	}
+	return a
 }
 
 func startCPUProfile(path string) (func(), error) {

@@ -338,7 +338,11 @@ func (t *Tenant) run(ctx context.Context, names []string, ro pipeline.RunOptions
 			continue
 		}
 		if err, failed := t.buildErrs[f.Name]; failed {
-			results = append(results, pipeline.Result{Source: f.Name, Table: f.Table, Kind: f.Kind, Err: err})
+			res := pipeline.Result{Source: f.Name, Table: f.Table, Kind: f.Kind, Err: err}
+			if t.req.Observer != nil {
+				t.req.Observer.SourceDone(t.tenant, res) // a source that cannot be built fails every run
+			}
+			results = append(results, res)
 			continue
 		}
 		runnable = append(runnable, t.sources[f.Name])
@@ -450,8 +454,26 @@ func Names() []string {
 // Check validates the config's plugin sections before any work: each
 // names a real source or output, and its settings decode and pass the
 // plugin's own checks — so a bad value stops the run at once instead of
-// failing one source after the others moved their checkpoints.
+// failing one source after the others moved their checkpoints. A config
+// with tenants is checked tenant by tenant.
 func Check(cfg *config.Config) error {
+	if cfg.MultiTenant() {
+		tcs, err := cfg.TenantConfigs()
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for _, tc := range tcs {
+			if err := checkOne(tc); err != nil {
+				errs = append(errs, fmt.Errorf("tenants.%s: %w", tc.Name, err))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	return checkOne(cfg)
+}
+
+func checkOne(cfg *config.Config) error {
 	var errs []error
 	check := func(kind string, sections config.PluginConfigs, known []string, settings func(name string) (bool, error)) {
 		for _, name := range sortedNames(sections) {
