@@ -20,7 +20,7 @@ func init() {
 }
 
 func runSimulate(ctx context.Context, env *Env, args []string) int {
-	fs := newFlagSet(env, "simulate", "simulate [--listen ADDR] [--plain] [--ca-out FILE] [--write-config FILE] [--seed N] [--faults SPEC] [--page-clamp SPEC] [--ingestion-lag DUR] [--clock-skew DUR] [--log-requests]")
+	fs := newFlagSet(env, "simulate", "simulate [--listen ADDR] [--plain] [--ca-out FILE] [--write-config FILE] [--tenants N] [--seed N] [--faults SPEC] [--page-clamp SPEC] [--ingestion-lag DUR] [--clock-skew DUR] [--log-requests]")
 	listen := fs.String("listen", "127.0.0.1:8443", "address to listen on (loopback recommended; port 0 picks a free one)")
 	plain := fs.Bool("plain", false, "serve plain HTTP instead of HTTPS (loopback tests only)")
 	caOut := fs.String("ca-out", "", "write the emulator's CA certificate (PEM) to this file")
@@ -34,6 +34,7 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 	clampSpec := fs.String("page-clamp", "", "serve at most this many rows per page on paged routes, e.g. actioncenter=37,timeline=53 or all=7 (routes: "+strings.Join(sim.PagedRoutes(), ", ")+"); totals stay complete")
 	lagFlag := fs.String("ingestion-lag", "0s", "events become visible up to this long after their timestamp (each event its own seeded lag; at most 3h)")
 	skewFlag := fs.String("clock-skew", "0s", "run the emulator's clock this far ahead (or behind, e.g. -5m) of this machine's; the Date header follows it")
+	tenants := fs.Int("tenants", 1, "number of emulated tenants, each with its own data and credentials (more than 1 needs --write-config: each tenant's credentials go to tenants/<name>/ next to it)")
 	logRequests := fs.Bool("log-requests", false, "print one line per request to stderr: time, method, host, path, query parameter names, status, bytes, duration (never headers, cookies, bodies or query values)")
 	if code, ok := parseFlags(fs, env, args); !ok {
 		return code
@@ -80,6 +81,14 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "simulate: --machines must be between 1 and 100000")
 		return exitUsage
 	}
+	if *tenants < 1 || *tenants > sim.MaxTenants {
+		fmt.Fprintf(env.Stderr, "simulate: --tenants must be between 1 and %d\n", sim.MaxTenants)
+		return exitUsage
+	}
+	if *tenants > 1 && *writeCfg == "" {
+		fmt.Fprintln(env.Stderr, "simulate: --tenants needs --write-config FILE: each tenant's portal cookie and client secret are written to tenants/<name>/ in FILE's folder (mode 0600)")
+		return exitUsage
+	}
 	if *writeCfg != "" && !*plain && *caOut == "" {
 		fmt.Fprintln(env.Stderr, "simulate: --write-config needs --ca-out FILE too (the harvester verifies the emulator's TLS with it), or --plain")
 		return exitUsage
@@ -97,6 +106,7 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 		IngestionLag:                 lag,
 		ClockSkew:                    skew,
 		RequestLog:                   reqLog,
+		Tenants:                      *tenants,
 	})
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "simulate:", err)
@@ -116,7 +126,20 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 		}
 	}
 	info := tenant.Info(srv)
-	if *writeCfg != "" {
+	switch {
+	case *writeCfg != "" && *tenants > 1:
+		ec, err := writeTenantsConfig(*writeCfg, info, tenant.Tenants(), srv.Addr(), *caOut, *plain)
+		if err != nil {
+			fmt.Fprintln(env.Stderr, "simulate: --write-config:", err)
+			return exitFailed
+		}
+		dir := filepath.Dir(ec.path)
+		for _, t := range ec.Tenants {
+			fmt.Fprintf(env.Stderr, "%s (%s, %s): portal cookie in %s, client secret in %s\n", t.Name, t.TenantID, t.Domain,
+				filepath.Join(dir, t.CookieFile), filepath.Join(dir, t.SecretFile))
+		}
+		fmt.Fprintf(env.Stderr, "config for all %d tenants written to %s; its tenants: list (paths relative to that folder):\n%s", len(ec.Tenants), ec.path, ec.TenantsYAML())
+	case *writeCfg != "":
 		if err := writeEmulatorConfig(*writeCfg, info, tenant.Credentials(), srv.Addr(), *caOut, *plain); err != nil {
 			fmt.Fprintln(env.Stderr, "simulate: --write-config:", err)
 			return exitFailed
@@ -128,7 +151,11 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 		return exitFailed
 	}
 	fmt.Fprintln(env.Stdout, string(line))
-	fmt.Fprintf(env.Stderr, "emulated tenant %s listening on %s (%s); Ctrl-C to stop\n", tenant.Credentials().TenantID, srv.Addr(), map[bool]string{true: "plain HTTP", false: "HTTPS"}[*plain])
+	if *tenants > 1 {
+		fmt.Fprintf(env.Stderr, "%d emulated tenants listening on %s (%s); Ctrl-C to stop\n", *tenants, srv.Addr(), map[bool]string{true: "plain HTTP", false: "HTTPS"}[*plain])
+	} else {
+		fmt.Fprintf(env.Stderr, "emulated tenant %s listening on %s (%s); Ctrl-C to stop\n", tenant.Credentials().TenantID, srv.Addr(), map[bool]string{true: "plain HTTP", false: "HTTPS"}[*plain])
+	}
 	<-ctx.Done()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -168,6 +195,53 @@ func writeEmulatorConfig(path string, info sim.Info, cred sim.Credentials, addr,
 	return os.WriteFile(path, []byte(ec.YAML()), 0o600)
 }
 
+// writeTenantsConfig writes a harvester config for every tenant of the
+// emulator: shared keys (emulator, outputs, sources) at the top, one
+// tenants: entry each. Each tenant's secrets go to
+// tenants/<name>/portal-cookie and client-secret in the config's folder
+// (files 0600, folders 0700), named relative to it; the HEC token to
+// FILE.hec-token. The outputs authenticate as the first tenant's app.
+func writeTenantsConfig(path string, info sim.Info, tenants []sim.TenantInfo, addr, caFile string, plain bool) (EmulatorConfig, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return EmulatorConfig{}, err
+	}
+	if caFile != "" {
+		if caFile, err = filepath.Abs(caFile); err != nil {
+			return EmulatorConfig{}, err
+		}
+	}
+	dir := filepath.Dir(abs)
+	ec := EmulatorConfig{
+		Address: addr, CAFile: caFile, Plaintext: plain, HECTokenFile: abs + ".hec-token",
+		SentinelEndpoint: info.Sentinel.Endpoint, DCRImmutableID: info.Sentinel.DCRImmutableID,
+		HECURL: strings.TrimSuffix(info.Splunk.URL, "/services/collector/event"), OutDir: "sim-out",
+		path: abs,
+	}
+	if err := os.WriteFile(ec.HECTokenFile, []byte(info.Splunk.Token+"\n"), 0o600); err != nil {
+		return EmulatorConfig{}, err
+	}
+	for _, t := range tenants {
+		et := EmulatorTenant{Name: t.Name, TenantID: t.ID, Domain: t.Domain, ClientID: t.ClientID,
+			CookieFile: filepath.ToSlash(filepath.Join("tenants", t.Name, "portal-cookie")),
+			SecretFile: filepath.ToSlash(filepath.Join("tenants", t.Name, "client-secret"))}
+		if err := os.MkdirAll(filepath.Join(dir, "tenants", t.Name), 0o700); err != nil {
+			return EmulatorConfig{}, err
+		}
+		for f, v := range map[string]string{et.CookieFile: t.PortalCookie, et.SecretFile: t.ClientSecret} {
+			if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(f)), []byte(v+"\n"), 0o600); err != nil {
+				return EmulatorConfig{}, err
+			}
+		}
+		ec.Tenants = append(ec.Tenants, et)
+	}
+	if len(ec.Tenants) > 0 {
+		first := ec.Tenants[0]
+		ec.TenantID, ec.ClientID, ec.SecretFile = first.TenantID, first.ClientID, first.SecretFile
+	}
+	return ec, os.WriteFile(abs, []byte(ec.YAML()), 0o600)
+}
+
 // PortalCookieHeader renders the session as the browser's Cookie header
 // holds it: the XSRF-TOKEN cookie is URL-encoded (the header form is not).
 func PortalCookieHeader(sccauth, xsrfHeaderForm string) string {
@@ -186,21 +260,54 @@ type EmulatorConfig struct {
 	// they are written with enabled: false (use --outputs to pick them).
 	EnableReceivers   bool
 	StateFile, OutDir string
+	// Tenants, when set, makes YAML write a tenants: list (one entry
+	// each) instead of the single tenant's tenant_id, state_file, portal
+	// and public_api keys; the outputs then authenticate with TenantID,
+	// ClientID and SecretFile (the first tenant's).
+	Tenants []EmulatorTenant
+
+	path string // where writeTenantsConfig wrote it
+}
+
+// EmulatorTenant is one entry of the tenants: list; the files are
+// relative to the config's folder.
+type EmulatorTenant struct {
+	Name, TenantID, Domain, ClientID string
+	CookieFile, SecretFile           string
+}
+
+// TenantsYAML is the tenants: list of the config.
+func (e EmulatorConfig) TenantsYAML() string {
+	var b strings.Builder
+	b.WriteString("tenants:\n")
+	for _, t := range e.Tenants {
+		fmt.Fprintf(&b, "  - name: %s\n    tenant_id: %q\n    portal:\n      cookie_file: %q\n    public_api:\n      client_id: %q\n      client_secret_file: %q\n",
+			t.Name, t.TenantID, t.CookieFile, t.ClientID, t.SecretFile)
+	}
+	return b.String()
 }
 
 // YAML is the config text `simulate --write-config` writes.
 func (e EmulatorConfig) YAML() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Written by 'defenderharvester simulate --write-config': harvest the emulated tenant.\n")
-	fmt.Fprintf(&b, "tenant_id: %q\nstate_file: %q\n", e.TenantID, e.StateFile)
+	if len(e.Tenants) > 0 {
+		fmt.Fprintf(&b, "# Written by 'defenderharvester simulate --tenants %d --write-config': harvest the emulated tenants.\n", len(e.Tenants))
+	} else {
+		fmt.Fprintf(&b, "# Written by 'defenderharvester simulate --write-config': harvest the emulated tenant.\n")
+		fmt.Fprintf(&b, "tenant_id: %q\nstate_file: %q\n", e.TenantID, e.StateFile)
+	}
 	fmt.Fprintf(&b, "emulator:\n  address: %q\n", e.Address)
 	if e.Plaintext {
 		b.WriteString("  plaintext: true\n")
 	} else {
 		fmt.Fprintf(&b, "  ca_file: %q\n", e.CAFile)
 	}
-	fmt.Fprintf(&b, "portal:\n  cookie_file: %q\n  rate_per_second: 50\n", e.CookieFile)
-	fmt.Fprintf(&b, "public_api:\n  client_id: %q\n  client_secret_file: %q\n", e.ClientID, e.SecretFile)
+	if len(e.Tenants) > 0 {
+		b.WriteString(e.TenantsYAML())
+	} else {
+		fmt.Fprintf(&b, "portal:\n  cookie_file: %q\n  rate_per_second: 50\n", e.CookieFile)
+		fmt.Fprintf(&b, "public_api:\n  client_id: %q\n  client_secret_file: %q\n", e.ClientID, e.SecretFile)
+	}
 	fmt.Fprintf(&b, "outputs:\n  files:\n    dir: %q\n", e.OutDir)
 	if e.SentinelEndpoint != "" {
 		fmt.Fprintf(&b, "  sentinel:\n    enabled: %v\n    endpoint: %q\n    dcr_immutable_id: %q\n    auth:\n      method: client_secret\n      tenant_id: %q\n      client_id: %q\n      client_secret_file: %q\n",

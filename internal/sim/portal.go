@@ -18,12 +18,18 @@ func portalFail(q *req, status int, _ string, msg string) {
 // response_mode=form_post back to the portal URL. The tenant is the tid
 // query parameter when given (docs/REFERENCE.md §1.2), else "organizations".
 func loginRedirect(q *req) {
+	tid, _ := param(q, "tid")
+	loginRedirectTo(q, tid)
+}
+
+// loginRedirectTo starts a sign-in to tenant tid ("": organizations).
+func loginRedirectTo(q *req, tid string) {
 	tenant := "organizations"
-	if tid, ok := param(q, "tid"); ok && tid != "" {
+	if tid != "" {
 		tenant = url.PathEscape(tid)
 	}
 	back := "https://" + q.host + "/"
-	if tid, ok := param(q, "tid"); ok && tid != "" && q.r.URL.Path == "/" {
+	if tid != "" && q.r.URL.Path == "/" {
 		back += "?tid=" + url.QueryEscape(tid)
 	}
 	loc := "https://login.microsoftonline.com/" + tenant + "/oauth2/v2.0/authorize?client_id=" + portalAppID +
@@ -49,6 +55,9 @@ func (t *Tenant) portalAuth(q *req) bool {
 			return false
 		}
 		q.claims = c
+		if t.refuseForeignHint(q) {
+			return false
+		}
 		if c.Upn != "" {
 			q.upn = c.Upn
 			return q.r.URL.Path == "/" || t.portalRole(q)
@@ -67,13 +76,15 @@ func (t *Tenant) portalAuth(q *req) bool {
 	}
 	q.upn = ps.upn
 	if q.r.URL.Path == "/" {
-		return true // the landing page only needs the session cookie
+		// The landing page only needs the session cookie; one that names
+		// another tenant starts a sign-in there.
+		return !t.refuseForeignHint(q)
 	}
 	if !t.sess.validXSRF(ps, q.r.Header.Get("X-XSRF-TOKEN")) {
 		portalFail(q, http.StatusUnauthorized, "", "Authorization has been denied for this request: missing or invalid anti-forgery token.")
 		return false
 	}
-	return t.portalRole(q)
+	return !t.refuseForeignHint(q) && t.portalRole(q)
 }
 
 // portalRole answers 403 for a signed-in user without a Defender role
@@ -122,7 +133,7 @@ func (t *Tenant) portalService() service {
 	add(http.MethodGet, "/apiproxy/mtp/liveResponseApi/get_properties", "", t.hLRProperties)
 	add(http.MethodGet, "/apiproxy/mtp/liveResponseApi/library/get_files", "", t.hLibraryPortal)
 	add(http.MethodGet, "/apiproxy/mtp/ndr/machines", "", t.hMachines)
-	add(http.MethodGet, "/apiproxy/mtp/sccManagement/mgmt/TenantContext", "", t.hTenantContext)
+	add(http.MethodGet, tenantContextPath, "", t.hTenantContext)
 	add(http.MethodGet, "/apiproxy/mtp/responseApiPortal/requests/latest", "", t.hRequestsLatest)
 	return s
 }

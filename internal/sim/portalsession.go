@@ -134,6 +134,15 @@ func (s *sessions) lookup(scc string) (*portalSession, bool) {
 	return ps, true
 }
 
+// has reports whether scc is a session of this table, live or expired
+// (it names the tenant whose portal answers the request).
+func (s *sessions) has(scc string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.m[scc]
+	return ok
+}
+
 // rotate issues a new XSRF token for the session scc.
 func (s *sessions) rotate(scc string) (string, error) {
 	x, err := newXSRF()

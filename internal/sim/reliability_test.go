@@ -336,8 +336,8 @@ func TestIngestionLagOnTheWire(t *testing.T) {
 // The lag of an event is fixed by the seed: two tenants agree, and it is
 // spread over the whole range rather than a constant.
 func TestIngestionLagIsDeterministic(t *testing.T) {
-	w := newWorld(Options{Seed: 9, Start: testStart, IngestionLag: time.Hour, Machines: 1, History: time.Hour, TimelineHistory: time.Hour})
-	w2 := newWorld(Options{Seed: 9, Start: testStart, IngestionLag: time.Hour, Machines: 1, History: time.Hour, TimelineHistory: time.Hour})
+	w := newWorld(Options{Seed: 9, Start: testStart, IngestionLag: time.Hour, Machines: 1, History: time.Hour, TimelineHistory: time.Hour}, 0)
+	w2 := newWorld(Options{Seed: 9, Start: testStart, IngestionLag: time.Hour, Machines: 1, History: time.Hour, TimelineHistory: time.Hour}, 0)
 	var lags []time.Duration
 	for i := 0; i < 200; i++ {
 		a, b := w.lagFor(lblLagAC, "x", int64(i)), w2.lagFor(lblLagAC, "x", int64(i))

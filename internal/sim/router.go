@@ -138,18 +138,10 @@ func hostOnly(h string) string {
 	return strings.TrimSuffix(strings.ToLower(h), ".")
 }
 
+// buildHandler is the handler of every tenant of the set (built on the
+// first): it stamps Date, logs the request, and hands it to the tenant the
+// request's credentials name (README "Several tenants").
 func (t *Tenant) buildHandler() http.Handler {
-	// Services are built once; their route tables are immutable.
-	svcCache := map[string]service{}
-	get := func(host string) (service, bool) {
-		if s, ok := svcCache[host]; ok {
-			return s, true
-		}
-		return t.serviceFor(host)
-	}
-	for _, h := range []string{"login.microsoftonline.com", "security.microsoft.com", "mto.security.microsoft.com", "api.security.microsoft.com", "api.securitycenter.microsoft.com"} {
-		svcCache[h], _ = t.serviceFor(h)
-	}
 	rl := newRequestLog(t.opts.RequestLog)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		began := time.Now()
@@ -164,51 +156,59 @@ func (t *Tenant) buildHandler() http.Handler {
 		if rl != nil {
 			defer func() { rl.write(began, r, host, sw) }()
 		}
-		svc, ok := get(host)
-		if !ok {
-			t.log.Debug("request for a host this tenant does not emulate", "host", host, "path", r.URL.Path)
-			http.Error(sw, fmt.Sprintf("misdirected request: %q is not an emulated Microsoft host", host), http.StatusMisdirectedRequest)
-			return
-		}
-		rt, vars, found := svc.routes.match(r.Method, r.URL.Path)
-		sub := ""
-		if rt != nil {
-			sub = rt.sub
-		}
-		t.count(svc.family, sub)
-		q := &req{w: sw, r: r, host: host, vars: vars, now: now, svc: svc}
-		if !sleepCtx(r.Context(), t.opts.Latency) {
-			return
-		}
-		var rs *receiverState
-		if svc.receiver != "" {
-			rs = t.receivers[svc.receiver]
-		}
-		defer func() {
-			if rs != nil {
-				n := q.bodyBytes
-				if n == 0 && r.ContentLength > 0 {
-					n = int(min(r.ContentLength, 1<<40))
-				}
-				rs.observe(sw.status, n)
-			}
-			t.log.Debug("request", "family", svc.family, "method", r.Method, "host", host, "path", r.URL.Path, "status", sw.status)
-		}()
-		if rs != nil && rs.isDown() {
-			// An outage: the connection dies before any response.
-			dropConn(q.w, true)
-			return
-		}
-		if f := t.faults.decide(svc.family, sub); f != nil {
-			if !sleepCtx(r.Context(), f.delay) {
-				return
-			}
-			if f.kind != "" && t.applyFault(q, f, rt) {
-				return
-			}
-		}
-		t.serve(q, rt, found)
+		t.set.pick(sw, r, host).handle(sw, r, host, now)
 	})
+}
+
+// handle serves one request as this tenant.
+func (t *Tenant) handle(sw *statusWriter, r *http.Request, host string, now time.Time) {
+	svc, ok := t.svcCache[host]
+	if !ok {
+		svc, ok = t.serviceFor(host)
+	}
+	if !ok {
+		t.log.Debug("request for a host this tenant does not emulate", "host", host, "path", r.URL.Path)
+		http.Error(sw, fmt.Sprintf("misdirected request: %q is not an emulated Microsoft host", host), http.StatusMisdirectedRequest)
+		return
+	}
+	rt, vars, found := svc.routes.match(r.Method, r.URL.Path)
+	sub := ""
+	if rt != nil {
+		sub = rt.sub
+	}
+	t.count(svc.family, sub)
+	q := &req{w: sw, r: r, host: host, vars: vars, now: now, svc: svc}
+	if !sleepCtx(r.Context(), t.opts.Latency) {
+		return
+	}
+	var rs *receiverState
+	if svc.receiver != "" {
+		rs = t.receivers[svc.receiver]
+	}
+	defer func() {
+		if rs != nil {
+			n := q.bodyBytes
+			if n == 0 && r.ContentLength > 0 {
+				n = int(min(r.ContentLength, 1<<40))
+			}
+			rs.observe(sw.status, n)
+		}
+		t.log.Debug("request", "family", svc.family, "method", r.Method, "host", host, "path", r.URL.Path, "status", sw.status)
+	}()
+	if rs != nil && rs.isDown() {
+		// An outage: the connection dies before any response.
+		dropConn(q.w, true)
+		return
+	}
+	if f := t.faults.decide(svc.family, sub); f != nil {
+		if !sleepCtx(r.Context(), f.delay) {
+			return
+		}
+		if f.kind != "" && t.applyFault(q, f, rt) {
+			return
+		}
+	}
+	t.serve(q, rt, found)
 }
 
 // serve runs the route after the strict checks: 404, 405, auth.

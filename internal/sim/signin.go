@@ -646,6 +646,13 @@ func (t *Tenant) authorize(q *req) {
 			break
 		}
 	}
+	if u == nil && t.set != nil {
+		// A user of another tenant of the emulator is not a member here.
+		if o, upn := t.set.estsOwner(q.r); o != nil && o != t {
+			writeHTML(q.w, http.StatusOK, signInPage("50020", fmt.Sprintf("AADSTS50020: User account '%s' from identity provider '%s' does not exist in tenant '%s' and cannot access the application '%s'(Microsoft 365 Security Center) in that tenant. The account needs to be added as an external user in the tenant first. Sign out and sign in again with a different Azure Active Directory user account.", upn, o.issuer(), t.w.orgName, portalAppID)))
+			return
+		}
+	}
 	if u == nil {
 		writeHTML(q.w, http.StatusOK, signInPage("50058", "AADSTS50058: A silent sign-in request was sent but no user is signed in. Session information is not sufficient for single-sign-on."))
 		return

@@ -114,6 +114,15 @@ type Options struct {
 	// (AADSTS50076). Both can be changed later with the setters.
 	ConditionalAccessBlock []string
 	MFARequired            []string
+
+	// Tenants is how many tenants the emulator serves (0 or 1: one; at
+	// most MaxTenants). The first is the tenant of Seed and TenantID,
+	// exactly as with one; tenant k (k ≥ 1) derives its seed, tenant id,
+	// organisation, users, devices and data from Seed and k, and has its
+	// own apps, secrets, token key and portal sessions. All tenants share
+	// the hosts, the CA, the clocks, every knob above (faults, clamps,
+	// lag, skew, latency) and the receivers. See README "Several tenants".
+	Tenants int
 }
 
 // Credentials are the secrets a client needs to talk to this tenant.
@@ -191,7 +200,15 @@ type Tenant struct {
 	defDCR    *DCR            // first DCR, for Info
 	hec       *hecState
 
-	handler http.Handler
+	handler  http.Handler
+	svcCache map[string]service // services of the fixed hosts, built once
+
+	// Several tenants (README "Several tenants"): index is this tenant's
+	// place (0: the first, the one New returns), root the first tenant
+	// (itself for the first), set all of them.
+	index int
+	root  *Tenant
+	set   *tenantSet
 }
 
 // Limits on knobs, so a typo cannot make the emulator eat the machine.
@@ -208,6 +225,9 @@ const (
 	MaxIngestionLag = maxOpSpan
 	MaxClockSkew    = 24 * time.Hour
 )
+
+// MaxTenants bounds Options.Tenants ("one tenant or hundreds").
+const MaxTenants = 1000
 
 // New builds a tenant. It fails only on invalid options.
 func New(opts Options) (*Tenant, error) {
@@ -277,6 +297,8 @@ func New(opts Options) (*Tenant, error) {
 		return nil, fmt.Errorf("sim: IngestionLag %s is out of range: use 0 to %s", opts.IngestionLag, MaxIngestionLag)
 	case opts.ClockSkew < -MaxClockSkew || opts.ClockSkew > MaxClockSkew:
 		return nil, fmt.Errorf("sim: ClockSkew %s is out of range: use -%s to %s", opts.ClockSkew, MaxClockSkew, MaxClockSkew)
+	case opts.Tenants < 0 || opts.Tenants > MaxTenants:
+		return nil, fmt.Errorf("sim: Tenants %d is out of range: use 1 to %d (0 means 1)", opts.Tenants, MaxTenants)
 	}
 	if err := validateClamps(opts.PageClamp); err != nil {
 		return nil, fmt.Errorf("sim: %w", err)
@@ -285,10 +307,43 @@ func New(opts Options) (*Tenant, error) {
 		return nil, fmt.Errorf("sim: %w", err)
 	}
 	opts.TenantID = strings.ToLower(opts.TenantID)
+	if opts.Tenants == 0 {
+		opts.Tenants = 1
+	}
 
+	t, err := newTenant(opts, 0, nil)
+	if err != nil {
+		return nil, err
+	}
+	set := &tenantSet{all: []*Tenant{t}}
+	for k := 1; k < opts.Tenants; k++ {
+		o := opts
+		o.Seed, o.TenantID = memberSeed(opts.Seed, k), ""
+		m, err := newTenant(o, k, t)
+		if err != nil {
+			return nil, err
+		}
+		set.all = append(set.all, m)
+	}
+	if err := set.index(); err != nil {
+		return nil, err
+	}
+	for _, m := range set.all {
+		m.set = set
+	}
+	t.handler = t.buildHandler()
+	for _, m := range set.all[1:] {
+		m.handler = t.handler
+	}
+	return t, nil
+}
+
+// newTenant builds tenant index of the set; root is the first tenant (nil
+// when building it), whose CA and receivers the others share.
+func newTenant(opts Options, index int, root *Tenant) (*Tenant, error) {
 	t := &Tenant{
 		opts:     opts,
-		w:        newWorld(opts),
+		w:        newWorld(opts, index),
 		log:      opts.Logger,
 		now:      skewed(opts.Now, opts.ClockSkew),
 		clock:    skewed(opts.Clock, opts.ClockSkew),
@@ -296,13 +351,22 @@ func New(opts Options) (*Tenant, error) {
 		qCache:   newLRU[int64, []*queryRecord](4096),
 		tlCache:  newLRU[tlKey, []tlEvent](16384),
 		counts:   map[string]int{},
+		index:    index,
+		root:     root,
+	}
+	if root == nil {
+		t.root = t
 	}
 	var err error
 	if t.hmacKey, err = randomBytes(32); err != nil {
 		return nil, err
 	}
-	if t.pki, err = newPKI(); err != nil {
-		return nil, err
+	if root == nil {
+		if t.pki, err = newPKI(); err != nil {
+			return nil, err
+		}
+	} else {
+		t.pki = root.pki
 	}
 	if err := t.initApps(); err != nil {
 		return nil, err
@@ -313,12 +377,21 @@ func New(opts Options) (*Tenant, error) {
 	if t.sess, err = newSessions(t.clock, t.opts.SessionLifetime, t.creds.UserUPN); err != nil {
 		return nil, err
 	}
-	if err := t.initReceivers(); err != nil {
-		return nil, err
+	if root == nil {
+		if err := t.initReceivers(); err != nil {
+			return nil, err
+		}
+	} else {
+		// The receivers are the customer's SIEM: one for every tenant.
+		t.receivers, t.dcrs, t.defDCR, t.hec = root.receivers, root.dcrs, root.defDCR, root.hec
+		t.creds.HECToken, t.creds.HECAckToken, t.creds.HECDisabledToken = root.creds.HECToken, root.creds.HECAckToken, root.creds.HECDisabledToken
 	}
 	t.limiter = newRateLimiter(t.clock)
 	t.faults = newFaultEngine(opts.Seed, opts.Faults)
-	t.handler = t.buildHandler()
+	t.svcCache = map[string]service{}
+	for _, h := range []string{"login.microsoftonline.com", "security.microsoft.com", "mto.security.microsoft.com", "api.security.microsoft.com", "api.securitycenter.microsoft.com"} {
+		t.svcCache[h], _ = t.serviceFor(h)
+	}
 	return t, nil
 }
 
@@ -519,6 +592,9 @@ type Info struct {
 	Changes            []Change          `json:"changes"`
 	Sentinel           SentinelInfo      `json:"sentinel"`
 	Splunk             SplunkInfo        `json:"splunk"`
+	// Tenants lists every tenant when the emulator serves more than one
+	// (secrets left out: see Tenants()); the fields above describe this one.
+	Tenants []TenantInfo `json:"tenants,omitempty"`
 }
 
 // Info describes the running server s (nil: no listener yet).
@@ -535,11 +611,14 @@ func (t *Tenant) Info(s *Server) Info {
 			"legacy": "https://wdatpprd-weu.securitycenter.windows.com/api",
 		},
 		Changes:  t.Changes(),
-		Sentinel: t.sentinelInfo(),
+		Sentinel: t.root.sentinelInfo(),
 		Splunk: SplunkInfo{
 			URL: "https://" + hecHost + "/services/collector/event", Token: c.HECToken,
 			AckToken: c.HECAckToken, DisabledToken: c.HECDisabledToken, Indexes: t.hec.indexes,
 		},
+	}
+	if len(t.set.all) > 1 {
+		in.Tenants = t.Tenants()
 	}
 	in.BaseURLs["sentinel"] = in.Sentinel.Endpoint
 	in.BaseURLs["splunk"] = "https://" + hecHost

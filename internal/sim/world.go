@@ -65,7 +65,10 @@ var (
 	srvOS      = []string{"WindowsServer2022", "WindowsServer2019", "WindowsServer2022", "Linux"}
 )
 
-func newWorld(o Options) *world {
+// newWorld builds the world of tenant index (0: the first) from o.Seed.
+// The organisation of a later tenant carries its number (fabrikam2,
+// contoso3, …), so no two tenants share a domain, a UPN or a host name.
+func newWorld(o Options, index int) *world {
 	r := rngFor(o.Seed, lblTenant)
 	w := &world{
 		seed:      o.Seed,
@@ -80,6 +83,9 @@ func newWorld(o Options) *world {
 	w.tenantID = guid(r)
 	if o.TenantID != "" {
 		w.tenantID = o.TenantID
+	}
+	if index > 0 {
+		w.orgName += fmt.Sprint(index + 1)
 	}
 	w.domain = w.orgName + ".com"
 
