@@ -222,7 +222,7 @@ func (p *portalCore) visitRoot(ctx context.Context) error {
 	case resp.StatusCode >= 300 && resp.StatusCode < 400,
 		resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == 419, resp.StatusCode == 440:
 		p.log.Info("portal session rejected at the portal root", "status", resp.StatusCode)
-		return ErrSessionExpired
+		return p.rejected()
 	case resp.StatusCode != http.StatusOK:
 		return fmt.Errorf("auth: the portal root answered HTTP %d while renewing the XSRF token: retry later; if it persists check the portal's service health", resp.StatusCode)
 	}
@@ -238,7 +238,7 @@ func (p *portalCore) visitRoot(ctx context.Context) error {
 	if newXSRF == "" {
 		if looksLikeSignInPage(body) {
 			p.log.Info("portal root returned a sign-in page: session expired")
-			return ErrSessionExpired
+			return p.rejected()
 		}
 		return fmt.Errorf("%w: a proxy may be answering for the portal, or the portal is in maintenance; retry later", ErrNoXSRF)
 	}
@@ -253,6 +253,16 @@ func (p *portalCore) visitRoot(ctx context.Context) error {
 	p.mu.Unlock()
 	p.log.Debug("portal XSRF token renewed", "sccauth_rotated", newScc != "")
 	return nil
+}
+
+// rejected is the error of a root visit the portal answered with a
+// sign-in: with a tenant named (?tid=), the portal does the same for a
+// session of another tenant, so the error says both possibilities.
+func (p *portalCore) rejected() error {
+	if p.tenant == "" {
+		return ErrSessionExpired
+	}
+	return fmt.Errorf("%w; or it is a session of another tenant than tenant_id %s (the portal answers a visit for tid=%s with a sign-in then): check tenant_id", ErrSessionExpired, p.tenant, p.tenant)
 }
 
 // proven writes the session to the cache when it changed since it was
@@ -426,6 +436,9 @@ func (s *CookieSession) renew(ctx context.Context) error {
 	err := s.core.visitRoot(ctx)
 	if errors.Is(err, ErrSessionExpired) {
 		s.core.forget()
+		if s.core.tenant != "" {
+			return fmt.Errorf("%w; or it is a session of another tenant than tenant_id %s (the portal answers a visit for tid=%s with a sign-in then): check tenant_id", errCookieExpired, s.core.tenant, s.core.tenant)
+		}
 		return errCookieExpired
 	}
 	return err
