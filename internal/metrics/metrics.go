@@ -167,15 +167,19 @@ func New(o Options) *Metrics {
 	m.throttled = counter("http_throttled_total", "Answers asking us to slow down (429, or 5xx with Retry-After), by API family.", "api")
 	m.giveUps = counter("http_retry_give_ups_total", "Requests abandoned after a retryable failure (attempts used up, or Retry-After beyond the maximum wait).", "api", "class")
 
-	m.reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.own()...)
+	return m
+}
+
+// own lists the collectors of the harvester's own metrics.
+func (m *Metrics) own() []prometheus.Collector {
+	return []prometheus.Collector{
 		m.fetched, m.newRecs, m.duplicates, m.outOfWindow, m.changes, m.chunks, m.runs, m.runDuration,
 		m.sourceErrors, m.running, m.written, m.writeFailures, m.spooled,
 		m.skipped, m.waiting, m.slotWait, m.schedule, m.retries, m.throttled, m.giveUps,
 		(*stateCollector)(m),
-	)
-	return m
+	}
 }
 
 // Registry is the registry /metrics serves; the service may register
