@@ -50,7 +50,10 @@ type Session struct {
 	// Obtained is when the session was issued or last renewed; zero when
 	// unknown (copied cookies).
 	Obtained time.Time
-	// Expires is when the portal stops accepting it; zero when unknown.
+	// Expires is when the portal stops accepting it, zero when unknown.
+	// For a session that renews itself this is its hard limit, not the
+	// planned renewal: SessionExpiresSoon fires when less than 20 minutes
+	// are left, which a renewal 30 minutes ahead never lets happen.
 	Expires time.Time
 	// Expired says the service knows it is no longer accepted.
 	Expired bool
