@@ -21,7 +21,17 @@ var (
 	ErrCertificate = errors.New("TLS certificate not trusted")
 	// ErrHostNotFound: the host name does not resolve. Final.
 	ErrHostNotFound = errors.New("host name does not resolve")
+	// ErrNetwork: the connection failed or broke (refused, reset, a body
+	// cut short) for another reason than the ones above. Retried.
+	ErrNetwork = errors.New("network failure")
 )
+
+// networkError matches ErrNetwork without adding its text, so messages
+// stay as they were.
+type networkError struct{ msg string }
+
+func (e *networkError) Error() string        { return e.msg }
+func (e *networkError) Is(target error) bool { return target == ErrNetwork }
 
 // StatusError is an answer whose status asked for another attempt (429,
 // 5xx) on the last attempt a policy allowed.
@@ -72,9 +82,9 @@ func AttemptError(attempt context.Context, err error, host string, timeout time.
 		return fmt.Errorf("%w: no answer from %s: %s", ErrTimeout, host, Cause(err))
 	}
 	if reading {
-		return fmt.Errorf("reading the answer from %s failed: %s", host, Cause(err))
+		return &networkError{fmt.Sprintf("reading the answer from %s failed: %s", host, Cause(err))}
 	}
-	return fmt.Errorf("connection to %s failed: %s", host, Cause(err))
+	return &networkError{fmt.Sprintf("connection to %s failed: %s", host, Cause(err))}
 }
 
 // Cause is the text of err without the URL *url.Error would print (its

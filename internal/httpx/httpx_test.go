@@ -241,3 +241,111 @@ func TestPolicyDoFeedsTheSkewMeter(t *testing.T) {
 		t.Fatalf("skew = %s, %v; want about 10m", s, ok)
 	}
 }
+
+// TestPolicyDoObserve: the hook hears every retry decision once, with the
+// policy's label, the status class and throttling, and the final give-up.
+func TestPolicyDoObserve(t *testing.T) {
+	tests := []struct {
+		name    string
+		answers []answer
+		want    []Attempt
+	}{
+		{"success at once: nothing to report", []answer{{status: 200}}, nil},
+		{"404 is an answer: nothing to report", []answer{{status: 404}}, nil},
+		{"503 then success", []answer{{status: 503}, {status: 200}},
+			[]Attempt{{Label: "entra", N: 1, Status: 503, Class: "5xx", Retry: true}}},
+		{"503 with Retry-After is throttling", []answer{{status: 503, retryAfter: "7"}, {status: 200}},
+			[]Attempt{{Label: "entra", N: 1, Status: 503, Class: "5xx", Throttled: true, Retry: true, Wait: 7 * time.Second}}},
+		{"429 is throttling", []answer{{status: 429, retryAfter: "2"}, {status: 200}},
+			[]Attempt{{Label: "entra", N: 1, Status: 429, Class: "4xx", Throttled: true, Retry: true, Wait: 2 * time.Second}}},
+		{"connection reset", []answer{{reset: true}, {status: 200}},
+			[]Attempt{{Label: "entra", N: 1, Class: "network", Retry: true}}},
+		{"gives up after max attempts", []answer{{status: 502}},
+			[]Attempt{
+				{Label: "entra", N: 1, Status: 502, Class: "5xx", Retry: true},
+				{Label: "entra", N: 2, Status: 502, Class: "5xx", Retry: true},
+				{Label: "entra", N: 3, Status: 502, Class: "5xx"},
+			}},
+		{"Retry-After beyond max wait gives up", []answer{{status: 429, retryAfter: "3600"}},
+			[]Attempt{{Label: "entra", N: 1, Status: 429, Class: "4xx", Throttled: true}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var hits atomic.Int32
+			srv := sequence(t, tt.answers, &hits)
+			var got []Attempt
+			p := Policy{Timeout: 5 * time.Second, MaxAttempts: 3, MaxWait: time.Minute, Sleep: (&waits{}).sleep,
+				Label: "entra", Observe: func(a Attempt) { got = append(got, a) }}
+			p.Do(context.Background(), NewClient(srv.Client().Transport, 0), "x", func(ctx context.Context) (*http.Request, error) {
+				return http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+			})
+			if len(got) != len(tt.want) {
+				t.Fatalf("reports %+v, want %+v", got, tt.want)
+			}
+			for i := range got {
+				w := tt.want[i]
+				if w.Wait == 0 && got[i].Retry {
+					w.Wait = got[i].Wait // jittered backoff: only its presence is checked
+					if w.Wait <= 0 {
+						t.Errorf("report %d: a retry without a wait", i)
+					}
+				}
+				if got[i] != w {
+					t.Errorf("report %d = %+v, want %+v", i, got[i], w)
+				}
+			}
+		})
+	}
+}
+
+func TestRetryClassification(t *testing.T) {
+	for _, tt := range []struct {
+		code      int
+		header    string
+		class     string
+		throttled bool
+	}{
+		{429, "", "4xx", true},
+		{503, "5", "5xx", true},
+		{503, "", "5xx", false},
+		{500, "", "5xx", false},
+		{404, "5", "4xx", false}, // not retryable: a Retry-After there is no throttling
+		{0, "", "", false},
+	} {
+		h := http.Header{}
+		if tt.header != "" {
+			h.Set("Retry-After", tt.header)
+		}
+		if c := StatusClass(tt.code); c != tt.class {
+			t.Errorf("StatusClass(%d) = %q, want %q", tt.code, c, tt.class)
+		}
+		if th := Throttling(tt.code, h); th != tt.throttled {
+			t.Errorf("Throttling(%d, Retry-After %q) = %v, want %v", tt.code, tt.header, th, tt.throttled)
+		}
+	}
+	if c := failureClass(AttemptError(nil, errors.New("i/o timeout"), "h", time.Second, false)); c != "network" {
+		t.Errorf("a plain failure is %q, want network", c)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), time.Unix(1, 0))
+	defer cancel()
+	if c := failureClass(AttemptError(ctx, context.DeadlineExceeded, "h", time.Second, false)); c != "timeout" {
+		t.Errorf("an attempt past its deadline is %q, want timeout", c)
+	}
+}
+
+// TestConnectionFailureIsErrNetwork: a reset on every attempt ends in an
+// error callers can tell apart with errors.Is, worded as before.
+func TestConnectionFailureIsErrNetwork(t *testing.T) {
+	var hits atomic.Int32
+	srv := sequence(t, []answer{{reset: true}}, &hits)
+	p := Policy{Timeout: 5 * time.Second, MaxAttempts: 2, Sleep: (&waits{}).sleep}
+	_, _, err := p.Do(context.Background(), NewClient(srv.Client().Transport, 0), "x", func(ctx context.Context) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	})
+	if !errors.Is(err, ErrNetwork) || errors.Is(err, ErrTimeout) {
+		t.Fatalf("err = %v, want ErrNetwork only", err)
+	}
+	if !strings.Contains(err.Error(), "failed") || strings.Contains(err.Error(), ErrNetwork.Error()) {
+		t.Errorf("err = %q: want the old wording, without %q", err, ErrNetwork)
+	}
+}

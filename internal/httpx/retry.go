@@ -2,6 +2,7 @@ package httpx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -42,6 +43,62 @@ type Policy struct {
 	Skew *clock.SkewMeter
 	// Logger receives one line per retry (never a URL query or a secret).
 	Logger *slog.Logger
+	// Label names the API family the policy serves in Observe's reports
+	// ("portal", "public", "sentinel", "splunk", "entra"); whoever builds
+	// the policy sets it.
+	Label string
+	// Observe, when set, is told about every retry decision (metrics).
+	// It runs on the request's goroutine and must return quickly.
+	Observe func(Attempt)
+}
+
+// Attempt is one retry decision of Policy.Do: a failed attempt that was
+// worth another (a retryable status or transport failure), and whether
+// another follows. It holds no URL, host or secret.
+type Attempt struct {
+	Label string // Policy.Label
+	N     int    // which attempt failed, 1 for the first
+	// Status is the answer's HTTP status, 0 when there was none.
+	Status int
+	// Class is the status class ("4xx", "5xx"), or "timeout" / "network"
+	// when no answer came.
+	Class string
+	// Throttled says the server asked us to slow down (see Throttling).
+	Throttled bool
+	// Retry says another attempt follows (after Wait); false when Do
+	// gives up: attempts used up, or a Retry-After beyond MaxWait.
+	Retry bool
+	Wait  time.Duration
+}
+
+// StatusClass is "1xx" … "5xx" for a status, "" for anything else.
+func StatusClass(code int) string {
+	if code < 100 || code > 599 {
+		return ""
+	}
+	return string(rune('0'+code/100)) + "xx"
+}
+
+// Throttling reports an answer that asks the client to slow down: 429, or
+// a retryable status (503 mostly) with a Retry-After header.
+func Throttling(code int, h http.Header) bool {
+	return code == http.StatusTooManyRequests || (RetryableStatus(code) && h.Get("Retry-After") != "")
+}
+
+// failureClass names a transport failure for Attempt.Class.
+func failureClass(err error) string {
+	if errors.Is(err, ErrTimeout) {
+		return "timeout"
+	}
+	return "network"
+}
+
+// observe reports a decision; a nil hook costs one comparison.
+func (p Policy) observe(a Attempt) {
+	if p.Observe != nil {
+		a.Label = p.Label
+		p.Observe(a)
+	}
 }
 
 // WithDefaults fills the zero fields.
@@ -100,21 +157,29 @@ func (p Policy) Do(ctx context.Context, c *http.Client, what string, build func(
 			return nil, nil, fmt.Errorf("%s: %w", what, err)
 		}
 		var wait time.Duration
+		a := Attempt{N: attempt}
 		if err == nil {
 			err = &StatusError{Code: resp.StatusCode}
+			a.Status, a.Class, a.Throttled = resp.StatusCode, StatusClass(resp.StatusCode), Throttling(resp.StatusCode, resp.Header)
 			if ra, ok := RetryAfter(resp.Header, time.Now()); ok {
 				if ra > p.MaxWait {
+					p.observe(a)
 					return resp, body, fmt.Errorf("%s: the server asked to wait %s, more than the configured maximum %s (http.max_wait); try again later: %w", what, ra, p.MaxWait, err)
 				}
 				wait = ra
 			}
+		} else {
+			a.Class = failureClass(err)
 		}
 		if attempt >= p.MaxAttempts {
+			p.observe(a)
 			return resp, body, fmt.Errorf("%s: giving up after %d attempts: %w", what, attempt, err)
 		}
 		if wait == 0 {
 			wait = Backoff(attempt, p.Backoff, p.MaxWait)
 		}
+		a.Retry, a.Wait = true, wait
+		p.observe(a)
 		level := slog.LevelDebug
 		if attempt >= 2 {
 			level = slog.LevelWarn
