@@ -76,6 +76,7 @@ type Config struct {
 	RunTimeout      Duration      `yaml:"run_timeout"` // overall deadline of one run
 	SpoolAfter      Duration      `yaml:"spool_after"` // how long a batch waits on a slow output before it is spooled for it
 	LogLevel        string        `yaml:"log_level"`
+	LogFormat       string        `yaml:"log_format"` // text or json
 	HTTP            HTTP          `yaml:"http"`
 	Portal          Portal        `yaml:"portal"`
 	PublicAPI       PublicAPI     `yaml:"public_api"`
@@ -202,6 +203,7 @@ func Default() *Config {
 		RunTimeout:      Duration(DefaultRunTimeout),
 		SpoolAfter:      Duration(DefaultSpoolAfter),
 		LogLevel:        "info",
+		LogFormat:       "text",
 		HTTP: HTTP{
 			Timeout:     Duration(60 * time.Second),
 			MaxAttempts: 5,

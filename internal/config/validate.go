@@ -43,6 +43,11 @@ func (c *Config) Validate() error {
 	default:
 		add("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
 	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		add("log_format", "%q is not one of text, json", c.LogFormat)
+	}
 	if c.HTTP.Timeout <= 0 {
 		add("http.timeout", "must be positive, e.g. 60s")
 	}
