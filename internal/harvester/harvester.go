@@ -57,6 +57,8 @@ type Request struct {
 	// Prompt shows a device-code sign-in message (public_api.auth.method:
 	// device_code without a cached token).
 	Prompt func(string)
+	// Observer is told about the pipeline's progress (nil: nobody).
+	Observer pipeline.Observer
 }
 
 // Report is the outcome of one harvest.
@@ -250,6 +252,7 @@ func Run(ctx context.Context, req Request) (rep Report, err error) {
 		SpoolMaxBytes:   cfg.SpoolMaxBytes,
 		SpoolAfter:      req.SpoolAfter,
 		Skew:            clients.skew.Skew,
+		Observer:        req.Observer,
 	})
 	if err != nil {
 		shutdown(sinks, req.Logger)
