@@ -134,19 +134,7 @@ func parseFlags(fs *flag.FlagSet, env *Env, args []string) (int, bool) {
 	return 0, true
 }
 
-// newLogger writes structured logs to stderr at the given level.
+// newLogger writes structured text logs to stderr at the given level.
 func newLogger(env *Env, level string, debug bool) *slog.Logger {
-	lv := slog.LevelInfo
-	switch level {
-	case "debug":
-		lv = slog.LevelDebug
-	case "warn":
-		lv = slog.LevelWarn
-	case "error":
-		lv = slog.LevelError
-	}
-	if debug {
-		lv = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: lv}))
+	return newLoggerTo(env.Stderr, level, "text", debug)
 }

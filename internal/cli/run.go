@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime/pprof"
 	"strings"
@@ -21,7 +22,7 @@ func init() {
 }
 
 func runRun(ctx context.Context, env *Env, args []string) int {
-	fs := newFlagSet(env, "run", "run [--config FILE] [--sources LIST|all] [--lookback DURATION | --since TIME] [--redeliver [--output NAME]] [--out DIR] [--timeout DURATION] [--reset-state]")
+	fs := newFlagSet(env, "run", "run [--config FILE] [--sources LIST|all] [--lookback DURATION | --since TIME] [--redeliver [--output NAME]] [--out DIR] [--timeout DURATION] [--reset-state] [--progress auto|tty|log|off]")
 	cfgPath := fs.String("config", "", "config file (YAML); default $"+config.EnvConfig+" or built-in defaults")
 	sources := fs.String("sources", "all", "comma-separated source names, or all (see 'defenderharvester sources')")
 	lookback := fs.String("lookback", "", "backfill: cover this far back, e.g. 6h or 7d (only time not harvested yet is read)")
@@ -34,6 +35,7 @@ func runRun(ctx context.Context, env *Env, args []string) int {
 	outputs := fs.String("outputs", "", "comma-separated outputs (files, stdout); default: those in the config, else files")
 	debug := fs.Bool("debug", false, "debug logging")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (for performance reports)")
+	progressFlags := addProgressFlags(fs)
 	if code, ok := parseFlags(fs, env, args); !ok {
 		return code
 	}
@@ -50,7 +52,8 @@ func runRun(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "defenderharvester run:", err)
 		return exitUsage
 	}
-	if _, err := harvester.Select(cfg, splitList(*sources)); err != nil {
+	selected, err := harvester.Select(cfg, splitList(*sources))
+	if err != nil {
 		fmt.Fprintln(env.Stderr, "defenderharvester run:", err)
 		return exitUsage
 	}
@@ -72,6 +75,18 @@ func runRun(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "defenderharvester run:", err)
 		return exitUsage
 	}
+	var names []string
+	for _, f := range selected {
+		names = append(names, f.Name)
+	}
+	disp, log, err := progressFlags.setup(env, cfg, splitList(*outputs), names, func(w io.Writer) *slog.Logger {
+		return newLoggerTo(w, cfg.LogLevel, cfg.LogFormat, *debug)
+	})
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "defenderharvester run:", err)
+		return exitUsage
+	}
+	prompt := disp.Wrap(env.Stderr)
 	req := harvester.Request{
 		Config:      cfg,
 		Sources:     splitList(*sources),
@@ -83,12 +98,15 @@ func runRun(ctx context.Context, env *Env, args []string) int {
 		Timeout:     deadline,
 		SpoolAfter:  spoolAfter(cfg),
 		ResetState:  *resetState,
-		Logger:      newLogger(env, cfg.LogLevel, *debug),
+		Logger:      log,
 		Now:         env.Now,
 		Stdout:      env.Stdout,
 		Getenv:      env.Getenv,
-		Prompt:      func(m string) { fmt.Fprintln(env.Stderr, m) },
+		Prompt:      func(m string) { fmt.Fprintln(prompt, m) },
+		Observer:    observer(disp),
 	}
+	disp.Start()
+	defer disp.Stop()
 	return harvestAndReport(ctx, env, req, summaryWriter(env, req.Outputs))
 }
 
@@ -119,6 +137,9 @@ func summaryWriter(env *Env, outputs []string) io.Writer {
 // stopped the run, else 3 when records were dead-lettered, else 0.
 func harvestAndReport(ctx context.Context, env *Env, req harvester.Request, w io.Writer) int {
 	rep, err := harvester.Run(ctx, req)
+	if s, ok := req.Observer.(interface{ Stop() }); ok {
+		s.Stop() // a progress display leaves its last state before the report
+	}
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "defenderharvester:", err)
 		switch {

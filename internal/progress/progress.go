@@ -187,10 +187,10 @@ func (d *Display) Stop() {
 	if d.stopped {
 		return
 	}
+	d.stopped = true
 	if d.opts.Mode == TTY && d.anyStartedLocked() {
 		d.drawLocked()
 	}
-	d.stopped = true
 }
 
 // Tick redraws the block (TTY) or writes one log line (Log); the
@@ -286,6 +286,9 @@ func (d *Display) SourceDone(tenant string, res pipeline.Result) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	u := d.unitLocked(tenant, sourceOf(res.Source))
+	if u.finished {
+		return
+	}
 	now := d.opts.Now()
 	if u.started.IsZero() {
 		u.started = now
@@ -359,6 +362,9 @@ func (d *Display) statsOf(u *unit, now time.Time) stats {
 	s := stats{records: u.records}
 	if u.started.IsZero() {
 		s.state = "waiting"
+		if d.stopped {
+			s.state = "not run" // it could not start (see the report)
+		}
 		return s
 	}
 	elapsed := now.Sub(u.started)
@@ -410,7 +416,7 @@ func (d *Display) lines(now time.Time) []string {
 			name = name[:maxName-1] + "…"
 		}
 		row := [5]string{name, s.windows}
-		if s.state != "waiting" {
+		if !u.started.IsZero() {
 			row[2], row[3] = fmt.Sprintf("%d records", s.records), s.rate
 		}
 		row[4] = strings.TrimSpace(s.eta + " " + s.state)

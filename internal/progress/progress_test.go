@@ -135,23 +135,25 @@ func TestTTYBlockShowsWindowsRecordsRateAndETA(t *testing.T) {
 
 func TestTTYStopLeavesTheFinalBlockOnce(t *testing.T) {
 	var out bytes.Buffer
-	d, clk, tk := newTest(TTY, &out, nil, "actioncenter", "timeline", "machinegroups")
+	d, clk, tk := newTest(TTY, &out, nil, "actioncenter", "timeline", "machinegroups", "machineactions")
 	d.Start()
 	feed(d, clk)
 	tk.tick(clk.Now()) // a tick from the ticker draws the block
-	if !strings.Contains(out.String(), "harvesting: 1/3") {
+	if !strings.Contains(out.String(), "harvesting: 1/4") {
 		t.Fatalf("a tick drew nothing: %q", out.String())
 	}
 	clk.Add(time.Second)
 	d.SourceDone("t1", pipeline.Result{Source: "actioncenter", New: 300})
 	d.SourceDone("t1", pipeline.Result{Source: "timeline", New: 15, Err: errors.New("boom")})
+	clk.Add(time.Second)
+	d.SourceDone("t1", pipeline.Result{Source: "timeline", New: 15}) // told twice: the first counts
 	out.Reset()
 	d.Stop()
 	if !tk.stopped {
 		t.Fatal("the ticker was not stopped")
 	}
 	final := squeeze(out.String())
-	for _, want := range []string{"harvesting: 3/3 sources done, 320 records, 7s", "actioncenter 3/10 windows 300 records 43/s done in 7s", "timeline 2/8 windows (2 parts) 15 records 15/s FAILED after 1s"} {
+	for _, want := range []string{"harvesting: 3/4 sources done, 320 records, 8s", "machineactions not run", "actioncenter 3/10 windows 300 records 43/s done in 7s", "timeline 2/8 windows (2 parts) 15 records 15/s FAILED after 1s"} {
 		if !strings.Contains(final, want) {
 			t.Errorf("final block lacks %q:\n%s", want, final)
 		}
