@@ -63,3 +63,28 @@ func TestSuggest(t *testing.T) {
 		}
 	}
 }
+
+// TestOutputsHelpListsEveryOutput: the help of --outputs and --output is
+// built from the output registry.
+func TestOutputsHelpListsEveryOutput(t *testing.T) {
+	env, out, _ := testEnv(nil)
+	Main(context.Background(), env, []string{"run", "-h"})
+	help := out.String()
+	names := outputNames()
+	if len(names) < 4 {
+		t.Fatalf("registry lists %v", names)
+	}
+	for _, flagName := range []string{"-outputs", "-output"} {
+		i := strings.Index(help, "  "+flagName+" ")
+		if i < 0 {
+			t.Fatalf("no %s in the help:\n%s", flagName, help)
+		}
+		line := help[i:]
+		line = line[:strings.Index(line[strings.Index(line, "\n")+1:], "\n")+strings.Index(line, "\n")+1]
+		for _, n := range names {
+			if !strings.Contains(line, n) {
+				t.Errorf("%s help does not name output %s: %q", flagName, n, line)
+			}
+		}
+	}
+}

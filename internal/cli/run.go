@@ -14,6 +14,7 @@ import (
 
 	"github.com/defenderharvester/defenderharvester/internal/config"
 	"github.com/defenderharvester/defenderharvester/internal/harvester"
+	"github.com/defenderharvester/defenderharvester/internal/sink"
 	"github.com/defenderharvester/defenderharvester/internal/state"
 )
 
@@ -28,11 +29,11 @@ func runRun(ctx context.Context, env *Env, args []string) int {
 	lookback := fs.String("lookback", "", "backfill: cover this far back, e.g. 6h or 7d (only time not harvested yet is read)")
 	since := fs.String("since", "", "backfill: cover from this time on (RFC 3339, e.g. 2026-11-01T00:00:00Z; only time not harvested yet is read)")
 	redeliver := fs.Bool("redeliver", false, "send again, on purpose, what was already harvested since --since/--lookback (no checkpoint moves)")
-	redeliverTo := fs.String("output", "", "with --redeliver: only to these outputs (comma-separated names), e.g. a newly added one")
+	redeliverTo := fs.String("output", "", "with --redeliver: only to these outputs (comma-separated: "+strings.Join(outputNames(), ", ")+"), e.g. a newly added one")
 	timeout := fs.String("timeout", "", "stop the run after this long (default: run_timeout from the config, 1h)")
 	resetState := fs.Bool("reset-state", false, "if the state file is damaged, move it aside and start a new one (a healthy one is kept)")
 	out := fs.String("out", "", "directory for the files output (overrides outputs.files.dir)")
-	outputs := fs.String("outputs", "", "comma-separated outputs (files, stdout); default: those in the config, else files")
+	outputs := fs.String("outputs", "", "comma-separated outputs ("+strings.Join(outputNames(), ", ")+"); default: those enabled in the config, else files")
 	debug := fs.Bool("debug", false, "debug logging")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (for performance reports)")
 	progressFlags := addProgressFlags(fs)
@@ -120,6 +121,15 @@ func startCPUProfile(path string) (func(), error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// outputNames lists every registered output, for help texts.
+func outputNames() []string {
+	var names []string
+	for _, f := range sink.All() {
+		names = append(names, f.Name)
+	}
+	return names
 }
 
 // summaryWriter keeps stdout clean for JSON when the stdout output is used.
