@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -175,4 +176,28 @@ func TestEveryOutputHasItsFix(t *testing.T) {
 		checkFix(t, "method "+m, publicMethodFix(m), "public_api.")
 	}
 	checkFix(t, "source", sourceFix("timeline"), "sources.timeline", "--sources timeline")
+}
+
+// TestProductionTransportHonoursProxyEnv: the transport every API client,
+// session and credential of a run shares takes HTTPS_PROXY/NO_PROXY from
+// the environment; the emulator's dials the emulator directly.
+func TestProductionTransportHonoursProxyEnv(t *testing.T) {
+	same := func(a, b any) bool { return reflect.ValueOf(a).Pointer() == reflect.ValueOf(b).Pointer() }
+	n, err := NewNet(config.Default(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, ok := n.Transport.(*http.Transport)
+	if !ok || tr.Proxy == nil || !same(tr.Proxy, http.ProxyFromEnvironment) {
+		t.Fatalf("production transport %T does not use http.ProxyFromEnvironment", n.Transport)
+	}
+	emu := config.Default()
+	emu.Emulator.Address = "127.0.0.1:1"
+	n, err = NewNet(emu, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr, ok := n.Transport.(*http.Transport); !ok || tr.Proxy != nil {
+		t.Fatalf("the emulator transport goes through a proxy (%T)", n.Transport)
+	}
 }
