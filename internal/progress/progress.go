@@ -197,17 +197,24 @@ func (d *Display) Stop() {
 // background loop calls it on every tick.
 func (d *Display) Tick() {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.stopped {
+		d.mu.Unlock()
 		return
 	}
+	var line []any
 	switch d.opts.Mode {
 	case TTY:
 		if d.anyStartedLocked() {
 			d.drawLocked()
 		}
 	case Log:
-		d.logLocked()
+		line = d.logLineLocked()
+	}
+	d.mu.Unlock()
+	// Logged outside the lock: a slow log writer must not hold up the
+	// observer calls, which come from the harvest itself.
+	if line != nil {
+		d.opts.Logger.Info("progress", line...)
 	}
 }
 
@@ -482,9 +489,10 @@ func (d *Display) eraseLocked() {
 	d.drawn = 0
 }
 
-// logLocked writes one line on the sources running now and those that
-// ended since the previous line; nothing when there are none.
-func (d *Display) logLocked() {
+// logLineLocked is the attributes of one log line on the sources running
+// now and those that ended since the previous line; nil when there are
+// none.
+func (d *Display) logLineLocked() []any {
 	now := d.opts.Now()
 	var attrs []any
 	done := 0
@@ -514,10 +522,10 @@ func (d *Display) logLocked() {
 		attrs = append(attrs, d.label(u), strings.Join(parts, ", "))
 	}
 	if len(attrs) == 0 {
-		return
+		return nil
 	}
 	head := []any{"sources_done", fmt.Sprintf("%d/%d", done, len(d.order)), "elapsed", dur(now.Sub(d.start))}
-	d.opts.Logger.Info("progress", append(head, attrs...)...)
+	return append(head, attrs...)
 }
 
 // rate is records per second, short.
