@@ -30,9 +30,12 @@ var compatSources = []struct {
 	{"timeline", []string{"timeline"}, "device timeline of -machineid"},
 }
 
+// compatName is the flag set of the original tool's command line.
+const compatName = "compat"
+
 // runCompat accepts the original tool's command line unchanged.
 func runCompat(ctx context.Context, env *Env, args []string) int {
-	fs := newFlagSet(env, "compat", "-machineactions -customdetections … [-lookback HOURS] -files   (original DefenderHarvester flags)")
+	fs := newFlagSet(env, compatName, "-machineactions -customdetections … [-lookback HOURS] -files   (original DefenderHarvester flags)")
 	picked := map[string]*bool{}
 	for _, c := range compatSources {
 		picked[c.flag] = fs.Bool(c.flag, false, c.help)

@@ -55,6 +55,14 @@ func TestDoctorExplainsInjectedFailures(t *testing.T) {
 				return "public_api:\n  auth:\n    method: client_secret\n    tenant_id: 11111111-1111-4111-8111-111111111111\n"
 			},
 			code: exitFailed, fails: []row{{"public API token", "Wrong tenant", "tenant_id"}}},
+		{name: "no portal session", sources: "actioncenter",
+			env:  func(sim.Credentials) map[string]string { return map[string]string{"DH_PORTAL_COOKIE": ""} },
+			code: exitFailed, fails: []row{{"portal session", "not configured", "defenderharvester login portal --cookie-file"}, {"actioncenter", "not configured", "DH_PORTAL_COOKIE"}}},
+		{name: "no public API credential", sources: "machineactions",
+			env: func(sim.Credentials) map[string]string {
+				return map[string]string{"DH_CLIENT_ID": "", "DH_CLIENT_SECRET": ""}
+			},
+			code: exitFailed, fails: []row{{"public API token", "needs credentials", "public_api.auth.method"}}},
 		{name: "wrong legacy region", sources: "suppressionrules", opts: sim.Options{LegacyLocation: "eus"},
 			yaml: func(sim.Credentials, string) string { return "portal:\n  mode: legacy\n  location: weu\n" },
 			code: exitFailed, fails: []row{{"suppressionrules", "region", "portal.location"}}},
@@ -124,6 +132,20 @@ func TestDoctorExplainsInjectedFailures(t *testing.T) {
 				for _, w := range []string{"FAIL", r.problem, r.fix} {
 					if !strings.Contains(l, w) {
 						t.Errorf("%s row does not mention %q:\n%s", r.dataSet, w, l)
+					}
+				}
+			}
+			// Every failing or warning row says what to do, concretely.
+			for _, l := range lines {
+				if !strings.Contains(l, " FAIL ") && !strings.Contains(l, " warning ") {
+					continue
+				}
+				if strings.HasSuffix(strings.TrimSpace(l), " -") {
+					t.Errorf("row without a FIX: %q", l)
+				}
+				for _, g := range []string{"Do what the problem says", "see the full error", "fine for tests and trials", "remove the setting for production use"} {
+					if strings.Contains(l, g) {
+						t.Errorf("generic FIX %q in %q", g, l)
 					}
 				}
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/auth"
@@ -24,6 +25,14 @@ func runLogin(ctx context.Context, env *Env, args []string) int {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
 			fmt.Fprintf(env.Stdout, "Usage: defenderharvester %s\n", loginSynopsis)
 			return exitOK
+		}
+		if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			msg := fmt.Sprintf("defenderharvester login: unknown subcommand %q", args[0])
+			if s := suggest(args[0], []string{"portal", "device-code"}); s != "" {
+				msg += fmt.Sprintf(" (did you mean %s?)", s)
+			}
+			fmt.Fprintln(env.Stderr, msg+"; see 'defenderharvester login -h'")
+			return exitUsage
 		}
 		fmt.Fprintf(env.Stderr, "Usage: defenderharvester %s\n", loginSynopsis)
 		return exitUsage

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime/pprof"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/defenderharvester/defenderharvester/internal/config"
 	"github.com/defenderharvester/defenderharvester/internal/harvester"
+	"github.com/defenderharvester/defenderharvester/internal/sink"
 	"github.com/defenderharvester/defenderharvester/internal/state"
 )
 
@@ -21,20 +23,21 @@ func init() {
 }
 
 func runRun(ctx context.Context, env *Env, args []string) int {
-	fs := newFlagSet(env, "run", "run [--config FILE] [--sources LIST|all] [--lookback DURATION | --since TIME] [--redeliver [--output NAME]] [--out DIR] [--timeout DURATION] [--reset-state]")
+	fs := newFlagSet(env, "run", "run [--config FILE] [--sources LIST|all] [--lookback DURATION | --since TIME] [--redeliver [--output NAME]] [--out DIR] [--timeout DURATION] [--reset-state] [--progress auto|tty|log|off]")
 	cfgPath := fs.String("config", "", "config file (YAML); default $"+config.EnvConfig+" or built-in defaults")
 	sources := fs.String("sources", "all", "comma-separated source names, or all (see 'defenderharvester sources')")
 	lookback := fs.String("lookback", "", "backfill: cover this far back, e.g. 6h or 7d (only time not harvested yet is read)")
 	since := fs.String("since", "", "backfill: cover from this time on (RFC 3339, e.g. 2026-11-01T00:00:00Z; only time not harvested yet is read)")
 	redeliver := fs.Bool("redeliver", false, "send again, on purpose, what was already harvested since --since/--lookback (no checkpoint moves)")
-	redeliverTo := fs.String("output", "", "with --redeliver: only to these outputs (comma-separated names), e.g. a newly added one")
+	redeliverTo := fs.String("output", "", "with --redeliver: only to these outputs (comma-separated: "+strings.Join(outputNames(), ", ")+"), e.g. a newly added one")
 	timeout := fs.String("timeout", "", "stop the run after this long (default: run_timeout from the config, 1h)")
 	resetState := fs.Bool("reset-state", false, "if the state file is damaged, move it aside and start a new one (a healthy one is kept)")
 	out := fs.String("out", "", "directory for the files output (overrides outputs.files.dir)")
-	outputs := fs.String("outputs", "", "comma-separated outputs (files, stdout); default: those in the config, else files")
+	outputs := fs.String("outputs", "", "comma-separated outputs ("+strings.Join(outputNames(), ", ")+"); default: those enabled in the config, else files")
 	tenant := fs.String("tenant", "", "with a config that lists tenants: only these (comma-separated names; default all, one after another)")
 	debug := fs.Bool("debug", false, "debug logging")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (for performance reports)")
+	progressFlags := addProgressFlags(fs)
 	if code, ok := parseFlags(fs, env, args); !ok {
 		return code
 	}
@@ -51,7 +54,8 @@ func runRun(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "defenderharvester run:", err)
 		return exitUsage
 	}
-	if _, err := harvester.Select(cfg, splitList(*sources)); err != nil {
+	selected, err := harvester.Select(cfg, splitList(*sources))
+	if err != nil {
 		fmt.Fprintln(env.Stderr, "defenderharvester run:", err)
 		return exitUsage
 	}
@@ -73,6 +77,18 @@ func runRun(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "defenderharvester run:", err)
 		return exitUsage
 	}
+	var names []string
+	for _, f := range selected {
+		names = append(names, f.Name)
+	}
+	disp, log, err := progressFlags.setup(env, cfg, splitList(*outputs), names, func(w io.Writer) *slog.Logger {
+		return newLoggerTo(w, cfg.LogLevel, cfg.LogFormat, *debug)
+	})
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "defenderharvester run:", err)
+		return exitUsage
+	}
+	prompt := disp.Wrap(env.Stderr)
 	req := harvester.Request{
 		Config:      cfg,
 		Sources:     splitList(*sources),
@@ -84,17 +100,20 @@ func runRun(ctx context.Context, env *Env, args []string) int {
 		Timeout:     deadline,
 		SpoolAfter:  spoolAfter(cfg),
 		ResetState:  *resetState,
-		Logger:      newLogger(env, cfg.LogLevel, *debug),
+		Logger:      log,
 		Now:         env.Now,
 		Stdout:      env.Stdout,
 		Getenv:      env.Getenv,
-		Prompt:      func(m string) { fmt.Fprintln(env.Stderr, m) },
+		Prompt:      func(m string) { fmt.Fprintln(prompt, m) },
+		Observer:    observer(disp),
 	}
 	tenants, err := selectTenants(cfg, *tenant)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "defenderharvester run:", err)
 		return exitUsage
 	}
+	disp.Start()
+	defer disp.Stop()
 	if len(tenants) == 1 && !cfg.MultiTenant() {
 		return harvestAndReport(ctx, env, req, summaryWriter(env, req.Outputs))
 	}
@@ -164,6 +183,15 @@ func startCPUProfile(path string) (func(), error) {
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
+// outputNames lists every registered output, for help texts.
+func outputNames() []string {
+	var names []string
+	for _, f := range sink.All() {
+		names = append(names, f.Name)
+	}
+	return names
+}
+
 // summaryWriter keeps stdout clean for JSON when the stdout output is used.
 func summaryWriter(env *Env, outputs []string) io.Writer {
 	for _, o := range outputs {
@@ -179,6 +207,9 @@ func summaryWriter(env *Env, outputs []string) io.Writer {
 // stopped the run, else 3 when records were dead-lettered, else 0.
 func harvestAndReport(ctx context.Context, env *Env, req harvester.Request, w io.Writer) int {
 	rep, err := harvester.Run(ctx, req)
+	if s, ok := req.Observer.(interface{ Stop() }); ok {
+		s.Stop() // a progress display leaves its last state before the report
+	}
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "defenderharvester:", err)
 		switch {

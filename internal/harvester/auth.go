@@ -128,14 +128,24 @@ func (n Net) PortalClient(cfg *config.Config, session auth.PortalSession) (*mde.
 // it.
 func (n Net) PortalSession(cfg *config.Config, tenant string) (auth.PortalSession, error) {
 	client, log := n.Client(), n.Policy.Logger
+	session, err := n.portalSession(cfg, tenant, client, log)
+	if err != nil {
+		if _, ok := fixOf(err); !ok {
+			err = withFix(err, fixPortalSetup)
+		}
+	}
+	return session, err
+}
+
+func (n Net) portalSession(cfg *config.Config, tenant string, client *http.Client, log *slog.Logger) (auth.PortalSession, error) {
 	cache, err := auth.OpenSessionCache(cfg.Portal.SessionCache)
 	if err != nil {
-		return nil, fmt.Errorf("portal.session_cache: %w", err)
+		return nil, withFix(fmt.Errorf("portal.session_cache: %w", err), fixSessionCache)
 	}
 	switch cfg.Portal.Auth.Method {
 	case config.PortalESTS:
 		if cfg.Secrets.ESTS == "" {
-			return nil, fmt.Errorf("portal.auth.method is ests but there is no ESTSAUTHPERSISTENT cookie: set %s or portal.auth.ests_file", config.EnvPortalESTS)
+			return nil, withFix(fmt.Errorf("portal.auth.method is ests but there is no ESTSAUTHPERSISTENT cookie: set %s or portal.auth.ests_file", config.EnvPortalESTS), fixNoESTS)
 		}
 		return auth.NewESTSSession(auth.ESTSSessionOptions{
 			ESTSAuthPersistent: cfg.Secrets.ESTS,
@@ -149,7 +159,7 @@ func (n Net) PortalSession(cfg *config.Config, tenant string) (auth.PortalSessio
 		})
 	case config.PortalBearer:
 		if cfg.Secrets.RefreshToken == "" {
-			return nil, fmt.Errorf("portal.auth.method is bearer but there is no refresh token: set %s or portal.auth.refresh_token_file", config.EnvPortalRefreshToken)
+			return nil, withFix(fmt.Errorf("portal.auth.method is bearer but there is no refresh token: set %s or portal.auth.refresh_token_file", config.EnvPortalRefreshToken), fixNoRefresh)
 		}
 		log.Warn("portal.auth.method bearer is experimental: the portal may refuse bearer tokens for some data sets; prefer cookies or ests")
 		return auth.NewPortalBearer(auth.PortalBearerOptions{
@@ -167,17 +177,17 @@ func (n Net) PortalSession(cfg *config.Config, tenant string) (auth.PortalSessio
 	if cfg.Secrets.PortalCookie != "" {
 		sccauth, xsrf, err = auth.ParseCookieHeader(cfg.Secrets.PortalCookie)
 		if err != nil {
-			return nil, fmt.Errorf("portal cookie: %w", err)
+			return nil, withFix(fmt.Errorf("portal cookie: %w", err), fixBadCookie)
 		}
 	}
 	if sccauth == "" {
 		// A session stored by `login portal` (or a previous run) will do.
 		s, ok, err := cache.Load(tenant)
 		if err != nil {
-			return nil, fmt.Errorf("portal.session_cache: %w", err)
+			return nil, withFix(fmt.Errorf("portal.session_cache: %w", err), fixSessionCache)
 		}
 		if !ok || s.SccAuth == "" {
-			return nil, fmt.Errorf("the portal session is not configured: put the browser's cookies (sccauth and XSRF-TOKEN) in %s or a 0600 file named by portal.cookie_file, run `defenderharvester login portal`, or use portal.auth.method: ests", config.EnvPortalCookie)
+			return nil, withFix(fmt.Errorf("the portal session is not configured: put the browser's cookies (sccauth and XSRF-TOKEN) in %s or a 0600 file named by portal.cookie_file, run `defenderharvester login portal`, or use portal.auth.method: ests", config.EnvPortalCookie), fixNoSession)
 		}
 		sccauth, xsrf = s.SccAuth.Reveal(), s.XSRF.Reveal()
 	}
@@ -211,6 +221,16 @@ func trimSlash(s string) string {
 // request (device-code polls included) follows n's per-attempt timeout
 // and retry policy.
 func (n Net) Credential(cfg *config.Config, tenant string, prompt func(string)) (auth.TokenSource, func(ctx context.Context, scope string) (string, error), error) {
+	ts, get, err := n.credential(cfg, tenant, prompt)
+	if err != nil {
+		if _, ok := fixOf(err); !ok {
+			err = withFix(err, publicMethodFix(cfg.PublicAPI.Auth.Method))
+		}
+	}
+	return ts, get, err
+}
+
+func (n Net) credential(cfg *config.Config, tenant string, prompt func(string)) (auth.TokenSource, func(ctx context.Context, scope string) (string, error), error) {
 	a := cfg.PublicAPI.Auth
 	if a.TenantID != "" {
 		tenant = a.TenantID
@@ -218,7 +238,8 @@ func (n Net) Credential(cfg *config.Config, tenant string, prompt func(string)) 
 	switch a.Method {
 	case "":
 		if cfg.PublicAPI.ClientID != "" {
-			return nil, nil, fmt.Errorf("public_api.client_id is set but there is no client secret: set %s or public_api.client_secret_file, or choose public_api.auth.method", config.EnvClientSecret)
+			return nil, nil, withFix(fmt.Errorf("public_api.client_id is set but there is no client secret: set %s or public_api.client_secret_file, or choose public_api.auth.method", config.EnvClientSecret),
+				"Set "+config.EnvClientSecret+" or public_api.client_secret_file (a 0600 file holding the app's secret), or choose another public_api.auth.method "+readme+".")
 		}
 		return nil, nil, fmt.Errorf("the public Defender API needs credentials: set public_api.auth.method (%s), or public_api.client_id with %s, or a token in %s",
 			joinMethods(), config.EnvClientSecret, config.EnvAccessToken)
@@ -227,7 +248,7 @@ func (n Net) Credential(cfg *config.Config, tenant string, prompt func(string)) 
 		return tok, func(ctx context.Context, _ string) (string, error) { return tok.Token(ctx) }, nil
 	}
 	if tenant == "" && a.Method != config.MethodManagedIdentity && a.Method != config.MethodAzureCLI && a.Method != config.MethodWorkloadIdentity {
-		return nil, nil, errors.New("tenant_id is not set: the Entra credential needs it (tenant_id or DH_TENANT_ID)")
+		return nil, nil, withFix(errors.New("tenant_id is not set: the Entra credential needs it (tenant_id or DH_TENANT_ID)"), fixTenantID)
 	}
 	cred, err := auth.NewCredential(auth.CredentialOptions{
 		Method:                   a.Method,

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/config"
@@ -70,17 +72,32 @@ func Doctor(ctx context.Context, req DoctorRequest) ([]DoctorCheck, error) {
 	}
 	var out []DoctorCheck
 	for _, w := range cfg.Warnings() {
-		out = append(out, DoctorCheck{DataSet: "config", API: "-", OK: true, Warning: true, Problem: w,
-			Fix: "fine for tests and trials; change it for unattended production use"})
+		fix, _ := configWarningFix(w)
+		out = append(out, DoctorCheck{DataSet: "config", API: "-", OK: true, Warning: true, Problem: w, Fix: fix})
 	}
 	portalAPI := "portal"
 	if cfg.Portal.Mode == config.ModeLegacy {
 		portalAPI = "legacy"
 	}
-	fail := func(name, api string, err error) DoctorCheck {
-		p, f := Explain(err, api)
+	// fail explains err; fallback is the row's own fix for an error
+	// nothing more is known about.
+	fail := func(name, api string, err error, fallback string) DoctorCheck {
+		p, f, specific := explain(err, api)
+		if !specific {
+			f = fallback
+		}
 		return DoctorCheck{DataSet: name, API: api, Problem: p, Fix: f}
 	}
+	sessionFix := fixSessionExpired
+	switch {
+	case portalAPI == "legacy":
+		sessionFix = publicMethodFix(cfg.PublicAPI.Auth.Method)
+	case cfg.Portal.Auth.Method == config.PortalESTS:
+		sessionFix = "Copy a fresh ESTSAUTHPERSISTENT cookie (private window, \"Stay signed in\") into " + config.EnvPortalESTS + " or portal.auth.ests_file, then run `defenderharvester login portal` " + readme + "."
+	case cfg.Portal.Auth.Method == config.PortalBearer:
+		sessionFix = fixNoRefresh
+	}
+	publicFix := publicMethodFix(cfg.PublicAPI.Auth.Method)
 	timed := func(f func(ctx context.Context) error) error {
 		cctx, cancel := context.WithTimeout(ctx, req.Timeout)
 		defer cancel()
@@ -92,7 +109,7 @@ func Doctor(ctx context.Context, req DoctorRequest) ([]DoctorCheck, error) {
 		row := DoctorCheck{DataSet: "portal session", API: portalAPI, OK: true}
 		switch {
 		case c.portalErr != nil:
-			row = fail(row.DataSet, portalAPI, c.portalErr)
+			row = fail(row.DataSet, portalAPI, c.portalErr, sessionFix)
 		case c.proxy != nil:
 			var got string
 			err := timed(func(ctx context.Context) error {
@@ -102,7 +119,7 @@ func Doctor(ctx context.Context, req DoctorRequest) ([]DoctorCheck, error) {
 			})
 			switch {
 			case err != nil: // including a session of another tenant (mde.ErrWrongTenant)
-				row = fail(row.DataSet, portalAPI, err)
+				row = fail(row.DataSet, portalAPI, err, sessionFix)
 			case tenant == "":
 				tenant = got
 			}
@@ -118,12 +135,12 @@ func Doctor(ctx context.Context, req DoctorRequest) ([]DoctorCheck, error) {
 		row := DoctorCheck{DataSet: "public API token", API: "public", OK: true}
 		switch {
 		case c.tokensErr != nil:
-			row = fail(row.DataSet, "public", c.tokensErr)
+			row = fail(row.DataSet, "public", c.tokensErr, publicFix)
 		case c.tokens == nil:
-			row = fail(row.DataSet, "public", errors.New("tenant_id is not set and the portal could not tell it: set tenant_id or DH_TENANT_ID"))
+			row = fail(row.DataSet, "public", withFix(errors.New("tenant_id is not set and the portal could not tell it: set tenant_id or DH_TENANT_ID"), fixTenantID), publicFix)
 		default:
 			if err := timed(func(ctx context.Context) error { _, err := c.tokens.Token(ctx); return err }); err != nil {
-				row = fail(row.DataSet, "public", err)
+				row = fail(row.DataSet, "public", err, publicFix)
 			}
 		}
 		out = append(out, row)
@@ -144,7 +161,7 @@ func Doctor(ctx context.Context, req DoctorRequest) ([]DoctorCheck, error) {
 		}
 		src, err := build(f, cfg, deps, c)
 		if err != nil {
-			out = append(out, fail(f.Name, api, err))
+			out = append(out, fail(f.Name, api, err, sourceFix(f.Name)))
 			continue
 		}
 		err = timed(func(ctx context.Context) error {
@@ -158,7 +175,7 @@ func Doctor(ctx context.Context, req DoctorRequest) ([]DoctorCheck, error) {
 			return fmt.Errorf("source %s is neither an event nor a snapshot source", f.Name)
 		})
 		if err != nil {
-			out = append(out, fail(f.Name, api, err))
+			out = append(out, fail(f.Name, api, err, sourceFix(f.Name)))
 			continue
 		}
 		out = append(out, DoctorCheck{DataSet: f.Name, API: api, OK: true})
@@ -183,7 +200,15 @@ func checkOutputs(ctx context.Context, cfg *config.Config, req DoctorRequest, c 
 	var out []DoctorCheck
 	sinks, err := buildSinks(cfg, Request{Config: cfg, Outputs: names, Logger: req.Logger, Now: req.Now, Stdout: io.Discard, Getenv: req.Getenv}, c.transport)
 	if err != nil {
-		p, f := Explain(err, "output")
+		p, f, specific := explain(err, "output")
+		if !specific {
+			f = "Correct the outputs section of the config as the problem says (README, Outputs and delivery guarantees)."
+			for _, n := range names {
+				if strings.Contains(p, "outputs."+n) || strings.Contains(p, "output "+strconv.Quote(n)) {
+					f = outputFix(n)
+				}
+			}
+		}
 		return []DoctorCheck{{DataSet: "outputs", API: "output", Problem: p, Fix: f}}
 	}
 	for _, s := range sinks {
@@ -195,14 +220,17 @@ func checkOutputs(ctx context.Context, cfg *config.Config, req DoctorRequest, c 
 			return s.Start(ctx)
 		})
 		if err != nil {
-			p, f := Explain(err, "output")
+			p, f, specific := explain(err, "output")
+			if !specific {
+				f = outputFix(s.Name())
+			}
 			row = DoctorCheck{DataSet: row.DataSet, API: "output", Problem: p, Fix: f}
 		}
 		out = append(out, row)
 		if w, ok := s.(sink.Warner); ok {
 			for _, warning := range w.Warnings() {
 				out = append(out, DoctorCheck{DataSet: row.DataSet, API: "output", Problem: warning,
-					Fix: "remove the setting for production use: it is meant for tests only"})
+					Fix: outputWarningFix(s.Name(), warning)})
 			}
 		}
 	}

@@ -86,7 +86,7 @@ func NewTransport(o TransportOptions) (http.RoundTripper, error) {
 	if len(o.EmulatorCAPEM) > 0 {
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(o.EmulatorCAPEM) {
-			return nil, errors.New("mde: the emulator CA file holds no PEM certificate: write it with `simulate --write-ca` and point emulator.ca_file at it")
+			return nil, errors.New("mde: the emulator CA file holds no PEM certificate: write it with `defenderharvester simulate --ca-out FILE` and point emulator.ca_file at it")
 		}
 		base.TLSClientConfig.RootCAs = pool
 	}
