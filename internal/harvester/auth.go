@@ -105,6 +105,7 @@ func (n Net) ClientOptions() mde.ClientOptions {
 		BaseBackoff: n.Policy.Backoff,
 		MaxWait:     n.Policy.MaxWait,
 		Skew:        n.Policy.Skew,
+		Observe:     n.Policy.Observe,
 	}
 }
 

@@ -66,7 +66,7 @@ func Doctor(ctx context.Context, req DoctorRequest) ([]DoctorCheck, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := newClients(ctx, cfg, req.Logger, nil)
+	c, err := newClients(ctx, cfg, req.Logger, nil, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/defenderharvester/defenderharvester/internal/auth"
 	"github.com/defenderharvester/defenderharvester/internal/clock"
 	"github.com/defenderharvester/defenderharvester/internal/config"
+	"github.com/defenderharvester/defenderharvester/internal/httpx"
 	"github.com/defenderharvester/defenderharvester/internal/mde"
 	"github.com/defenderharvester/defenderharvester/internal/pipeline"
 	"github.com/defenderharvester/defenderharvester/internal/sink"
@@ -60,6 +61,9 @@ type Request struct {
 	// Observer is told about the run's progress and outcomes (progress
 	// display, metrics); nil: nobody.
 	Observer pipeline.Observer
+	// HTTPObserver is told about every retry decision of the API
+	// clients (metrics of retries and throttling); nil: nobody.
+	HTTPObserver func(httpx.Attempt)
 }
 
 // Report is the outcome of one harvest.
@@ -190,7 +194,7 @@ func Open(ctx context.Context, req Request) (*Tenant, error) {
 		}
 	}
 
-	clients, err := newClients(ctx, cfg, req.Logger, req.Prompt)
+	clients, err := newClients(ctx, cfg, req.Logger, req.Prompt, req.HTTPObserver)
 	if err != nil {
 		return nil, err
 	}
@@ -682,12 +686,13 @@ type clients struct {
 
 // newClients builds the clients of one command over one Net (transport,
 // HTTP policy and skew meter shared by all of them).
-func newClients(ctx context.Context, cfg *config.Config, log *slog.Logger, prompt func(string)) (*clients, error) {
+func newClients(ctx context.Context, cfg *config.Config, log *slog.Logger, prompt func(string), observe func(httpx.Attempt)) (*clients, error) {
 	skew := clock.NewSkewMeter()
 	n, err := NewNet(cfg, skew, log)
 	if err != nil {
 		return nil, err
 	}
+	n.Policy.Label, n.Policy.Observe = "auth", observe
 	c := &clients{net: n, transport: n.Transport, skew: skew, prompt: prompt}
 
 	if cfg.Portal.Mode == config.ModeLegacy {

@@ -61,6 +61,9 @@ type ClientOptions struct {
 	UserAgent string
 	// Logger receives retry and request logs (never secrets or queries).
 	Logger *slog.Logger
+	// Observe, when set, is told about every retry decision (metrics of
+	// retries and throttling), labelled "portal", "public" or "legacy".
+	Observe func(httpx.Attempt)
 	// Sleep waits d or until ctx ends; tests inject a fake.
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Skew, when set, is fed the Date header of every answer; share one
@@ -115,6 +118,7 @@ func (o *ClientOptions) defaults() error {
 // family is what differs between the portal and the public API.
 type family struct {
 	name       string                    // "portal" or "public API"
+	label      string                    // metrics label: portal, public, legacy
 	allowHost  func(u *url.URL) bool     // may credentials go to u?
 	authorize  func(*http.Request) error // puts credentials on the request
 	authFailed func(status int) error    // 401/440/redirect → error
@@ -218,15 +222,18 @@ func (d *doer) retrying(ctx context.Context, method string, u *url.URL, body []b
 			return nil, fmt.Errorf("%s %s: %w", d.fam.name, where, err)
 		}
 		if attempt >= d.o.MaxAttempts {
+			d.observe(attempt, re.err, retryAfter, false, 0)
 			return nil, fmt.Errorf("%s %s: giving up after %d attempts: %w", d.fam.name, where, attempt, re.err)
 		}
 		wait := httpx.Backoff(attempt, d.o.BaseBackoff, d.o.MaxWait)
 		if retryAfter > 0 {
 			if retryAfter > d.o.MaxWait {
+				d.observe(attempt, re.err, retryAfter, false, 0)
 				return nil, fmt.Errorf("%s %s: server asked to wait %s, more than the configured maximum %s; try again later: %w", d.fam.name, where, retryAfter, d.o.MaxWait, re.err)
 			}
 			wait = retryAfter
 		}
+		d.observe(attempt, re.err, retryAfter, true, wait)
 		d.o.Logger.LogAttrs(ctx, levelFor(attempt), "retrying request",
 			slog.String("api", d.fam.name), slog.String("request", where),
 			slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.String("reason", re.err.Error()))
@@ -234,6 +241,23 @@ func (d *doer) retrying(ctx context.Context, method string, u *url.URL, body []b
 			return nil, fmt.Errorf("%s %s: %w (last error: %v)", d.fam.name, where, err, lastErr)
 		}
 	}
+}
+
+// observe reports one retry decision to ClientOptions.Observe.
+func (d *doer) observe(n int, err error, retryAfter time.Duration, retry bool, wait time.Duration) {
+	if d.o.Observe == nil {
+		return
+	}
+	a := httpx.Attempt{Label: d.fam.label, N: n, Retry: retry, Wait: wait, Class: "network"}
+	var ae *APIError
+	switch {
+	case errors.As(err, &ae):
+		a.Status, a.Class = ae.Status, httpx.StatusClass(ae.Status)
+		a.Throttled = ae.Status == http.StatusTooManyRequests || retryAfter > 0
+	case errors.Is(err, httpx.ErrTimeout):
+		a.Class = "timeout"
+	}
+	d.o.Observe(a)
 }
 
 func levelFor(attempt int) slog.Level {

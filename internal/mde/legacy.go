@@ -76,7 +76,7 @@ func NewLegacyClient(o LegacyOptions) (*LegacyClient, error) {
 		o.Limiter = rate.NewLimiter(5, 10)
 	}
 	tokens := o.Tokens
-	fam := family{
+	fam := family{label: "legacy",
 		name: "legacy API",
 		// Only the exact hosts this location maps to; never another
 		// *.securitycenter.windows.com name a response might suggest.

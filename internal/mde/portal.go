@@ -75,7 +75,7 @@ func NewPortalClient(o PortalOptions) (*PortalClient, error) {
 	}
 	tenant := o.TenantID
 	c := &PortalClient{base: base, tenant: tenant}
-	fam := family{
+	fam := family{label: "portal",
 		name:       "portal",
 		allowHost:  portalHost,
 		authorize:  o.Session.Apply,

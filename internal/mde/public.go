@@ -56,7 +56,7 @@ func NewPublicAPIClient(o PublicOptions) (*PublicAPIClient, error) {
 		}
 	}
 	tokens := o.Tokens
-	fam := family{
+	fam := family{label: "public",
 		name:      "public API",
 		allowHost: publicHost,
 		authorize: func(r *http.Request) error {
