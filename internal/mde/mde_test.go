@@ -1,11 +1,14 @@
 package mde
 
 import (
+	"fmt"
+
 	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"github.com/defenderharvester/defenderharvester/internal/clock"
+	"github.com/defenderharvester/defenderharvester/internal/httpx"
 	"io"
 	"log"
 	"log/slog"
@@ -574,4 +577,50 @@ func TestUntrustedCertificateIsNotRetried(t *testing.T) {
 	if n := handshakes.Load(); n != 1 {
 		t.Fatalf("%d handshakes; a certificate failure must not be retried", n)
 	}
+}
+
+// TestObserveRetries: every retry decision reaches ClientOptions.Observe
+// with the client's label, the status class and throttling — what the
+// retry and throttling metrics of serve count — and the give-up too.
+func TestObserveRetries(t *testing.T) {
+	tests := []struct {
+		name  string
+		steps []step
+		want  []httpx.Attempt
+	}{
+		{"success: nothing", []step{{status: 200, body: `[]`}}, nil},
+		{"429 then success", []step{{status: 429, retryAfter: "2"}, {status: 200, body: `[]`}},
+			[]httpx.Attempt{{Label: "public", N: 1, Status: 429, Class: "4xx", Throttled: true, Retry: true, Wait: 2 * time.Second}}},
+		{"503 twice then gives up", []step{{status: 503}},
+			[]httpx.Attempt{
+				{Label: "public", N: 1, Status: 503, Class: "5xx", Retry: true},
+				{Label: "public", N: 2, Status: 503, Class: "5xx"},
+			}},
+		{"reset then success", []step{{reset: true}, {status: 200, body: `[]`}},
+			[]httpx.Attempt{{Label: "public", N: 1, Class: "network", Retry: true}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var hits atomic.Int32
+			var got []httpx.Attempt
+			c, _ := newTestPublic(t, seqHandler(tt.steps, &hits), func(o *PublicOptions) {
+				o.MaxAttempts = 2
+				o.Observe = func(a httpx.Attempt) {
+					a.Wait = a.Wait.Round(time.Second) * time.Duration(b2i(a.Throttled)) // jittered backoff: only Retry-After waits are exact
+					got = append(got, a)
+				}
+			})
+			_, _ = c.Get(context.Background(), "/api/machineactions", nil)
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("observed %+v\nwant     %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
