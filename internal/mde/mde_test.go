@@ -1,14 +1,11 @@
 package mde
 
 import (
-	"fmt"
-
 	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
-	"github.com/defenderharvester/defenderharvester/internal/clock"
-	"github.com/defenderharvester/defenderharvester/internal/httpx"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -22,6 +19,8 @@ import (
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/auth"
+	"github.com/defenderharvester/defenderharvester/internal/clock"
+	"github.com/defenderharvester/defenderharvester/internal/httpx"
 )
 
 func TestPortalRequestShape(t *testing.T) {
