@@ -70,7 +70,7 @@ func ErrorKind(err error) string {
 		return KindNetwork
 	case errors.Is(err, mde.ErrServer), hasStatus && status.Code >= 500:
 		return KindServer
-	case errors.Is(err, mde.ErrNotJSON), errors.Is(err, mde.ErrTooLarge), errors.Is(err, srcutil.ErrRepeatedLink),
+	case errors.Is(err, mde.ErrNotJSON), errors.Is(err, mde.ErrTooLarge), errors.Is(err, srcutil.ErrRepeatedLink), errors.Is(err, srcutil.ErrShape),
 		errors.As(err, &syntax), errors.As(err, &typeErr):
 		return KindShape
 	case hasAPI, errors.Is(err, mde.ErrBadRequest), errors.Is(err, mde.ErrNotFound), errors.Is(err, mde.ErrRedirect), errors.Is(err, mde.ErrHostNotAllowed), errors.Is(err, mde.ErrNoLegacyHost):

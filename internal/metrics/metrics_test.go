@@ -415,6 +415,7 @@ func TestErrorKind(t *testing.T) {
 		{wrap(&httpx.StatusError{Code: 502}), KindServer},
 		{wrap(mde.ErrNotJSON), KindShape},
 		{wrap(srcutil.ErrRepeatedLink), KindShape},
+		{wrap(readListErr()), KindShape},
 		{wrap(json.Unmarshal([]byte("{"), new(any))), KindShape},
 		{wrap(mde.ErrNotFound), KindAPI},
 		{wrap(mde.ErrRedirect), KindAPI},
@@ -492,4 +493,10 @@ func populated(clk *fakeClock) *Metrics {
 	m.ObserveAttempt(httpx.Attempt{Label: "portal", Class: "5xx", Throttled: true, Retry: true})
 	m.ObserveAttempt(httpx.Attempt{Label: "portal", Class: "5xx"})
 	return m
+}
+
+// readListErr is what a source meets on an answer it cannot read.
+func readListErr() error {
+	_, err := srcutil.ReadList("src", []byte(`{"odd":1}`), srcutil.ListShape{})
+	return err
 }

@@ -84,7 +84,7 @@ func NextLink(src string, body []byte) (string, error) {
 	}
 	var s string
 	if err := json.Unmarshal(env.Next, &s); err != nil {
-		return "", fmt.Errorf("%s: field @odata.nextLink is not a string", src)
+		return "", shapef("%s: field @odata.nextLink is not a string", src)
 	}
 	return s, nil
 }

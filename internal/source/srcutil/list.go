@@ -81,7 +81,7 @@ type List struct {
 func ReadList(src string, body []byte, shape ListShape) (List, error) {
 	b := bytes.TrimSpace(body)
 	cannot := func() error {
-		return fmt.Errorf("%s: cannot read the response: %s; expected %s", src, DescribeShape(b), shape.expected())
+		return shapef("%s: cannot read the response: %s; expected %s", src, DescribeShape(b), shape.expected())
 	}
 	if len(b) == 0 {
 		return List{}, cannot()
@@ -108,7 +108,7 @@ func ReadList(src string, body []byte, shape ListShape) (List, error) {
 		}
 		switch {
 		case len(found) > 1:
-			return List{}, fmt.Errorf("%s: cannot read the response: %s; it has arrays under both %s and %s and cannot tell which is the list",
+			return List{}, shapef("%s: cannot read the response: %s; it has arrays under both %s and %s and cannot tell which is the list",
 				src, DescribeShape(b), showKey(found[0]), showKey(found[1]))
 		case len(found) == 1:
 			l.Under = found[0]
@@ -141,7 +141,7 @@ func total(src string, obj map[string]json.RawMessage) (int64, error) {
 		}
 		var n int64
 		if jsonType(v) != "number" || json.Unmarshal(v, &n) != nil || n < 0 {
-			return 0, fmt.Errorf("%s: cannot read the response: its total %s is a JSON %s, not a non-negative integer", src, k, describeValue(v))
+			return 0, shapef("%s: cannot read the response: its total %s is a JSON %s, not a non-negative integer", src, k, describeValue(v))
 		}
 		return n, nil
 	}
@@ -170,7 +170,7 @@ func hasAny(obj map[string]json.RawMessage, names []string) bool {
 func checkObjects(src string, recs []json.RawMessage) error {
 	for i, r := range recs {
 		if t := jsonType(r); t != "object" {
-			return fmt.Errorf("%s: record %d is not a JSON object (it is a JSON %s)", src, i, t)
+			return shapef("%s: record %d is not a JSON object (it is a JSON %s)", src, i, t)
 		}
 	}
 	return nil
@@ -317,7 +317,7 @@ func LinkOf(src string, obj map[string]json.RawMessage, key string) (string, err
 	}
 	var s string
 	if err := json.Unmarshal(v, &s); err != nil {
-		return "", fmt.Errorf("%s: field %s is a JSON %s, not a string", src, key, jsonType(v))
+		return "", shapef("%s: field %s is a JSON %s, not a string", src, key, jsonType(v))
 	}
 	return s, nil
 }

@@ -1,7 +1,6 @@
 package srcutil
 
 import (
-	"fmt"
 )
 
 // Pager drives pageIndex/pageSize paging of a list and decides when the
@@ -53,7 +52,7 @@ func NewPager(src string, size, maxPages int) *Pager {
 // an error once maxPages pages were read.
 func (p *Pager) Next() (index, size int, err error) {
 	if p.index >= p.maxPages {
-		return 0, 0, fmt.Errorf("%s: more than %d pages without reaching the end of the list; the service does not seem to end it (or lower the range read at once)", p.src, p.maxPages)
+		return 0, 0, shapef("%s: more than %d pages without reaching the end of the list; the service does not seem to end it (or lower the range read at once)", p.src, p.maxPages)
 	}
 	p.index++
 	return p.index, p.size, nil
@@ -69,7 +68,7 @@ func (p *Pager) Read() int64 { return p.read }
 func (p *Pager) Add(ids []string, total int64) (more bool, err error) {
 	n := len(ids)
 	if n > 0 && p.index > 1 && ids[0] == p.prevFirst {
-		return false, fmt.Errorf("%s: page %d repeats page %d (the service ignored pageIndex); refusing to loop", p.src, p.index, p.index-1)
+		return false, shapef("%s: page %d repeats page %d (the service ignored pageIndex); refusing to loop", p.src, p.index, p.index-1)
 	}
 	cur := make(map[string]struct{}, n)
 	for _, id := range ids {
@@ -115,7 +114,7 @@ func (p *Pager) complete() error {
 // rows read. More rows than the total is a stale total and accepted.
 func CheckTotal(src string, total, read int64) error {
 	if total >= 0 && read < total {
-		return fmt.Errorf("%s: the service reported %d rows, returned %d: the list is incomplete, so it was not accepted (it is read again on the next run)", src, total, read)
+		return shapef("%s: the service reported %d rows, returned %d: the list is incomplete, so it was not accepted (it is read again on the next run)", src, total, read)
 	}
 	return nil
 }

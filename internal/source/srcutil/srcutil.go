@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -47,19 +48,19 @@ type Envelope struct {
 func Items(src string, body []byte, env Envelope) ([]json.RawMessage, error) {
 	b := bytes.TrimSpace(body)
 	if len(b) == 0 {
-		return nil, fmt.Errorf("%s: empty response body", src)
+		return nil, shapef("%s: empty response body", src)
 	}
 	var arr []json.RawMessage
 	switch b[0] {
 	case '[':
 		if !env.Bare {
-			return nil, fmt.Errorf("%s: expected an object with %s, got a JSON array", src, keyList(env.Keys))
+			return nil, shapef("%s: expected an object with %s, got a JSON array", src, keyList(env.Keys))
 		}
 		var err error
 		if arr, err = scanElems(b); err != nil {
 			// encoding/json names the fault for the user.
 			if err := json.Unmarshal(b, &arr); err != nil {
-				return nil, fmt.Errorf("%s: response is not a valid JSON array: %w", src, err)
+				return nil, shapef("%s: response is not a valid JSON array: %w", src, err)
 			}
 		}
 	case '{':
@@ -69,7 +70,7 @@ func Items(src string, body []byte, env Envelope) ([]json.RawMessage, error) {
 		}
 		return ItemsOf(src, obj, env)
 	default:
-		return nil, fmt.Errorf("%s: response is not a JSON array or object (starts with %q)", src, string(b[:1]))
+		return nil, shapef("%s: response is not a JSON array or object (starts with %q)", src, string(b[:1]))
 	}
 	if err := checkRecords(src, arr); err != nil {
 		return nil, err
@@ -93,9 +94,9 @@ func ItemsOf(src string, obj map[string]json.RawMessage, env Envelope) ([]json.R
 	}
 	if found == "" {
 		if len(env.Keys) == 0 {
-			return nil, fmt.Errorf("%s: expected a JSON array, got an object", src)
+			return nil, shapef("%s: expected a JSON array, got an object", src)
 		}
-		return nil, fmt.Errorf("%s: response has no %s field: the API's shape changed or this is not the expected endpoint", src, keyList(env.Keys))
+		return nil, shapef("%s: response has no %s field: the API's shape changed or this is not the expected endpoint", src, keyList(env.Keys))
 	}
 	if err := checkRecords(src, arr); err != nil {
 		return nil, err
@@ -107,7 +108,7 @@ func ItemsOf(src string, obj map[string]json.RawMessage, env Envelope) ([]json.R
 func checkRecords(src string, arr []json.RawMessage) error {
 	for i, it := range arr {
 		if t := bytes.TrimSpace(it); len(t) == 0 || t[0] != '{' {
-			return fmt.Errorf("%s: record %d is not a JSON object", src, i)
+			return shapef("%s: record %d is not a JSON object", src, i)
 		}
 	}
 	return nil
@@ -116,14 +117,14 @@ func checkRecords(src string, arr []json.RawMessage) error {
 func arrayField(src, key string, v json.RawMessage, arr *[]json.RawMessage) error {
 	t := bytes.TrimSpace(v)
 	if len(t) == 0 || t[0] != '[' {
-		return fmt.Errorf("%s: field %s is not an array", src, key)
+		return shapef("%s: field %s is not an array", src, key)
 	}
 	// v is a member of an object the scanner has checked, so this cannot
 	// fail short of a scanner bug; encoding/json then has the last word.
 	a, err := scanElems(t)
 	if err != nil {
 		if err := json.Unmarshal(t, arr); err != nil {
-			return fmt.Errorf("%s: field %s: %w", src, key, err)
+			return shapef("%s: field %s: %w", src, key, err)
 		}
 		return nil
 	}
@@ -142,7 +143,7 @@ func keyList(keys []string) string {
 func Object(src string, body []byte) (map[string]json.RawMessage, error) {
 	b := bytes.TrimSpace(body)
 	if len(b) == 0 || b[0] != '{' {
-		return nil, fmt.Errorf("%s: expected a JSON object", src)
+		return nil, shapef("%s: expected a JSON object", src)
 	}
 	return object(src, b)
 }
@@ -157,10 +158,10 @@ func object(src string, b []byte) (map[string]json.RawMessage, error) {
 	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(b, &obj); err != nil {
-		return nil, fmt.Errorf("%s: response is not a valid JSON object: %w", src, err)
+		return nil, shapef("%s: response is not a valid JSON object: %w", src, err)
 	}
 	if obj == nil {
-		return nil, fmt.Errorf("%s: expected a JSON object, got null", src)
+		return nil, shapef("%s: expected a JSON object, got null", src)
 	}
 	return obj, nil
 }
@@ -189,9 +190,9 @@ func Text(src string, rec map[string]json.RawMessage, names ...string) (string, 
 				return num.String(), nil
 			}
 		}
-		return "", fmt.Errorf("%s: record field %s is not a non-empty string or number", src, n)
+		return "", shapef("%s: record field %s is not a non-empty string or number", src, n)
 	}
-	return "", fmt.Errorf("%s: record has no %s field", src, orList(names))
+	return "", shapef("%s: record has no %s field", src, orList(names))
 }
 
 // OptText is Text for optional fields: missing or null gives "".
@@ -225,11 +226,11 @@ func Time(src string, rec map[string]json.RawMessage, names ...string) (string, 
 		}
 		t, err := mde.ParseTime(s)
 		if err != nil {
-			return "", time.Time{}, fmt.Errorf("%s: record field %s: %w", src, n, err)
+			return "", time.Time{}, shapef("%s: record field %s: %w", src, n, err)
 		}
 		return s, t, nil
 	}
-	return "", time.Time{}, fmt.Errorf("%s: record has no %s field", src, orList(names))
+	return "", time.Time{}, shapef("%s: record has no %s field", src, orList(names))
 }
 
 // Keys checks that snapshot keys are unique.
@@ -244,7 +245,7 @@ func NewKeys(src string) *Keys { return &Keys{src: src, seen: map[string]struct{
 // Add records key and fails on a duplicate.
 func (k *Keys) Add(key string) error {
 	if _, dup := k.seen[key]; dup {
-		return fmt.Errorf("%s: key %q appears twice in one snapshot (the API repeated a page or returned duplicates); the snapshot was not emitted", k.src, key)
+		return shapef("%s: key %q appears twice in one snapshot (the API repeated a page or returned duplicates); the snapshot was not emitted", k.src, key)
 	}
 	k.seen[key] = struct{}{}
 	return nil
@@ -353,4 +354,21 @@ func (w Windowing) CheckValues(limit time.Duration) error {
 		return fmt.Errorf("max_window %s must be between 1s and %s (the API's limit)", w.MaxWindow, source.Duration(limit))
 	}
 	return nil
+}
+
+// ErrShape matches every error about an answer whose shape a source
+// cannot read (missing or mistyped fields, unknown envelopes, lists that
+// end short of their total): metrics count them as one kind.
+var ErrShape = errors.New("unreadable answer")
+
+// shapeError is an answer-shape error; its text stays the message given.
+type shapeError struct{ err error }
+
+func (e *shapeError) Error() string        { return e.err.Error() }
+func (e *shapeError) Unwrap() error        { return e.err }
+func (e *shapeError) Is(target error) bool { return target == ErrShape }
+
+// shapef is fmt.Errorf for answer-shape errors.
+func shapef(format string, a ...any) error {
+	return &shapeError{fmt.Errorf(format, a...)}
 }
