@@ -201,7 +201,7 @@ func TestCompose(t *testing.T) {
 	}
 
 	// State and output on a writable named volume.
-	for what, p := range map[string]string{"state_dir": hc.stateDir, "outputs.files.dir": getString(hc.raw, "outputs", "files", "dir")} {
+	for what, p := range map[string]string{"state_file's folder": hc.stateDir, "outputs.files.dir": getString(hc.raw, "outputs", "files", "dir")} {
 		if p == "" {
 			continue
 		}
