@@ -175,14 +175,14 @@ func (c *Config) tenantConfig(base, node *yaml.Node, name string) (*Config, erro
 	return tc, nil
 }
 
-// topLevel is the document's mapping without the keys a tenant never
-// takes over (its list of tenants, the process-wide ones).
+// topLevel is the document's mapping without the list of tenants (the
+// process-wide keys stay: a tenant cannot change them but uses them).
 func topLevel(doc *yaml.Node) *yaml.Node {
 	root := doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
-	return withoutKey(root, processKeys...)
+	return withoutKey(root, "tenants")
 }
 
 // merge lays over on top of base: maps merge key by key (recursively),

@@ -29,6 +29,7 @@ func writeTenantConfig(t *testing.T, body string) string {
 func TestTenantsInheritSettingsButNeverSecretsOrState(t *testing.T) {
 	p := writeTenantConfig(t, `
 state_file: state/main.db
+log_level: debug
 initial_lookback: 48h
 portal:
   rate_per_second: 2
@@ -65,7 +66,10 @@ tenants:
 	if a.Name != "contoso" || a.TenantID != tenantA || b.TenantID != tenantB {
 		t.Errorf("names/ids: %s %s %s", a.Name, a.TenantID, b.TenantID)
 	}
-	// Inherited: plain settings.
+	// Inherited: plain settings, and the process-wide ones.
+	if a.LogLevel != cfg.LogLevel || a.Emulator != cfg.Emulator {
+		t.Errorf("process-wide settings not passed on: %q %+v", a.LogLevel, a.Emulator)
+	}
 	if a.Portal.RatePerSecond != 2 || b.InitialLookback.String() != Duration(48*3600e9).String() {
 		t.Errorf("plain settings not inherited: rate %v lookback %v", a.Portal.RatePerSecond, b.InitialLookback)
 	}
