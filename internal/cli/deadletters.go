@@ -197,22 +197,31 @@ func runDeadLettersRetry(ctx context.Context, env *Env, args []string) int {
 		if store != nil {
 			store.Close()
 		}
-		fmt.Fprintf(env.Stdout, "tenant %s:\n", tc.TenantName())
+		// The stdout output writes records to stdout: the report goes to stderr then.
+		var types []string
+		names, _ := harvester.OutputNames(tc)
+		for _, n := range names {
+			if *output == "" || n == *output {
+				types = append(types, config.OutputType(n, tc.Outputs[n]))
+			}
+		}
+		w := summaryWriter(env, types)
+		fmt.Fprintf(w, "tenant %s:\n", tc.TenantName())
 		if len(results) == 0 && err == nil {
-			fmt.Fprintln(env.Stdout, "  no dead letters")
+			fmt.Fprintln(w, "  no dead letters")
 		}
 		for _, r := range results {
-			fmt.Fprintf(env.Stdout, "  output %s: %s: %d record(s) sent again, %d accepted, %d refused again", r.Output, r.File, r.Records, r.Sent, r.DeadLetteredAgain)
+			fmt.Fprintf(w, "  output %s: %s: %d record(s) sent again, %d accepted, %d refused again", r.Output, r.File, r.Records, r.Sent, r.DeadLetteredAgain)
 			if r.Kept > 0 {
-				fmt.Fprintf(env.Stdout, ", %d line(s) cannot be sent as they are (kept in %s)", r.Kept, r.KeptIn)
+				fmt.Fprintf(w, ", %d line(s) cannot be sent as they are (kept in %s)", r.Kept, r.KeptIn)
 			}
 			switch {
 			case r.MovedTo != "":
-				fmt.Fprintf(env.Stdout, "; done, moved to %s\n", r.MovedTo)
+				fmt.Fprintf(w, "; done, moved to %s\n", r.MovedTo)
 			case r.Err != nil:
-				fmt.Fprintf(env.Stdout, "; stopped, the rest is sent by the next retry\n")
+				fmt.Fprintf(w, "; stopped, the rest is sent by the next retry\n")
 			default:
-				fmt.Fprintln(env.Stdout)
+				fmt.Fprintln(w)
 			}
 			again += r.DeadLetteredAgain + r.Kept
 		}
