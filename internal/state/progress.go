@@ -12,8 +12,9 @@ import (
 
 // What a source (or one part of it, such as one device's timeline) has
 // covered, where a backfill asked it to reach, and how it has been
-// failing. Layout inside the source's bucket: covered/ (from → to),
-// goal, failures, retryAt, lastError.
+// failing, and when it last ran. Layout inside the source's bucket:
+// covered/ (from → to), goal, failures, retryAt, lastError, lastRun,
+// lastSuccess.
 var (
 	bucketCovered = []byte("covered")
 	keyGoal       = []byte("goal")
