@@ -674,20 +674,32 @@ func runSpoolRetry(ctx context.Context, env *Env, args []string) int {
 	if !ok {
 		return exitUsage
 	}
-	// An unknown output is a usage error before anything is opened.
+	// An output no selected tenant has is a usage error before anything
+	// is opened; a tenant without it is skipped (tenants may have their
+	// own outputs).
+	var with []*config.Config
+	var known []string
 	for _, tc := range tenants {
 		names, _ := harvester.OutputNames(tc)
-		if !slices.Contains(names, output) && len(tenants) == 1 {
-			fmt.Fprintf(env.Stderr, "defenderharvester state spool retry: output %q is not configured for tenant %s; configured outputs: %s\n", output, tc.TenantName(), strings.Join(names, ", "))
-			return exitUsage
+		if slices.Contains(names, output) {
+			with = append(with, tc)
+		}
+		for _, n := range names {
+			if !slices.Contains(known, n) {
+				known = append(known, n)
+			}
 		}
 	}
-	code = exitOK
-	for _, tc := range tenants {
-		names, _ := harvester.OutputNames(tc)
-		if !slices.Contains(names, output) {
-			continue // other tenants may have their own outputs
+	if len(with) == 0 {
+		where := "tenant " + tenants[0].TenantName()
+		if len(tenants) > 1 {
+			where = "any tenant"
 		}
+		fmt.Fprintf(env.Stderr, "defenderharvester state spool retry: output %q is not configured for %s; configured outputs: %s (an output no longer configured can only be purged)\n", output, where, strings.Join(known, ", "))
+		return exitUsage
+	}
+	code = exitOK
+	for _, tc := range with {
 		store, err := openToolStore(env, top, tc)
 		if err != nil {
 			fmt.Fprintln(env.Stderr, "defenderharvester state spool retry:", err)

@@ -283,6 +283,7 @@ func TestStateToolUsageErrors(t *testing.T) {
 		{"unknown tenant", []string{"state", "show", "--tenant", "nope"}, []string{"no such tenant", "contoso, fabrikam"}},
 		{"unknown output to purge", []string{"state", "spool", "purge", "splunk", "--tenant", "contoso"}, []string{`output "splunk"`, "files"}},
 		{"unknown output to retry", []string{"state", "spool", "retry", "splunk", "--tenant", "contoso"}, []string{`output "splunk"`, "configured outputs: files"}},
+		{"unknown output in every tenant", []string{"state", "spool", "retry", "nope"}, []string{"any tenant", "files, files-b"}},
 		{"deadletters unknown output", []string{"deadletters", "retry", "--output", "nope"}, []string{"no such output", "files, files-b"}},
 	}
 	for _, tc := range cases {
