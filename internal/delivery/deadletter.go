@@ -50,7 +50,7 @@ func NewFileDeadLetter(dir string, now func() time.Time) *FileDeadLetter {
 // Where returns the files sinkName's dead letters go to, as a glob
 // (<dir>/<sink>-deadletter-*.jsonl).
 func (d *FileDeadLetter) Where(sinkName string) string {
-	return filepath.Join(d.dir, safeName(sinkName)+"-deadletter-*.jsonl")
+	return DeadLetterGlob(d.dir, sinkName)
 }
 
 type deadLine struct {

@@ -97,3 +97,74 @@ func TestFileDeadLetterUnwritableDir(t *testing.T) {
 		t.Fatal("Put into a path below a regular file succeeded")
 	}
 }
+
+// TestDeadLetterLineRebuildsTheSameLine: a dead-lettered record read
+// back and encoded again gives the very line that was dead-lettered, so
+// a retry sends what the first attempt sent.
+func TestDeadLetterLineRebuildsTheSameLine(t *testing.T) {
+	at := time.Date(2026, 5, 5, 1, 2, 3, 456789000, time.UTC)
+	base := record.Record{Tenant: "t1", Source: "actioncenter", ID: "id-1", Time: at, HarvestedAt: at.Add(time.Minute)}
+	cases := []struct {
+		name string
+		raw  string
+		ext  []record.Field
+	}{
+		{"object with extras", `{"a":1.50,"b":"x<y>&z","c":{"d":[1,2]},"e\u003c":null}`, []record.Field{{Key: "ChangeType", Value: json.RawMessage(`"Added"`)}, {Key: "SnapshotKey", Value: json.RawMessage(`"k"`)}}},
+		{"empty object", `{}`, nil},
+		{"not an object", `[1,2,3]`, nil},
+		{"multi-line payload", "{\n  \"a\": 1\n}", nil},
+	}
+	dir := t.TempDir()
+	dl := NewFileDeadLetter(dir, func() time.Time { return at })
+	for _, tc := range cases {
+		r := base
+		r.Raw, r.Extra = json.RawMessage(tc.raw), tc.ext
+		if err := dl.Put(context.Background(), "splunk-east", "MdeActions", &r, errors.New("refused")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := record.Record{ID: "bad", Raw: json.RawMessage(`{"a":`)}
+	if err := dl.Put(context.Background(), "splunk-east", "MdeActions", &bad, errors.New("cannot be encoded")); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(DeadLetterGlob(dir, "splunk-east"))
+	if len(files) != 1 {
+		t.Fatalf("files %v", files)
+	}
+	f, err := os.Open(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for i := 0; sc.Scan(); i++ {
+		line, err := ParseDeadLetterLine(sc.Bytes())
+		if err != nil {
+			t.Fatalf("line %d: %v", i, err)
+		}
+		got, err := line.Rebuild()
+		if i == len(cases) {
+			if !errors.Is(err, ErrNotResendable) {
+				t.Errorf("the text form of an unencodable record was rebuilt: %+v, %v", got, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", cases[i].name, err)
+		}
+		if got.Tenant != "t1" || got.Source != "actioncenter" || got.ID != "id-1" || got.Table != "MdeActions" ||
+			!got.Time.Equal(at) || !got.HarvestedAt.Equal(at.Add(time.Minute)) {
+			t.Errorf("%s: standard fields %+v", cases[i].name, got)
+		}
+		again, err := got.AppendJSON(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(again) != string(line.Record) {
+			t.Errorf("%s: rebuilt line differs\n got %s\nwant %s", cases[i].name, again, line.Record)
+		}
+	}
+	if _, err := ParseDeadLetterLine([]byte(`{"Sink":"x"}`)); err == nil {
+		t.Error("a line without Table and Record was accepted")
+	}
+}

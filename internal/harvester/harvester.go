@@ -622,19 +622,10 @@ func build(f source.Factory, cfg *config.Config, deps source.Deps, c *clients) (
 func buildSinks(cfg *config.Config, req Request, rt http.RoundTripper) ([]sink.Sink, error) {
 	names := req.Outputs
 	if len(names) == 0 {
-		for n, node := range cfg.Outputs {
-			on, err := config.Enabled(node)
-			if err != nil {
-				return nil, fmt.Errorf("outputs.%s.%w", n, err)
-			}
-			if on {
-				names = append(names, n)
-			}
+		var err error
+		if names, err = OutputNames(cfg); err != nil {
+			return nil, err
 		}
-		sort.Strings(names)
-	}
-	if len(names) == 0 {
-		names = []string{"files"}
 	}
 	var out []sink.Sink
 	for _, n := range names {

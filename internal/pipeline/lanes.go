@@ -10,6 +10,7 @@ import (
 	"github.com/defenderharvester/defenderharvester/internal/httpx"
 	"github.com/defenderharvester/defenderharvester/internal/record"
 	"github.com/defenderharvester/defenderharvester/internal/sink"
+	"github.com/defenderharvester/defenderharvester/internal/state"
 )
 
 // laneState is how batches reach one output.
@@ -189,9 +190,10 @@ func probePause(failures int) time.Duration {
 }
 
 // drainOnce (re)starts the output if it never started, then sends spooled
-// batches oldest first, deleting each once accepted, until the spool is
-// empty (the lane goes direct) or max batches were sent (max 0: no
-// limit). A failure returns the error and leaves the lane down.
+// batches oldest first (spoolDrain, the code DrainSpool runs), deleting
+// each once accepted, until the spool is empty (the lane goes direct) or
+// max batches were sent (max 0: no limit). A failure returns the error
+// and leaves the lane down.
 func (l *lane) drainOnce(ctx context.Context, max int) (sent int, err error) {
 	name := l.name()
 	l.mu.Lock()
@@ -209,48 +211,33 @@ func (l *lane) drainOnce(ctx context.Context, max int) (sent int, err error) {
 		l.mu.Unlock()
 		l.p.log.Info("output started after all; sending what was kept for it", "output", name)
 	}
-	var after uint64
-	for ctx.Err() == nil {
+	d := spoolDrain{store: l.p.opts.Store, sink: l.sink, timeout: l.p.opts.SpoolAfter, max: max,
 		// The decision that the spool is empty and the switch to direct
 		// happen under mu, where deliver decides to spool.
-		l.mu.Lock()
-		b, ok, err := l.p.opts.Store.SpoolNext(name, after)
-		if err != nil {
-			l.mu.Unlock()
-			return sent, fmt.Errorf("reading its spool: %w", err)
-		}
-		if !ok {
-			if l.state != direct {
-				l.p.log.Info("output caught up; its spool is empty and it receives batches directly again", "output", name)
+		next: func(after uint64) (state.SpooledBatch, bool, error) {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			b, ok, err := l.p.opts.Store.SpoolNext(name, after)
+			if err == nil && !ok {
+				if l.state != direct {
+					l.p.log.Info("output caught up; its spool is empty and it receives batches directly again", "output", name)
+				}
+				l.state, l.lastErr = direct, nil
 			}
-			l.state, l.lastErr = direct, nil
+			return b, ok, err
+		},
+		written: func(b state.SpooledBatch, err error) { l.p.observeWrite(name, b.Records, err) },
+		delivered: func(b state.SpooledBatch) {
+			l.mu.Lock()
+			l.drained += len(b.Records)
+			if l.state == down {
+				l.state = catchingUp
+			}
 			l.mu.Unlock()
-			return sent, nil
-		}
-		l.mu.Unlock()
-		if max > 0 && sent >= max {
-			return sent, nil
-		}
-		wctx, cancel := context.WithTimeout(ctx, l.p.opts.SpoolAfter)
-		err = l.sink.Write(wctx, b.Table, b.Records)
-		cancel()
-		l.p.observeWrite(name, b.Records, err)
-		if err != nil {
-			return sent, fmt.Errorf("output %s: spooled records still not accepted: %w", name, err)
-		}
-		if err := l.p.opts.Store.SpoolDelete(name, b.Seq); err != nil {
-			return sent, fmt.Errorf("output %s: spooled records were delivered but could not be removed from the spool (they will be sent again): %w", name, err)
-		}
-		l.mu.Lock()
-		l.drained += len(b.Records)
-		if l.state == down {
-			l.state = catchingUp
-		}
-		l.mu.Unlock()
-		sent++
-		after = b.Seq
+		},
 	}
-	return sent, ctx.Err()
+	sent, _, err = d.run(ctx)
+	return sent, err
 }
 
 // fail marks the lane down with err.

@@ -318,16 +318,15 @@ func (p *Pipeline) runSource(ctx context.Context, tenant string, src source.Sour
 	return res
 }
 
-// noteOutcome keeps the source's failures in a row in the state (what
-// `state show` and health checks report); a success clears them.
+// noteOutcome keeps when the source last ran and its failures in a row
+// in the state (what `state show` and health checks report); a success
+// clears them.
 func (p *Pipeline) noteOutcome(tenant string, res Result) {
-	var err error
+	msg := ""
 	if res.Err != nil {
-		_, err = p.opts.Store.RecordFailure(tenant, res.Source, res.Err.Error(), time.Time{})
-	} else {
-		err = p.opts.Store.ClearFailures(tenant, res.Source)
+		msg = res.Err.Error()
 	}
-	if err != nil {
+	if _, err := p.opts.Store.RecordOutcome(tenant, res.Source, p.opts.Now().UTC(), msg); err != nil {
 		p.log.Error("cannot record the source's outcome in the state file", "source", res.Source, "err", err)
 	}
 }

@@ -262,3 +262,52 @@ func TestStalledOutputDoesNotHoldBackTheOthers(t *testing.T) {
 		t.Fatal("cursor did not move")
 	}
 }
+
+// TestDrainSpoolSendsOldestFirstAndStopsAtAFailure: the helper the state
+// tools use sends batches in order, removes each once accepted, and keeps
+// the failed batch and those after it.
+func TestDrainSpoolSendsOldestFirstAndStopsAtAFailure(t *testing.T) {
+	store, _ := newStore(t)
+	mk := func(table string, ids ...string) []record.Record {
+		var out []record.Record
+		for _, id := range ids {
+			out = append(out, record.Record{Tenant: tenant, Source: "s", Table: table, ID: id, Time: t0, HarvestedAt: t0, Raw: []byte(`{}`)})
+		}
+		return out
+	}
+	for i, b := range [][]record.Record{mk("A", "1", "2"), mk("B", "3"), mk("A", "4", "5", "6")} {
+		if err := store.SpoolPut("mem", b[0].Table, b, 0); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+	}
+	m := newMemSink()
+	m.before = func(call int) error {
+		if call == 2 {
+			return errors.New("HEC 503")
+		}
+		return nil
+	}
+	sent, err := DrainSpool(t.Context(), store, m, time.Second)
+	if err == nil || !strings.Contains(err.Error(), "503") || sent != 2 {
+		t.Fatalf("first drain: sent %d, %v; want 2 records and the 503", sent, err)
+	}
+	if infos, _ := store.Spools(); len(infos) != 1 || infos[0].Records != 4 || infos[0].Batches != 2 {
+		t.Fatalf("spool after a failed drain: %+v", infos)
+	}
+	m.before = nil
+	sent, err = DrainSpool(t.Context(), store, m, 0)
+	if err != nil || sent != 4 {
+		t.Fatalf("second drain: sent %d, %v", sent, err)
+	}
+	var got []string
+	for _, r := range m.all() {
+		got = append(got, r.ID)
+	}
+	if strings.Join(got, ",") != "1,2,3,4,5,6" {
+		t.Errorf("delivered %v, want 1..6 in spool order", got)
+	}
+	if infos, _ := store.Spools(); len(infos) != 0 {
+		t.Errorf("spool not empty: %+v", infos)
+	}
+	var _ sink.Sink = m
+}

@@ -132,6 +132,17 @@ type StatsReporter interface {
 	Stats() delivery.Stats
 }
 
+// DefaultDeadLetterDir is the folder, under Deps.DataDir, where outputs
+// keep their dead letters unless configured otherwise.
+const DefaultDeadLetterDir = "deadletter"
+
+// DeadLetterDirer is implemented by the settings of outputs whose dead
+// letters can be kept in a configured folder (dead_letter_dir); "" means
+// the default, <data dir>/deadletter.
+type DeadLetterDirer interface {
+	DeadLetterDirectory() string
+}
+
 // Warner is implemented by outputs whose settings weaken a guarantee (TLS
 // verification turned off…). Each warning is one sentence naming the
 // setting; doctor reports them as problems and run logs them at start.

@@ -12,14 +12,17 @@ import (
 
 // What a source (or one part of it, such as one device's timeline) has
 // covered, where a backfill asked it to reach, and how it has been
-// failing. Layout inside the source's bucket: covered/ (from → to),
-// goal, failures, retryAt, lastError.
+// failing, and when it last ran. Layout inside the source's bucket:
+// covered/ (from → to), goal, failures, retryAt, lastError, lastRun,
+// lastSuccess.
 var (
 	bucketCovered = []byte("covered")
 	keyGoal       = []byte("goal")
 	keyFailures   = []byte("failures")
 	keyRetryAt    = []byte("retryAt")
 	keyLastError  = []byte("lastError")
+	keyLastRun    = []byte("lastRun")
+	keyLastOK     = []byte("lastSuccess")
 )
 
 // Range is a half-open time range [From, To).
@@ -44,6 +47,10 @@ type Progress struct {
 	Failures  int
 	RetryAt   time.Time
 	LastError string
+	// LastRun is when the source's latest run ended (ok or not) and
+	// LastSuccess when its latest successful run ended; zero when never
+	// (kept for whole sources, not for parts).
+	LastRun, LastSuccess time.Time
 }
 
 // maxLastError bounds the stored failure message.
@@ -60,45 +67,60 @@ func (s *Store) Progress(tenant, source string) (Progress, error) {
 		if err != nil || b == nil {
 			return err
 		}
-		var ok bool
-		if v := b.Get(keyCursor); v != nil {
-			if p.Cursor, ok = decTime(v); !ok {
-				return s.corrupt(tenant, source, "cursor")
-			}
-			p.HasCursor = true
-		}
-		if v := b.Get(keyGoal); v != nil {
-			if p.Goal, ok = decTime(v); !ok {
-				return s.corrupt(tenant, source, "backfill goal")
-			}
-		}
-		if v := b.Get(keyRetryAt); v != nil {
-			if p.RetryAt, ok = decTime(v); !ok {
-				return s.corrupt(tenant, source, "retry time")
-			}
-		}
-		if v := b.Get(keyFailures); v != nil {
-			if len(v) != 8 {
-				return s.corrupt(tenant, source, "failure count")
-			}
-			p.Failures = int(binary.BigEndian.Uint64(v))
-		}
-		p.LastError = string(b.Get(keyLastError))
-		cb, err := s.subBucket(b, bucketCovered, tenant, source)
-		if err != nil || cb == nil {
-			return err
-		}
-		return cb.ForEach(func(k, v []byte) error {
-			from, ok1 := decTime(k)
-			to, ok2 := decTime(v)
-			if !ok1 || !ok2 || !from.Before(to) {
-				return s.corrupt(tenant, source, "covered ranges")
-			}
-			p.Covered = append(p.Covered, Range{From: from, To: to})
-			return nil
-		})
+		p, err = s.readProgress(b, tenant, source)
+		return err
 	})
 	return p, s.wrap(tenant, source, "reading the progress", err)
+}
+
+// readProgress decodes the progress kept in the source's bucket b.
+func (s *Store) readProgress(b *bolt.Bucket, tenant, source string) (Progress, error) {
+	var p Progress
+	times := []struct {
+		key  []byte
+		to   *time.Time
+		what string
+	}{
+		{keyGoal, &p.Goal, "backfill goal"},
+		{keyRetryAt, &p.RetryAt, "retry time"},
+		{keyLastRun, &p.LastRun, "last run time"},
+		{keyLastOK, &p.LastSuccess, "last success time"},
+	}
+	var ok bool
+	if v := b.Get(keyCursor); v != nil {
+		if p.Cursor, ok = decTime(v); !ok {
+			return p, s.corrupt(tenant, source, "cursor")
+		}
+		p.HasCursor = true
+	}
+	for _, t := range times {
+		if v := b.Get(t.key); v != nil {
+			if *t.to, ok = decTime(v); !ok {
+				return p, s.corrupt(tenant, source, t.what)
+			}
+		}
+	}
+	if v := b.Get(keyFailures); v != nil {
+		if len(v) != 8 {
+			return p, s.corrupt(tenant, source, "failure count")
+		}
+		p.Failures = int(binary.BigEndian.Uint64(v))
+	}
+	p.LastError = string(b.Get(keyLastError))
+	cb, err := s.subBucket(b, bucketCovered, tenant, source)
+	if err != nil || cb == nil {
+		return p, err
+	}
+	err = cb.ForEach(func(k, v []byte) error {
+		from, ok1 := decTime(k)
+		to, ok2 := decTime(v)
+		if !ok1 || !ok2 || !from.Before(to) {
+			return s.corrupt(tenant, source, "covered ranges")
+		}
+		p.Covered = append(p.Covered, Range{From: from, To: to})
+		return nil
+	})
+	return p, err
 }
 
 // SetGoal records that the source should cover time from goal on; an
@@ -155,6 +177,46 @@ func (s *Store) RecordFailure(tenant, source, msg string, retryAt time.Time) (in
 		return b.Put(keyRetryAt, encTime(retryAt))
 	})
 	return n, s.wrap(tenant, source, "saving the failure", err)
+}
+
+// RecordOutcome notes, in one transaction, that a run of the whole
+// source ended at at: with errMsg "" a success (failures are forgotten),
+// else one more failure in a row (msg bounded; it must not hold
+// secrets). It returns the number of failures in a row.
+func (s *Store) RecordOutcome(tenant, source string, at time.Time, errMsg string) (int, error) {
+	if err := s.validate(source); err != nil {
+		return 0, err
+	}
+	n := 0
+	err := s.update("saving the run's outcome", func(tx *bolt.Tx) error {
+		b, err := s.createSourceBucket(tx, tenant, source)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(keyLastRun, encTime(at)); err != nil {
+			return err
+		}
+		if errMsg == "" {
+			for _, k := range [][]byte{keyFailures, keyLastError, keyRetryAt} {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+			return b.Put(keyLastOK, encTime(at))
+		}
+		if v := b.Get(keyFailures); len(v) == 8 {
+			n = int(binary.BigEndian.Uint64(v))
+		}
+		n++
+		if len(errMsg) > maxLastError {
+			errMsg = errMsg[:maxLastError] + "…"
+		}
+		if err := b.Put(keyFailures, binary.BigEndian.AppendUint64(nil, uint64(n))); err != nil {
+			return err
+		}
+		return b.Put(keyLastError, []byte(errMsg))
+	})
+	return n, s.wrap(tenant, source, "saving the run's outcome", err)
 }
 
 // ClearFailures forgets the source's failures after a successful run.

@@ -90,7 +90,7 @@ func Open(path string, opts Options) (*Store, error) {
 	})
 	switch {
 	case errors.Is(err, bolterrors.ErrTimeout):
-		return nil, fmt.Errorf("state file %s is in use by another defenderharvester process; wait for it to finish or give this one its own state_file", path)
+		return nil, &inUseError{path: path}
 	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
 		return nil, damaged(path, err.Error())
 	case errors.Is(err, ErrDamaged):

@@ -44,6 +44,9 @@ func TestOpenModeAndLock(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "in use by another defenderharvester process") || !strings.Contains(err.Error(), path) {
 		t.Fatalf("second Open: %v, want a clear in-use error naming the file", err)
 	}
+	if !errors.Is(err, ErrInUse) {
+		t.Errorf("second Open: %v does not match ErrInUse", err)
+	}
 	s.Close()
 
 	if err := os.Chmod(path, 0o644); err != nil {

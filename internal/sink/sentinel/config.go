@@ -272,6 +272,10 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// DeadLetterDirectory is dead_letter_dir ("": <data dir>/deadletter),
+// for the state tools (sink.DeadLetterDirer).
+func (c *Config) DeadLetterDirectory() string { return c.DeadLetterDir }
+
 // ResolvePaths implements config.PathResolver: dead_letter_dir and the
 // credential files are relative to the config file's folder.
 func (c *Config) ResolvePaths(resolve func(string) string) {

@@ -130,6 +130,10 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// DeadLetterDirectory is dead_letter_dir ("": <data dir>/deadletter),
+// for the state tools (sink.DeadLetterDirer).
+func (c *Config) DeadLetterDirectory() string { return c.DeadLetterDir }
+
 // ResolvePaths implements config.PathResolver: token_file, ca_file and
 // dead_letter_dir are relative to the config file's folder.
 func (c *Config) ResolvePaths(resolve func(string) string) {
