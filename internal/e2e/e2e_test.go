@@ -357,7 +357,15 @@ func TestNoLossWhenKilled(t *testing.T) {
 // it is killed with SIGKILL after that long (code -1 if it was).
 func (f *fixture) child(cfg string, killAfter time.Duration, extra ...string) (int, string, string) {
 	f.t.Helper()
-	args, _ := json.Marshal(append([]string{"run", "--config", cfg}, extra...))
+	return f.childSignal(append([]string{"run", "--config", cfg}, extra...), killAfter, os.Kill)
+}
+
+// childSignal runs the command line as a separate process; with after > 0
+// it sends sig after that long and waits for the process to end (code -1
+// when sig killed it).
+func (f *fixture) childSignal(argv []string, killAfter time.Duration, sig os.Signal) (int, string, string) {
+	f.t.Helper()
+	args, _ := json.Marshal(argv)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "DH_E2E_CHILD_ARGS="+string(args))
 	var out, errb bytes.Buffer
@@ -372,9 +380,15 @@ func (f *fixture) child(cfg string, killAfter time.Duration, extra ...string) (i
 		case <-done:
 			return cmd.ProcessState.ExitCode(), out.String(), errb.String()
 		case <-time.After(killAfter):
-			_ = cmd.Process.Kill()
-			<-done
-			return -1, out.String(), errb.String()
+			_ = cmd.Process.Signal(sig)
+			select {
+			case <-done:
+			case <-time.After(2 * time.Minute):
+				_ = cmd.Process.Kill()
+				<-done
+				f.t.Fatalf("the process did not end within 2 minutes of %v", sig)
+			}
+			return cmd.ProcessState.ExitCode(), out.String(), errb.String()
 		}
 	}
 	select {

@@ -23,6 +23,7 @@ import (
 	"github.com/defenderharvester/defenderharvester/internal/httpx"
 	"github.com/defenderharvester/defenderharvester/internal/mde"
 	"github.com/defenderharvester/defenderharvester/internal/pipeline"
+	"github.com/defenderharvester/defenderharvester/internal/schedule"
 	"github.com/defenderharvester/defenderharvester/internal/sink"
 	"github.com/defenderharvester/defenderharvester/internal/source"
 	"github.com/defenderharvester/defenderharvester/internal/state"
@@ -501,8 +502,15 @@ func checkOne(cfg *config.Config) error {
 		if !ok {
 			return false, nil
 		}
-		_, err := sourceSettings(cfg, f)
-		return true, err
+		if _, err := sourceSettings(cfg, f); err != nil {
+			return true, err
+		}
+		if text := config.Schedule(cfg.Sources[name]); text != "" {
+			if _, err := schedule.Parse(text); err != nil {
+				return true, fmt.Errorf("sources.%s.schedule: %w", name, err)
+			}
+		}
+		return true, nil
 	})
 	check("output", cfg.Outputs, sinkNames(), func(name string) (bool, error) {
 		f, ok := sink.Lookup(config.OutputType(name, cfg.Outputs[name]))
