@@ -181,7 +181,6 @@ type harvesterConfig struct {
 	files map[string]string
 }
 
-
 // parseHarvesterConfig reads a config, checks the serve keys it relies on,
 // and decodes the rest (and each tenant's section) with internal/config's
 // strict decoder, so a misspelt key fails here rather than at start-up.

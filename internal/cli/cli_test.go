@@ -97,24 +97,7 @@ func TestWindowStart(t *testing.T) {
 // TestCompatFlagsHarvestLikeTheOriginal runs the original tool's command
 // line against the emulator: the same data sets land in the same tables.
 func TestCompatFlagsHarvestLikeTheOriginal(t *testing.T) {
-	dir := t.TempDir()
-	tenant, err := sim.New(sim.Options{Seed: 2, Machines: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := tenant.Serve("127.0.0.1:0", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	ca := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(ca, tenant.CACertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(dir, "sim.yaml")
-	if err := writeEmulatorConfig(cfgPath, tenant.Info(srv), tenant.Credentials(), srv.Addr(), ca, false); err != nil {
-		t.Fatal(err)
-	}
+	tenant, dir, cfgPath := emulatorConfig(t, sim.Options{Seed: 2, Machines: 4})
 	wd, _ := os.Getwd()
 	defer os.Chdir(wd)
 	if err := os.Chdir(dir); err != nil {
@@ -138,4 +121,30 @@ func TestCompatFlagsHarvestLikeTheOriginal(t *testing.T) {
 	if strings.Contains(out.String(), "suppressionrules") {
 		t.Error("a data set that was not asked for was harvested")
 	}
+}
+
+// emulatorConfig serves an emulated tenant on loopback TLS for the test
+// and writes the config `simulate --write-config` would, in a temporary
+// folder; it returns the tenant, the folder and the config's path.
+func emulatorConfig(t *testing.T, opts sim.Options) (*sim.Tenant, string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	tenant, err := sim.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := tenant.Serve("127.0.0.1:0", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, tenant.CACertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "sim.yaml")
+	if err := writeEmulatorConfig(cfgPath, tenant.Info(srv), tenant.Credentials(), srv.Addr(), ca, false); err != nil {
+		t.Fatal(err)
+	}
+	return tenant, dir, cfgPath
 }

@@ -91,24 +91,7 @@ func yamlNode(cfg *config.Config, text string) error {
 // logs or --progress off nothing of the kind is printed, even with a
 // progress interval far shorter than the run.
 func TestRunProgress(t *testing.T) {
-	dir := t.TempDir()
-	tenant, err := sim.New(sim.Options{Seed: 4, Machines: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := tenant.Serve("127.0.0.1:0", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	ca := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(ca, tenant.CACertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(dir, "sim.yaml")
-	if err := writeEmulatorConfig(cfgPath, tenant.Info(srv), tenant.Credentials(), srv.Addr(), ca, false); err != nil {
-		t.Fatal(err)
-	}
+	_, dir, cfgPath := emulatorConfig(t, sim.Options{Seed: 4, Machines: 3})
 	text, err := os.ReadFile(cfgPath)
 	if err != nil {
 		t.Fatal(err)

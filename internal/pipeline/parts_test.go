@@ -103,7 +103,7 @@ func TestPartsKeepTheirOwnCursors(t *testing.T) {
 	if !prog.Cursor.Equal(clk.Now()) {
 		t.Fatalf("dev1 cursor %v, want %v", prog.Cursor, clk.Now())
 	}
-	infos, _ := store.Cursors()
+	infos, _ := store.Sources()
 	for _, ci := range infos {
 		// 48 h retention: about 5 ids an hour stay remembered, not all 300+.
 		if ci.Source == "timeline/dev1" && ci.SeenIDs > 5*50 {

@@ -172,7 +172,7 @@ func TestDamagedPageIsAnErrorNotAPanic(t *testing.T) {
 		calls := map[string]func() error{
 			"Progress":  func() error { _, err := s2.Progress("t", "src"); return err },
 			"SeenAmong": func() error { _, err := s2.SeenAmong("t", "src", []string{"x"}); return err },
-			"Cursors":   func() error { _, err := s2.Cursors(); return err },
+			"Sources":   func() error { _, err := s2.Sources(); return err },
 			"Commit":    func() error { return s2.Commit("t", "src", Commit{Cursor: h(60)}) },
 			"Check":     s2.Check,
 		}
@@ -241,7 +241,7 @@ func TestAnySingleDamagedPage(t *testing.T) {
 			func() error { _, err := st.Progress("t", "src"); return err },
 			func() error { _, err := st.SeenAmong("t", "src", []string{seen[7].ID}); return err },
 			func() error { _, _, _, err := st.Snapshot("t", "snap"); return err },
-			func() error { _, err := st.Cursors(); return err },
+			func() error { _, err := st.Sources(); return err },
 			func() error { return st.Commit("t", "src", Commit{Seen: seen[:50], Cursor: h(60)}) },
 		} {
 			if err := call(); err != nil {

@@ -167,15 +167,6 @@ type SnapshotEntry struct {
 	Raw  json.RawMessage // the item as last delivered
 }
 
-// CursorInfo summarises one source's state (for `state show`).
-type CursorInfo struct {
-	Tenant, Source string
-	Cursor         time.Time // zero when the source never completed a window
-	SeenIDs        int
-	SnapshotAt     time.Time // zero when no snapshot is stored
-	SnapshotItems  int
-}
-
 func sourceKey(tenant, source string) []byte {
 	return []byte(tenant + "\x00" + source)
 }
@@ -522,49 +513,4 @@ func (s *Store) ReplaceSnapshot(tenant, source string, at time.Time, entries map
 		return b.Put(keySnapAt, encTime(at))
 	})
 	return s.wrap(tenant, source, "saving the snapshot", err)
-}
-
-// Cursors lists every source that has state, sorted by tenant and source.
-func (s *Store) Cursors() ([]CursorInfo, error) {
-	var out []CursorInfo
-	err := s.view("listing sources", func(tx *bolt.Tx) error {
-		root := tx.Bucket(bucketSources)
-		if root == nil {
-			return nil
-		}
-		return root.ForEachBucket(func(k []byte) error {
-			tenant, source, found := bytes.Cut(k, []byte{0})
-			if !found {
-				return fmt.Errorf("state file %s: an entry has an unreadable name; move the state file away", s.path)
-			}
-			ci := CursorInfo{Tenant: string(tenant), Source: string(source)}
-			b := root.Bucket(k)
-			if v := b.Get(keyCursor); v != nil {
-				t, ok := decTime(v)
-				if !ok {
-					return s.corrupt(ci.Tenant, ci.Source, "cursor")
-				}
-				ci.Cursor = t
-			}
-			if v := b.Get(keySnapAt); v != nil {
-				t, ok := decTime(v)
-				if !ok {
-					return s.corrupt(ci.Tenant, ci.Source, "snapshot time")
-				}
-				ci.SnapshotAt = t
-			}
-			if sb := b.Bucket(bucketSeen); sb != nil {
-				ci.SeenIDs = sb.Stats().KeyN
-			}
-			if sb := b.Bucket(bucketSnap); sb != nil {
-				ci.SnapshotItems = sb.Stats().KeyN
-			}
-			out = append(out, ci)
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }

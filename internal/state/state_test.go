@@ -168,9 +168,9 @@ func TestSeenIDsAndPruning(t *testing.T) {
 			t.Errorf("after pruning %q was forgotten", id)
 		}
 	}
-	infos, err := s.Cursors()
+	infos, err := s.Sources()
 	if err != nil || len(infos) != 1 || infos[0].SeenIDs != 3 || infos[0].Source != "timeline" || !infos[0].Cursor.Equal(t0) {
-		t.Errorf("Cursors() = %+v, %v", infos, err)
+		t.Errorf("Sources() = %+v, %v", infos, err)
 	}
 }
 
@@ -270,7 +270,7 @@ func exercise(s *Store) []error {
 	_, err2 := s.SeenAmong(tenant, "machineactions", []string{"a", "b"})
 	_, _, _, err3 := s.Snapshot(tenant, "machineactions")
 	err4 := s.Commit(tenant, "machineactions", Commit{Seen: []SeenID{{"a", t0}}, Cursor: t0.Add(time.Hour), PruneBefore: t0})
-	_, err5 := s.Cursors()
+	_, err5 := s.Sources()
 	if err5 != nil && !errors.Is(err5, ErrCorrupt) {
 		err5 = errors.New("machineactions: " + err5.Error())
 	}

@@ -1,8 +1,5 @@
 package srcutil
 
-import (
-)
-
 // Pager drives pageIndex/pageSize paging of a list and decides when the
 // list is complete. The services' largest page is undocumented for most
 // portal lists and a service may clamp pageSize silently, so "a page
