@@ -1,0 +1,199 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/defenderharvester/defenderharvester/internal/clock"
+	"github.com/defenderharvester/defenderharvester/internal/config"
+	"github.com/defenderharvester/defenderharvester/internal/sim"
+	"github.com/defenderharvester/defenderharvester/internal/source"
+)
+
+// emulated is an emulator with two tenants and a config for them that
+// harvests only featuresettings; wrongCookie gives tenant-2 tenant-1's
+// portal cookie (the tenant check refuses it: tenant-2 cannot open).
+func emulated(t *testing.T, now func() time.Time, wrongCookie bool, extra string) *config.Config {
+	t.Helper()
+	cfg, err := config.Load(emulatedConfig(t, now, wrongCookie, extra, ""), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// emulatedConfig writes the config and returns its path; schedule, when
+// set, is featuresettings' schedule.
+func emulatedConfig(t *testing.T, now func() time.Time, wrongCookie bool, extra, schedule string) string {
+	t.Helper()
+	em, err := sim.New(sim.Options{Seed: 3, Tenants: 2, Machines: 1, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := em.Serve("127.0.0.1:0", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ca := write("ca.pem", string(em.CACertPEM()))
+	var b strings.Builder
+	fmt.Fprintf(&b, "emulator: {address: %s, ca_file: %s}\nhttp: {max_attempts: 1}\n", srv.Addr(), ca)
+	fmt.Fprintf(&b, "outputs: {files: {dir: %s}}\nserve: {listen: '127.0.0.1:0', jitter: 0s}\n%s", filepath.Join(dir, "out"), extra)
+	b.WriteString("sources:\n")
+	for _, f := range source.All() {
+		if f.Name != "featuresettings" {
+			fmt.Fprintf(&b, "  %s: {enabled: false}\n", f.Name)
+		}
+	}
+	if schedule != "" {
+		fmt.Fprintf(&b, "  featuresettings: {schedule: %q}\n", schedule)
+	}
+	b.WriteString("tenants:\n")
+	tenants := em.Tenants()
+	for i, ti := range tenants {
+		cookie := sim.PortalCookieHeader(ti.SccAuth, ti.XSRFToken)
+		if wrongCookie && i == 1 {
+			cookie = sim.PortalCookieHeader(tenants[0].SccAuth, tenants[0].XSRFToken)
+		}
+		fmt.Fprintf(&b, "  - name: %s\n    tenant_id: %s\n    portal: {cookie_file: %s}\n", ti.Name, ti.ID, write(ti.Name+".cookie", cookie))
+	}
+	return write("config.yaml", b.String())
+}
+
+func TestNewRefusesWhatCannotWork(t *testing.T) {
+	cases := []struct {
+		name  string
+		extra string
+		opts  func(*Options)
+		want  string
+	}{
+		{"index beyond count", "", func(o *Options) { o.ShardCount, o.ShardIndex = 3, 3 }, "not below the shard count"},
+		{"replicas without leases", "", func(o *Options) { o.ShardCount, o.ShardIndex = 2, 0 }, "lease folder"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := Options{Config: emulated(t, time.Now, false, tc.extra)}
+			tc.opts(&o)
+			if _, err := New(o); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to say %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestBadScheduleNamesTheTenantAndKey(t *testing.T) {
+	p := emulatedConfig(t, time.Now, false, "", "every tuesday")
+	cfg, err := config.Load(p, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Options{Config: cfg})
+	if err == nil || !strings.Contains(err.Error(), "tenants.tenant-1.sources.featuresettings.schedule") {
+		t.Fatalf("err = %v, want it to name tenants.tenant-1.sources.featuresettings.schedule", err)
+	}
+}
+
+// TestTenantThatCannotOpenIsRetriedAlone: a tenant whose portal session
+// is refused never opens; it is retried on its own and turns /readyz red
+// after three attempts, while the other tenant is harvested on schedule.
+func TestTenantThatCannotOpenIsRetriedAlone(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC))
+	cfg := emulated(t, fake.Now, true, "")
+	svc, err := New(Options{Config: cfg, Clock: fake, Now: fake.Now, OwnerID: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := svc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Shutdown(context.Background())
+	// Opening attempts come after 30 s, 60 s, 120 s: step the clock from
+	// timer to timer through seven minutes (the scheduler's, tenant-1's
+	// upkeep, tenant-2's pause before its next attempt).
+	end := fake.Now().Add(7 * time.Minute)
+	for fake.Now().Before(end) {
+		waitIdle(t, svc)
+		bctx, bcancel := context.WithTimeout(ctx, 30*time.Second)
+		err := fake.BlockUntil(bctx, 3)
+		bcancel()
+		if err != nil {
+			t.Fatalf("the service is not parked on its three timers: %v", err)
+		}
+		next, _ := fake.Next()
+		fake.Set(next)
+	}
+	waitIdle(t, svc)
+	code, body := httpGet(t, "http://"+svc.Addr()+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "tenant-2") || strings.Contains(body, "tenant-1") {
+		t.Fatalf("/readyz = %d %q; want 503 naming tenant-2 only", code, body)
+	}
+	var ran bool
+	for _, j := range svc.Status() {
+		if j.Tenant == "tenant-1" && j.Runs > 0 && j.LastErr == nil {
+			ran = true
+		}
+		if j.Tenant == "tenant-2" {
+			t.Errorf("tenant-2 has a job though it never opened: %+v", j)
+		}
+	}
+	if !ran {
+		t.Error("tenant-1 was not harvested while tenant-2 failed")
+	}
+	_, status := httpGet(t, "http://"+svc.Addr()+"/status")
+	if !strings.Contains(status, `"cannot open"`) {
+		t.Errorf("/status does not show tenant-2 as unable to open: %s", status)
+	}
+}
+
+func waitIdle(t *testing.T, svc *Service) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		busy := false
+		for _, j := range svc.Status() {
+			busy = busy || j.Running || j.Waiting
+		}
+		svc.mu.Lock()
+		opening := false
+		for _, tr := range svc.tenants {
+			tr.mu.Lock()
+			opening = opening || tr.phase == "opening" || tr.phase == ""
+			tr.mu.Unlock()
+		}
+		svc.mu.Unlock()
+		if !busy && !opening {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the service stayed busy for 30 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
