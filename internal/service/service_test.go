@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -196,4 +197,78 @@ func httpGet(t *testing.T, url string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// TestHandoverWaitsForTheLease: two replicas that both believe they own
+// a tenant (a rollout between shard counts) never harvest it at once —
+// the second waits until the first released the lease at its shutdown,
+// then takes the tenant over at once.
+func TestHandoverWaitsForTheLease(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC))
+	cfg := emulated(t, fake.Now, false, "")
+	leases := filepath.Join(t.TempDir(), "leases")
+	// The two replicas use one state folder here only because the test
+	// has one disk; in a cluster each has its own volume.
+	newReplica := func(owner string) *Service {
+		svc, err := New(Options{Config: cfg, Clock: fake, Now: fake.Now, LeaseDir: leases, OwnerID: owner, Listen: "-"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := newReplica("replica-a")
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitJobs(t, a, 2)
+	b := newReplica("replica-b")
+	if err := b.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Shutdown(context.Background())
+	// b waits: several lease attempts pass, it schedules nothing.
+	for i := 0; i < 5; i++ {
+		waitIdle(t, a)
+		next, _ := fake.Next()
+		fake.Set(next)
+	}
+	if n := len(b.Status()); n != 0 {
+		t.Fatalf("replica b scheduled %d jobs while a holds the leases", n)
+	}
+	_, status := httpStatus(b)
+	if !strings.Contains(status, "waiting for lease") || !strings.Contains(status, "replica-a") {
+		t.Fatalf("b's tenants do not say whose lease they wait for: %s", status)
+	}
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// b takes both tenants at its next attempt.
+	for deadline := time.Now().Add(30 * time.Second); len(b.Status()) < 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("b did not take the tenants over after a released them (%d jobs)", len(b.Status()))
+		}
+		if next, ok := fake.Next(); ok {
+			fake.Set(next)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func waitJobs(t *testing.T, svc *Service, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); len(svc.Status()) < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d jobs scheduled after 30 s, want %d", len(svc.Status()), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// httpStatus renders the service's /status without a listener.
+func httpStatus(svc *Service) (int, string) {
+	rec := httptest.NewRecorder()
+	svc.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/status", nil))
+	return rec.Code, rec.Body.String()
 }
