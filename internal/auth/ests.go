@@ -339,4 +339,8 @@ func (s *ESTSSession) adopt(ctx context.Context, jar hostJar) error {
 }
 
 // Info implements SessionReporter.
-func (s *ESTSSession) Info() SessionInfo { return s.core.info() }
+func (s *ESTSSession) Info() SessionInfo {
+	i := s.core.info()
+	i.RenewsItself = true
+	return i
+}

@@ -455,6 +455,10 @@ func (s *CookieSession) Secrets() []string { return s.core.secrets() }
 // when the portal did not say); the metrics of `serve` show both.
 type SessionInfo struct {
 	ObtainedAt, ExpiresAt time.Time
+	// RenewsItself says the session signs in again by itself before
+	// ExpiresAt (ESTS): ExpiresAt is a renewal time, not an expiry the
+	// operator must act on.
+	RenewsItself bool
 }
 
 // SessionReporter is implemented by portal sessions that know their age.

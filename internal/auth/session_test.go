@@ -375,6 +375,11 @@ func TestESTSBootstrap(t *testing.T) {
 				if req.Header.Get("X-XSRF-TOKEN") != "XT=" || !strings.Contains(req.Header.Get("Cookie"), "sccauth=S1") {
 					t.Errorf("session not applied: cookie %q xsrf %q", req.Header.Get("Cookie"), req.Header.Get("X-XSRF-TOKEN"))
 				}
+				// The metrics show its age; its "expiry" is when it signs
+				// in again by itself, nothing to alert on.
+				if info := s.Info(); info.ObtainedAt.IsZero() || !info.RenewsItself {
+					t.Errorf("Info() = %+v, want the sign-in time and RenewsItself", info)
+				}
 			} else {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)

@@ -238,6 +238,10 @@ func (r *tenantRunner) keepUp(ctx context.Context, t *harvester.Tenant) (lost bo
 func (r *tenantRunner) gauges(t *harvester.Tenant) {
 	if sr, ok := t.Session().(auth.SessionReporter); ok {
 		info := sr.Info()
+		if info.RenewsItself {
+			// It signs in again before that time: no expiry to alert on.
+			info.ExpiresAt = time.Time{}
+		}
 		now := r.s.opts.Now()
 		r.s.metrics.SetSession(r.name, metrics.Session{Obtained: info.ObtainedAt, Expires: info.ExpiresAt,
 			Expired: !info.ExpiresAt.IsZero() && !now.Before(info.ExpiresAt)})
