@@ -1,7 +1,6 @@
 package shard
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -12,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -28,22 +28,28 @@ type Lease struct {
 	Owner    string    `json:"owner"`
 	Acquired time.Time `json:"acquired"`
 	Expires  time.Time `json:"expires"`
-	// Token is new for every acquisition and kept by renewals: it tells
-	// this holding from an earlier or later one of the same owner.
+	Released bool      `json:"released,omitempty"`
+	// Token is new for every acquisition and kept by renewals.
 	Token string `json:"token"`
 }
 
 // Leaser takes, keeps and gives back leases on keys (tenants) in a
-// directory shared by every replica: <dir>/<key>.lease. A replica
-// harvests a tenant only while it holds its lease, so during a handover
-// the new owner waits until the old one released it, or until it expired
-// because its holder died.
+// directory shared by every replica. A replica harvests a tenant only
+// while it holds its lease, so during a handover the new owner waits until
+// the old one released it, or until it expired because its holder died.
 //
-// Leases rely on the replicas' clocks agreeing to well within ttl (NTP)
+// A key's leases are numbered generations, <dir>/<key>.lease/<n>.json;
+// the highest is the lease. Taking a free, released or expired lease
+// means creating generation n+1 with O_CREATE|O_EXCL: of several replicas
+// trying at once exactly one succeeds, and no file anyone may hold is
+// ever moved or removed (the winner removes generations below n). Only
+// the holder rewrites its generation (renewal: temporary file + rename).
+//
+// Leases rely on the replicas' clocks agreeing to well within ttl (NTP),
 // and on the holder renewing every ttl/3 (Keep). Owner ids must be unique
 // among the live replicas (a StatefulSet's pod names are): a lease that
-// names this owner and has not expired is taken back at once, so a
-// replica restarted after kill -9 does not wait for its own lease.
+// names this owner and has not expired is taken back at once, so a replica
+// restarted after kill -9 does not wait for its own lease.
 type Leaser struct {
 	dir, owner string
 	ttl        time.Duration
@@ -51,7 +57,12 @@ type Leaser struct {
 
 	op   sync.Mutex // one file operation at a time per leaser
 	mu   sync.Mutex
-	held map[string]Lease // what we last wrote, by key
+	held map[string]holding
+}
+
+type holding struct {
+	gen   uint64
+	lease Lease // as we last wrote it
 }
 
 // NewLeaser returns a leaser for ownerID in dir (created 0700 if
@@ -71,75 +82,73 @@ func NewLeaser(dir, ownerID string, ttl time.Duration, clk clock.Clock) (*Leaser
 	if clk == nil {
 		clk = clock.Real()
 	}
-	return &Leaser{dir: dir, owner: ownerID, ttl: ttl, clk: clk, held: map[string]Lease{}}, nil
+	return &Leaser{dir: dir, owner: ownerID, ttl: ttl, clk: clk, held: map[string]holding{}}, nil
 }
 
-// TryAcquire takes the lease on key if it is free, expired, or already
-// this owner's; it reports false, without error, while another replica
-// holds it. Taking over an expired lease is safe when several replicas
-// try at once: exactly one gets it.
+// TryAcquire takes the lease on key if it is free, released, expired, or
+// already this owner's; it reports false, without error, while another
+// replica holds it. When several replicas try at once, exactly one gets
+// it.
 func (l *Leaser) TryAcquire(ctx context.Context, key string) (bool, error) {
-	path, err := l.path(key)
+	kdir, err := l.keyDir(key)
 	if err != nil {
 		return false, err
 	}
 	l.op.Lock()
 	defer l.op.Unlock()
-	for range 3 { // a lease released or moved while we looked: look again
+	if err := os.MkdirAll(kdir, 0o700); err != nil {
+		return false, fmt.Errorf("shard: lease %s: %w", key, err)
+	}
+	for range 3 { // another replica created the next generation meanwhile: look again
 		if err := ctx.Err(); err != nil {
 			return false, err
 		}
-		now := l.clk.Now()
-		le := Lease{Owner: l.owner, Acquired: now, Expires: now.Add(l.ttl), Token: rand.Text()}
-		created, err := createExclusive(path, marshal(le))
-		if err != nil {
-			return false, fmt.Errorf("shard: lease %s: cannot create %s: %w", key, path, err)
-		}
-		if created {
-			// A racing take-over may have moved it aside (see moveAside);
-			// it is ours only if it still names us.
-			if cur, err := readLease(path); err != nil || !cur.valid || cur.lease.Token != le.Token {
-				return false, nil
-			}
-			l.remember(key, le)
-			return true, nil
-		}
-
-		cur, err := readLease(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
+		start := l.clk.Now()
+		gen, cur, err := current(kdir)
 		if err != nil {
 			return false, fmt.Errorf("shard: lease %s: %w", key, err)
 		}
-		if cur.valid && cur.lease.Owner == l.owner && now.Before(cur.lease.Expires) {
-			// Ours: held already, or from before a restart.
-			l.remember(key, cur.lease)
-			if err := l.renewLocked(key, path); err != nil {
-				return false, err
+		if gen > 0 {
+			if cur.valid && cur.lease.Owner == l.owner && !cur.lease.Released && start.Before(cur.lease.Expires) {
+				// Ours: held already, or from before a restart.
+				l.remember(key, holding{gen, cur.lease})
+				if err := l.renewLocked(key, kdir); err != nil {
+					return false, err
+				}
+				return true, nil
 			}
-			return true, nil
+			if !l.stale(cur, start) {
+				return false, nil
+			}
 		}
-		if !l.stale(cur, now) {
+		le := Lease{Owner: l.owner, Acquired: start, Expires: start.Add(l.ttl), Token: rand.Text()}
+		created, err := createExclusive(genPath(kdir, gen+1), marshal(le))
+		if err != nil {
+			return false, fmt.Errorf("shard: lease %s: cannot create generation %d: %w", key, gen+1, err)
+		}
+		if !created {
+			continue
+		}
+		// Only a view older than a whole ttl (this process paused) could
+		// have missed a newer generation; make sure ours is the last.
+		if latest, _, err := current(kdir); err != nil || latest != gen+1 || l.clk.Now().Sub(start) > l.ttl/3 {
+			le.Released = true // nobody counts on it: let the next replica have it
+			_ = replace(genPath(kdir, gen+1), marshal(le))
 			return false, nil
 		}
-		moved, err := moveAside(path, cur)
-		if err != nil {
-			return false, fmt.Errorf("shard: lease %s: taking over the expired lease of %q: %w", key, cur.lease.Owner, err)
-		}
-		if !moved {
-			return false, nil // another replica took it over first
-		}
+		l.remember(key, holding{gen + 1, le})
+		removeBelow(kdir, gen) // keep the previous one: its number stays taken
+		return true, nil
 	}
 	return false, nil
 }
 
 // Renew extends a lease this leaser holds by ttl. An error wrapping
-// ErrLost means the lease is gone (expired before this renewal, or held
+// ErrLost means the lease is gone (expired before this renewal, or taken
 // by another replica): stop harvesting the tenant. Other errors (the file
 // system) are worth another try before the lease expires.
 func (l *Leaser) Renew(ctx context.Context, key string) error {
-	path, err := l.path(key)
+	kdir, err := l.keyDir(key)
 	if err != nil {
 		return err
 	}
@@ -148,75 +157,96 @@ func (l *Leaser) Renew(ctx context.Context, key string) error {
 	}
 	l.op.Lock()
 	defer l.op.Unlock()
-	return l.renewLocked(key, path)
+	return l.renewLocked(key, kdir)
 }
 
-func (l *Leaser) renewLocked(key, path string) error {
+func (l *Leaser) renewLocked(key, kdir string) error {
 	l.mu.Lock()
-	mine, ok := l.held[key]
+	h, ok := l.held[key]
 	l.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("shard: renew %s: %w by %s", key, ErrNotHeld, l.owner)
 	}
 	now := l.clk.Now()
-	if !now.Before(mine.Expires) {
-		// Another replica may already have taken it over: never revive it.
+	if !now.Before(h.lease.Expires) {
+		// Another replica may have taken it over already: never revive it.
 		l.forget(key)
-		return fmt.Errorf("shard: lease %s: %w: it expired at %s before it was renewed", key, ErrLost, mine.Expires.Format(time.RFC3339))
+		return fmt.Errorf("shard: lease %s: %w: it expired at %s before it was renewed", key, ErrLost, h.lease.Expires.Format(time.RFC3339))
 	}
-	cur, err := readLease(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		l.forget(key)
-		return fmt.Errorf("shard: lease %s: %w: its file is gone", key, ErrLost)
+	if err := l.checkLatest(key, kdir, h); err != nil {
+		return err
 	}
-	if err != nil {
-		return fmt.Errorf("shard: renew %s: %w", key, err)
-	}
-	if !cur.valid || cur.lease.Token != mine.Token {
-		l.forget(key)
-		return fmt.Errorf("shard: lease %s: %w: it is now held by %q", key, ErrLost, cur.lease.Owner)
-	}
-	next := mine
+	next := h.lease
 	next.Expires = now.Add(l.ttl)
-	if err := replace(path, marshal(next)); err != nil {
+	if err := replace(genPath(kdir, h.gen), marshal(next)); err != nil {
 		return fmt.Errorf("shard: renew %s: %w", key, err)
 	}
-	if cur, err := readLease(path); err != nil || !cur.valid || cur.lease.Token != mine.Token {
-		l.forget(key)
-		return fmt.Errorf("shard: lease %s: %w: another replica wrote it while it was renewed", key, ErrLost)
+	if err := l.checkLatest(key, kdir, h); err != nil {
+		return err
 	}
-	l.remember(key, next)
+	l.remember(key, holding{h.gen, next})
 	return nil
 }
 
-// Release gives the lease on key back, if this leaser holds it and its
-// file still names it; releasing a lease not held does nothing.
+// checkLatest returns an ErrLost error, and forgets the lease, when h's
+// generation is gone or a newer one exists.
+func (l *Leaser) checkLatest(key, kdir string, h holding) error {
+	cur, err := readLease(genPath(kdir, h.gen))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		l.forget(key)
+		return fmt.Errorf("shard: lease %s: %w: its file is gone", key, ErrLost)
+	case err != nil:
+		return fmt.Errorf("shard: renew %s: %w", key, err)
+	case !cur.valid || cur.lease.Token != h.lease.Token:
+		l.forget(key)
+		return fmt.Errorf("shard: lease %s: %w: its file was rewritten by another replica", key, ErrLost)
+	}
+	next, err := readLease(genPath(kdir, h.gen+1))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("shard: renew %s: %w", key, err)
+	}
+	l.forget(key)
+	return fmt.Errorf("shard: lease %s: %w: it is now held by %q", key, ErrLost, next.lease.Owner)
+}
+
+// Release gives the lease on key back, marking it released so another
+// replica can take it at once. Releasing a lease not held, or one that
+// already expired, does nothing.
 func (l *Leaser) Release(ctx context.Context, key string) error {
-	path, err := l.path(key)
+	kdir, err := l.keyDir(key)
 	if err != nil {
 		return err
 	}
 	l.op.Lock()
 	defer l.op.Unlock()
 	l.mu.Lock()
-	mine, ok := l.held[key]
+	h, ok := l.held[key]
 	l.mu.Unlock()
 	if !ok {
 		return nil
 	}
 	l.forget(key)
-	cur, err := readLease(path)
+	if !l.clk.Now().Before(h.lease.Expires) {
+		return nil // may be another's already
+	}
+	cur, err := readLease(genPath(kdir, h.gen))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("shard: release %s: %w", key, err)
 	}
-	if !cur.valid || cur.lease.Token != mine.Token {
-		return nil // taken over meanwhile: not ours to remove
+	if !cur.valid || cur.lease.Token != h.lease.Token {
+		return nil
 	}
-	if _, err := moveAside(path, cur); err != nil {
-		return fmt.Errorf("shard: release %s: %w", key, err)
+	done := h.lease
+	done.Released, done.Expires = true, l.clk.Now()
+	if err := replace(genPath(kdir, h.gen), marshal(done)); err != nil {
+		return fmt.Errorf("shard: release %s: %w (it expires by itself at %s)", key, err, h.lease.Expires.Format(time.RFC3339))
 	}
 	return nil
 }
@@ -230,22 +260,23 @@ func (l *Leaser) ReleaseAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Holder reads the lease on key; false when there is none.
+// Holder reads the lease on key; false when there is none or it was
+// released. An expired lease is returned as it is: compare Expires.
 func (l *Leaser) Holder(key string) (Lease, bool, error) {
-	path, err := l.path(key)
+	kdir, err := l.keyDir(key)
 	if err != nil {
 		return Lease{}, false, err
 	}
-	cur, err := readLease(path)
+	gen, cur, err := current(kdir)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return Lease{}, false, nil
 	case err != nil:
 		return Lease{}, false, fmt.Errorf("shard: lease %s: %w", key, err)
+	case gen == 0:
+		return Lease{}, false, nil
 	case !cur.valid:
-		return Lease{}, true, fmt.Errorf("shard: lease %s: %s is not a lease (being written, or damaged; it counts as held until %s old)", key, path, l.ttl)
+		return Lease{}, true, fmt.Errorf("shard: lease %s: %s is not a lease (being written, or damaged; it counts as held until %s old)", key, genPath(kdir, gen), l.ttl)
 	}
-	return cur.lease, true, nil
+	return cur.lease, !cur.lease.Released, nil
 }
 
 // Held returns the keys this leaser holds, sorted.
@@ -281,9 +312,9 @@ func (l *Leaser) Keep(ctx context.Context, report func(key string, err error)) {
 	}
 }
 
-func (l *Leaser) remember(key string, le Lease) {
+func (l *Leaser) remember(key string, h holding) {
 	l.mu.Lock()
-	l.held[key] = le
+	l.held[key] = h
 	l.mu.Unlock()
 }
 
@@ -293,18 +324,18 @@ func (l *Leaser) forget(key string) {
 	l.mu.Unlock()
 }
 
-// stale: a lease past its expiry, or a file that is no lease (a holder
-// that died between creating and writing it) older than ttl.
+// stale: released, past its expiry, or a file that is no lease (its
+// creator died between creating and writing it) older than ttl.
 func (l *Leaser) stale(s snapshot, now time.Time) bool {
 	if s.valid {
-		return !now.Before(s.lease.Expires)
+		return s.lease.Released || !now.Before(s.lease.Expires)
 	}
 	return now.Sub(s.info.ModTime()) > l.ttl
 }
 
-// path maps a key to its lease file. Bytes outside [A-Za-z0-9._-], and a
+// keyDir maps a key to its directory. Bytes outside [A-Za-z0-9._-], and a
 // leading dot, are written %XX, so a key can never leave the directory.
-func (l *Leaser) path(key string) (string, error) {
+func (l *Leaser) keyDir(key string) (string, error) {
 	var b strings.Builder
 	for i := 0; i < len(key); i++ {
 		c := key[i]
@@ -314,26 +345,83 @@ func (l *Leaser) path(key string) (string, error) {
 			fmt.Fprintf(&b, "%%%02X", c)
 		}
 	}
-	// Room for the suffixes of temporary files within a 255-byte name.
 	if key == "" || b.Len() > 200 {
 		return "", fmt.Errorf("shard: lease key %.60q: give the tenant id (1 to 200 bytes, fewer with characters outside A-Z a-z 0-9 . _ -)", key)
 	}
 	return filepath.Join(l.dir, b.String()+".lease"), nil
 }
 
+const genDigits = 20 // fixed width: names sort as numbers
+
+func genPath(kdir string, gen uint64) string {
+	return filepath.Join(kdir, fmt.Sprintf("%0*d.json", genDigits, gen))
+}
+
+// generations lists the generation numbers present, ascending.
+func generations(kdir string) ([]uint64, error) {
+	ents, err := os.ReadDir(kdir)
+	if err != nil {
+		return nil, err
+	}
+	var gens []uint64
+	for _, e := range ents {
+		num, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || len(num) != genDigits {
+			continue // temporary files, strangers
+		}
+		if g, err := strconv.ParseUint(num, 10, 64); err == nil {
+			gens = append(gens, g)
+		}
+	}
+	slices.Sort(gens)
+	return gens, nil
+}
+
+// current returns the highest generation (0 when none) and its content.
+func current(kdir string) (uint64, snapshot, error) {
+	for range 3 {
+		gens, err := generations(kdir)
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, snapshot{}, nil
+		}
+		if err != nil {
+			return 0, snapshot{}, err
+		}
+		if len(gens) == 0 {
+			return 0, snapshot{}, nil
+		}
+		gen := gens[len(gens)-1]
+		s, err := readLease(genPath(kdir, gen))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed under a stale listing: list again
+		}
+		return gen, s, err
+	}
+	return 0, snapshot{}, errors.New("the lease files keep changing while read; try again")
+}
+
+// removeBelow removes the generations below keep. Best effort: a file
+// left behind is removed by the next take-over.
+func removeBelow(kdir string, keep uint64) {
+	gens, _ := generations(kdir)
+	for _, g := range gens {
+		if g < keep {
+			_ = os.Remove(genPath(kdir, g))
+		}
+	}
+}
+
 func marshal(le Lease) []byte {
-	data, _ := json.Marshal(le) // strings and times: cannot fail
+	data, _ := json.Marshal(le) // strings, times, a bool: cannot fail
 	return append(data, '\n')
 }
 
 type snapshot struct {
-	data  []byte
 	info  fs.FileInfo
 	lease Lease
 	valid bool
 }
 
-// readLease reads a lease file and the identity of the file read.
 func readLease(path string) (snapshot, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -348,7 +436,7 @@ func readLease(path string) (snapshot, error) {
 	if err != nil {
 		return snapshot{}, err
 	}
-	s := snapshot{data: data, info: info}
+	s := snapshot{info: info}
 	s.valid = json.Unmarshal(data, &s.lease) == nil && s.lease.Owner != "" && s.lease.Token != "" && !s.lease.Expires.IsZero()
 	return s, nil
 }
@@ -366,7 +454,8 @@ func createExclusive(path string, data []byte) (bool, error) {
 	_, werr := f.Write(data)
 	serr := f.Sync()
 	if err := errors.Join(werr, serr, f.Close()); err != nil {
-		_ = os.Remove(path) // ours, unreadable: not stale for ttl
+		// Left in place: removing it would free its number for a second
+		// creator. Unreadable, it turns stale after ttl.
 		return false, err
 	}
 	return true, nil
@@ -377,6 +466,7 @@ func replace(path string, data []byte) error {
 	tmp := path + ".tmp-" + rand.Text()
 	created, err := createExclusive(tmp, data)
 	if err != nil {
+		_ = os.Remove(tmp)
 		return err
 	}
 	if !created {
@@ -387,31 +477,4 @@ func replace(path string, data []byte) error {
 		return err
 	}
 	return nil
-}
-
-// moveAside removes the file seen in s from path, but only that file: it
-// renames path to a unique name (one rename wins), then checks that the
-// file it moved is the one it looked at. If a new lease was written in
-// between, it moved someone else's lease: it puts it back (unless a third
-// replica created one meanwhile; that holder then finds out at its next
-// renewal) and reports false.
-func moveAside(path string, s snapshot) (bool, error) {
-	aside := path + ".old-" + rand.Text()
-	if err := os.Rename(path, aside); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return false, nil
-		}
-		return false, err
-	}
-	got, err := readLease(aside)
-	if err == nil && os.SameFile(got.info, s.info) && bytes.Equal(got.data, s.data) {
-		return true, os.Remove(aside)
-	}
-	if err != nil {
-		// Unreadable: put it back as it is rather than lose someone's lease.
-		return false, errors.Join(err, os.Rename(aside, path))
-	}
-	_, _ = createExclusive(path, got.data) // same bytes: its holder still sees itself
-	_ = os.Remove(aside)
-	return false, nil
 }
