@@ -87,7 +87,7 @@ func shardOf(env *Env, cfgCount int, cfgIndex, flagCount, flagIndex string) (cou
 		}
 	}
 	idx := firstNonEmpty(flagIndex, env.Getenv(envShardIndex), cfgIndex, "0")
-	index, err = shard.ParseIndex(idx, env.Getenv("HOSTNAME"))
+	index, err = shard.ParseIndex(idx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("--shard-index / %s: %w", envShardIndex, err)
 	}

@@ -50,10 +50,12 @@ const (
 )
 
 // Observer is told what the scheduler does as it happens: the metrics of
-// `serve` are an observer. For one job the calls come in order (Fired, then
-// Waiting, Started, Finished — or Skipped); calls for different jobs come
-// from several goroutines at once. They must return quickly and may call
-// Status.
+// `serve` are an observer. For one firing the calls come in order: Fired,
+// Waiting (if it must), then Started and Finished, or Skipped; Status
+// already shows each change when its call is made. Calls come from
+// several goroutines at once (the next firing of a job may be reported
+// while its previous run's Finished is under way); they must return
+// quickly and may call Status.
 type Observer interface {
 	// Fired: a job fell due and will run once it has its slots.
 	Fired(f Firing)

@@ -420,13 +420,13 @@ func (s *Scheduler) run(e *entry, f Firing) {
 	defer s.runs.Done()
 	release, ok := s.acquire(e.ctx, e.slots.sem, f)
 	if !ok {
-		s.obs.Skipped(f, SkipStopped)
 		s.mu.Lock()
 		e.phase = idle
 		if e.removed {
 			s.dropLocked(e)
 		}
 		s.mu.Unlock()
+		s.obs.Skipped(f, SkipStopped)
 		return
 	}
 
@@ -450,11 +450,7 @@ func (s *Scheduler) run(e *entry, f Firing) {
 	default:
 		s.log.Debug("schedule: run finished", "tenant", f.Tenant, "source", f.Source, "took", took)
 	}
-	// Before the job turns idle, so its next firing's calls come after.
-	s.obs.Finished(f, took, err)
-
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	e.phase = idle
 	e.lastEnd, e.lastErr = end, err
 	e.runs++
@@ -466,6 +462,9 @@ func (s *Scheduler) run(e *entry, f Firing) {
 	if e.removed {
 		s.dropLocked(e)
 	}
+	s.mu.Unlock()
+	// After the update, so an observer that calls Status sees it.
+	s.obs.Finished(f, took, err)
 }
 
 // acquire takes a tenant slot, then a global one, waiting for each if it

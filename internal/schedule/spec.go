@@ -172,7 +172,7 @@ func parseInterval(s string) (time.Duration, error) {
 	if i := strings.IndexByte(s, 'd'); i > 0 && isDigits(s[:i]) {
 		days, err := strconv.Atoi(s[:i])
 		if err != nil || days > int(MaxInterval/(24*time.Hour)) {
-			return 0, fmt.Errorf("interval %q is longer than the maximum; the longest interval is %s (use @yearly beyond)", s, fmtInterval(MaxInterval))
+			return 0, fmt.Errorf("interval %q is longer than the maximum %s; use a cron expression such as @yearly", s, fmtInterval(MaxInterval))
 		}
 		d = time.Duration(days) * 24 * time.Hour
 		if rest := s[i+1:]; rest != "" {

@@ -137,8 +137,7 @@ func TestTenantThatCannotOpenIsRetriedAlone(t *testing.T) {
 		if err != nil {
 			t.Fatalf("the service is not parked on its three timers: %v", err)
 		}
-		next, _ := fake.Next()
-		fake.Set(next)
+		step(t, fake)
 	}
 	waitIdle(t, svc)
 	code, body := httpGet(t, "http://"+svc.Addr()+"/readyz")
@@ -228,18 +227,27 @@ func TestHandoverWaitsForTheLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Shutdown(context.Background())
-	// b waits: several lease attempts pass, it schedules nothing.
-	for i := 0; i < 5; i++ {
+	// b waits: several lease attempts pass, it schedules nothing. Each
+	// step waits until both replicas are parked on their timers (a: its
+	// scheduler and two upkeeps; b: two lease waits — with no jobs its
+	// scheduler has no timer), so a renews its leases as in real time.
+	for i := 0; i < 8; i++ {
 		waitIdle(t, a)
-		next, _ := fake.Next()
-		fake.Set(next)
+		parked(t, fake, 5)
+		step(t, fake)
 	}
 	if n := len(b.Status()); n != 0 {
 		t.Fatalf("replica b scheduled %d jobs while a holds the leases", n)
 	}
-	_, status := httpStatus(b)
-	if !strings.Contains(status, "waiting for lease") || !strings.Contains(status, "replica-a") {
-		t.Fatalf("b's tenants do not say whose lease they wait for: %s", status)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		_, status := httpStatus(b)
+		if strings.Count(status, "waiting for lease") == 2 && strings.Contains(status, "replica-a") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b's tenants do not say whose lease they wait for: %s", status)
+		}
+		time.Sleep(time.Millisecond)
 	}
 	if err := a.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
@@ -247,11 +255,10 @@ func TestHandoverWaitsForTheLease(t *testing.T) {
 	// b takes both tenants at its next attempt.
 	for deadline := time.Now().Add(30 * time.Second); len(b.Status()) < 2; {
 		if time.Now().After(deadline) {
-			t.Fatalf("b did not take the tenants over after a released them (%d jobs)", len(b.Status()))
+			_, st := httpStatus(b)
+			t.Fatalf("b did not take the tenants over after a released them (%d jobs): %s", len(b.Status()), st)
 		}
-		if next, ok := fake.Next(); ok {
-			fake.Set(next)
-		}
+		step(t, fake)
 		time.Sleep(time.Millisecond)
 	}
 }
@@ -271,4 +278,24 @@ func httpStatus(svc *Service) (int, string) {
 	rec := httptest.NewRecorder()
 	svc.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/status", nil))
 	return rec.Code, rec.Body.String()
+}
+
+// parked waits until n timers of the fake clock are pending.
+func parked(t *testing.T, fake *clock.Fake, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := fake.BlockUntil(ctx, n); err != nil {
+		t.Fatalf("%d timers pending, want %d: %v", fake.Waiters(), n, err)
+	}
+}
+
+// step moves the fake clock to its next timer (never back).
+func step(t *testing.T, fake *clock.Fake) {
+	t.Helper()
+	if next, ok := fake.Next(); ok && next.After(fake.Now()) {
+		fake.Set(next)
+	} else if ok {
+		fake.Advance(0)
+	}
 }

@@ -86,6 +86,7 @@ func (r *tenantRunner) acquireLease(ctx context.Context) bool {
 	if l == nil {
 		return true
 	}
+	r.setPhase("taking the lease", nil)
 	logged := false
 	for {
 		ok, err := l.TryAcquire(ctx, r.name)
@@ -97,9 +98,9 @@ func (r *tenantRunner) acquireLease(ctx context.Context) bool {
 			r.log.Info("took the tenant's lease")
 			return true
 		case !logged:
-			holder, _ := l.Holder(r.name)
-			r.setPhase("waiting for lease", fmt.Errorf("held by %s", holder))
-			r.log.Info("the tenant's lease is held by another replica; waiting until it is released or expires", "holder", holder)
+			lease, _, _ := l.Holder(r.name)
+			r.setPhase("waiting for lease", fmt.Errorf("held by %s until %s unless renewed", lease.Owner, lease.Expires.UTC().Format(time.RFC3339)))
+			r.log.Info("the tenant's lease is held by another replica; waiting until it is released or expires", "holder", lease.Owner, "expires", lease.Expires)
 			logged = true
 		}
 		if !r.s.sleep(ctx, leaseTTL/4) {
@@ -112,7 +113,9 @@ func (r *tenantRunner) releaseLease() {
 	if r.s.leaser == nil {
 		return
 	}
-	if err := r.s.leaser.Release(r.name); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.s.leaser.Release(ctx, r.name); err != nil {
 		r.log.Warn("cannot release the tenant's lease; it expires by itself", "err", err, "ttl", leaseTTL)
 	}
 }

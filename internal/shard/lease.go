@@ -3,248 +3,478 @@ package shard
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/clock"
 )
 
-// ErrLost is returned by Renew when another replica holds the lease now
-// (ours expired, or it was never ours): stop harvesting that tenant.
-var ErrLost = errors.New("the lease is held by another replica")
+// MinTTL is the shortest lease accepted: renewals every ttl/3 must outlast
+// a slow shared file system.
+const MinTTL = 3 * time.Second
 
-// Leaser takes, keeps and gives back tenants' leases in a folder every
-// replica shares: one file <dir>/<tenant>.lease holding its owner and
-// expiry. A replica harvests a tenant only while it holds the lease, so
-// during a rollout — when old and new replicas disagree about owners — a
-// tenant waits until its previous owner released the lease (at shutdown)
-// or the lease expired (the owner died), and is never harvested twice.
+// Lease is the content of a lease file (JSON).
+type Lease struct {
+	Owner    string    `json:"owner"`
+	Acquired time.Time `json:"acquired"`
+	Expires  time.Time `json:"expires"`
+	Released bool      `json:"released,omitempty"`
+	// Token is new for every acquisition and kept by renewals.
+	Token string `json:"token"`
+}
+
+// Leaser takes, keeps and gives back leases on keys (tenants) in a
+// directory shared by every replica. A replica harvests a tenant only
+// while it holds its lease, so during a handover the new owner waits until
+// the old one released it, or until it expired because its holder died.
 //
-// Files are created with O_EXCL (exactly one creator wins), renewed by
-// writing a temporary file and renaming it over the lease, and taken over
-// once expired by renaming the stale file away first: of several replicas
-// trying at once, one rename wins. The holder renews well before expiry
-// (every ttl/3); a holder that cannot renew in time must stop, since
-// another replica may take the tenant once the lease expired.
+// A key's leases are numbered generations, <dir>/<key>.lease/<n>.json;
+// the highest is the lease. Taking a free, released or expired lease
+// means creating generation n+1 with O_CREATE|O_EXCL: of several replicas
+// trying at once exactly one succeeds, and no file anyone may hold is
+// ever moved or removed (the winner removes generations below n). Only
+// the holder rewrites its generation (renewal: temporary file + rename).
+//
+// Leases rely on the replicas' clocks agreeing to well within ttl (NTP),
+// and on the holder renewing every ttl/3 (Keep). Owner ids must be unique
+// among the live replicas (a StatefulSet's pod names are): a lease that
+// names this owner and has not expired is taken back at once, so a replica
+// restarted after kill -9 does not wait for its own lease.
 type Leaser struct {
-	dir   string
-	owner string
-	ttl   time.Duration
-	clk   clock.Clock
+	dir, owner string
+	ttl        time.Duration
+	clk        clock.Clock
 
-	mu sync.Mutex // serialises this replica's own operations
+	op   sync.Mutex // one file operation at a time per leaser
+	mu   sync.Mutex
+	held map[string]holding
 }
 
-// leaseFile is the content of a lease.
-type leaseFile struct {
-	Owner   string    `json:"owner"`
-	Expires time.Time `json:"expires"`
+type holding struct {
+	gen   uint64
+	lease Lease // as we last wrote it
 }
 
-var keyRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-
-// NewLeaser uses dir (created 0700) for leases of ttl held as owner.
-func NewLeaser(dir, owner string, ttl time.Duration, clk clock.Clock) (*Leaser, error) {
-	if dir == "" {
-		return nil, errors.New("no lease folder given")
+// NewLeaser returns a leaser for ownerID in dir (created 0700 if
+// missing). clk nil means the real clock.
+func NewLeaser(dir, ownerID string, ttl time.Duration, clk clock.Clock) (*Leaser, error) {
+	switch {
+	case dir == "":
+		return nil, errors.New("shard: no lease directory; give a directory every replica shares")
+	case strings.TrimSpace(ownerID) == "" || len(ownerID) > 256:
+		return nil, fmt.Errorf("shard: owner id %q: give a unique name of 1 to 256 characters for this replica (its host name)", ownerID)
+	case ttl < MinTTL:
+		return nil, fmt.Errorf("shard: lease ttl %s is shorter than the minimum %s; 30s or more suits a network file system", ttl, MinTTL)
 	}
-	if owner == "" || ttl <= 0 {
-		return nil, errors.New("a lease needs an owner and a positive time to live")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("shard: cannot create the lease directory: %w", err)
 	}
 	if clk == nil {
 		clk = clock.Real()
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("cannot create the lease folder %s: %w", dir, err)
-	}
-	return &Leaser{dir: dir, owner: owner, ttl: ttl, clk: clk}, nil
+	return &Leaser{dir: dir, owner: ownerID, ttl: ttl, clk: clk, held: map[string]holding{}}, nil
 }
 
-// Owner is this replica's name in the leases.
-func (l *Leaser) Owner() string { return l.owner }
-
-func (l *Leaser) path(key string) (string, error) {
-	if !keyRe.MatchString(key) {
-		return "", fmt.Errorf("lease name %q: use letters, digits, '-', '_' or '.'", key)
-	}
-	return filepath.Join(l.dir, key+".lease"), nil
-}
-
-// read returns the lease at p; ok is false when there is none. A file
-// that cannot be parsed (a creator is still writing it, or it is
-// damaged) expires ttl after its modification time.
-func (l *Leaser) read(p string) (lf leaseFile, ok bool, err error) {
-	b, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return leaseFile{}, false, nil
-	}
-	if err != nil {
-		return leaseFile{}, false, fmt.Errorf("reading lease %s: %w", p, err)
-	}
-	if json.Unmarshal(b, &lf) != nil || lf.Owner == "" {
-		st, serr := os.Stat(p)
-		if serr != nil {
-			return leaseFile{}, false, nil // gone meanwhile
-		}
-		return leaseFile{Owner: "(unreadable lease)", Expires: st.ModTime().Add(l.ttl)}, true, nil
-	}
-	return lf, true, nil
-}
-
-// TryAcquire takes the lease of key if it is free, expired, or already
-// ours; false when another replica holds it.
+// TryAcquire takes the lease on key if it is free, released, expired, or
+// already this owner's; it reports false, without error, while another
+// replica holds it. When several replicas try at once, exactly one gets
+// it.
 func (l *Leaser) TryAcquire(ctx context.Context, key string) (bool, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	p, err := l.path(key)
+	kdir, err := l.keyDir(key)
 	if err != nil {
 		return false, err
 	}
-	cur, exists, err := l.read(p)
-	if err != nil {
-		return false, err
+	l.op.Lock()
+	defer l.op.Unlock()
+	if err := os.MkdirAll(kdir, 0o700); err != nil {
+		return false, fmt.Errorf("shard: lease %s: %w", key, err)
 	}
-	now := l.clk.Now()
-	switch {
-	case exists && cur.Owner == l.owner:
-		return true, l.write(p)
-	case exists && now.Before(cur.Expires):
-		return false, nil
-	case exists:
-		// Expired: move it away first. Only one of several replicas
-		// doing this at once finds the file to rename.
-		stale := fmt.Sprintf("%s.stale-%s", p, randomSuffix())
-		if err := os.Rename(p, stale); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return false, nil // another replica took it over first
-			}
-			return false, fmt.Errorf("taking over the expired lease %s: %w", p, err)
+	for range 3 { // another replica created the next generation meanwhile: look again
+		if err := ctx.Err(); err != nil {
+			return false, err
 		}
-		moved, _, _ := l.read(stale)
-		if l.clk.Now().Before(moved.Expires) && moved.Owner != l.owner {
-			// Its holder renewed it just now: put it back, unless a
-			// new lease was created meanwhile.
-			_ = os.Link(stale, p)
-			_ = os.Remove(stale)
+		start := l.clk.Now()
+		gen, cur, err := current(kdir)
+		if err != nil {
+			return false, fmt.Errorf("shard: lease %s: %w", key, err)
+		}
+		if gen > 0 {
+			if cur.valid && cur.lease.Owner == l.owner && !cur.lease.Released && start.Before(cur.lease.Expires) {
+				// Ours: held already, or from before a restart.
+				l.remember(key, holding{gen, cur.lease})
+				if err := l.renewLocked(key, kdir); err != nil {
+					return false, err
+				}
+				return true, nil
+			}
+			if !l.stale(cur, start) {
+				return false, nil
+			}
+		}
+		le := Lease{Owner: l.owner, Acquired: start, Expires: start.Add(l.ttl), Token: rand.Text()}
+		created, err := createExclusive(genPath(kdir, gen+1), marshal(le))
+		if err != nil {
+			return false, fmt.Errorf("shard: lease %s: cannot create generation %d: %w", key, gen+1, err)
+		}
+		if !created {
+			continue
+		}
+		// Only a view older than a whole ttl (this process paused) could
+		// have missed a newer generation; make sure ours is the last.
+		if latest, _, err := current(kdir); err != nil || latest != gen+1 || l.clk.Now().Sub(start) > l.ttl/3 {
+			le.Released = true // nobody counts on it: let the next replica have it
+			_ = replace(genPath(kdir, gen+1), marshal(le))
 			return false, nil
 		}
-		_ = os.Remove(stale)
+		l.remember(key, holding{gen + 1, le})
+		removeBelow(kdir, gen) // keep the previous one: its number stays taken
+		return true, nil
 	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	return false, nil
+}
+
+// Renew extends a lease this leaser holds by ttl. An error wrapping
+// ErrLost means the lease is gone (expired before this renewal, or taken
+// by another replica): stop harvesting the tenant. Other errors (the file
+// system) are worth another try before the lease expires.
+func (l *Leaser) Renew(ctx context.Context, key string) error {
+	kdir, err := l.keyDir(key)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l.op.Lock()
+	defer l.op.Unlock()
+	return l.renewLocked(key, kdir)
+}
+
+func (l *Leaser) renewLocked(key, kdir string) error {
+	l.mu.Lock()
+	h, ok := l.held[key]
+	l.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("shard: renew %s: %w by %s", key, ErrNotHeld, l.owner)
+	}
+	now := l.clk.Now()
+	if !now.Before(h.lease.Expires) {
+		// Another replica may have taken it over already: never revive it.
+		l.forget(key)
+		return fmt.Errorf("shard: lease %s: %w: it expired at %s before it was renewed", key, ErrLost, h.lease.Expires.Format(time.RFC3339))
+	}
+	if err := l.checkLatest(key, kdir, h); err != nil {
+		return err
+	}
+	next := h.lease
+	next.Expires = now.Add(l.ttl)
+	if err := replace(genPath(kdir, h.gen), marshal(next)); err != nil {
+		return fmt.Errorf("shard: renew %s: %w", key, err)
+	}
+	if err := l.checkLatest(key, kdir, h); err != nil {
+		return err
+	}
+	l.remember(key, holding{h.gen, next})
+	return nil
+}
+
+// checkLatest returns an ErrLost error, and forgets the lease, when h's
+// generation is gone or a newer one exists.
+func (l *Leaser) checkLatest(key, kdir string, h holding) error {
+	cur, err := readLease(genPath(kdir, h.gen))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		l.forget(key)
+		return fmt.Errorf("shard: lease %s: %w: its file is gone", key, ErrLost)
+	case err != nil:
+		return fmt.Errorf("shard: renew %s: %w", key, err)
+	case !cur.valid || cur.lease.Token != h.lease.Token:
+		l.forget(key)
+		return fmt.Errorf("shard: lease %s: %w: its file was rewritten by another replica", key, ErrLost)
+	}
+	next, err := readLease(genPath(kdir, h.gen+1))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("shard: renew %s: %w", key, err)
+	}
+	l.forget(key)
+	return fmt.Errorf("shard: lease %s: %w: it is now held by %q", key, ErrLost, next.lease.Owner)
+}
+
+// Release gives the lease on key back, marking it released so another
+// replica can take it at once. Releasing a lease not held, or one that
+// already expired, does nothing.
+func (l *Leaser) Release(ctx context.Context, key string) error {
+	kdir, err := l.keyDir(key)
+	if err != nil {
+		return err
+	}
+	l.op.Lock()
+	defer l.op.Unlock()
+	l.mu.Lock()
+	h, ok := l.held[key]
+	l.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	l.forget(key)
+	if !l.clk.Now().Before(h.lease.Expires) {
+		return nil // may be another's already
+	}
+	cur, err := readLease(genPath(kdir, h.gen))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("shard: release %s: %w", key, err)
+	}
+	if !cur.valid || cur.lease.Token != h.lease.Token {
+		return nil
+	}
+	done := h.lease
+	done.Released, done.Expires = true, l.clk.Now()
+	if err := replace(genPath(kdir, h.gen), marshal(done)); err != nil {
+		return fmt.Errorf("shard: release %s: %w (it expires by itself at %s)", key, err, h.lease.Expires.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// ReleaseAll releases every lease held, for shutdown.
+func (l *Leaser) ReleaseAll(ctx context.Context) error {
+	var errs []error
+	for _, key := range l.Held() {
+		errs = append(errs, l.Release(ctx, key))
+	}
+	return errors.Join(errs...)
+}
+
+// Holder reads the lease on key; false when there is none or it was
+// released. An expired lease is returned as it is: compare Expires.
+func (l *Leaser) Holder(key string) (Lease, bool, error) {
+	kdir, err := l.keyDir(key)
+	if err != nil {
+		return Lease{}, false, err
+	}
+	gen, cur, err := current(kdir)
+	switch {
+	case err != nil:
+		return Lease{}, false, fmt.Errorf("shard: lease %s: %w", key, err)
+	case gen == 0:
+		return Lease{}, false, nil
+	case !cur.valid:
+		return Lease{}, true, fmt.Errorf("shard: lease %s: %s is not a lease (being written, or damaged; it counts as held until %s old)", key, genPath(kdir, gen), l.ttl)
+	}
+	return cur.lease, !cur.lease.Released, nil
+}
+
+// Held returns the keys this leaser holds, sorted.
+func (l *Leaser) Held() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	keys := make([]string, 0, len(l.held))
+	for k := range l.held {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// Keep renews every held lease each ttl/3 until ctx ends, and calls
+// report for each renewal that failed; errors.Is(err, ErrLost) says the
+// lease is gone and its tenant must stop. report may call Release or
+// TryAcquire.
+func (l *Leaser) Keep(ctx context.Context, report func(key string, err error)) {
+	for {
+		t := l.clk.NewTimer(l.ttl / 3)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		for _, key := range l.Held() {
+			if err := l.Renew(ctx, key); err != nil && ctx.Err() == nil && report != nil {
+				report(key, err)
+			}
+		}
+	}
+}
+
+func (l *Leaser) remember(key string, h holding) {
+	l.mu.Lock()
+	l.held[key] = h
+	l.mu.Unlock()
+}
+
+func (l *Leaser) forget(key string) {
+	l.mu.Lock()
+	delete(l.held, key)
+	l.mu.Unlock()
+}
+
+// stale: released, past its expiry, or a file that is no lease (its
+// creator died between creating and writing it) older than ttl.
+func (l *Leaser) stale(s snapshot, now time.Time) bool {
+	if s.valid {
+		return s.lease.Released || !now.Before(s.lease.Expires)
+	}
+	return now.Sub(s.info.ModTime()) > l.ttl
+}
+
+// keyDir maps a key to its directory. Bytes outside [A-Za-z0-9._-], and a
+// leading dot, are written %XX, so a key can never leave the directory.
+func (l *Leaser) keyDir(key string) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' && i > 0 {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	if key == "" || b.Len() > 200 {
+		return "", fmt.Errorf("shard: lease key %.60q: give the tenant id (1 to 200 bytes, fewer with characters outside A-Z a-z 0-9 . _ -)", key)
+	}
+	return filepath.Join(l.dir, b.String()+".lease"), nil
+}
+
+const genDigits = 20 // fixed width: names sort as numbers
+
+func genPath(kdir string, gen uint64) string {
+	return filepath.Join(kdir, fmt.Sprintf("%0*d.json", genDigits, gen))
+}
+
+// generations lists the generation numbers present, ascending.
+func generations(kdir string) ([]uint64, error) {
+	ents, err := os.ReadDir(kdir)
+	if err != nil {
+		return nil, err
+	}
+	var gens []uint64
+	for _, e := range ents {
+		num, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || len(num) != genDigits {
+			continue // temporary files, strangers
+		}
+		if g, err := strconv.ParseUint(num, 10, 64); err == nil {
+			gens = append(gens, g)
+		}
+	}
+	slices.Sort(gens)
+	return gens, nil
+}
+
+// current returns the highest generation (0 when none) and its content.
+func current(kdir string) (uint64, snapshot, error) {
+	for range 3 {
+		gens, err := generations(kdir)
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, snapshot{}, nil
+		}
+		if err != nil {
+			return 0, snapshot{}, err
+		}
+		if len(gens) == 0 {
+			return 0, snapshot{}, nil
+		}
+		gen := gens[len(gens)-1]
+		s, err := readLease(genPath(kdir, gen))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed under a stale listing: list again
+		}
+		return gen, s, err
+	}
+	return 0, snapshot{}, errors.New("the lease files keep changing while read; try again")
+}
+
+// removeBelow removes the generations below keep. Best effort: a file
+// left behind is removed by the next take-over.
+func removeBelow(kdir string, keep uint64) {
+	gens, _ := generations(kdir)
+	for _, g := range gens {
+		if g < keep {
+			_ = os.Remove(genPath(kdir, g))
+		}
+	}
+}
+
+func marshal(le Lease) []byte {
+	data, _ := json.Marshal(le) // strings, times, a bool: cannot fail
+	return append(data, '\n')
+}
+
+type snapshot struct {
+	info  fs.FileInfo
+	lease Lease
+	valid bool
+}
+
+func readLease(path string) (snapshot, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return snapshot{}, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return snapshot{}, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return snapshot{}, err
+	}
+	s := snapshot{info: info}
+	s.valid = json.Unmarshal(data, &s.lease) == nil && s.lease.Owner != "" && s.lease.Token != "" && !s.lease.Expires.IsZero()
+	return s, nil
+}
+
+// createExclusive writes a new file at path, or reports false if one
+// exists (O_CREATE|O_EXCL: atomic on local and network file systems).
+func createExclusive(path string, data []byte) (bool, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
-		return false, nil // another replica created it first
+		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("creating lease %s: %w", p, err)
+		return false, err
 	}
-	err = writeLease(f, leaseFile{Owner: l.owner, Expires: now.Add(l.ttl)})
-	if err != nil {
-		os.Remove(p)
-		return false, fmt.Errorf("writing lease %s: %w", p, err)
+	_, werr := f.Write(data)
+	serr := f.Sync()
+	if err := errors.Join(werr, serr, f.Close()); err != nil {
+		// Left in place: removing it would free its number for a second
+		// creator. Unreadable, it turns stale after ttl.
+		return false, err
 	}
 	return true, nil
 }
 
-// Renew extends our lease of key; ErrLost when another replica holds it.
-func (l *Leaser) Renew(ctx context.Context, key string) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := ctx.Err(); err != nil {
+// replace writes path atomically: a temporary file, synced, renamed over.
+func replace(path string, data []byte) error {
+	tmp := path + ".tmp-" + rand.Text()
+	created, err := createExclusive(tmp, data)
+	if err != nil {
+		_ = os.Remove(tmp)
 		return err
 	}
-	p, err := l.path(key)
-	if err != nil {
+	if !created {
+		return fmt.Errorf("temporary file %s exists", tmp)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
 		return err
-	}
-	cur, exists, err := l.read(p)
-	if err != nil {
-		return err
-	}
-	if !exists || cur.Owner != l.owner {
-		holder := "nobody"
-		if exists {
-			holder = cur.Owner
-		}
-		return fmt.Errorf("%w (%s holds %s)", ErrLost, holder, key)
-	}
-	return l.write(p)
-}
-
-// write replaces the lease at p with ours, expiring ttl from now.
-func (l *Leaser) write(p string) error {
-	tmp := fmt.Sprintf("%s.tmp-%s", p, randomSuffix())
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("renewing lease %s: %w", p, err)
-	}
-	if err := writeLease(f, leaseFile{Owner: l.owner, Expires: l.clk.Now().Add(l.ttl)}); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("renewing lease %s: %w", p, err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("renewing lease %s: %w", p, err)
 	}
 	return nil
-}
-
-// Release gives the lease of key back (nothing when it is not ours).
-func (l *Leaser) Release(key string) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	p, err := l.path(key)
-	if err != nil {
-		return err
-	}
-	cur, exists, err := l.read(p)
-	if err != nil || !exists || cur.Owner != l.owner {
-		return err
-	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("releasing lease %s: %w", p, err)
-	}
-	return nil
-}
-
-// Holder names who holds the lease of key ("" when nobody does or it
-// expired).
-func (l *Leaser) Holder(key string) (string, error) {
-	p, err := l.path(key)
-	if err != nil {
-		return "", err
-	}
-	cur, exists, err := l.read(p)
-	if err != nil || !exists || !l.clk.Now().Before(cur.Expires) {
-		return "", err
-	}
-	return cur.Owner, nil
-}
-
-func writeLease(f *os.File, lf leaseFile) error {
-	b, _ := json.Marshal(lf) // a string and a time cannot fail
-	_, err := f.Write(b)
-	if serr := f.Sync(); err == nil {
-		err = serr
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func randomSuffix() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
