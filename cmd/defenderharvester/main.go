@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // schedules with CRON_TZ work in images without a zone database (scratch)
 
 	"github.com/defenderharvester/defenderharvester/internal/cli"
 )

@@ -63,7 +63,8 @@ func runServe(ctx context.Context, env *Env, args []string) int {
 	}
 	log.Info("serving", "addr", svc.Addr(), "tenants", len(svc.Tenants()))
 	<-ctx.Done()
-	stop() // a second signal kills at once
+	stop()
+	signal.Reset(os.Interrupt, syscall.SIGTERM) // a second signal ends the process at once
 	wait := cfg.Serve.ShutdownTimeout.D()
 	log.Info("stopping: runs in flight are cancelled (what they delivered is committed, the rest is read again next time)", "wait", wait)
 	sctx, cancel := context.WithTimeout(context.Background(), wait)
