@@ -619,3 +619,28 @@ func (q *queue) Pop() any {
 	e.idx = -1
 	return e
 }
+
+// Alive reports whether the loop still fires on time (the service's
+// /healthz): an error when it stopped while the scheduler was started,
+// or when the earliest due job is more than grace overdue.
+func (s *Scheduler) Alive(grace time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != started {
+		return nil
+	}
+	select {
+	case <-s.loopDone:
+		if s.ctx.Err() == nil {
+			return errors.New("schedule: the firing loop stopped")
+		}
+		return nil
+	default:
+	}
+	if len(s.queue) > 0 {
+		if late := s.clk.Now().Sub(s.queue[0].next); late > grace {
+			return fmt.Errorf("schedule: %s/%s is %s overdue: the firing loop is stuck", s.queue[0].key.tenant, s.queue[0].key.source, late.Round(time.Second))
+		}
+	}
+	return nil
+}

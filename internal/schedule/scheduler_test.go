@@ -518,3 +518,47 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// blockingObserver holds the firing loop in Fired until released: a
+// stuck loop, as /healthz must notice.
+type blockingObserver struct {
+	NopObserver
+	release chan struct{}
+	once    sync.Once
+	entered chan struct{}
+}
+
+func (b *blockingObserver) Fired(Firing) {
+	b.once.Do(func() { close(b.entered) })
+	<-b.release
+}
+
+// TestAliveNoticesAStuckLoop: Alive is nil while the loop fires on time
+// and names the overdue job once the loop is stuck past the grace.
+func TestAliveNoticesAStuckLoop(t *testing.T) {
+	ctx := testCtx(t)
+	obs := &blockingObserver{release: make(chan struct{}), entered: make(chan struct{})}
+	s, fc, _ := newTest(t, Options{})
+	s.obs = obs
+	spec, _ := Parse("5m")
+	if err := s.Add(Job{Tenant: "t", Source: "s", Spec: spec, Run: nop}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer close(obs.release) // before newTest's cleanup shuts it down
+	select {
+	case <-obs.entered: // the first firing: the loop is now held
+	case <-ctx.Done():
+		t.Fatal("no firing")
+	}
+	if err := s.Alive(time.Minute); err != nil {
+		t.Fatalf("Alive right after a firing: %v", err)
+	}
+	fc.Advance(10 * time.Minute) // the next is due at 5 m; the loop cannot fire it
+	err := s.Alive(time.Minute)
+	if err == nil || !strings.Contains(err.Error(), "t/s") || !strings.Contains(err.Error(), "overdue") {
+		t.Fatalf("Alive with a stuck loop = %v, want the overdue job named", err)
+	}
+}

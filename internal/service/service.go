@@ -74,7 +74,6 @@ type Service struct {
 
 	mu      sync.Mutex
 	started bool
-	loopErr error
 }
 
 // Upkeep and lease timing.
@@ -298,9 +297,7 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// alive is /healthz: the scheduler loop must still run.
+// alive is /healthz: the scheduler's loop must still fire on time.
 func (s *Service) alive() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.loopErr
+	return s.sched.Alive(time.Minute)
 }
