@@ -16,10 +16,11 @@ func init() {
 }
 
 func runDoctor(ctx context.Context, env *Env, args []string) int {
-	fs := newFlagSet(env, "doctor", "doctor [--config FILE] [--sources LIST|all] [--timeout DURATION]")
+	fs := newFlagSet(env, "doctor", "doctor [--config FILE] [--sources LIST|all] [--tenant NAMES] [--timeout DURATION]")
 	cfgPath := fs.String("config", "", "config file (YAML); default $"+config.EnvConfig+" or built-in defaults")
 	sources := fs.String("sources", "all", "comma-separated source names to check, or all")
 	timeout := fs.Duration("timeout", 30*time.Second, "time limit of each check")
+	tenant := fs.String("tenant", "", "with a config that lists tenants: only these (comma-separated names; default all)")
 	debug := fs.Bool("debug", false, "debug logging")
 	if code, ok := parseFlags(fs, env, args); !ok {
 		return code
@@ -33,17 +34,31 @@ func runDoctor(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "defenderharvester doctor:", err)
 		return exitUsage
 	}
-	checks, err := harvester.Doctor(ctx, harvester.DoctorRequest{
-		Config:  cfg,
-		Sources: splitList(*sources),
-		Logger:  newLogger(env, "error", *debug),
-		Now:     env.Now,
-		Getenv:  env.Getenv,
-		Timeout: *timeout,
-	})
+	tenants, err := selectTenants(cfg, *tenant)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "defenderharvester doctor:", err)
 		return exitUsage
+	}
+	var checks []harvester.DoctorCheck
+	for _, tc := range tenants {
+		cs, err := harvester.Doctor(ctx, harvester.DoctorRequest{
+			Config:  tc,
+			Sources: splitList(*sources),
+			Logger:  newLogger(env, "error", *debug),
+			Now:     env.Now,
+			Getenv:  env.Getenv,
+			Timeout: *timeout,
+		})
+		if err != nil {
+			fmt.Fprintln(env.Stderr, "defenderharvester doctor:", err)
+			return exitUsage
+		}
+		if cfg.MultiTenant() {
+			for i := range cs {
+				cs[i].DataSet = tc.Name + ": " + cs[i].DataSet
+			}
+		}
+		checks = append(checks, cs...)
 	}
 	failed := printChecks(env.Stdout, checks)
 	if failed > 0 {

@@ -356,6 +356,23 @@ func TestRunTenantsIsolated(t *testing.T) {
 	if len(byTenant) != 2 {
 		t.Errorf("records carry tenant ids %v", keys(byTenant))
 	}
+	// doctor checks every tenant and says which one is wrong.
+	code, out, errs = m.runCLI("doctor", "--config", cfgPath)
+	if code != 1 {
+		t.Fatalf("doctor exit %d, want 1\n%s\n%s", code, out, errs)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		fail := strings.Contains(line, "FAIL")
+		switch {
+		case strings.HasPrefix(line, "tenant-2: ") && strings.Contains(line, "portal") && !fail:
+			t.Errorf("doctor passes tenant-2's portal with another tenant's cookie: %s", line)
+		case (strings.HasPrefix(line, "tenant-1: ") || strings.HasPrefix(line, "tenant-3: ")) && fail:
+			t.Errorf("doctor fails a tenant whose credentials are right: %s", line)
+		}
+	}
+	if !strings.Contains(out, "tenant-1: ") || !strings.Contains(out, "tenant-3: ") {
+		t.Errorf("doctor did not check every tenant:\n%s", out)
+	}
 }
 
 // TestServeStoppedMidRunLosesNothing: `serve` stopped with SIGTERM (it
