@@ -365,6 +365,19 @@ func (f *fixture) child(cfg string, killAfter time.Duration, extra ...string) (i
 // when sig killed it).
 func (f *fixture) childSignal(argv []string, killAfter time.Duration, sig os.Signal) (int, string, string) {
 	f.t.Helper()
+	var when func() bool
+	if killAfter > 0 {
+		deadline := time.Now().Add(killAfter)
+		when = func() bool { return !time.Now().Before(deadline) }
+	}
+	return f.childUntil(argv, when, sig)
+}
+
+// childUntil runs the command line as a separate process; with when set
+// it sends sig as soon as when() holds (checked every 2 ms) and waits for
+// the process to end (code -1 when sig killed it).
+func (f *fixture) childUntil(argv []string, when func() bool, sig os.Signal) (int, string, string) {
+	f.t.Helper()
 	args, _ := json.Marshal(argv)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "DH_E2E_CHILD_ARGS="+string(args))
@@ -375,11 +388,17 @@ func (f *fixture) childSignal(argv []string, killAfter time.Duration, sig os.Sig
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	if killAfter > 0 {
-		select {
-		case <-done:
-			return cmd.ProcessState.ExitCode(), out.String(), errb.String()
-		case <-time.After(killAfter):
+	if when != nil {
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for !when() {
+			select {
+			case <-done:
+				return cmd.ProcessState.ExitCode(), out.String(), errb.String()
+			case <-tick.C:
+			}
+		}
+		{
 			_ = cmd.Process.Signal(sig)
 			select {
 			case <-done:

@@ -399,12 +399,20 @@ func TestServeStoppedMidRunLosesNothing(t *testing.T) {
 	}
 
 	stopped := f.writeConfig("stopped", extra)
+	outDir := filepath.Join(f.dir, "stopped-out")
 	interrupted, midway := 0, 0
 	for i, sig := range []os.Signal{syscall.SIGTERM, os.Kill, syscall.SIGTERM, os.Kill, syscall.SIGTERM, os.Kill} {
-		// serve starts slower than run (it opens its endpoint, then
-		// fires every source); interrupt from a third of a run's time.
-		after := took * time.Duration(3+i) / 10
-		code, _, errs := f.childSignal([]string{"serve", "--config", stopped}, after, sig)
+		// Interrupt once serve has written something more (it is
+		// harvesting), a little later each time.
+		before := dirBytes(outDir)
+		var since time.Time
+		when := func() bool {
+			if since.IsZero() && dirBytes(outDir) > before {
+				since = time.Now()
+			}
+			return !since.IsZero() && time.Since(since) >= time.Duration(i)*took/20
+		}
+		code, _, errs := f.childUntil([]string{"serve", "--config", stopped}, when, sig)
 		if n := len(readOutput(t, filepath.Join(f.dir, "stopped-out"))); n > 0 && n < len(want) {
 			midway++
 		}
@@ -416,7 +424,7 @@ func TestServeStoppedMidRunLosesNothing(t *testing.T) {
 		}
 		interrupted++
 	}
-	if midway < 3 {
+	if midway < 4 {
 		t.Fatalf("only %d of %d interruptions came while serve was harvesting (a clean run takes %s): the test proves little", midway, interrupted, took)
 	}
 	if code, out, errs := f.child(stopped, 0); code != 0 {
@@ -448,5 +456,17 @@ func TestServeStoppedMidRunLosesNothing(t *testing.T) {
 			t.Errorf("%s: %d duplicates after %d interruptions; at most one batch per interruption", table, d, interrupted)
 		}
 	}
-	t.Logf("%d records, %d interruptions (a clean run takes %s), duplicates by table %v", len(wantSet), interrupted, took, dups)
+	t.Logf("%d records, %d interruptions (%d while harvesting; a clean run takes %s), duplicates by table %v", len(wantSet), interrupted, midway, took, dups)
+}
+
+// dirBytes is the size of the files in dir (0 when it does not exist).
+func dirBytes(dir string) int64 {
+	entries, _ := os.ReadDir(dir)
+	var n int64
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil {
+			n += info.Size()
+		}
+	}
+	return n
 }
