@@ -658,6 +658,9 @@ func buildSinks(cfg *config.Config, req Request, rt http.RoundTripper) ([]sink.S
 				d.SetDir(req.OutDir)
 			}
 		}
+		if ts, ok := settings.(sink.TenantScoper); ok && cfg.Name != "" {
+			ts.ForTenant(cfg.Name)
+		}
 		s, err := f.New(deps, settings)
 		if err != nil {
 			return nil, fmt.Errorf("outputs.%s: %w", n, err)

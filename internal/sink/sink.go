@@ -125,6 +125,14 @@ func (d Deps) WithDefaults() Deps {
 	return d
 }
 
+// TenantScoper is implemented by output settings that name a place on
+// this machine several tenants' outputs would otherwise share (a
+// folder): ForTenant makes it the tenant's own (a subfolder), so two
+// tenants' outputs never write, rotate or repair the same files.
+type TenantScoper interface {
+	ForTenant(name string)
+}
+
 // StatsReporter is implemented by outputs that send requests through the
 // shared delivery helper; the run summary shows their request counts and
 // sizes.

@@ -60,6 +60,11 @@ func DefaultConfig() *Config {
 // SetDir overrides the directory (the --out flag).
 func (c *Config) SetDir(dir string) { c.Dir = dir }
 
+// ForTenant implements sink.TenantScoper: in a config with tenants each
+// tenant writes into <dir>/<tenant>/ (a files output repairs and rotates
+// the files of its folder, which only one writer may do).
+func (c *Config) ForTenant(name string) { c.Dir = filepath.Join(c.Dir, name) }
+
 // Sink is the file output.
 type Sink struct {
 	name        string // instance name

@@ -53,6 +53,9 @@ func (s *Sink) Name() string { return s.name }
 // Start implements sink.Sink; there is nothing to prepare.
 func (s *Sink) Start(context.Context) error { return nil }
 
+// writeMu serialises the writes of every stdout output of the process.
+var writeMu sync.Mutex
+
 var errClosed = errors.New("stdout output is shut down; no more records can be written")
 
 // Write encodes all records first (one bad record rejects the batch) and
@@ -78,7 +81,11 @@ func (s *Sink) Write(ctx context.Context, table string, recs []record.Record) er
 	if len(buf) == 0 {
 		return nil
 	}
+	// Several instances (one per tenant of a serve) share the process's
+	// standard output: one batch is written whole before another starts.
+	writeMu.Lock()
 	_, err := s.w.Write(buf)
+	writeMu.Unlock()
 	if cap(buf) <= 1<<20 { // do not pin a huge buffer after one big batch
 		s.buf = buf
 	}
