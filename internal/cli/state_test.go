@@ -71,7 +71,8 @@ tenants:
 	f.stateA = filepath.Join(dir, "state", "tenants", "contoso", "defenderharvester.db")
 	f.stateB = filepath.Join(dir, "state", "tenants", "fabrikam", "defenderharvester.db")
 	f.dlA, f.dlB = filepath.Join(filepath.Dir(f.stateA), "deadletter"), filepath.Join(filepath.Dir(f.stateB), "deadletter")
-	f.outA, f.outB = filepath.Join(dir, "out-a"), filepath.Join(dir, "out-b")
+	// A files output of a config with tenants writes into <dir>/<tenant>/.
+	f.outA, f.outB = filepath.Join(dir, "out-a", "contoso"), filepath.Join(dir, "out-b", "fabrikam")
 
 	now := f.now
 	a := openTestStore(t, f.stateA)
