@@ -50,8 +50,10 @@ func (r *tenantRunner) supervise(ctx context.Context) {
 		}
 		t := r.open(ctx)
 		if t == nil {
+			// Stopping, or the lease was lost while waiting to open
+			// again: then wait for the lease anew.
 			r.releaseLease()
-			return
+			continue
 		}
 		if err := r.schedule(t); err != nil {
 			r.log.Error("cannot schedule the tenant's sources (a bug)", "err", err)
@@ -133,7 +135,8 @@ func (r *tenantRunner) renewLease(ctx context.Context) bool {
 }
 
 // open opens the tenant, trying again after a growing pause (30 s to
-// 10 min) while the lease is kept. Each failure counts as a failed run of
+// 10 min) while the lease is kept; nil when ctx ended or the lease was
+// lost meanwhile. Each failure counts as a failed run of
 // every source, so metrics and /readyz see a tenant that cannot start.
 func (r *tenantRunner) open(ctx context.Context) *harvester.Tenant {
 	wait := openBackoff
