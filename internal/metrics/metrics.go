@@ -318,6 +318,21 @@ func Outcome(res pipeline.Result) string {
 	return OutcomeFailed
 }
 
+// SeedFailures sets a source's failed runs in a row as the state file
+// kept them (at start), so a restart does not turn a failing source's
+// readiness green; runs observed since count on from there.
+func (m *Metrics) SeedFailures(tenant, src string, failures int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.source(tenant, src)
+	if failures > s.failures {
+		s.failures = failures
+		if s.lastKind == "" {
+			s.lastKind = KindOther
+		}
+	}
+}
+
 // SetCursor seeds a source's cursor (from the state file at start), so
 // lag is reported before its first run. It never moves a cursor back.
 func (m *Metrics) SetCursor(tenant, src string, cursor time.Time) {

@@ -180,6 +180,21 @@ func TestReadyzFailuresThreshold(t *testing.T) {
 	}
 }
 
+// TestSeededFailuresSurviveARestart: failures in a row read from the
+// state file at start keep /readyz red; one success clears them.
+func TestSeededFailuresSurviveARestart(t *testing.T) {
+	m := New(Options{})
+	m.SeedFailures("t", "s", 4)
+	m.SeedFailures("t", "s", 1) // never lowers what it knows
+	if ok, reasons := m.Ready(); ok || len(reasons) != 1 || !strings.Contains(reasons[0], "4 times") {
+		t.Fatalf("Ready() = %v %q, want not ready naming 4 failures", ok, reasons)
+	}
+	m.SourceDone("t", pipeline.Result{Source: "s"})
+	if ok, reasons := m.Ready(); !ok {
+		t.Fatalf("still not ready after a success: %q", reasons)
+	}
+}
+
 func TestSessionExpiry(t *testing.T) {
 	clk := newClock()
 	m := New(Options{Now: clk.Now})

@@ -171,7 +171,8 @@ func (r *tenantRunner) open(ctx context.Context) *harvester.Tenant {
 	}
 }
 
-// seedCursors gives the lag gauges their value before the first run.
+// seedCursors gives the lag gauges their value before the first run, and
+// readiness the failures in a row the state file kept.
 func (r *tenantRunner) seedCursors(t *harvester.Tenant) {
 	infos, err := t.Store().Sources()
 	if err != nil {
@@ -180,6 +181,9 @@ func (r *tenantRunner) seedCursors(t *harvester.Tenant) {
 	}
 	least := map[string]time.Time{}
 	for _, st := range infos {
+		if st.Part() == "" && st.Failures > 0 {
+			r.s.metrics.SeedFailures(r.name, st.Source, st.Failures)
+		}
 		at := st.Cursor
 		if at.IsZero() {
 			at = st.SnapshotAt
