@@ -233,6 +233,12 @@ func TestAnySingleDamagedPage(t *testing.T) {
 			if !errors.Is(err, ErrDamaged) {
 				t.Fatalf("page %d: Open: %v", p, err)
 			}
+			// Opened again in the same process (serve retries a
+			// tenant): still "damaged", never "in use" because of the
+			// lock a panicking open left behind.
+			if _, err := Open(path, Options{LockTimeout: 50 * time.Millisecond}); !errors.Is(err, ErrDamaged) {
+				t.Fatalf("page %d: second Open: %v, want a damaged-file error again", p, err)
+			}
 			damagedSeen++
 			os.Remove(path)
 			continue

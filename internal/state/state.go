@@ -73,6 +73,12 @@ func Open(path string, opts Options) (*Store, error) {
 		if err := checkNotEmpty(path, st); err != nil {
 			return nil, err
 		}
+		if v, ok := openPanicked.Load(path); ok && os.SameFile(v.(os.FileInfo), st) {
+			// The same damaged file again (serve retries a tenant): bbolt
+			// still holds its lock from the failed open, so say what it
+			// is rather than "in use".
+			return nil, damaged(path, "it could not be opened earlier in this process")
+		}
 		if st.Mode().Perm()&0o077 != 0 {
 			// Cursors and snapshots (which hold tenant settings) are not
 			// for other users; tighten rather than refuse.
