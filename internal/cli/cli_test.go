@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/sim"
+	"github.com/defenderharvester/defenderharvester/internal/sim/simtest"
 )
 
 func testEnv(vars map[string]string) (*Env, *bytes.Buffer, *bytes.Buffer) {
@@ -129,19 +130,7 @@ func TestCompatFlagsHarvestLikeTheOriginal(t *testing.T) {
 func emulatorConfig(t *testing.T, opts sim.Options) (*sim.Tenant, string, string) {
 	t.Helper()
 	dir := t.TempDir()
-	tenant, err := sim.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := tenant.Serve("127.0.0.1:0", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	ca := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(ca, tenant.CACertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tenant, srv, ca := simtest.Start(t, opts, dir)
 	cfgPath := filepath.Join(dir, "sim.yaml")
 	if err := writeEmulatorConfig(cfgPath, tenant.Info(srv), tenant.Credentials(), srv.Addr(), ca, false); err != nil {
 		t.Fatal(err)

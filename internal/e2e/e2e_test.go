@@ -18,6 +18,7 @@ import (
 	"github.com/defenderharvester/defenderharvester/internal/cli"
 	"github.com/defenderharvester/defenderharvester/internal/pipeline"
 	"github.com/defenderharvester/defenderharvester/internal/sim"
+	"github.com/defenderharvester/defenderharvester/internal/sim/simtest"
 )
 
 // TestMain lets the test binary act as the defenderharvester command when
@@ -55,6 +56,7 @@ type fixture struct {
 	srv    *sim.Server
 	clock  *clock
 	dir    string
+	ca     string // the emulator's CA certificate, in dir
 }
 
 func newFixture(t *testing.T, opts sim.Options) *fixture {
@@ -72,16 +74,9 @@ func newFixture(t *testing.T, opts sim.Options) *fixture {
 	if opts.TimelineHistory == 0 {
 		opts.TimelineHistory = 24 * time.Hour
 	}
-	tenant, err := sim.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := tenant.Serve("127.0.0.1:0", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return &fixture{t: t, tenant: tenant, srv: srv, clock: c, dir: t.TempDir()}
+	dir := t.TempDir()
+	tenant, srv, ca := simtest.Start(t, opts, dir)
+	return &fixture{t: t, tenant: tenant, srv: srv, clock: c, dir: dir, ca: ca}
 }
 
 // writeConfig writes a harvester config for the fixture under dir/name and
@@ -92,8 +87,7 @@ func (f *fixture) writeConfig(name string, extra string) string {
 	f.t.Helper()
 	cred := f.tenant.Credentials()
 	info := f.tenant.Info(f.srv)
-	ca := filepath.Join(f.dir, "ca.pem")
-	mustWrite(f.t, ca, f.tenant.CACertPEM(), 0o600)
+	ca := f.ca
 	ec := cli.EmulatorConfig{
 		TenantID: cred.TenantID, ClientID: cred.ClientID, Address: f.srv.Addr(), CAFile: ca,
 		CookieFile: filepath.Join(f.dir, name+".cookie"), SecretFile: filepath.Join(f.dir, name+".secret"),

@@ -45,8 +45,7 @@ func newMultiFixture(t *testing.T, tenants int, now func() time.Time) *multiFixt
 // with their schedules; swap gives tenant i the cookie of tenant j.
 func (m *multiFixture) writeTenantsConfig(name string, schedules map[string]string, extra string, swap map[int]int) string {
 	m.t.Helper()
-	ca := filepath.Join(m.dir, "ca.pem")
-	mustWrite(m.t, ca, m.tenant.CACertPEM(), 0o600)
+	ca := m.ca
 	var b strings.Builder
 	fmt.Fprintf(&b, "emulator:\n  address: %s\n  ca_file: %s\n", m.srv.Addr(), ca)
 	fmt.Fprintf(&b, "state_file: %s\n", filepath.Join(m.dir, name, "state.db"))

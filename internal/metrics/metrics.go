@@ -190,32 +190,23 @@ func (m *Metrics) own() []prometheus.Collector {
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 func (m *Metrics) source(tenant, src string) *sourceState {
-	k := sourceKey{tenant, src}
-	s := m.sources[k]
-	if s == nil {
-		s = &sourceState{}
-		m.sources[k] = s
-	}
-	return s
+	return entry(m.sources, sourceKey{tenant, src})
 }
 
-func (m *Metrics) session(tenant string) *sessionState {
-	s := m.sessions[tenant]
-	if s == nil {
-		s = &sessionState{}
-		m.sessions[tenant] = s
-	}
-	return s
-}
+func (m *Metrics) session(tenant string) *sessionState { return entry(m.sessions, tenant) }
 
 func (m *Metrics) output(tenant, out string) *outputState {
-	k := outputKey{tenant, out}
-	s := m.outputs[k]
-	if s == nil {
-		s = &outputState{}
-		m.outputs[k] = s
+	return entry(m.outputs, outputKey{tenant, out})
+}
+
+// entry is m[k], created empty on first use.
+func entry[K comparable, V any](m map[K]*V, k K) *V {
+	v := m[k]
+	if v == nil {
+		v = new(V)
+		m[k] = v
 	}
-	return s
+	return v
 }
 
 // SourceStarted implements pipeline.Observer.

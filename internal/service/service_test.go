@@ -15,6 +15,7 @@ import (
 	"github.com/defenderharvester/defenderharvester/internal/clock"
 	"github.com/defenderharvester/defenderharvester/internal/config"
 	"github.com/defenderharvester/defenderharvester/internal/sim"
+	"github.com/defenderharvester/defenderharvester/internal/sim/simtest"
 	"github.com/defenderharvester/defenderharvester/internal/source"
 )
 
@@ -34,16 +35,8 @@ func emulated(t *testing.T, now func() time.Time, wrongCookie bool, extra string
 // set, is featuresettings' schedule.
 func emulatedConfig(t *testing.T, now func() time.Time, wrongCookie bool, extra, schedule string) string {
 	t.Helper()
-	em, err := sim.New(sim.Options{Seed: 3, Tenants: 2, Machines: 1, Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := em.Serve("127.0.0.1:0", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
 	dir := t.TempDir()
+	em, srv, ca := simtest.Start(t, sim.Options{Seed: 3, Tenants: 2, Machines: 1, Now: now}, dir)
 	write := func(name, body string) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
@@ -51,7 +44,6 @@ func emulatedConfig(t *testing.T, now func() time.Time, wrongCookie bool, extra,
 		}
 		return p
 	}
-	ca := write("ca.pem", string(em.CACertPEM()))
 	var b strings.Builder
 	fmt.Fprintf(&b, "emulator: {address: %s, ca_file: %s}\nhttp: {max_attempts: 1}\n", srv.Addr(), ca)
 	fmt.Fprintf(&b, "outputs: {files: {dir: %s}}\nserve: {listen: '127.0.0.1:0', jitter: 0s}\n%s", filepath.Join(dir, "out"), extra)
