@@ -112,6 +112,13 @@ func TestOverlappingFiringIsSkipped(t *testing.T) {
 	}}))
 	must(t, s.Start(ctx))
 	rec.waitFor(ctx, t, "the first run", func(r *recorder) bool { return r.count("started") == 1 })
+	// Started is reported just before the job's Run is called.
+	for calls.Load() == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the first run never called the job")
+		}
+		time.Sleep(time.Millisecond)
+	}
 
 	for i := 1; i <= 2; i++ {
 		must(t, fc.BlockUntil(ctx, 1))
