@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/defenderharvester/defenderharvester/internal/sim"
+	"github.com/defenderharvester/defenderharvester/internal/sim/simtest"
 )
 
 // TestDoctorExplainsInjectedFailures runs doctor against the emulator
@@ -71,20 +72,8 @@ func TestDoctorExplainsInjectedFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			tc.opts.Seed, tc.opts.Machines = 3, 2
-			ten, err := sim.New(tc.opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv, err := ten.Serve("127.0.0.1:0", true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Close()
+			ten, srv, ca := simtest.Start(t, tc.opts, dir)
 			c := ten.Credentials()
-			ca := filepath.Join(dir, "ca.pem")
-			if err := os.WriteFile(ca, ten.CACertPEM(), 0o600); err != nil {
-				t.Fatal(err)
-			}
 			yaml := fmt.Sprintf("tenant_id: %s\nstate_file: %s\nemulator:\n  address: %s\n  ca_file: %s\n", c.TenantID, filepath.Join(dir, "state.db"), srv.Addr(), ca)
 			if tc.yaml != nil {
 				yaml += tc.yaml(c, dir)

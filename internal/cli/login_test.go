@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/defenderharvester/defenderharvester/internal/sim"
+	"github.com/defenderharvester/defenderharvester/internal/sim/simtest"
 )
 
 // TestLoginPortalStoresTheSession signs in with each way in, checks what
@@ -26,18 +27,8 @@ func TestLoginPortalStoresTheSession(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			ten, err := sim.New(sim.Options{Seed: 4, Machines: 2})
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv, err := ten.Serve("127.0.0.1:0", true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Close()
+			ten, srv, ca := simtest.Start(t, sim.Options{Seed: 4, Machines: 2}, dir)
 			c := ten.Credentials()
-			ca := filepath.Join(dir, "ca.pem")
-			os.WriteFile(ca, ten.CACertPEM(), 0o600)
 			cfgPath := filepath.Join(dir, "c.yaml")
 			yaml := fmt.Sprintf("state_file: %s\nemulator:\n  address: %s\n  ca_file: %s\n", filepath.Join(dir, "state.db"), srv.Addr(), ca)
 			if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	"github.com/defenderharvester/defenderharvester/internal/httpx/httpxtest"
 	"github.com/defenderharvester/defenderharvester/internal/mde"
 	"github.com/defenderharvester/defenderharvester/internal/sim"
+	"github.com/defenderharvester/defenderharvester/internal/sim/simtest"
 )
 
 // stalledConfig sends every call of cfg to a loopback endpoint that
@@ -133,27 +133,15 @@ func TestNetSharesPolicyAndSkew(t *testing.T) {
 // session is not cached (a later run must not pick it up).
 func TestLoginPortalRefusesAnotherTenant(t *testing.T) {
 	dir := t.TempDir()
-	ten, err := sim.New(sim.Options{Seed: 4, Machines: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := ten.Serve("127.0.0.1:0", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	ten, srv, ca := simtest.Start(t, sim.Options{Seed: 4, Machines: 1}, dir)
 	c := ten.Credentials()
-	ca := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(ca, ten.CACertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	const other = "00000000-1111-2222-3333-444444444444"
 	cfg := config.Default()
 	cfg.TenantID = other
 	cfg.Emulator.Address, cfg.Emulator.CAFile = srv.Addr(), ca
 	cfg.Portal.SessionCache = filepath.Join(dir, "session.json")
 	cfg.Secrets.SccAuth, cfg.Secrets.XSRF = c.SccAuth, url.QueryEscape(c.XSRFToken)
-	_, _, err = LoginPortal(context.Background(), cfg, nil)
+	_, _, err := LoginPortal(context.Background(), cfg, nil)
 	// Either the portal says whose session it is (ErrWrongTenant naming
 	// both), or — as the emulator does for a root visit with ?tid= of
 	// another tenant — it asks to sign in, and the error names tenant_id.
