@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"github.com/defenderharvester/defenderharvester/internal/schedule"
 	"github.com/defenderharvester/defenderharvester/internal/service"
 	"github.com/defenderharvester/defenderharvester/internal/sim"
+	"github.com/defenderharvester/defenderharvester/internal/sim/simtest"
 	"github.com/defenderharvester/defenderharvester/internal/source"
 )
 
@@ -138,17 +138,6 @@ func settle(t *testing.T, fake *dhclock.Fake, svc *service.Service, timers int) 
 	}
 }
 
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 // TestServeSimulatedDayThreeTenants is the issue's "done when": serve,
 // driven by a fake clock through a whole day against an emulator with
 // three tenants, fires every schedule on time (5 min, hourly, daily, each
@@ -213,7 +202,7 @@ func TestServeSimulatedDayThreeTenants(t *testing.T) {
 
 	base := "http://" + svc.Addr()
 	// /metrics: lag per tenant and source.
-	_, metricsText := get(t, base+"/metrics")
+	_, metricsText := simtest.Get(t, base+"/metrics")
 	for _, ti := range m.infos {
 		want := fmt.Sprintf(`defenderharvester_source_lag_seconds{source="featuresettings",tenant="%s"}`, ti.Name)
 		if !strings.Contains(metricsText, want) {
@@ -221,7 +210,7 @@ func TestServeSimulatedDayThreeTenants(t *testing.T) {
 		}
 	}
 	// /readyz names the failing tenant's source, and only it.
-	code, body := get(t, base+"/readyz")
+	code, body := simtest.Get(t, base+"/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "tenant-2") || !strings.Contains(body, "machineactions") {
 		t.Errorf("/readyz = %d %q, want 503 naming tenant-2's machineactions", code, body)
 	}
@@ -230,7 +219,7 @@ func TestServeSimulatedDayThreeTenants(t *testing.T) {
 	}
 
 	// The service's /state, just before it stops…
-	_, served := get(t, base+"/state")
+	_, served := simtest.Get(t, base+"/state")
 	if err := svc.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}

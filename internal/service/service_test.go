@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -132,7 +131,7 @@ func TestTenantThatCannotOpenIsRetriedAlone(t *testing.T) {
 		step(t, fake)
 	}
 	waitIdle(t, svc)
-	code, body := httpGet(t, "http://"+svc.Addr()+"/readyz")
+	code, body := simtest.Get(t, "http://"+svc.Addr()+"/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "tenant-2") || strings.Contains(body, "tenant-1") {
 		t.Fatalf("/readyz = %d %q; want 503 naming tenant-2 only", code, body)
 	}
@@ -148,7 +147,7 @@ func TestTenantThatCannotOpenIsRetriedAlone(t *testing.T) {
 	if !ran {
 		t.Error("tenant-1 was not harvested while tenant-2 failed")
 	}
-	_, status := httpGet(t, "http://"+svc.Addr()+"/status")
+	_, status := simtest.Get(t, "http://"+svc.Addr()+"/status")
 	if !strings.Contains(status, `"cannot open"`) {
 		t.Errorf("/status does not show tenant-2 as unable to open: %s", status)
 	}
@@ -177,17 +176,6 @@ func waitIdle(t *testing.T, svc *Service) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-func httpGet(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 // TestHandoverWaitsForTheLease: two replicas that both believe they own

@@ -3,6 +3,8 @@
 package simtest
 
 import (
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -33,4 +35,17 @@ func Start(t testing.TB, opts sim.Options, dir string) (*sim.Tenant, *sim.Server
 		t.Fatal(err)
 	}
 	return tenant, srv, ca
+}
+
+// Get fetches url (the harvester's own endpoints in tests) and returns
+// the status and body.
+func Get(t testing.TB, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
