@@ -416,9 +416,11 @@ func (r *eventRun) flush(ctx context.Context, chunkDone bool) error {
 				r.res.Duplicates++
 				continue
 			}
+			// RawValid: emit checked this payload (validJSON); the
+			// outputs and AppendJSON do not scan it again.
 			recs = append(recs, record.Record{
 				Tenant: r.tenant, Source: r.name, Table: r.table, ID: it.ID,
-				Time: it.Time.UTC(), HarvestedAt: now, Raw: it.Raw,
+				Time: it.Time.UTC(), HarvestedAt: now, Raw: it.Raw, RawValid: true,
 			})
 			seen = append(seen, state.SeenID{ID: it.ID, Time: it.Time})
 		}

@@ -327,6 +327,25 @@ func TestInvalidPayloadStopsTheSource(t *testing.T) {
 	}
 }
 
+// The pipeline's check is the one validity scan of an event payload: what
+// it delivers is marked so the outputs do not scan it again, and what it
+// refuses never reaches them (TestInvalidPayloadStopsTheSource).
+func TestDeliveredEventsAreMarkedValid(t *testing.T) {
+	store, _ := newStore(t)
+	mem := newMemSink()
+	p := newPipeline(t, Options{Store: store, Sinks: sinks{mem}.s(), Now: func() time.Time { return t0 }})
+	src := &fakeEvent{name: "Good"}
+	src.add(item("a", t0.Add(-time.Minute)), item("b", t0.Add(-2*time.Minute)))
+	if res := run1(t, p, src, RunOptions{}); res.Err != nil || res.New != 2 {
+		t.Fatalf("new=%d err=%v", res.New, res.Err)
+	}
+	for _, r := range mem.all() {
+		if !r.RawValid {
+			t.Errorf("record %s delivered without RawValid", r.ID)
+		}
+	}
+}
+
 func TestItemsWithoutIDAreDedupedByContent(t *testing.T) {
 	store, _ := newStore(t)
 	clk := &clock{t: t0}

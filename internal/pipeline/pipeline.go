@@ -361,7 +361,9 @@ func approxSize(it *source.Item) int {
 }
 
 // validJSON rejects a payload no sink could write; it names the item but
-// never prints the payload.
+// never prints the payload. It is the one validity scan of an event
+// payload: the records built from checked items carry RawValid, so
+// AppendJSON and the outputs trust them.
 func validJSON(raw json.RawMessage, what string) error {
 	if !json.Valid(raw) {
 		return fmt.Errorf("emitted %s whose payload is not valid JSON (%d bytes); this is a bug in the source", what, len(raw))

@@ -23,6 +23,9 @@ var ErrInvalidJSON = errors.New("invalid JSON")
 // line) are compacted away. A payload that is not an object is written as
 // "Value": <payload>.
 //
+// The payload is scanned for validity unless r.RawValid says it was
+// already; Extra fields always are.
+//
 // On error dst is returned unchanged (truncated back to its original
 // length), so a caller never ends up with half a line.
 func (r *Record) AppendJSON(dst []byte) ([]byte, error) {
@@ -47,9 +50,13 @@ func (r *Record) AppendJSON(dst []byte) ([]byte, error) {
 		}
 	}
 
+	compactRaw := appendCompact
+	if r.RawValid {
+		compactRaw = appendCompactValid
+	}
 	if firstNonSpace(r.Raw) != '{' {
 		dst = appendKey(dst, "Value", true)
-		if dst, err = appendCompact(dst, r.Raw); err != nil {
+		if dst, err = compactRaw(dst, r.Raw); err != nil {
 			return dst[:start], fmt.Errorf("record %s: payload: %w", r.ID, err)
 		}
 		return append(dst, '}'), nil
@@ -59,7 +66,7 @@ func (r *Record) AppendJSON(dst []byte) ([]byte, error) {
 	// turn its opening brace into the separating comma (or drop it when
 	// the object is empty).
 	open := len(dst)
-	if dst, err = appendCompact(dst, r.Raw); err != nil {
+	if dst, err = compactRaw(dst, r.Raw); err != nil {
 		return dst[:start], fmt.Errorf("record %s: payload: %w", r.ID, err)
 	}
 	if len(bytes.Trim(dst[open+1:len(dst)-1], " \t")) == 0 { // "{}" or "{ }"
@@ -97,6 +104,37 @@ func appendCompact(dst, src []byte) ([]byte, error) {
 		return dst, fmt.Errorf("%w: %v", ErrInvalidJSON, err)
 	}
 	return buf.Bytes(), nil
+}
+
+// appendCompactValid is appendCompact for src already known to be valid
+// JSON: no validation scan; line breaks, when there are any, are removed
+// with every other whitespace outside strings (a valid string holds no raw
+// whitespace but spaces and tabs, which are kept). It never fails.
+func appendCompactValid(dst, src []byte) ([]byte, error) {
+	if bytes.IndexByte(src, '\n') < 0 && bytes.IndexByte(src, '\r') < 0 {
+		return append(dst, bytes.Trim(src, " \t")...), nil
+	}
+	inString, escaped := false, false
+	start := 0
+	for i, c := range src {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			dst = append(dst, src[start:i]...)
+			start = i + 1
+		}
+	}
+	return append(dst, src[start:]...), nil
 }
 
 func appendKey(dst []byte, k string, comma bool) []byte {

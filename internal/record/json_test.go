@@ -137,6 +137,10 @@ func FuzzAppendJSON(f *testing.F) {
 		if err != nil {
 			t.Fatalf("valid payload %q rejected: %v", raw, err)
 		}
+		r.RawValid = true
+		if trusted, err := r.AppendJSON([]byte("x")); err != nil || string(trusted) != string(out) {
+			t.Fatalf("payload %q marked valid gives %q (%v), checked gives %q", raw, trusted, err, out)
+		}
 		line := out[1:]
 		if !json.Valid(line) || bytes.ContainsAny(line, "\n\r") {
 			t.Fatalf("output is not one valid JSON line: %q", line)
@@ -163,20 +167,55 @@ func FuzzAppendJSON(f *testing.F) {
 	})
 }
 
+func TestAppendJSONValidPayloadIsNotScannedAgain(t *testing.T) {
+	// A payload marked valid gives exactly the line a checked one gives,
+	// line breaks compacted away included.
+	for _, raw := range []string{`{}`, `{ }`, ` {"a":1} `, "{\n  \"a\": [1,\r\n 2],\n  \"s\": \"x \\\" \\\\ \\n y\"\n}\n",
+		"[\n1]", `"s"`, `null`, "\t{\"k\" : \"v\"}", "{\n}"} {
+		checked := testRecord(raw)
+		want, err := checked.AppendJSON(nil)
+		if err != nil {
+			t.Fatalf("%q: %v", raw, err)
+		}
+		trusted := testRecord(raw)
+		trusted.RawValid = true
+		got, err := trusted.AppendJSON(nil)
+		if err != nil || string(got) != string(want) {
+			t.Errorf("%q: marked valid gives %q (%v), checked gives %q", raw, got, err, want)
+		}
+	}
+	// Extra fields are checked even when the payload is marked valid.
+	r := testRecord(`{}`)
+	r.RawValid = true
+	r.Extra = []Field{{"X", json.RawMessage(`{`)}}
+	if _, err := r.AppendJSON(nil); !errors.Is(err, ErrInvalidJSON) {
+		t.Errorf("invalid extra field with a valid payload: err = %v", err)
+	}
+}
+
 func BenchmarkAppendJSON(b *testing.B) {
 	raw := []byte(`{"ActionId":"6b2c8f7e-1d2a-4c3b-9e8f-0a1b2c3d4e5f","ActionType":"LiveResponseCommand","ActionStatus":"Completed",` +
 		`"EventTime":"2026-01-02T03:04:05.1234567","UserPrincipalName":"analyst@contoso.com","ComputerName":"ws-0042.contoso.com",` +
 		`"AdditionalFields":{"raw_command":"getfile C:\\Users\\bob\\Documents\\secret.docx","session_id":12345},` +
 		`"Comment":"collected for case 4711","MachineId":"a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"}`)
-	r := testRecord(string(raw))
-	buf := make([]byte, 0, 4096)
-	b.SetBytes(int64(len(raw)))
-	b.ReportAllocs()
-	for b.Loop() {
-		var err error
-		buf, err = r.AppendJSON(buf[:0])
-		if err != nil {
-			b.Fatal(err)
+	for _, valid := range []bool{false, true} {
+		name := "checked"
+		if valid {
+			name = "RawValid"
 		}
+		b.Run(name, func(b *testing.B) {
+			r := testRecord(string(raw))
+			r.RawValid = valid
+			buf := make([]byte, 0, 4096)
+			b.SetBytes(int64(len(raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				buf, err = r.AppendJSON(buf[:0])
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -20,6 +20,16 @@ type Record struct {
 	HarvestedAt time.Time       // when the harvester read it
 	Raw         json.RawMessage // payload exactly as the API returned it
 	Extra       []Field         // additional top-level fields (e.g. ChangeType), added after the standard ones
+
+	// RawValid says Raw was found to be one valid JSON value (json.Valid)
+	// since it was last changed, so AppendJSON and the outputs do not scan
+	// it again. The pipeline sets it after its one check per payload (the
+	// guard against a buggy source); a record built anywhere else — read
+	// back from a dead-letter line, made by a test — leaves it false and
+	// is checked. Setting it on a payload that was not checked can put a
+	// broken line into an output: set it only right after json.Valid.
+	// Extra fields are always checked (they are small).
+	RawValid bool
 }
 
 // Field is an extra top-level field: Value must be valid JSON.

@@ -46,6 +46,11 @@ func Conformance(t *testing.T, newSink func(t *testing.T) (sink.Sink, func() []r
 		recs[3].Raw = json.RawMessage("{\n  \"Pretty\": \"printed\",\n  \"Nested\": {\"a\": [1, 2]}\n}")
 		recs[4].Extra = []record.Field{{Key: "ChangeType", Value: json.RawMessage(`"Modified"`)}, {Key: "ChangedFields", Value: json.RawMessage(`["a","b"]`)}}
 		recs[5].Raw = json.RawMessage(`{"Text":"line1\nline2 \u2028 é \"quoted\""}`)
+		// Payloads the pipeline checked (RawValid) are not scanned again
+		// and must come out the same.
+		for _, i := range []int{1, 3, 5, 7} {
+			recs[i].RawValid = true
+		}
 		if err := s.Write(ctx, "MdeActionCenter", recs); err != nil {
 			t.Fatalf("Write: %v", err)
 		}
@@ -101,9 +106,16 @@ func Conformance(t *testing.T, newSink func(t *testing.T) (sink.Sink, func() []r
 			t.Fatalf("Write: %v", err)
 		}
 		bad := Records("MdeMachineActions", 100, 3)
+		bad[0].RawValid = true // checked and fine: does not excuse the others
 		bad[2].Raw = json.RawMessage(`{"truncated":`)
 		if err := s.Write(ctx, "MdeMachineActions", bad); err == nil {
 			t.Fatal("Write accepted a record whose payload is not JSON")
+		}
+		bad[2].Raw = json.RawMessage(`{}`)
+		bad[2].RawValid = true
+		bad[2].Extra = []record.Field{{Key: "ChangeType", Value: json.RawMessage(`"Modif`)}}
+		if err := s.Write(ctx, "MdeMachineActions", bad); err == nil {
+			t.Fatal("Write accepted a record whose extra field is not JSON (its payload marked valid)")
 		}
 		mustShutdown(t, s)
 		AssertSame(t, good, readBack())
