@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -204,4 +205,64 @@ func BenchmarkPipelineIntoFileSink(b *testing.B) {
 		i++
 	}
 	b.ReportMetric(float64(b.N*perRun)/b.Elapsed().Seconds(), "records/s")
+}
+
+// batchCounter counts the batches written to the outputs (one flush and
+// one commit each).
+type batchCounter struct {
+	NopObserver
+	mu      sync.Mutex
+	batches int
+}
+
+func (c *batchCounter) Written(_, _, _ string, _ int, err error) {
+	if err == nil {
+		c.mu.Lock()
+		c.batches++
+		c.mu.Unlock()
+	}
+}
+
+// BenchmarkBatching runs 20,000 records of two sizes into a file output
+// (fsync per batch, then a bbolt commit per batch) with batches cut by
+// count (the old 2,000) or by bytes only; it reports ns and batches
+// (= commits) per record.
+func BenchmarkBatching(b *testing.B) {
+	for _, size := range []int{300, 1000} {
+		for _, batch := range []int{2000, 1 << 30} {
+			name := fmt.Sprintf("payload=%dB/batch=%d", size, batch)
+			if batch == 1<<30 {
+				name = fmt.Sprintf("payload=%dB/batch=bytes", size)
+			}
+			b.Run(name, func(b *testing.B) {
+				store, _ := newStore(b)
+				cfg := file.DefaultConfig()
+				cfg.SetDir(b.TempDir())
+				cfg.RotateBytes = 1 << 40
+				fs, err := file.New(sink.Deps{}, *cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := fs.Start(b.Context()); err != nil {
+					b.Fatal(err)
+				}
+				defer fs.Shutdown(context.Background())
+				cnt := &batchCounter{}
+				p := newPipeline(b, Options{Store: store, Sinks: []sink.Sink{fs}, Now: func() time.Time { return t0 },
+					BatchSize: batch, Observer: cnt})
+				const perRun = 20_000
+				i := 0
+				for b.Loop() {
+					src := &streamSource{n: perRun, size: size}
+					res := p.Run(b.Context(), fmt.Sprintf("tenant-%d", i), []source.Source{src}, RunOptions{})[0]
+					if res.Err != nil || res.New != perRun {
+						b.Fatalf("new=%d err=%v", res.New, res.Err)
+					}
+					i++
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perRun), "ns/record")
+				b.ReportMetric(float64(cnt.batches)/float64(b.N), "batches/op")
+			})
+		}
+	}
 }

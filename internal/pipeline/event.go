@@ -316,6 +316,7 @@ type eventRun struct {
 	pending []source.Item
 	ids     map[string]struct{} // ids in pending
 	bytes   int
+	since   time.Time // when the first pending item came
 }
 
 func (r *eventRun) runChunk(ctx context.Context, c source.Window) error {
@@ -375,9 +376,18 @@ func (r *eventRun) emit(ctx context.Context, it source.Item) error {
 		return nil
 	}
 	r.ids[it.ID] = struct{}{}
+	now := r.p.opts.Now()
+	if len(r.pending) == 0 {
+		r.since = now
+	}
 	r.pending = append(r.pending, it)
 	r.bytes += approxSize(&it)
-	if len(r.pending) >= r.p.opts.BatchSize || r.bytes >= r.p.opts.BatchBytes {
+	// A batch is cut by bytes (BatchBytes; BatchSize caps the count) or
+	// when its first item waited FlushAfter: each flush costs an fsync
+	// per output and a commit, so it should carry megabytes, not a
+	// fixed count of records.
+	if len(r.pending) >= r.p.opts.BatchSize || r.bytes >= r.p.opts.BatchBytes ||
+		now.Sub(r.since) >= r.p.opts.FlushAfter {
 		if err := r.flush(ctx, false); err != nil {
 			r.failed = err
 			return err

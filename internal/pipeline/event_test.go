@@ -433,6 +433,70 @@ func TestStreamingIsMemoryBounded(t *testing.T) {
 	}
 }
 
+// With the defaults a batch (one fsync per output, one commit) carries up
+// to BatchBytes, not a fixed 2,000 records; what it holds stays bounded.
+func TestDefaultBatchesAreCutByBytes(t *testing.T) {
+	store, _ := newStore(t)
+	cs := &countSink{memSink: memSink{name: "count"}}
+	cnt := &batchCounter{}
+	p := newPipeline(t, Options{Store: store, Sinks: []sinkT{cs}, Now: func() time.Time { return t0 }, Observer: cnt})
+	const n, size = 20_000, 300
+	res := run1(t, p, &streamSource{n: n, size: size}, RunOptions{})
+	if res.Err != nil || res.New != n || cs.n != n {
+		t.Fatalf("new=%d delivered=%d err=%v, want %d", res.New, cs.n, res.Err, n)
+	}
+	// ~520 bytes per item counted (payload + id + overhead): 4 MiB holds
+	// ~8,000; batches of 2,000 would make 10 flushes.
+	if cnt.batches > 3 {
+		t.Errorf("%d batches for %d records of %d bytes, want at most 3 (cut by 4 MiB)", cnt.batches, n, size)
+	}
+	if cs.bytes > DefaultBatchBytes || cs.maxBatch > DefaultBatchSize {
+		t.Errorf("a sink got %d records, %d payload bytes at once; bounds %d, %d", cs.maxBatch, cs.bytes, DefaultBatchSize, DefaultBatchBytes)
+	}
+	if c, ok := cursorOf(t, store, "Stream"); !ok || !c.Equal(t0) {
+		t.Errorf("cursor %v, want %v", c, t0)
+	}
+}
+
+// tickingSource advances the clock by step before each item it emits: a
+// slow source.
+type tickingSource struct {
+	streamSource
+	clk  *clock
+	step time.Duration
+}
+
+func (s *tickingSource) Fetch(ctx context.Context, w source.Window, emit source.Emit) error {
+	for i := range s.n {
+		s.clk.Set(s.clk.Now().Add(s.step))
+		raw := fmt.Appendf(nil, `{"N":%d}`, i)
+		if err := emit(ctx, source.Item{ID: fmt.Sprint(i), Time: w.From.Add(time.Duration(i) * time.Microsecond), Raw: raw}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// A slow source's records wait at most FlushAfter for their flush (and
+// commit), however far from BatchBytes the batch is.
+func TestSlowSourceFlushesAfterFlushAfter(t *testing.T) {
+	store, _ := newStore(t)
+	clk := &clock{t: t0}
+	cs := &countSink{memSink: memSink{name: "count"}}
+	cnt := &batchCounter{}
+	p := newPipeline(t, Options{Store: store, Sinks: []sinkT{cs}, Now: clk.Now, Observer: cnt, FlushAfter: 5 * time.Second})
+	src := &tickingSource{streamSource: streamSource{n: 60}, clk: clk, step: time.Second}
+	res := run1(t, p, src, RunOptions{})
+	if res.Err != nil || res.New != 60 {
+		t.Fatalf("new=%d err=%v", res.New, res.Err)
+	}
+	// One item a second, flushed when the first pending one is 5 s old:
+	// batches of 6.
+	if cs.maxBatch != 6 || cnt.batches != 10 {
+		t.Errorf("max batch %d, %d batches; want 6 and 10", cs.maxBatch, cnt.batches)
+	}
+}
+
 func TestSourcesRunIndependentlyInOrder(t *testing.T) {
 	store, _ := newStore(t)
 	mem := newMemSink()

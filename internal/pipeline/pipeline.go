@@ -24,8 +24,14 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultBatchSize       = 2000
+	// DefaultBatchSize only caps the records of a batch: batches are cut
+	// by bytes (DefaultBatchBytes, each record counting at least
+	// recordOverhead, so at most ~21,000 records) or by time
+	// (DefaultFlushAfter). It was 2,000: a flush — an fsync per output and
+	// a bbolt commit — every 2,000 records cost more than the batch.
+	DefaultBatchSize       = 20_000
 	DefaultBatchBytes      = 4 << 20
+	DefaultFlushAfter      = 10 * time.Second
 	DefaultInitialLookback = 24 * time.Hour
 	DefaultConcurrency     = 4
 	// minRetention is the least time a delivered id is remembered.
@@ -41,9 +47,17 @@ type Options struct {
 	Sinks  []sink.Sink
 	Logger *slog.Logger
 	Now    func() time.Time
-	// BatchSize and BatchBytes bound one sink write (records, payload bytes).
+	// BatchSize and BatchBytes bound one sink write (records, payload
+	// bytes), and so what is held in memory per running source and what a
+	// crash can re-deliver. Each batch is one flush: written to every
+	// output (which fsyncs), then its ids committed in one bbolt
+	// transaction.
 	BatchSize  int
 	BatchBytes int
+	// FlushAfter bounds how long read records wait for a flush while the
+	// source is still reading (checked when the source emits; default
+	// 10s): a slow source still delivers and commits regularly.
+	FlushAfter time.Duration
 	// InitialLookback is how far back the first window of an event source
 	// starts when it has no cursor.
 	InitialLookback time.Duration
@@ -175,6 +189,9 @@ func New(opts Options) (*Pipeline, error) {
 	}
 	if opts.BatchBytes <= 0 {
 		opts.BatchBytes = DefaultBatchBytes
+	}
+	if opts.FlushAfter <= 0 {
+		opts.FlushAfter = DefaultFlushAfter
 	}
 	if opts.InitialLookback <= 0 {
 		opts.InitialLookback = DefaultInitialLookback
