@@ -20,7 +20,7 @@ func init() {
 }
 
 func runSimulate(ctx context.Context, env *Env, args []string) int {
-	fs := newFlagSet(env, "simulate", "simulate [--listen ADDR] [--plain] [--ca-out FILE] [--write-config FILE] [--tenants N] [--seed N] [--faults SPEC] [--page-clamp SPEC] [--ingestion-lag DUR] [--clock-skew DUR] [--log-requests]")
+	fs := newFlagSet(env, "simulate", "simulate [--listen ADDR] [--plain] [--ca-out FILE] [--write-config FILE] [--tenants N] [--seed N] [--faults SPEC] [--page-clamp SPEC] [--ingestion-lag DUR] [--clock-skew DUR] [--page-latency DUR] [--log-requests]")
 	listen := fs.String("listen", "127.0.0.1:8443", "address to listen on (loopback recommended; port 0 picks a free one)")
 	plain := fs.Bool("plain", false, "serve plain HTTP instead of HTTPS (loopback tests only)")
 	caOut := fs.String("ca-out", "", "write the emulator's CA certificate (PEM) to this file")
@@ -29,6 +29,7 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 	machines := fs.Int("machines", 30, "number of emulated devices")
 	history := fs.String("history", "30d", "how far back the emulated data goes")
 	latency := fs.String("latency", "0s", "delay added to every response")
+	pageLatency := fs.String("page-latency", "0s", "time every device timeline page takes before it is answered (the real service: hundreds of ms to seconds), e.g. 300ms")
 	faults := fs.String("faults", "", "fault injection, e.g. portal:429=0.1,public:500=0.05,timeline:slow=2s")
 	timelineRate := fs.Int("timeline-rate", 0, "timeline events per device per hour (0 = default)")
 	clampSpec := fs.String("page-clamp", "", "serve at most this many rows per page on paged routes, e.g. actioncenter=37,timeline=53 or all=7 (routes: "+strings.Join(sim.PagedRoutes(), ", ")+"); totals stay complete")
@@ -72,6 +73,11 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "simulate: --latency:", err)
 		return exitUsage
 	}
+	pageLat, err := config.ParseDuration(*pageLatency)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "simulate: --page-latency:", err)
+		return exitUsage
+	}
 	fl, err := sim.ParseFaults(*faults)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "simulate: --faults:", err)
@@ -99,6 +105,7 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 		History:                      hist,
 		Machines:                     *machines,
 		Latency:                      lat,
+		PageLatency:                  pageLat,
 		Faults:                       fl,
 		TimelineEventsPerMachineHour: *timelineRate,
 		Logger:                       newLogger(env, "info", false),

@@ -32,12 +32,17 @@ type Options struct {
 	History time.Duration    // how far back before Start event data exists (default 30 days)
 	// TimelineHistory is how far back before Start timelines exist
 	// (default 7 days, at most History).
-	TimelineHistory  time.Duration
-	Machines         int           // default 30
-	TenantID         string        // default derived from Seed (a GUID)
-	Latency          time.Duration // added to every response
-	Faults           Faults        // probabilistic fault injection
-	PublicAPIPageCap int           // rows served without $top (default 10000)
+	TimelineHistory time.Duration
+	Machines        int           // default 30
+	TenantID        string        // default derived from Seed (a GUID)
+	Latency         time.Duration // added to every response
+	// PageLatency is how long every page of the device timeline (portal
+	// and legacy routes) takes before it is answered, on top of Latency:
+	// the real service takes hundreds of ms to seconds per page. A
+	// cancelled request stops waiting. Default 0.
+	PageLatency      time.Duration
+	Faults           Faults // probabilistic fault injection
+	PublicAPIPageCap int    // rows served without $top (default 10000)
 	// TimelineEventsPerMachineHour scales the timeline (default 12, at most 6000).
 	TimelineEventsPerMachineHour int
 	// Clock is the wall clock for tokens, sessions and rate limits (default
@@ -285,6 +290,8 @@ func New(opts Options) (*Tenant, error) {
 		return nil, fmt.Errorf("sim: TimelineEventsPerMachineHour %d is out of range: use 0 to %d", opts.TimelineEventsPerMachineHour, maxTLPerHour)
 	case opts.Latency < 0:
 		return nil, fmt.Errorf("sim: Latency %s is negative", opts.Latency)
+	case opts.PageLatency < 0:
+		return nil, fmt.Errorf("sim: PageLatency %s is negative: use 0 (off) or a positive duration such as 300ms", opts.PageLatency)
 	case opts.SessionLifetime < 0:
 		return nil, fmt.Errorf("sim: SessionLifetime %s is negative: use a positive duration (default 4h)", opts.SessionLifetime)
 	case !reLocation.MatchString(opts.LegacyLocation):
