@@ -45,6 +45,12 @@ type Options struct {
 	PublicAPIPageCap int    // rows served without $top (default 10000)
 	// TimelineEventsPerMachineHour scales the timeline (default 12, at most 6000).
 	TimelineEventsPerMachineHour int
+	// TimelineEvents, when set, is about how many events each device's
+	// timeline holds over TimelineHistory: it sets
+	// TimelineEventsPerMachineHour to TimelineEvents / hours, rounded up
+	// (so at most 6000 × hours: 1,008,000 for the default 7 days).
+	// Setting both is an error.
+	TimelineEvents int
 	// Clock is the wall clock for tokens, sessions and rate limits (default
 	// time.Now). Tests drive it to expire tokens or refill rate limits.
 	Clock func() time.Time
@@ -218,8 +224,13 @@ type Tenant struct {
 
 // Limits on knobs, so a typo cannot make the emulator eat the machine.
 const (
-	maxMachines     = 100000
-	maxTLPerHour    = 6000
+	maxMachines  = 100000
+	maxTLPerHour = 6000
+	// tlCacheEvents is how many generated timeline events (of any
+	// machine-hours) the emulator keeps: about 60 MB, whatever the
+	// timeline's size. The default scale (30 machines, 7 days, 12 an
+	// hour) fits whole.
+	tlCacheEvents   = 1 << 16
 	maxHistory      = 366 * 24 * time.Hour
 	defaultPageCap  = 10000
 	defaultTokenTTL = 3599 * time.Second
@@ -260,6 +271,17 @@ func New(opts Options) (*Tenant, error) {
 	}
 	if opts.PublicAPIPageCap == 0 {
 		opts.PublicAPIPageCap = defaultPageCap
+	}
+	if opts.TimelineEvents != 0 {
+		hours := int64(opts.TimelineHistory / time.Hour)
+		switch {
+		case opts.TimelineEventsPerMachineHour != 0:
+			return nil, fmt.Errorf("sim: TimelineEvents and TimelineEventsPerMachineHour are both set: set one")
+		case opts.TimelineEvents < 0 || hours < 1 || (int64(opts.TimelineEvents)+hours-1)/hours > maxTLPerHour:
+			return nil, fmt.Errorf("sim: TimelineEvents %d is out of range: use 1 to %d over a TimelineHistory of %s (at most %d an hour), or lengthen TimelineHistory",
+				opts.TimelineEvents, int64(maxTLPerHour)*max(hours, 1), opts.TimelineHistory, maxTLPerHour)
+		}
+		opts.TimelineEventsPerMachineHour = int((int64(opts.TimelineEvents) + hours - 1) / hours)
 	}
 	if opts.TimelineEventsPerMachineHour == 0 {
 		opts.TimelineEventsPerMachineHour = 12
@@ -356,7 +378,7 @@ func newTenant(opts Options, index int, root *Tenant) (*Tenant, error) {
 		clock:    skewed(opts.Clock, opts.ClockSkew),
 		opsCache: newLRU[int64, *opsBucket](4096),
 		qCache:   newLRU[int64, []*queryRecord](4096),
-		tlCache:  newLRU[tlKey, []tlEvent](16384),
+		tlCache:  newWeightedLRU[tlKey](tlCacheEvents, func(v []tlEvent) int { return len(v) }),
 		counts:   map[string]int{},
 		index:    index,
 		root:     root,
