@@ -20,7 +20,7 @@ func init() {
 }
 
 func runSimulate(ctx context.Context, env *Env, args []string) int {
-	fs := newFlagSet(env, "simulate", "simulate [--listen ADDR] [--plain] [--ca-out FILE] [--write-config FILE] [--tenants N] [--seed N] [--faults SPEC] [--page-clamp SPEC] [--ingestion-lag DUR] [--clock-skew DUR] [--log-requests]")
+	fs := newFlagSet(env, "simulate", "simulate [--listen ADDR] [--plain] [--ca-out FILE] [--write-config FILE] [--tenants N] [--seed N] [--faults SPEC] [--page-clamp SPEC] [--ingestion-lag DUR] [--clock-skew DUR] [--page-latency DUR] [--timeline-events N] [--log-requests]")
 	listen := fs.String("listen", "127.0.0.1:8443", "address to listen on (loopback recommended; port 0 picks a free one)")
 	plain := fs.Bool("plain", false, "serve plain HTTP instead of HTTPS (loopback tests only)")
 	caOut := fs.String("ca-out", "", "write the emulator's CA certificate (PEM) to this file")
@@ -29,8 +29,11 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 	machines := fs.Int("machines", 30, "number of emulated devices")
 	history := fs.String("history", "30d", "how far back the emulated data goes")
 	latency := fs.String("latency", "0s", "delay added to every response")
+	pageLatency := fs.String("page-latency", "0s", "time every device timeline page takes before it is answered (the real service: hundreds of ms to seconds), e.g. 300ms")
 	faults := fs.String("faults", "", "fault injection, e.g. portal:429=0.1,public:500=0.05,timeline:slow=2s")
-	timelineRate := fs.Int("timeline-rate", 0, "timeline events per device per hour (0 = default)")
+	timelineRate := fs.Int("timeline-rate", 0, "timeline events per device per hour (0 = default 12, at most 6000)")
+	timelineEvents := fs.Int("timeline-events", 0, "about this many timeline events per device over --timeline-history (sets the hourly rate; at most 6000 an hour, e.g. 1000000 over 7d); not with --timeline-rate")
+	timelineHistory := fs.String("timeline-history", "7d", "how far back device timelines go (at most --history)")
 	clampSpec := fs.String("page-clamp", "", "serve at most this many rows per page on paged routes, e.g. actioncenter=37,timeline=53 or all=7 (routes: "+strings.Join(sim.PagedRoutes(), ", ")+"); totals stay complete")
 	lagFlag := fs.String("ingestion-lag", "0s", "events become visible up to this long after their timestamp (each event its own seeded lag; at most 3h)")
 	skewFlag := fs.String("clock-skew", "0s", "run the emulator's clock this far ahead (or behind, e.g. -5m) of this machine's; the Date header follows it")
@@ -67,9 +70,22 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "simulate: --history:", err)
 		return exitUsage
 	}
+	tlHist, err := config.ParseDuration(*timelineHistory)
+	if err == nil && tlHist <= 0 {
+		err = fmt.Errorf("%q: use a positive duration such as 7d", *timelineHistory)
+	}
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "simulate: --timeline-history:", err)
+		return exitUsage
+	}
 	lat, err := config.ParseDuration(*latency)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "simulate: --latency:", err)
+		return exitUsage
+	}
+	pageLat, err := config.ParseDuration(*pageLatency)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "simulate: --page-latency:", err)
 		return exitUsage
 	}
 	fl, err := sim.ParseFaults(*faults)
@@ -99,8 +115,11 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 		History:                      hist,
 		Machines:                     *machines,
 		Latency:                      lat,
+		PageLatency:                  pageLat,
 		Faults:                       fl,
 		TimelineEventsPerMachineHour: *timelineRate,
+		TimelineEvents:               *timelineEvents,
+		TimelineHistory:              tlHist,
 		Logger:                       newLogger(env, "info", false),
 		PageClamp:                    clamps,
 		IngestionLag:                 lag,

@@ -120,11 +120,24 @@ type tlKey struct {
 	hour    int64
 }
 
+// imageFile and tlMachine are maps in the JSON; structs with the keys in
+// sorted order encode to the same bytes, faster.
+type imageFile struct {
+	FileName   string `json:"FileName"`
+	FolderPath string `json:"FolderPath"`
+}
+
+type tlMachine struct {
+	ComputerDNSName string `json:"ComputerDnsName"`
+	MachineID       string `json:"MachineId"`
+	OsPlatform      string `json:"OsPlatform"`
+}
+
 type procInfo struct {
-	ImageFile   map[string]string `json:"ImageFile"`
-	CommandLine string            `json:"CommandLine"`
-	ProcessID   int               `json:"ProcessId"`
-	Sha1        string            `json:"Sha1"`
+	ImageFile   imageFile `json:"ImageFile"`
+	CommandLine string    `json:"CommandLine"`
+	ProcessID   int       `json:"ProcessId"`
+	Sha1        string    `json:"Sha1"`
 }
 
 type tlUser struct {
@@ -134,20 +147,20 @@ type tlUser struct {
 }
 
 type tlJSON struct {
-	ActionTime          string            `json:"ActionTime"`
-	ActionTimeIsoString string            `json:"ActionTimeIsoString"`
-	ActionType          string            `json:"ActionType"`
-	AlertIds            []string          `json:"AlertIds"`
-	Description         string            `json:"Description"`
-	InitiatingProcess   *procInfo         `json:"InitiatingProcess"`
-	IsCyberData         bool              `json:"IsCyberData"`
-	Machine             map[string]string `json:"Machine"`
-	Process             *procInfo         `json:"Process"`
-	ReportID            int64             `json:"ReportId"`
-	SourceProvider      string            `json:"SourceProvider"`
-	Tags                []string          `json:"Tags"`
-	TypedDetails        map[string]any    `json:"TypedDetails"`
-	User                *tlUser           `json:"User"`
+	ActionTime          string         `json:"ActionTime"`
+	ActionTimeIsoString string         `json:"ActionTimeIsoString"`
+	ActionType          string         `json:"ActionType"`
+	AlertIds            []string       `json:"AlertIds"`
+	Description         string         `json:"Description"`
+	InitiatingProcess   *procInfo      `json:"InitiatingProcess"`
+	IsCyberData         bool           `json:"IsCyberData"`
+	Machine             tlMachine      `json:"Machine"`
+	Process             *procInfo      `json:"Process"`
+	ReportID            int64          `json:"ReportId"`
+	SourceProvider      string         `json:"SourceProvider"`
+	Tags                []string       `json:"Tags"`
+	TypedDetails        map[string]any `json:"TypedDetails"`
+	User                *tlUser        `json:"User"`
 }
 
 var (
@@ -176,7 +189,7 @@ func (t *Tenant) genTimeline(k tlKey) []tlEvent {
 	u := &tlUser{UserName: user.Name, DomainName: strings.ToUpper(w.orgName), Sid: user.SID}
 	proc := func(name string) *procInfo {
 		return &procInfo{
-			ImageFile:   map[string]string{"FileName": name, "FolderPath": `C:\Windows\System32\` + name},
+			ImageFile:   imageFile{FileName: name, FolderPath: `C:\Windows\System32\` + name},
 			CommandLine: name + " " + pick(r, []string{"", "-NoProfile", "/c whoami", "--type=renderer", "-k netsvcs"}),
 			ProcessID:   1000 + r.IntN(30000), Sha1: hexN(r, 40),
 		}
@@ -193,19 +206,19 @@ func (t *Tenant) genTimeline(k tlKey) []tlEvent {
 		case "ProcessCreated":
 			p := proc(pick(r, procNames))
 			j.Process = p
-			j.Description = fmt.Sprintf("%s created process %s", j.InitiatingProcess.ImageFile["FileName"], p.ImageFile["FileName"])
+			j.Description = fmt.Sprintf("%s created process %s", j.InitiatingProcess.ImageFile.FileName, p.ImageFile.FileName)
 		case "ConnectionSuccess":
 			ip := pick(r, remotes)
 			port := pick(r, []int{443, 80, 445, 3389, 5985})
 			j.TypedDetails = map[string]any{"RemoteIP": ip, "RemotePort": port}
-			j.Description = fmt.Sprintf("%s established connection with %s:%d", j.InitiatingProcess.ImageFile["FileName"], ip, port)
+			j.Description = fmt.Sprintf("%s established connection with %s:%d", j.InitiatingProcess.ImageFile.FileName, ip, port)
 		case "FileCreated":
 			f := pick(r, []string{"report.docx", "setup.msi", "data.zip", "script.ps1", "invoice.pdf"})
 			j.TypedDetails = map[string]any{"FileName": f, "FolderPath": `C:\Users\` + user.Name + `\Downloads`}
-			j.Description = fmt.Sprintf("%s created file %s", j.InitiatingProcess.ImageFile["FileName"], f)
+			j.Description = fmt.Sprintf("%s created file %s", j.InitiatingProcess.ImageFile.FileName, f)
 		case "RegistryValueSet":
 			j.TypedDetails = map[string]any{"RegistryKey": `HKEY_CURRENT_USER\Software\Microsoft\Windows\CurrentVersion\Run`, "RegistryValueName": "Updater"}
-			j.Description = fmt.Sprintf("%s set registry value Updater", j.InitiatingProcess.ImageFile["FileName"])
+			j.Description = fmt.Sprintf("%s set registry value Updater", j.InitiatingProcess.ImageFile.FileName)
 		case "LogonSuccess":
 			lt := pick(r, []string{"Interactive", "RemoteInteractive", "Network", "Unlock"})
 			j.TypedDetails = map[string]any{"LogonType": lt}
@@ -219,7 +232,7 @@ func (t *Tenant) genTimeline(k tlKey) []tlEvent {
 				continue
 			}
 			j := tlJSON{ActionType: s.ActionType, Description: s.Description, Tags: []string{"ResponseAction"},
-				InitiatingProcess: &procInfo{ImageFile: map[string]string{"FileName": "SenseIR.exe", "FolderPath": `C:\Program Files\Windows Defender Advanced Threat Protection\SenseIR.exe`}, CommandLine: `"SenseIR.exe" "OnlineSenseIR"`, ProcessID: 4400 + int(oh%1000)}}
+				InitiatingProcess: &procInfo{ImageFile: imageFile{FileName: "SenseIR.exe", FolderPath: `C:\Program Files\Windows Defender Advanced Threat Protection\SenseIR.exe`}, CommandLine: `"SenseIR.exe" "OnlineSenseIR"`, ProcessID: 4400 + int(oh%1000)}}
 			if s.UPN != "" {
 				name, _, _ := strings.Cut(s.UPN, "@")
 				j.User = &tlUser{UserName: name, DomainName: strings.ToUpper(w.orgName)}
@@ -234,15 +247,21 @@ func (t *Tenant) genTimeline(k tlKey) []tlEvent {
 		}
 	}
 	ds = ds2
-	sort.SliceStable(ds, func(i, j int) bool { return ds[i].at.Before(ds[j].at) })
+	// Sort indices (a draft is large): the same stable order.
+	order := make([]int, len(ds))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(i, j int) bool { return ds[order[i]].at.Before(ds[order[j]].at) })
 	out := make([]tlEvent, len(ds))
-	for i, d := range ds {
+	for i, oi := range order {
+		d := ds[oi]
 		rid := k.hour*10000 + int64(i)
 		d.j.ActionTime = fmt7Z(d.at)
 		d.j.ActionTimeIsoString = fmt7Z(d.at)
 		d.j.ReportID = rid
 		d.j.SourceProvider = "MDE"
-		d.j.Machine = map[string]string{"MachineId": m.ID, "ComputerDnsName": m.DNS, "OsPlatform": m.OS}
+		d.j.Machine = tlMachine{MachineID: m.ID, ComputerDNSName: m.DNS, OsPlatform: m.OS}
 		if d.j.AlertIds == nil {
 			d.j.AlertIds = []string{}
 		}

@@ -32,14 +32,25 @@ type Options struct {
 	History time.Duration    // how far back before Start event data exists (default 30 days)
 	// TimelineHistory is how far back before Start timelines exist
 	// (default 7 days, at most History).
-	TimelineHistory  time.Duration
-	Machines         int           // default 30
-	TenantID         string        // default derived from Seed (a GUID)
-	Latency          time.Duration // added to every response
-	Faults           Faults        // probabilistic fault injection
-	PublicAPIPageCap int           // rows served without $top (default 10000)
+	TimelineHistory time.Duration
+	Machines        int           // default 30
+	TenantID        string        // default derived from Seed (a GUID)
+	Latency         time.Duration // added to every response
+	// PageLatency is how long every page of the device timeline (portal
+	// and legacy routes) takes before it is answered, on top of Latency:
+	// the real service takes hundreds of ms to seconds per page. A
+	// cancelled request stops waiting. Default 0.
+	PageLatency      time.Duration
+	Faults           Faults // probabilistic fault injection
+	PublicAPIPageCap int    // rows served without $top (default 10000)
 	// TimelineEventsPerMachineHour scales the timeline (default 12, at most 6000).
 	TimelineEventsPerMachineHour int
+	// TimelineEvents, when set, is about how many events each device's
+	// timeline holds over TimelineHistory: it sets
+	// TimelineEventsPerMachineHour to TimelineEvents / hours, rounded up
+	// (so at most 6000 × hours: 1,008,000 for the default 7 days).
+	// Setting both is an error.
+	TimelineEvents int
 	// Clock is the wall clock for tokens, sessions and rate limits (default
 	// time.Now). Tests drive it to expire tokens or refill rate limits.
 	Clock func() time.Time
@@ -213,8 +224,13 @@ type Tenant struct {
 
 // Limits on knobs, so a typo cannot make the emulator eat the machine.
 const (
-	maxMachines     = 100000
-	maxTLPerHour    = 6000
+	maxMachines  = 100000
+	maxTLPerHour = 6000
+	// tlCacheEvents is how many generated timeline events (of any
+	// machine-hours) the emulator keeps: about 60 MB, whatever the
+	// timeline's size. The default scale (30 machines, 7 days, 12 an
+	// hour) fits whole.
+	tlCacheEvents   = 1 << 16
 	maxHistory      = 366 * 24 * time.Hour
 	defaultPageCap  = 10000
 	defaultTokenTTL = 3599 * time.Second
@@ -256,6 +272,17 @@ func New(opts Options) (*Tenant, error) {
 	if opts.PublicAPIPageCap == 0 {
 		opts.PublicAPIPageCap = defaultPageCap
 	}
+	if opts.TimelineEvents != 0 {
+		hours := int64(opts.TimelineHistory / time.Hour)
+		switch {
+		case opts.TimelineEventsPerMachineHour != 0:
+			return nil, fmt.Errorf("sim: TimelineEvents and TimelineEventsPerMachineHour are both set: set one")
+		case opts.TimelineEvents < 0 || hours < 1 || (int64(opts.TimelineEvents)+hours-1)/hours > maxTLPerHour:
+			return nil, fmt.Errorf("sim: TimelineEvents %d is out of range: use 1 to %d over a TimelineHistory of %s (at most %d an hour), or lengthen TimelineHistory",
+				opts.TimelineEvents, int64(maxTLPerHour)*max(hours, 1), opts.TimelineHistory, maxTLPerHour)
+		}
+		opts.TimelineEventsPerMachineHour = int((int64(opts.TimelineEvents) + hours - 1) / hours)
+	}
 	if opts.TimelineEventsPerMachineHour == 0 {
 		opts.TimelineEventsPerMachineHour = 12
 	}
@@ -285,6 +312,8 @@ func New(opts Options) (*Tenant, error) {
 		return nil, fmt.Errorf("sim: TimelineEventsPerMachineHour %d is out of range: use 0 to %d", opts.TimelineEventsPerMachineHour, maxTLPerHour)
 	case opts.Latency < 0:
 		return nil, fmt.Errorf("sim: Latency %s is negative", opts.Latency)
+	case opts.PageLatency < 0:
+		return nil, fmt.Errorf("sim: PageLatency %s is negative: use 0 (off) or a positive duration such as 300ms", opts.PageLatency)
 	case opts.SessionLifetime < 0:
 		return nil, fmt.Errorf("sim: SessionLifetime %s is negative: use a positive duration (default 4h)", opts.SessionLifetime)
 	case !reLocation.MatchString(opts.LegacyLocation):
@@ -349,7 +378,7 @@ func newTenant(opts Options, index int, root *Tenant) (*Tenant, error) {
 		clock:    skewed(opts.Clock, opts.ClockSkew),
 		opsCache: newLRU[int64, *opsBucket](4096),
 		qCache:   newLRU[int64, []*queryRecord](4096),
-		tlCache:  newLRU[tlKey, []tlEvent](16384),
+		tlCache:  newWeightedLRU[tlKey](tlCacheEvents, func(v []tlEvent) int { return len(v) }),
 		counts:   map[string]int{},
 		index:    index,
 		root:     root,

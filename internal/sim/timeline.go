@@ -41,6 +41,10 @@ func (t *Tenant) hTimeline(q *req) {
 		return
 	}
 	size = t.clamp(RouteTimeline, size)
+	// The service's time per page; a client that gives up ends the wait.
+	if !sleepCtx(q.r.Context(), t.opts.PageLatency) {
+		return
+	}
 	to, hasTo, ok := timeParam(q, "toDate")
 	if !ok {
 		return

@@ -128,19 +128,31 @@ func mustJSON(v any) json.RawMessage {
 // lru is a small bounded cache so generated buckets stay in memory only
 // while they are hot, however long the emulator runs.
 type lru[K comparable, V any] struct {
-	mu    sync.Mutex
-	cap   int
-	ll    *list.List
-	items map[K]*list.Element
+	mu     sync.Mutex
+	cap    int // most weight held (entries, unless weight is set)
+	weight func(V) int
+	total  int
+	ll     *list.List
+	items  map[K]*list.Element
 }
 
 type lruEntry[K comparable, V any] struct {
 	k K
 	v V
+	w int
 }
 
 func newLRU[K comparable, V any](capacity int) *lru[K, V] {
 	return &lru[K, V]{cap: capacity, ll: list.New(), items: make(map[K]*list.Element)}
+}
+
+// newWeightedLRU holds values up to a total weight (each value weighs at
+// least 1), evicting the least recently used; the newest value is kept
+// even when it alone weighs more.
+func newWeightedLRU[K comparable, V any](capacity int, weight func(V) int) *lru[K, V] {
+	c := newLRU[K, V](capacity)
+	c.weight = weight
+	return c
 }
 
 // get returns the cached value or builds, stores and returns it. build runs
@@ -161,13 +173,27 @@ func (c *lru[K, V]) get(k K, build func() V) V {
 		c.ll.MoveToFront(e)
 		return e.Value.(*lruEntry[K, V]).v
 	}
-	c.items[k] = c.ll.PushFront(&lruEntry[K, V]{k, v})
-	for c.ll.Len() > c.cap {
+	w := 1
+	if c.weight != nil {
+		w = max(1, c.weight(v))
+	}
+	c.items[k] = c.ll.PushFront(&lruEntry[K, V]{k, v, w})
+	c.total += w
+	for c.total > c.cap && c.ll.Len() > 1 {
 		old := c.ll.Back()
 		c.ll.Remove(old)
-		delete(c.items, old.Value.(*lruEntry[K, V]).k)
+		oe := old.Value.(*lruEntry[K, V])
+		delete(c.items, oe.k)
+		c.total -= oe.w
 	}
 	return v
+}
+
+// weightHeld is the total weight of the values held.
+func (c *lru[K, V]) weightHeld() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.total
 }
 
 func (c *lru[K, V]) len() int {
