@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -19,8 +20,8 @@ import (
 // the Prev chain serves every event of the ground truth exactly once in
 // order, and that a page read again is the same.
 func TestTimelineMillionEventsBoundedMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("pages through a million events (-short)")
+	if testing.Short() || os.Getenv("DH_SCALE_TESTS") == "" {
+		t.Skip("pages through a million events (about a minute, much longer under -race): run with DH_SCALE_TESTS=1")
 	}
 	now := testStart
 	ten, err := New(Options{Seed: 7, Start: testStart, Now: func() time.Time { return now }, Machines: 1, TimelineHistory: 9 * 24 * time.Hour, TimelineEvents: 1_200_000})
