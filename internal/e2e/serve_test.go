@@ -122,13 +122,17 @@ func settle(t *testing.T, fake *dhclock.Fake, svc *service.Service, timers int) 
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
+		// Waiters first: the scheduler marks what it fires (Waiting)
+		// before it re-arms its timer, so once the timers are back, a
+		// status read after them sees every run fired meanwhile.
+		parked := fake.Waiters() >= timers
 		busy := false
 		for _, j := range svc.Status() {
 			if j.Running || j.Waiting {
 				busy = true
 			}
 		}
-		if !busy && fake.Waiters() >= timers {
+		if parked && !busy {
 			return
 		}
 		if time.Now().After(deadline) {
