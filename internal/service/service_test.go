@@ -263,7 +263,6 @@ func httpStatus(svc *Service) (int, string) {
 	return rec.Code, rec.Body.String()
 }
 
-
 // step moves the fake clock to its next timer (never back).
 func step(t *testing.T, fake *clock.Fake) {
 	t.Helper()
