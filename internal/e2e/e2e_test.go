@@ -280,47 +280,15 @@ func TestNoLossWhenKilled(t *testing.T) {
 		t.Fatalf("only %d of 18 runs were killed before they finished: the test proves little (a clean run takes %s)", kills, took)
 	}
 	got := readOutput(t, filepath.Join(f.dir, "killed-out"))
-	have := map[string]bool{}
-	for _, l := range got {
-		have[l.Table+"/"+l.RecordID] = true
-	}
-	wantSet := map[string]bool{}
-	for _, l := range want {
-		wantSet[l.Table+"/"+l.RecordID] = true
-		if !have[l.Table+"/"+l.RecordID] {
-			t.Fatalf("record %s of %s was lost after %d kills", l.RecordID, l.Table, kills)
-		}
-	}
-	for k := range have {
-		if !wantSet[k] {
-			t.Fatalf("record %s appeared only in the killed harvest", k)
-		}
-	}
-	// A kill can leave in flight at most one batch per source that was
-	// running (sources run in parallel): per table, at most one batch —
-	// no more than the table holds — per kill.
+	wantSet, _ := sameHarvest(t, want, got, kills, "kills")
 	wantByTable := countByTable(want)
 	tableOf := map[string]string{}
 	for _, l := range want {
 		tableOf[l.RecordID] = l.Table
 	}
 	checkDups := func(where string, dups map[string]int) {
-		for table, d := range dups {
-			if bound := kills * min(pipeline.DefaultBatchSize, wantByTable[table]); d > bound {
-				t.Fatalf("%s: %d duplicates of %s after %d kills; at most one batch per kill (%d) can be in flight", where, d, table, kills, bound)
-			}
-		}
+		checkDuplicates(t, where, dups, wantByTable, kills, "kills")
 	}
-	fileDups := map[string]int{}
-	seenLine := map[string]bool{}
-	for _, l := range got {
-		k := l.Table + "/" + l.RecordID
-		if seenLine[k] {
-			fileDups[l.Table]++
-		}
-		seenLine[k] = true
-	}
-	checkDups("files", fileDups)
 	for _, r := range []string{sim.ReceiverSentinel, sim.ReceiverSplunk} {
 		st := f.tenant.Received(r)
 		ids := st.IDs()
@@ -345,6 +313,47 @@ func TestNoLossWhenKilled(t *testing.T) {
 		t.Logf("%s: %d records, %d duplicates", r, st.Unique, st.Duplicates)
 	}
 	t.Logf("files: %d records, %d kills, %d duplicates", len(got), kills, duplicates(got))
+}
+
+// sameHarvest checks that an interrupted harvest (got) holds every record
+// of an uninterrupted one (want) and nothing else, with at most one batch
+// per interruption delivered twice per table; it returns the records of
+// want and the duplicates in got per table. what names the interruptions.
+func sameHarvest(t *testing.T, want, got []line, interruptions int, what string) (map[string]bool, map[string]int) {
+	t.Helper()
+	have := map[string]int{}
+	for _, l := range got {
+		have[l.Table+"/"+l.RecordID]++
+	}
+	wantSet := map[string]bool{}
+	for _, l := range want {
+		k := l.Table + "/" + l.RecordID
+		wantSet[k] = true
+		if have[k] == 0 {
+			t.Fatalf("record %s was lost after %d %s", k, interruptions, what)
+		}
+	}
+	dups := map[string]int{}
+	for k, n := range have {
+		if !wantSet[k] {
+			t.Fatalf("record %s appeared only in the interrupted harvest", k)
+		}
+		dups[strings.SplitN(k, "/", 2)[0]] += n - 1
+	}
+	checkDuplicates(t, "files", dups, countByTable(want), interruptions, what)
+	return wantSet, dups
+}
+
+// checkDuplicates: an interruption can leave in flight at most one batch
+// per source that was running (sources run in parallel): per table, at
+// most one batch — no more than the table holds — per interruption.
+func checkDuplicates(t *testing.T, where string, dups, wantByTable map[string]int, interruptions int, what string) {
+	t.Helper()
+	for table, d := range dups {
+		if bound := interruptions * min(pipeline.DefaultBatchSize, wantByTable[table]); d > bound {
+			t.Fatalf("%s: %d duplicates of %s after %d %s; at most one batch per interruption (%d) can be in flight", where, d, table, interruptions, what, bound)
+		}
+	}
 }
 
 // child runs `run --config cfg` as a separate process; with killAfter > 0

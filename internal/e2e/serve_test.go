@@ -18,7 +18,6 @@ import (
 	dhclock "github.com/defenderharvester/defenderharvester/internal/clock"
 	"github.com/defenderharvester/defenderharvester/internal/config"
 	"github.com/defenderharvester/defenderharvester/internal/harvester"
-	"github.com/defenderharvester/defenderharvester/internal/pipeline"
 	"github.com/defenderharvester/defenderharvester/internal/schedule"
 	"github.com/defenderharvester/defenderharvester/internal/service"
 	"github.com/defenderharvester/defenderharvester/internal/sim"
@@ -442,32 +441,7 @@ func TestServeStoppedMidRunLosesNothing(t *testing.T) {
 	if code, out, errs := f.child(stopped, 0); code != 0 {
 		t.Fatalf("final run exit %d\n%s\n%s", code, out, errs)
 	}
-	got := readOutput(t, filepath.Join(f.dir, "stopped-out"))
-	have := map[string]int{}
-	for _, l := range got {
-		have[l.Table+"/"+l.RecordID]++
-	}
-	wantSet := map[string]bool{}
-	for _, l := range want {
-		k := l.Table + "/" + l.RecordID
-		wantSet[k] = true
-		if have[k] == 0 {
-			t.Fatalf("record %s was lost after %d interruptions of serve", k, interrupted)
-		}
-	}
-	dups := map[string]int{}
-	for k, n := range have {
-		if !wantSet[k] {
-			t.Fatalf("record %s appeared only in the interrupted harvest", k)
-		}
-		dups[strings.SplitN(k, "/", 2)[0]] += n - 1
-	}
-	wantByTable := countByTable(want)
-	for table, d := range dups {
-		if bound := interrupted * min(pipeline.DefaultBatchSize, wantByTable[table]); d > bound {
-			t.Errorf("%s: %d duplicates after %d interruptions; at most one batch per interruption", table, d, interrupted)
-		}
-	}
+	wantSet, dups := sameHarvest(t, want, readOutput(t, filepath.Join(f.dir, "stopped-out")), interrupted, "interruptions of serve")
 	t.Logf("%d records, %d interruptions (%d while harvesting; a clean run takes %s), duplicates by table %v", len(wantSet), interrupted, midway, took, dups)
 }
 
