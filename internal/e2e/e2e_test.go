@@ -377,7 +377,8 @@ func (f *fixture) childSignal(argv []string, killAfter time.Duration, sig os.Sig
 }
 
 // childUntil runs the command line as a separate process; with when set
-// it sends sig as soon as when() holds (checked every 2 ms) and waits for
+// it sends sig as soon as when() holds (checked every 2 ms; after 2
+// minutes at the latest: a `serve` has no end of its own) and waits for
 // the process to end (code -1 when sig killed it).
 func (f *fixture) childUntil(argv []string, when func() bool, sig os.Signal) (int, string, string) {
 	f.t.Helper()
@@ -394,7 +395,8 @@ func (f *fixture) childUntil(argv []string, when func() bool, sig os.Signal) (in
 	if when != nil {
 		tick := time.NewTicker(2 * time.Millisecond)
 		defer tick.Stop()
-		for !when() {
+		latest := time.Now().Add(2 * time.Minute)
+		for !when() && time.Now().Before(latest) {
 			select {
 			case <-done:
 				return cmd.ProcessState.ExitCode(), out.String(), errb.String()

@@ -415,13 +415,16 @@ func TestServeStoppedMidRunLosesNothing(t *testing.T) {
 	for i, sig := range []os.Signal{syscall.SIGTERM, os.Kill, syscall.SIGTERM, os.Kill, syscall.SIGTERM, os.Kill} {
 		// Interrupt once serve has written something more (it is
 		// harvesting), a little later each time.
-		before := dirBytes(outDir)
+		// A serve that has nothing left to write (an earlier
+		// interruption came late) is stopped idle after a while.
+		before, started := dirBytes(outDir), time.Now()
 		var since time.Time
 		when := func() bool {
 			if since.IsZero() && dirBytes(outDir) > before {
 				since = time.Now()
 			}
-			return !since.IsZero() && time.Since(since) >= time.Duration(i)*took/20
+			return (!since.IsZero() && time.Since(since) >= time.Duration(i)*took/20) ||
+				time.Since(started) > 10*time.Second+10*took
 		}
 		code, _, errs := f.childUntil([]string{"serve", "--config", stopped}, when, sig)
 		if n := len(readOutput(t, filepath.Join(f.dir, "stopped-out"))); n > 0 && n < len(want) {
