@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/defenderharvester/defenderharvester/internal/record"
 	"github.com/defenderharvester/defenderharvester/internal/source"
 	"github.com/defenderharvester/defenderharvester/internal/state"
 )
@@ -61,7 +59,12 @@ func PlanWindows(now time.Time, prog state.Progress, ro RunOptions, lookback tim
 		if !goal.IsZero() {
 			ranges = state.Uncovered(state.Range{From: goal, To: end}, prog.Covered)
 		}
-		ranges = append(ranges, state.Range{From: inc, To: end})
+		if prog.HasCursor {
+			ranges = append(ranges, state.Range{From: inc, To: end})
+		}
+		// Without a cursor the goal is at or before inc, so what is
+		// uncovered of [goal, end) includes [inc, end): windows that an
+		// interrupted first run finished are not read again.
 		if goal.Equal(prog.Goal) {
 			goal = time.Time{} // nothing new to store
 		}
@@ -120,10 +123,13 @@ func maxTime(a, b time.Time) time.Time {
 	return a
 }
 
-// retention is how long delivered ids are kept behind the cursor: two
-// overlaps (the re-read span) plus an hour of slack, at least 48h.
+// retention is how long delivered ids are kept behind the cursor: the
+// next run re-reads Overlap before it, so twice that leaves room for a
+// larger overlap set later. Ids of time not yet covered are kept
+// whatever their age (state.Commit), so an interrupted window drops what
+// it delivered when read again.
 func retention(w source.Windowing) time.Duration {
-	return max(2*w.Overlap+time.Hour, minRetention)
+	return max(2*w.Overlap, minRetention)
 }
 
 // partBackoff is how long a part that failed n runs in a row rests: the
@@ -172,54 +178,120 @@ func (p *Pipeline) now() time.Time {
 	return now.Add(d)
 }
 
+// part is one part (device) of an event source in one run, or the whole
+// source when it has no parts: its own cursor, covered ranges, seen ids
+// and failures.
+type part struct {
+	name  string // "" for a source without parts
+	key   string // state key: the source name, or name/part
+	prog  state.Progress
+	fetch func(context.Context, source.Window, source.Emit) error
+	// end is where this run's windows end (the cursor once they are
+	// done); cursor is the stored cursor, moved as windows complete.
+	end    time.Time
+	cursor time.Time
+	// err is its first read failure in this run; its windows not yet
+	// started are then left for the next run.
+	err error
+}
+
+// runEvent reads an event source: every window of every part (device)
+// is one unit of work, read by Workers() workers at once when the source
+// is Parallel, and everything they read flows through one batcher into
+// the outputs (eventRun).
 func (p *Pipeline) runEvent(ctx context.Context, tenant string, src source.EventSource, ro RunOptions, res *Result) error {
 	now := p.now()
-	ps, ok := src.(source.PartitionedSource)
-	if !ok {
-		return p.runUnit(ctx, tenant, src, src.Name(), src.Fetch, now, ro, res)
-	}
-	parts, err := ps.Parts(ctx)
-	if err != nil {
-		return err
-	}
-	res.PartsTotal = len(parts)
-	for _, part := range parts {
-		if strings.Contains(part, "/") || part == "" {
-			return fmt.Errorf("part name %q is empty or holds a slash (a bug in the source)", part)
-		}
-		key := src.Name() + "/" + part
-		prog, err := p.opts.Store.Progress(tenant, key)
+	ps, partitioned := src.(source.PartitionedSource)
+	var parts []*part
+	if !partitioned {
+		parts = []*part{{key: src.Name(), fetch: src.Fetch}}
+	} else {
+		names, err := ps.Parts(ctx)
 		if err != nil {
 			return err
 		}
-		if !ro.Redeliver && prog.RetryAt.After(now) {
-			res.Parts = append(res.Parts, PartResult{Part: part, Skipped: true, Failures: prog.Failures,
+		res.PartsTotal = len(names)
+		for _, name := range names {
+			if strings.Contains(name, "/") || name == "" {
+				return fmt.Errorf("part name %q is empty or holds a slash (a bug in the source)", name)
+			}
+			parts = append(parts, &part{name: name, key: src.Name() + "/" + name,
+				fetch: func(ctx context.Context, w source.Window, emit source.Emit) error {
+					return ps.FetchPart(ctx, name, w, emit)
+				}})
+		}
+	}
+	wd := src.Windowing()
+	var units []*unit
+	var running []*part
+	for _, pt := range parts {
+		prog, err := p.opts.Store.Progress(tenant, pt.key)
+		if err != nil {
+			return err
+		}
+		pt.prog, pt.cursor = prog, prog.Cursor
+		if partitioned && !ro.Redeliver && prog.RetryAt.After(now) {
+			res.Parts = append(res.Parts, PartResult{Part: pt.name, Skipped: true, Failures: prog.Failures,
 				RetryAt: prog.RetryAt, Err: errors.New(prog.LastError)})
 			continue
 		}
-		fetch := func(ctx context.Context, w source.Window, emit source.Emit) error {
-			return ps.FetchPart(ctx, part, w, emit)
+		plan := PlanWindows(now, prog, ro, p.opts.InitialLookback, wd)
+		if len(plan.Chunks) > 0 {
+			if res.Window.From.IsZero() || plan.Whole.From.Before(res.Window.From) {
+				res.Window.From = plan.Whole.From
+			}
+			res.Window.To = maxTime(res.Window.To, plan.Whole.To)
 		}
-		err = p.runUnit(ctx, tenant, src, key, fetch, now, ro, res)
-		var de *deliveryError
+		if !plan.Goal.IsZero() {
+			if err := p.opts.Store.SetGoal(tenant, pt.key, plan.Goal); err != nil {
+				return err
+			}
+		}
+		p.opts.Observer.Planned(tenant, pt.key, len(plan.Chunks), plan.Whole)
+		p.log.Debug("reading", "source", pt.key, "from", plan.Whole.From, "to", plan.Whole.To, "chunks", len(plan.Chunks),
+			"has_cursor", prog.HasCursor, "covered", len(prog.Covered), "redeliver", ro.Redeliver)
+		pt.end = plan.Whole.To
+		running = append(running, pt)
+		for _, c := range plan.Chunks {
+			units = append(units, &unit{part: pt, chunk: c})
+		}
+	}
+	workers := 1
+	if par, ok := src.(source.Parallel); ok {
+		workers = max(1, par.Workers())
+	}
+	r := &eventRun{p: p, tenant: tenant, name: src.Name(), table: src.Table(), keep: retention(wd),
+		redeliver: ro.Redeliver, res: res}
+	err := r.run(ctx, units, workers)
+	for _, pt := range running {
+		// The source's cursor is its least advanced part's.
+		if !pt.cursor.IsZero() && (res.Cursor.IsZero() || pt.cursor.Before(res.Cursor)) {
+			res.Cursor = pt.cursor
+		}
+	}
+	switch {
+	case err != nil:
+		return err
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case !partitioned:
+		return parts[0].err
+	}
+	for _, pt := range running {
 		switch {
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case errors.As(err, &de):
-			return err
-		case err != nil && !ro.Redeliver:
-			n := prog.Failures + 1
+		case pt.err != nil && !ro.Redeliver:
+			n := pt.prog.Failures + 1
 			retryAt := now.Add(partBackoff(n))
-			if _, rerr := p.opts.Store.RecordFailure(tenant, key, err.Error(), retryAt); rerr != nil {
+			if _, rerr := p.opts.Store.RecordFailure(tenant, pt.key, pt.err.Error(), retryAt); rerr != nil {
 				return rerr
 			}
-			p.log.Warn("part failed; the others carry on and it is tried again later", "source", src.Name(), "part", part,
-				"failures", n, "retry_after", retryAt, "err", err)
-			res.Parts = append(res.Parts, PartResult{Part: part, Err: err, Failures: n, RetryAt: retryAt})
-		case err != nil:
-			res.Parts = append(res.Parts, PartResult{Part: part, Err: err})
-		case prog.Failures > 0:
-			if err := p.opts.Store.ClearFailures(tenant, key); err != nil {
+			p.log.Warn("part failed; the others carry on and it is tried again later", "source", src.Name(), "part", pt.name,
+				"failures", n, "retry_after", retryAt, "err", pt.err)
+			res.Parts = append(res.Parts, PartResult{Part: pt.name, Err: pt.err, Failures: n, RetryAt: retryAt})
+		case pt.err != nil:
+			res.Parts = append(res.Parts, PartResult{Part: pt.name, Err: pt.err})
+		case pt.prog.Failures > 0:
+			if err := p.opts.Store.ClearFailures(tenant, pt.key); err != nil {
 				return err
 			}
 		}
@@ -252,213 +324,7 @@ func partsError(res *Result) error {
 	return errors.New(b.String())
 }
 
-// runUnit reads one event source, or one part of it (key is the state
-// key: the source name, or name/part), chunk by chunk.
-func (p *Pipeline) runUnit(ctx context.Context, tenant string, src source.EventSource, key string,
-	fetch func(context.Context, source.Window, source.Emit) error, now time.Time, ro RunOptions, res *Result) error {
-	prog, err := p.opts.Store.Progress(tenant, key)
-	if err != nil {
-		return err
-	}
-	wd := src.Windowing()
-	plan := PlanWindows(now, prog, ro, p.opts.InitialLookback, wd)
-	if len(plan.Chunks) > 0 {
-		if res.Window.From.IsZero() || plan.Whole.From.Before(res.Window.From) {
-			res.Window.From = plan.Whole.From
-		}
-		res.Window.To = maxTime(res.Window.To, plan.Whole.To)
-	}
-	if !plan.Goal.IsZero() {
-		if err := p.opts.Store.SetGoal(tenant, key, plan.Goal); err != nil {
-			return err
-		}
-	}
-	p.opts.Observer.Planned(tenant, key, len(plan.Chunks), plan.Whole)
-	p.log.Debug("reading", "source", key, "from", plan.Whole.From, "to", plan.Whole.To, "chunks", len(plan.Chunks),
-		"has_cursor", prog.HasCursor, "covered", len(prog.Covered), "redeliver", ro.Redeliver)
-
-	r := &eventRun{p: p, tenant: tenant, name: src.Name(), key: key, table: src.Table(), fetch: fetch,
-		keep: retention(wd), res: res, cursor: prog.Cursor, redeliver: ro.Redeliver, ids: map[string]struct{}{}}
-	defer func() {
-		// The source's cursor is its least advanced part's.
-		if !r.cursor.IsZero() && (res.Cursor.IsZero() || r.cursor.Before(res.Cursor)) {
-			res.Cursor = r.cursor
-		}
-	}()
-	for _, c := range plan.Chunks {
-		before := res.New
-		if err := r.runChunk(ctx, c); err != nil {
-			return err
-		}
-		p.opts.Observer.ChunkDone(tenant, key, c, res.New-before)
-	}
-	return nil
-}
-
-// eventRun is one event source (or part) in one run. The emit callback
-// may be called from several goroutines; mu serialises it, and flushing
-// under mu is the backpressure that keeps memory bounded.
-type eventRun struct {
-	p         *Pipeline
-	tenant    string
-	name, key string
-	table     string
-	fetch     func(context.Context, source.Window, source.Emit) error
-	keep      time.Duration
-	res       *Result
-	redeliver bool
-
-	mu      sync.Mutex
-	cursor  time.Time // the stored cursor: the prune point follows the latest
-	chunk   source.Window
-	open    bool  // emits accepted only while Fetch runs
-	failed  error // first delivery/commit failure: the source must stop
-	pending []source.Item
-	ids     map[string]struct{} // ids in pending
-	bytes   int
-	since   time.Time // when the first pending item came
-}
-
-func (r *eventRun) runChunk(ctx context.Context, c source.Window) error {
-	r.mu.Lock()
-	r.chunk, r.open = c, true
-	r.mu.Unlock()
-
-	fetchErr := r.fetch(ctx, c, r.emit)
-
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.open = false
-	if r.failed != nil {
-		// Our own failure came back through the source; report ours.
-		return r.failed
-	}
-	if fetchErr != nil {
-		// Deliver what was read before the failure (it is genuine), but
-		// do not move the cursor: the window is not complete.
-		if ctx.Err() == nil && len(r.pending) > 0 {
-			if err := r.flush(ctx, false); err != nil {
-				return errors.Join(fetchErr, err)
-			}
-		}
-		return fetchErr
-	}
-	return r.flush(ctx, true)
-}
-
-func (r *eventRun) emit(ctx context.Context, it source.Item) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.failed != nil {
-		return r.failed
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if !r.open {
-		return errors.New("emit called after Fetch returned (a bug in the source)")
-	}
-	r.res.Fetched++
-	if !r.chunk.Contains(it.Time) {
-		r.res.OutOfWindow++
-		return nil
-	}
-	if it.ID == "" {
-		// No natural id: the content is the identity.
-		it.ID = record.StableID(r.name, string(it.Raw))
-	}
-	if err := validJSON(it.Raw, "item "+it.ID); err != nil {
-		r.failed = err
-		return err
-	}
-	if _, dup := r.ids[it.ID]; dup {
-		r.res.Duplicates++
-		return nil
-	}
-	r.ids[it.ID] = struct{}{}
-	now := r.p.opts.Now()
-	if len(r.pending) == 0 {
-		r.since = now
-	}
-	r.pending = append(r.pending, it)
-	r.bytes += approxSize(&it)
-	// A batch is cut by bytes (BatchBytes; BatchSize caps the count) or
-	// when its first item waited FlushAfter: each flush costs an fsync
-	// per output and a commit, so it should carry megabytes, not a
-	// fixed count of records.
-	if len(r.pending) >= r.p.opts.BatchSize || r.bytes >= r.p.opts.BatchBytes ||
-		now.Sub(r.since) >= r.p.opts.FlushAfter {
-		if err := r.flush(ctx, false); err != nil {
-			r.failed = err
-			return err
-		}
-	}
-	return nil
-}
-
-// flush delivers the pending items not delivered before, then commits
-// their ids — and, at the end of a chunk, the cursor and the chunk as
-// covered — in one transaction. The commit happens only after every
-// output accepted (or durably spooled) the batch. A redelivery sends
-// every pending item to its outputs and commits nothing. Called with mu
-// held.
-func (r *eventRun) flush(ctx context.Context, chunkDone bool) error {
-	store := r.p.opts.Store
-	var recs []record.Record
-	var seen []state.SeenID
-	if len(r.pending) > 0 {
-		already := map[string]bool{}
-		if !r.redeliver {
-			ids := make([]string, len(r.pending))
-			for i := range r.pending {
-				ids[i] = r.pending[i].ID
-			}
-			var err error
-			if already, err = store.SeenAmong(r.tenant, r.key, ids); err != nil {
-				return &deliveryError{err}
-			}
-		}
-		now := r.p.opts.Now().UTC()
-		recs = make([]record.Record, 0, len(r.pending))
-		seen = make([]state.SeenID, 0, len(r.pending))
-		for _, it := range r.pending {
-			if already[it.ID] {
-				r.res.Duplicates++
-				continue
-			}
-			// RawValid: emit checked this payload (validJSON); the
-			// outputs and AppendJSON do not scan it again.
-			recs = append(recs, record.Record{
-				Tenant: r.tenant, Source: r.name, Table: r.table, ID: it.ID,
-				Time: it.Time.UTC(), HarvestedAt: now, Raw: it.Raw, RawValid: true,
-			})
-			seen = append(seen, state.SeenID{ID: it.ID, Time: it.Time})
-		}
-	}
-	if len(recs) > 0 {
-		deliver := r.p.deliver
-		if r.redeliver {
-			deliver = r.p.redeliverTo
-		}
-		if err := deliver(ctx, r.table, recs); err != nil {
-			return &deliveryError{err}
-		}
-	}
-	if !r.redeliver && (len(seen) > 0 || chunkDone) {
-		c := state.Commit{Seen: seen}
-		if chunkDone {
-			c.Cursor, c.Cover = r.chunk.To, state.Range{From: r.chunk.From, To: r.chunk.To}
-			r.cursor = maxTime(r.cursor, r.chunk.To)
-			c.PruneBefore = r.cursor.Add(-r.keep)
-		}
-		if err := store.Commit(r.tenant, r.key, c); err != nil {
-			return &deliveryError{fmt.Errorf("%d records were delivered but the checkpoint could not be saved (they will be delivered again): %w", len(recs), err)}
-		}
-	}
-	r.res.New += len(recs)
-	clear(r.ids)
-	clear(r.pending) // drop payload references
-	r.pending = r.pending[:0]
-	r.bytes = 0
-	return nil
+// fmtCommitErr says that delivered records could not be checkpointed.
+func fmtCommitErr(n int, err error) error {
+	return fmt.Errorf("%d records were delivered but the checkpoint could not be saved (they will be delivered again): %w", n, err)
 }

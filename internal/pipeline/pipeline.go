@@ -34,8 +34,9 @@ const (
 	DefaultFlushAfter      = 10 * time.Second
 	DefaultInitialLookback = 24 * time.Hour
 	DefaultConcurrency     = 4
-	// minRetention is the least time a delivered id is remembered.
-	minRetention = 48 * time.Hour
+	// minRetention is the least time a delivered id is remembered behind
+	// the cursor.
+	minRetention = 10 * time.Minute
 	// recordOverhead approximates the bytes the standard fields add to a
 	// payload, so BatchBytes bounds what a sink receives.
 	recordOverhead = 200

@@ -42,7 +42,9 @@ func TestOneOutputDownOthersReceive(t *testing.T) {
 	if len(broken.all()) != 0 {
 		t.Fatal("the broken output stored records")
 	}
-	if broken.calls > 2 {
+	// At most one write per source (both may write before either sees
+	// the failure) and the drainer's last attempt at shutdown.
+	if broken.calls > 3 {
 		t.Errorf("the broken output was tried %d times in one run; after its first failure batches should go straight to its spool", broken.calls)
 	}
 	if _, ok := cursorOf(t, store, src.name); !ok {

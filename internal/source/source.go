@@ -57,7 +57,17 @@ type Item struct {
 	Key  string
 	Time time.Time
 	Raw  json.RawMessage
+	// Mark, set on an item without Raw, is a progress mark and not an
+	// event: the source reads its window newest first and has emitted
+	// every item of the window later than Mark. Once those are
+	// delivered the pipeline counts (Mark, window end) as covered, so an
+	// interrupted window resumes at Mark instead of being read again
+	// from its end, and the ids it delivered need not be remembered.
+	Mark time.Time
 }
+
+// IsMark reports whether it is a progress mark rather than an event.
+func (it Item) IsMark() bool { return !it.Mark.IsZero() && it.Raw == nil }
 
 // Emit hands one item to the pipeline. It returns an error when the
 // pipeline cannot take more (context cancelled, sink failure); the source
@@ -92,6 +102,13 @@ type Windowing struct {
 	MaxWindow time.Duration
 	// Delay keeps the window end this far behind now (ingestion latency).
 	Delay time.Duration
+}
+
+// Parallel is an event source whose windows — and parts — may be read by
+// several workers at once; each worker reads one window of one part.
+type Parallel interface {
+	// Workers is how many windows are read at once (at least 1).
+	Workers() int
 }
 
 // SnapshotSource reads the whole current state.

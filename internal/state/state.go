@@ -155,16 +155,28 @@ type SeenID struct {
 
 // Commit is one atomic checkpoint of a source.
 type Commit struct {
-	// Seen are ids every sink accepted.
+	// Seen are ids every sink accepted. An id is kept only while a later
+	// run may read its record again: while its event time lies at or
+	// after PruneBefore (the re-read band behind the cursor) or outside
+	// every covered range (work not finished, such as a window that was
+	// interrupted). Others are not stored at all, so the file stays the
+	// size of that band however many records a backfill delivers.
 	Seen []SeenID
 	// Cursor, when not zero, is the new cursor; it only moves forward.
 	Cursor time.Time
 	// PruneBefore, when not zero, forgets seen ids whose event time is
-	// earlier: they lie before any window a later run will read.
+	// earlier and lies inside a covered range: no later run reads them
+	// again. Zero keeps every id.
 	PruneBefore time.Time
 	// Cover, when not empty, is a time range now read completely and
 	// delivered everywhere: it joins the covered ranges.
 	Cover Range
+}
+
+// KeyedCommit is one source's (or part's) share of a CommitAll.
+type KeyedCommit struct {
+	Source string
+	Commit
 }
 
 // SnapshotEntry is one item of a stored snapshot.
@@ -313,77 +325,174 @@ func (s *Store) SeenAmong(tenant, source string, ids []string) (map[string]bool,
 
 // Commit applies c atomically: either all of it is stored or none.
 func (s *Store) Commit(tenant, source string, c Commit) error {
-	if err := s.validate(source); err != nil {
-		return err
+	return s.CommitAll(tenant, []KeyedCommit{{Source: source, Commit: c}})
+}
+
+// CommitAll applies several checkpoints of one tenant in one transaction
+// (one fsync), in order; a source may appear more than once. Either all
+// of them are stored or none.
+func (s *Store) CommitAll(tenant string, cs []KeyedCommit) error {
+	for _, c := range cs {
+		if err := s.validate(c.Source); err != nil {
+			return err
+		}
 	}
+	if len(cs) == 0 {
+		return nil
+	}
+	var failed string
 	err := s.update("saving the checkpoint", func(tx *bolt.Tx) error {
-		b, err := s.createSourceBucket(tx, tenant, source)
-		if err != nil {
-			return err
-		}
-		seen, err := s.createSub(b, bucketSeen, tenant, source)
-		if err != nil {
-			return err
-		}
-		byTime, err := s.createSub(b, bucketByTime, tenant, source)
-		if err != nil {
-			return err
-		}
-		for _, id := range c.Seen {
-			if id.ID == "" {
-				continue
-			}
-			k := []byte(id.ID)
-			if old := seen.Get(k); old != nil {
-				if len(old) != 8 {
-					return s.corrupt(tenant, source, "seen id list")
-				}
-				if err := byTime.Delete(append(bytes.Clone(old), k...)); err != nil {
-					return err
-				}
-			}
-			t := encTime(id.Time)
-			if err := seen.Put(k, t); err != nil {
+		prune := map[string]time.Time{}
+		var order []string
+		for _, c := range cs {
+			failed = c.Source
+			if err := s.apply(tx, tenant, c.Source, c.Commit); err != nil {
 				return err
 			}
-			if err := byTime.Put(append(t, k...), nil); err != nil {
+			if !c.PruneBefore.IsZero() {
+				if _, ok := prune[c.Source]; !ok {
+					order = append(order, c.Source)
+				}
+				prune[c.Source] = c.PruneBefore
+			}
+		}
+		// Pruning comes last: a later commit of the same source may
+		// cover what an earlier one stored.
+		for _, src := range order {
+			failed = src
+			if err := s.prune(tx, tenant, src, prune[src]); err != nil {
 				return err
 			}
-		}
-		if !c.Cursor.IsZero() {
-			cur := b.Get(keyCursor)
-			old, ok := decTime(cur)
-			if cur != nil && !ok {
-				return s.corrupt(tenant, source, "cursor")
-			}
-			if cur == nil || c.Cursor.After(old) {
-				if err := b.Put(keyCursor, encTime(c.Cursor)); err != nil {
-					return err
-				}
-			}
-		}
-		if err := s.cover(b, c.Cover, tenant, source); err != nil {
-			return err
-		}
-		if !c.PruneBefore.IsZero() {
-			return s.prune(seen, byTime, c.PruneBefore, tenant, source)
 		}
 		return nil
 	})
-	return s.wrap(tenant, source, "saving the checkpoint", err)
+	return s.wrap(tenant, failed, "saving the checkpoint", err)
 }
 
-// prune forgets ids with event time before cutoff, walking the time index
-// from its start so the cost is the number of ids forgotten.
-func (s *Store) prune(seen, byTime *bolt.Bucket, cutoff time.Time, tenant, source string) error {
-	limit := encTime(cutoff)
+// apply stores one commit's cursor, covered range and seen ids.
+func (s *Store) apply(tx *bolt.Tx, tenant, source string, c Commit) error {
+	b, err := s.createSourceBucket(tx, tenant, source)
+	if err != nil {
+		return err
+	}
+	if !c.Cursor.IsZero() {
+		cur := b.Get(keyCursor)
+		old, ok := decTime(cur)
+		if cur != nil && !ok {
+			return s.corrupt(tenant, source, "cursor")
+		}
+		if cur == nil || c.Cursor.After(old) {
+			if err := b.Put(keyCursor, encTime(c.Cursor)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := s.cover(b, c.Cover, tenant, source); err != nil {
+		return err
+	}
+	if len(c.Seen) == 0 {
+		return nil
+	}
+	var covered []Range
+	if !c.PruneBefore.IsZero() {
+		if covered, err = s.coveredRanges(b, tenant, source); err != nil {
+			return err
+		}
+	}
+	seen, err := s.createSub(b, bucketSeen, tenant, source)
+	if err != nil {
+		return err
+	}
+	byTime, err := s.createSub(b, bucketByTime, tenant, source)
+	if err != nil {
+		return err
+	}
+	for _, id := range c.Seen {
+		if id.ID == "" {
+			continue
+		}
+		if id.Time.Before(c.PruneBefore) && inRanges(covered, id.Time) {
+			continue // never read again: not worth a byte of the file
+		}
+		k := []byte(id.ID)
+		if old := seen.Get(k); old != nil {
+			if len(old) != 8 {
+				return s.corrupt(tenant, source, "seen id list")
+			}
+			if err := byTime.Delete(append(bytes.Clone(old), k...)); err != nil {
+				return err
+			}
+		}
+		t := encTime(id.Time)
+		if err := seen.Put(k, t); err != nil {
+			return err
+		}
+		if err := byTime.Put(append(t, k...), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// coveredRanges reads the source's covered ranges in time order.
+func (s *Store) coveredRanges(b *bolt.Bucket, tenant, source string) ([]Range, error) {
+	cb, err := s.subBucket(b, bucketCovered, tenant, source)
+	if err != nil || cb == nil {
+		return nil, err
+	}
+	var out []Range
+	err = cb.ForEach(func(k, v []byte) error {
+		from, ok1 := decTime(k)
+		to, ok2 := decTime(v)
+		if !ok1 || !ok2 {
+			return s.corrupt(tenant, source, "covered ranges")
+		}
+		out = append(out, Range{From: from, To: to})
+		return nil
+	})
+	return out, err
+}
+
+// inRanges reports whether t lies in one of rs (sorted, disjoint).
+func inRanges(rs []Range, t time.Time) bool {
+	i := sort.Search(len(rs), func(i int) bool { return rs[i].To.After(t) })
+	return i < len(rs) && !t.Before(rs[i].From)
+}
+
+// prune forgets seen ids with event time before cutoff that lie in a
+// covered range. It seeks into each covered range below cutoff, so the
+// cost is the number of ids forgotten plus the number of ranges; ids of
+// unfinished work (uncovered time) stay.
+func (s *Store) prune(tx *bolt.Tx, tenant, source string, cutoff time.Time) error {
+	b, err := s.sourceBucket(tx, tenant, source)
+	if err != nil || b == nil {
+		return err
+	}
+	seen, err := s.subBucket(b, bucketSeen, tenant, source)
+	if err != nil || seen == nil {
+		return err
+	}
+	byTime, err := s.subBucket(b, bucketByTime, tenant, source)
+	if err != nil || byTime == nil {
+		return err
+	}
+	covered, err := s.coveredRanges(b, tenant, source)
+	if err != nil {
+		return err
+	}
 	var dead [][]byte
 	c := byTime.Cursor()
-	for k, _ := c.First(); k != nil && bytes.Compare(k[:min(8, len(k))], limit) < 0; k, _ = c.Next() {
-		if len(k) < 8 {
-			return s.corrupt(tenant, source, "seen id time index")
+	for _, r := range covered {
+		if !r.From.Before(cutoff) {
+			break
 		}
-		dead = append(dead, bytes.Clone(k))
+		limit := encTime(minT(r.To, cutoff))
+		for k, _ := c.Seek(encTime(r.From)); k != nil && bytes.Compare(k[:min(8, len(k))], limit) < 0; k, _ = c.Next() {
+			if len(k) < 8 {
+				return s.corrupt(tenant, source, "seen id time index")
+			}
+			dead = append(dead, bytes.Clone(k))
+		}
 	}
 	for _, k := range dead {
 		if err := byTime.Delete(k); err != nil {
@@ -398,6 +507,13 @@ func (s *Store) prune(seen, byTime *bolt.Bucket, cutoff time.Time, tenant, sourc
 		}
 	}
 	return nil
+}
+
+func minT(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func (s *Store) createSourceBucket(tx *bolt.Tx, tenant, source string) (*bolt.Bucket, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -155,7 +156,8 @@ func TestSeenIDsAndPruning(t *testing.T) {
 	if len(got) != 4 || got["never"] {
 		t.Errorf("seen = %v", got)
 	}
-	if err := s.Commit(tenant, "timeline", Commit{Cursor: t0, PruneBefore: t0.Add(-48 * time.Hour)}); err != nil {
+	// Only covered time is pruned: "old" lies in a covered range.
+	if err := s.Commit(tenant, "timeline", Commit{Cursor: t0, Cover: Range{t0.Add(-100 * time.Hour), t0}, PruneBefore: t0.Add(-48 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ = s.SeenAmong(tenant, "timeline", all)
@@ -171,6 +173,61 @@ func TestSeenIDsAndPruning(t *testing.T) {
 	infos, err := s.Sources()
 	if err != nil || len(infos) != 1 || infos[0].SeenIDs != 3 || infos[0].Source != "timeline" || !infos[0].Cursor.Equal(t0) {
 		t.Errorf("Sources() = %+v, %v", infos, err)
+	}
+}
+
+// An id of unfinished work (time in no covered range) is kept however
+// old, so an interrupted window that is read again drops what it already
+// delivered; an id that no run will read again is not even stored.
+func TestSeenIDsKeptOnlyWhileReadAgain(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	h := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Hour) }
+	// [h(-10), h(-5)) is covered; h(-7) inside it, h(-3) after it.
+	must(t, s.Commit(tenant, "tl", Commit{Cover: Range{h(-10), h(-5)}}))
+	must(t, s.Commit(tenant, "tl", Commit{Cursor: h(0), PruneBefore: h(-2), Seen: []SeenID{
+		{"covered-old", h(-7)}, {"unfinished", h(-3)}, {"band", h(-1)},
+	}}))
+	got, err := s.SeenAmong(tenant, "tl", []string{"covered-old", "unfinished", "band"})
+	must(t, err)
+	if got["covered-old"] || !got["unfinished"] || !got["band"] {
+		t.Fatalf("seen = %v, want unfinished and band only", got)
+	}
+	// The unfinished range completes: its id goes at the next prune.
+	must(t, s.Commit(tenant, "tl", Commit{Cover: Range{h(-5), h(0)}, PruneBefore: h(-2)}))
+	got, _ = s.SeenAmong(tenant, "tl", []string{"unfinished", "band"})
+	if got["unfinished"] || !got["band"] {
+		t.Fatalf("after the range completed, seen = %v, want band only", got)
+	}
+}
+
+// A backfill of many records through the state file: the file ends the
+// size of the re-read band, not of the backfill (issue 9: flat memory).
+func TestBackfillKeepsTheFileSmall(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := open(t, path)
+	const batches, per = 100, 2000 // 200,000 ids over 100 hours
+	start := t0.Add(-batches * time.Hour)
+	for b := range batches {
+		from := start.Add(time.Duration(b) * time.Hour)
+		seen := make([]SeenID, per)
+		for i := range seen {
+			seen[i] = SeenID{ID: fmt.Sprintf("timeline-event-%08d-%08d-aaaaaaaaaaaaaaaa", b, i), Time: from.Add(time.Duration(i) * time.Second)}
+		}
+		to := from.Add(time.Hour)
+		must(t, s.CommitAll(tenant, []KeyedCommit{
+			{Source: "timeline/dev", Commit: Commit{Seen: seen, Cursor: to, Cover: Range{start, to}, PruneBefore: to.Add(-2 * time.Hour)}},
+		}))
+	}
+	infos, err := s.Sources()
+	must(t, err)
+	if len(infos) != 1 || infos[0].SeenIDs > 2*per {
+		t.Fatalf("remembered ids = %+v, want at most the last two hours (%d)", infos, 2*per)
+	}
+	st, err := os.Stat(path)
+	must(t, err)
+	// 200,000 ids would take ~30 MB; the band of 4,000 well under 4 MB.
+	if st.Size() > 4<<20 {
+		t.Errorf("state file is %d bytes after a backfill of %d ids; it should hold only the re-read band", st.Size(), batches*per)
 	}
 }
 
@@ -324,4 +381,11 @@ func FuzzCorruptValues(f *testing.F) {
 			}
 		}
 	})
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,0 +1,365 @@
+package pipeline
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/defenderharvester/defenderharvester/internal/record"
+	"github.com/defenderharvester/defenderharvester/internal/source"
+	"github.com/defenderharvester/defenderharvester/internal/state"
+)
+
+// unit is one window of one part: what a worker reads.
+type unit struct {
+	part  *part
+	chunk source.Window
+	news  int // records of it delivered so far (the deliverer's)
+}
+
+// pending is one read item waiting for its batch to be delivered.
+type pending struct {
+	unit *unit
+	it   source.Item
+}
+
+// progressMark says how far a unit is read: at zero, completely; else
+// every item of it later than at (source.Item.Mark).
+type progressMark struct {
+	unit *unit
+	at   time.Time
+}
+
+// batch is what one flush delivers and commits: the items, and the
+// progress of the units whose items it completes.
+type batch struct {
+	items []pending
+	marks []progressMark
+	bytes int
+	since time.Time // when its first item came
+}
+
+type dedupKey struct {
+	part *part
+	id   string
+}
+
+// eventRun is one run of an event source. Workers read units and emit
+// into one batch under mu; a full batch is handed to the deliverer, which
+// writes it to every output and then commits, in one transaction, the
+// ids it delivered and the progress of the units it completes. While it
+// delivers, the workers fill the next batch; when that one is full too,
+// they wait (back-pressure): at most two batches are held, whatever the
+// number of workers or events.
+type eventRun struct {
+	p           *Pipeline
+	tenant      string
+	name, table string
+	keep        time.Duration
+	redeliver   bool
+	res         *Result
+
+	mu          sync.Mutex
+	cur         *batch
+	ids         map[dedupKey]struct{} // ids in cur
+	fetched     int
+	outOfWindow int
+	dupPending  int
+
+	out    chan *batch
+	stop   chan struct{} // closed when delivery failed
+	failed error         // why; written before stop is closed
+	dups   int           // the deliverer's
+	news   int
+}
+
+// run reads units with workers workers and delivers what they read.
+// It returns a delivery (or state) failure, which stops every worker;
+// read failures are left in each unit's part.
+func (r *eventRun) run(ctx context.Context, units []*unit, workers int) error {
+	if len(units) == 0 {
+		return nil
+	}
+	r.cur, r.ids = &batch{}, map[dedupKey]struct{}{}
+	r.out, r.stop = make(chan *batch), make(chan struct{})
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	delivered := make(chan struct{})
+	go func() {
+		defer close(delivered)
+		for b := range r.out {
+			if r.failed != nil {
+				continue // stopping: the rest is read again next run
+			}
+			if err := r.deliverBatch(ctx, b); err != nil {
+				r.failed = &deliveryError{err}
+				close(r.stop)
+				cancel()
+			}
+		}
+	}()
+
+	jobs := make(chan *unit)
+	var wg sync.WaitGroup
+	for range min(workers, len(units)) {
+		wg.Go(func() {
+			for u := range jobs {
+				r.read(wctx, u)
+			}
+		})
+	}
+feed:
+	for _, u := range units {
+		r.mu.Lock()
+		skip := u.part.err != nil // its part failed: the rest waits for the next run
+		r.mu.Unlock()
+		if skip {
+			continue
+		}
+		select {
+		case jobs <- u:
+		case <-wctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if ctx.Err() == nil {
+		r.mu.Lock()
+		_ = r.seal(ctx) // what was read, also before a read failed, is genuine
+		r.mu.Unlock()
+	}
+	close(r.out)
+	<-delivered
+	r.res.Fetched += r.fetched
+	r.res.OutOfWindow += r.outOfWindow
+	r.res.Duplicates += r.dupPending + r.dups
+	r.res.New += r.news
+	if r.failed != nil {
+		return r.failed
+	}
+	return nil
+}
+
+// deliveryErr is the delivery failure, once there is one.
+func (r *eventRun) deliveryErr() error {
+	select {
+	case <-r.stop:
+		return r.failed
+	default:
+		return nil
+	}
+}
+
+// read reads one unit; a unit read completely is marked done in the
+// batch, to be committed once its items are delivered.
+func (r *eventRun) read(ctx context.Context, u *unit) {
+	err := u.part.fetch(ctx, u.chunk, func(ctx context.Context, it source.Item) error { return r.emit(ctx, u, it) })
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.deliveryErr() != nil || ctx.Err() != nil:
+	case err != nil:
+		if u.part.err == nil {
+			u.part.err = err
+		}
+	default:
+		r.cur.marks = append(r.cur.marks, progressMark{unit: u})
+		if r.due(r.p.opts.Now()) {
+			_ = r.seal(ctx)
+		}
+	}
+}
+
+func (r *eventRun) emit(ctx context.Context, u *unit, it source.Item) error {
+	if it.IsMark() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if err := r.check(ctx); err != nil {
+			return err
+		}
+		r.cur.marks = append(r.cur.marks, progressMark{unit: u, at: it.Mark})
+		return nil
+	}
+	in := u.chunk.Contains(it.Time)
+	if in {
+		// The costly checks run outside the lock, in parallel.
+		if it.ID == "" {
+			// No natural id: the content is the identity.
+			it.ID = record.StableID(r.name, string(it.Raw))
+		}
+		if err := validJSON(it.Raw, "item "+it.ID); err != nil {
+			return err
+		}
+	}
+	size := approxSize(&it)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.check(ctx); err != nil {
+		return err
+	}
+	r.fetched++
+	if !in {
+		r.outOfWindow++
+		return nil
+	}
+	k := dedupKey{u.part, it.ID}
+	if _, dup := r.ids[k]; dup {
+		r.dupPending++
+		return nil
+	}
+	r.ids[k] = struct{}{}
+	b, now := r.cur, r.p.opts.Now()
+	if len(b.items) == 0 {
+		b.since = now
+	}
+	b.items = append(b.items, pending{unit: u, it: it})
+	b.bytes += size
+	if r.due(now) {
+		return r.seal(ctx)
+	}
+	return nil
+}
+
+// check says whether emits are still taken. Called with mu held.
+func (r *eventRun) check(ctx context.Context) error {
+	if err := r.deliveryErr(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// due says whether the batch is to be delivered: a batch is cut by bytes
+// (BatchBytes; BatchSize caps the count) or when its first item waited
+// FlushAfter. Each flush costs an fsync per output and a commit, so it
+// should carry megabytes, not a fixed count of records. Called with mu
+// held.
+func (r *eventRun) due(now time.Time) bool {
+	b := r.cur
+	return len(b.items) >= r.p.opts.BatchSize || b.bytes >= r.p.opts.BatchBytes ||
+		(len(b.items) > 0 && now.Sub(b.since) >= r.p.opts.FlushAfter)
+}
+
+// seal hands the batch to the deliverer and starts the next one; it
+// waits while the deliverer is busy with the previous batch. Called with
+// mu held, so every worker waits too.
+func (r *eventRun) seal(ctx context.Context) error {
+	b := r.cur
+	if len(b.items) == 0 && len(b.marks) == 0 {
+		return nil
+	}
+	r.cur = &batch{items: make([]pending, 0, cap(b.items))}
+	clear(r.ids)
+	select {
+	case r.out <- b:
+		return nil
+	case <-r.stop:
+		return r.failed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// deliverBatch drops the items delivered before, sends the rest to every
+// output and then commits, in one transaction, their ids and the
+// progress the batch completes (covered ranges, cursors). The commit
+// happens only after every output accepted (or durably spooled) the
+// batch. A redelivery sends every item to its outputs and commits
+// nothing.
+func (r *eventRun) deliverBatch(ctx context.Context, b *batch) error {
+	store := r.p.opts.Store
+	var order []*part // parts in this batch, in order of appearance
+	byPart := map[*part][]string{}
+	for _, pi := range b.items {
+		pt := pi.unit.part
+		if _, ok := byPart[pt]; !ok {
+			order = append(order, pt)
+		}
+		byPart[pt] = append(byPart[pt], pi.it.ID)
+	}
+	already := map[dedupKey]bool{}
+	if !r.redeliver {
+		for _, pt := range order {
+			seen, err := store.SeenAmong(r.tenant, pt.key, byPart[pt])
+			if err != nil {
+				return err
+			}
+			for id := range seen {
+				already[dedupKey{pt, id}] = true
+			}
+		}
+	}
+	now := r.p.opts.Now().UTC()
+	recs := make([]record.Record, 0, len(b.items))
+	seenBy := map[*part][]state.SeenID{}
+	for _, pi := range b.items {
+		pt, it := pi.unit.part, pi.it
+		if already[dedupKey{pt, it.ID}] {
+			r.dups++
+			continue
+		}
+		// RawValid: emit checked this payload (validJSON); the outputs
+		// and AppendJSON do not scan it again.
+		recs = append(recs, record.Record{
+			Tenant: r.tenant, Source: r.name, Table: r.table, ID: it.ID,
+			Time: it.Time.UTC(), HarvestedAt: now, Raw: it.Raw, RawValid: true,
+		})
+		if !r.redeliver {
+			seenBy[pt] = append(seenBy[pt], state.SeenID{ID: it.ID, Time: it.Time})
+		}
+		pi.unit.news++
+	}
+	if len(recs) > 0 {
+		deliver := r.p.deliver
+		if r.redeliver {
+			deliver = r.p.redeliverTo
+		}
+		if err := deliver(ctx, r.table, recs); err != nil {
+			return err
+		}
+	}
+	r.news += len(recs)
+	if r.redeliver {
+		return nil
+	}
+	// Progress first, so the ids below are checked against it.
+	var cs []state.KeyedCommit
+	var done []*unit
+	for _, m := range b.marks {
+		pt, c := m.unit.part, m.unit.chunk
+		kc := state.KeyedCommit{Source: pt.key}
+		if m.at.IsZero() {
+			kc.Cursor, kc.Cover = c.To, state.Range{From: c.From, To: c.To}
+			pt.cursor = maxTime(pt.cursor, c.To)
+			done = append(done, m.unit)
+		} else if from := maxTime(m.at.Add(time.Nanosecond), c.From); from.Before(c.To) {
+			kc.Cover = state.Range{From: from, To: c.To}
+		} else {
+			continue
+		}
+		if _, ok := byPart[pt]; !ok {
+			order = append(order, pt)
+			byPart[pt] = nil
+		}
+		cs = append(cs, kc)
+	}
+	for _, pt := range order {
+		// Ids older than the re-read band behind the cursor are kept
+		// only while their time is not covered. A part without a cursor
+		// yet (its newest window still being read) prunes behind where
+		// this run's windows end: without a cursor, the next run reads
+		// only what is not covered.
+		at := pt.cursor
+		if at.IsZero() {
+			at = pt.end
+		}
+		cs = append(cs, state.KeyedCommit{Source: pt.key, Commit: state.Commit{Seen: seenBy[pt], PruneBefore: at.Add(-r.keep)}})
+	}
+	if err := store.CommitAll(r.tenant, cs); err != nil {
+		return fmtCommitErr(len(recs), err)
+	}
+	for _, u := range done {
+		r.p.opts.Observer.ChunkDone(r.tenant, u.part.key, u.chunk, u.news)
+	}
+	return nil
+}
