@@ -476,7 +476,10 @@ func TestEventOnWindowEdgeDeliveredOnce(t *testing.T) {
 // fails, the others are harvested, and a rerun completes the timeline.
 func TestFailingSourceDoesNotMoveItsCursorNorStopOthers(t *testing.T) {
 	f := newFixture(t, sim.Options{Seed: 3})
-	cfg := f.writeConfig("fail", "http:\n  backoff: 1ms\n  max_wait: 1s\n  max_attempts: 3\n")
+	// One worker: the three faults must meet one request, not three
+	// concurrent ones that each retry and succeed (the config ends in
+	// sources.timeline, so the line joins it).
+	cfg := f.writeConfig("fail", "    workers: 1\nhttp:\n  backoff: 1ms\n  max_wait: 1s\n  max_attempts: 3\n")
 	f.tenant.Inject(sim.FaultRule{Family: sim.FamilyTimeline, Kind: sim.Fault500, Count: 3})
 	code, stdout, stderr := f.runCLI("run", "--config", cfg, "--sources", "timeline,suppressionrules")
 	if code == 0 {

@@ -50,18 +50,27 @@ type Config struct {
 	// PageSize is events per timeline page (1–1000).
 	PageSize int `yaml:"page_size"`
 	// MachinePageSize is devices per page when listing all devices.
-	MachinePageSize   int `yaml:"machine_page_size"`
+	MachinePageSize int `yaml:"machine_page_size"`
+	// Workers is how many windows (of one device or of several) are read
+	// at once; max_window is the length of those windows (slices).
+	Workers           int `yaml:"workers"`
 	srcutil.Windowing `yaml:",inline"`
 }
+
+// maxWorkers bounds workers: more concurrent pages only draw throttling.
+const maxWorkers = 32
 
 // NewConfig returns the defaults.
 func NewConfig() *Config {
 	// Events are sensor reports the device uploads: one that was asleep
 	// or offline uploads late with the original ActionTime. delay + overlap
 	// (70 min) is the lag tolerated; the overlap costs one or two pages per
-	// device per run, so it is not larger (docs/sources.md).
-	return &Config{MaxMachines: 500, PageSize: 1000, MachinePageSize: 100, Windowing: srcutil.Windowing{
-		Overlap: source.Duration(time.Hour), MaxWindow: source.Duration(7 * 24 * time.Hour),
+	// device per run, so it is not larger (docs/sources.md). A long range
+	// (a backfill) is read as 6-hour slices, 8 at a time: a week of one
+	// device is 28 slices, so 8 workers stay busy, and an hourly run
+	// reads one slice per device.
+	return &Config{MaxMachines: 500, PageSize: 1000, MachinePageSize: 100, Workers: 8, Windowing: srcutil.Windowing{
+		Overlap: source.Duration(time.Hour), MaxWindow: source.Duration(6 * time.Hour),
 		Delay: source.Duration(10 * time.Minute),
 	}}
 }
@@ -169,6 +178,9 @@ type src struct {
 
 func (s *src) Windowing() source.Windowing { return s.cfg.Rules() }
 
+// Workers is how many slices the pipeline reads at once.
+func (s *src) Workers() int { return s.cfg.Workers }
+
 // Parts lists the devices to harvest: the configured ones, or the
 // tenant's device list. Each device keeps its own cursor in the pipeline,
 // so one device that fails (403 "User is not exposed to machine") holds
@@ -200,6 +212,9 @@ func (s *src) Fetch(ctx context.Context, w source.Window, emit source.Emit) erro
 	}
 	var emitErr error
 	guarded := func(ctx context.Context, it source.Item) error {
+		if it.IsMark() {
+			return nil // progress of one device, not of this window
+		}
 		if err := emit(ctx, it); err != nil {
 			emitErr = err
 			return err
@@ -277,6 +292,12 @@ func (s *src) fetchMachine(ctx context.Context, id string, w source.Window, emit
 		if to.Before(w.From) {
 			return nil // nothing older is left in the window
 		}
+		// Every event of the window later than toDate was on the pages
+		// read: the pipeline checkpoints that, so an interrupted slice
+		// resumes here.
+		if err := emit(ctx, source.Item{Mark: to}); err != nil {
+			return err
+		}
 		rid := nq.Get("ReportIdForScrolling")
 		if to.After(prevTo) || (to.Equal(prevTo) && rid == prevRID) {
 			return fmt.Errorf("%s device %s: refusing continuation link: it does not move back in time (toDate %s after %s)", Name, id, nq.Get("toDate"), mde.FormatTimelineTime(prevTo))
@@ -346,6 +367,9 @@ func (c *Config) Validate() error {
 		return errors.New("max_machines must be at least 1")
 	}
 	if err := srcutil.CheckInt("machine_page_size", c.MachinePageSize, 1, 1000); err != nil {
+		return err
+	}
+	if err := srcutil.CheckInt("workers", c.Workers, 1, maxWorkers); err != nil {
 		return err
 	}
 	return c.CheckValues(apiLimit)
