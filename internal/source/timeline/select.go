@@ -293,10 +293,10 @@ func decodeAlert(what string, i int, f map[string]json.RawMessage) (Alert, error
 		if err != nil {
 			return a, shapeErrf("%s: alert %d field %s is not a time", what, i, k)
 		}
-		found = true
-		if t.After(a.Newest) {
+		if !found || t.After(a.Newest) {
 			a.Newest = t
 		}
+		found = true
 	}
 	if !found {
 		return a, shapeErrf("%s: alert %d has none of the time fields %s: %s", what, i, strings.Join(alertTimeKeys[:6], ", ")+"…", srcutil.DescribeObject(f))
@@ -415,7 +415,10 @@ type alertBody struct {
 func (s *src) alerted(ctx context.Context) (ids, names []string, err error) {
 	within := s.cfg.AlertedWithin.D()
 	cutoff := s.now().Add(-within)
-	days := int((within + 24*time.Hour - 1) / (24 * time.Hour))
+	// daysAgo is whole days, and which of an alert's times the service
+	// filters on is not public: one day more than alerted_within covers
+	// an alert whose newest time is recent but whose filtered time is not.
+	days := min(int((within+24*time.Hour-1)/(24*time.Hour))+1, int(maxAlertedWithin/(24*time.Hour)))
 	pg := srcutil.NewPager(Name+" alert list", s.cfg.AlertPageSize, maxAlertPages)
 	seenID, seenName := map[string]bool{}, map[string]bool{}
 	recent, noDevice := 0, 0
