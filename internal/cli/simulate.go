@@ -335,6 +335,7 @@ func (e EmulatorConfig) YAML() string {
 	if e.HECURL != "" {
 		fmt.Fprintf(&b, "  splunk:\n    enabled: %v\n    url: %q\n    token_file: %q\n    index: defender\n", e.EnableReceivers, e.HECURL, e.HECTokenFile)
 	}
-	b.WriteString("sources:\n  timeline:\n    machines: [all]\n")
+	b.WriteString("sources:\n  timeline:\n    machines: [all]\n" +
+		"    # or choose devices: machine_names: [..], machine_groups: [Servers], alerted_within: 24h\n")
 	return b.String()
 }

@@ -16,11 +16,12 @@ const (
 	RouteTimeline       = "timeline"       // device timeline (pageSize, Prev keyset links)
 	RouteMachineActions = "machineactions" // public API machine actions ($top/$skip, @odata.nextLink)
 	RouteLibraryFiles   = "libraryfiles"   // public API library files ($top/$skip, @odata.nextLink)
+	RouteAlerts         = "alerts"         // portal alert queue alertsApiService/alerts (pageNumber/pageSize in the body, totalEntities)
 )
 
 // PagedRoutes lists the routes a page clamp can apply to.
 func PagedRoutes() []string {
-	return []string{RouteActionCenter, RouteRules, RouteMachines, RouteTimeline, RouteMachineActions, RouteLibraryFiles}
+	return []string{RouteActionCenter, RouteRules, RouteMachines, RouteTimeline, RouteMachineActions, RouteLibraryFiles, RouteAlerts}
 }
 
 const maxClamp = 100000

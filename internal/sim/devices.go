@@ -22,7 +22,13 @@ type ndrMachine struct {
 	HealthStatus    string `json:"HealthStatus"`
 	RiskScore       string `json:"RiskScore"`
 	Domain          string `json:"Domain"`
-	lastSeen        time.Time
+	// RbacGroupId/RbacGroupName: the device's machine group. The
+	// reference's field list of this route has no group; the public
+	// API's machine entity carries it as rbacGroupId/rbacGroupName, so
+	// the emulator serves the portal's PascalCase spelling (inference).
+	RbacGroupID   int    `json:"RbacGroupId"`
+	RbacGroupName string `json:"RbacGroupName"`
+	lastSeen      time.Time
 }
 
 func (t *Tenant) lastSeen(m machine, now time.Time) time.Time {
@@ -65,7 +71,8 @@ func (t *Tenant) hMachines(q *req) {
 			continue
 		}
 		ms = append(ms, ndrMachine{MachineID: m.ID, SenseMachineID: m.ID, ComputerDNSName: m.DNS, OsPlatform: m.OS,
-			LastSeen: fmt7Z(ls), FirstSeen: fmt7Z(m.FirstSeen), HealthStatus: m.Health, RiskScore: m.RiskScore, Domain: m.Domain, lastSeen: ls})
+			LastSeen: fmt7Z(ls), FirstSeen: fmt7Z(m.FirstSeen), HealthStatus: m.Health, RiskScore: m.RiskScore, Domain: m.Domain,
+			RbacGroupID: m.Group, RbacGroupName: groupName(m.Group), lastSeen: ls})
 	}
 	var less func(a, b ndrMachine) int
 	switch field {

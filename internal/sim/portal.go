@@ -129,6 +129,7 @@ func (t *Tenant) portalService() service {
 	add(http.MethodGet, "/apiproxy/mtp/rbacManagementApi/rbac/machine_groups", "", t.hMachineGroups)
 	add(http.MethodGet, "/apiproxy/mtp/responseApiPortal/apps/all", "", t.hConnectedApps)
 	add(http.MethodGet, "/apiproxy/mtp/alertsApiService/workloads/disabled", "", t.hAlertService)
+	add(http.MethodPost, "/apiproxy/mtp/alertsApiService/alerts", "", t.hAlerts)
 	add(http.MethodGet, "/apiproxy/mtp/wdatpApi/dataexportsettings", "", t.hDataExport)
 	add(http.MethodGet, "/apiproxy/mtp/liveResponseApi/get_properties", "", t.hLRProperties)
 	add(http.MethodGet, "/apiproxy/mtp/liveResponseApi/library/get_files", "", t.hLibraryPortal)

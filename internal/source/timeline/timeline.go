@@ -45,7 +45,15 @@ var machineIDRe = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 type Config struct {
 	// Machines are device ids (SenseMachineId) or ["all"].
 	Machines []string `yaml:"machines"`
-	// MaxMachines caps how many devices "all" harvests.
+	// MachineNames select devices by DNS name (select.go).
+	MachineNames []string `yaml:"machine_names"`
+	// MachineGroups select devices by machine group name or id.
+	MachineGroups []string `yaml:"machine_groups"`
+	// AlertedWithin selects devices with alerts this recent (0: off).
+	AlertedWithin source.Duration `yaml:"alerted_within"`
+	// AlertPageSize is alerts per page of the alert queue.
+	AlertPageSize int `yaml:"alert_page_size"`
+	// MaxMachines caps how many devices "all" or the selectors harvest.
 	MaxMachines int `yaml:"max_machines"`
 	// PageSize is events per timeline page (1–1000).
 	PageSize int `yaml:"page_size"`
@@ -69,7 +77,7 @@ func NewConfig() *Config {
 	// (a backfill) is read as 6-hour slices, 8 at a time: a week of one
 	// device is 28 slices, so 8 workers stay busy, and an hourly run
 	// reads one slice per device.
-	return &Config{MaxMachines: 500, PageSize: 1000, MachinePageSize: 100, Workers: 8, Windowing: srcutil.Windowing{
+	return &Config{MaxMachines: 500, PageSize: 1000, MachinePageSize: 100, AlertPageSize: defaultAlertPageSize, Workers: 8, Windowing: srcutil.Windowing{
 		Overlap: source.Duration(time.Hour), MaxWindow: source.Duration(6 * time.Hour),
 		Delay: source.Duration(10 * time.Minute),
 	}}
@@ -174,6 +182,7 @@ type src struct {
 	cfg    Config
 	all    bool
 	log    *slog.Logger
+	now    func() time.Time // clock of alerted_within
 }
 
 func (s *src) Windowing() source.Windowing { return s.cfg.Rules() }
@@ -188,6 +197,9 @@ func (s *src) Workers() int { return s.cfg.Workers }
 func (s *src) Parts(ctx context.Context) ([]string, error) {
 	if s.all {
 		return s.listMachines(ctx)
+	}
+	if s.cfg.selects() {
+		return s.selectMachines(ctx)
 	}
 	return s.cfg.Machines, nil
 }
@@ -356,8 +368,11 @@ func (s *src) listMachines(ctx context.Context) ([]string, error) {
 // Validate checks the settings at load (sources.timeline): the devices
 // and the page and window limits.
 func (c *Config) Validate() error {
-	_, _, err := c.devices()
+	_, all, err := c.devices()
 	if err != nil {
+		return err
+	}
+	if err := c.checkSelectors(all); err != nil {
 		return err
 	}
 	if err := srcutil.CheckInt("page_size", c.PageSize, 1, 1000); err != nil {
@@ -378,7 +393,10 @@ func (c *Config) Validate() error {
 // devices reads machines: device ids (deduplicated) or [all].
 func (c *Config) devices() (ids []string, all bool, err error) {
 	if len(c.Machines) == 0 {
-		return nil, false, errors.New("no devices configured: set machines to device ids or [all]")
+		if c.selects() {
+			return nil, false, nil
+		}
+		return nil, false, errors.New("no devices configured: set machines to device ids or [all], or select devices with machine_names, machine_groups or alerted_within")
 	}
 	dedup := map[string]bool{}
 	for _, m := range c.Machines {
@@ -386,6 +404,8 @@ func (c *Config) devices() (ids []string, all bool, err error) {
 		switch {
 		case strings.EqualFold(m, "all"):
 			all = true
+		case !machineIDRe.MatchString(m) && strings.Contains(m, "."):
+			return nil, false, fmt.Errorf("machines entry %q is not a device id; list DNS names under machine_names", m)
 		case !machineIDRe.MatchString(m):
 			return nil, false, fmt.Errorf("machines entry %q is not a device id (the 40-hex SenseMachineId from the device page URL) or \"all\"", m)
 		case !dedup[m]:
@@ -417,7 +437,7 @@ func newSource(deps source.Deps, cfg any) (source.Source, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &src{Meta: srcutil.NewMeta(Name, Table, source.Event), portal: deps.Portal, cfg: cc, all: all, log: log}, nil
+	return &src{Meta: srcutil.NewMeta(Name, Table, source.Event), portal: deps.Portal, cfg: cc, all: all, log: log, now: time.Now}, nil
 }
 
 func init() {
