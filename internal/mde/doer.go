@@ -219,6 +219,7 @@ func (d *doer) retrying(ctx context.Context, method string, u *url.URL, body []b
 	where := method + " " + u.Path
 	var lastErr error
 	var waited time.Time // end of a shared pause this request already slept through
+	notExposedSeen := false
 	for attempt := 1; ; attempt++ {
 		tk, err := d.pace.acquire(ctx, waited)
 		if err != nil {
@@ -262,11 +263,16 @@ func (d *doer) retrying(ctx context.Context, method string, u *url.URL, body []b
 			wait = retryAfter
 		}
 		throttled := re.throttle || retryAfter > 0 || errors.Is(re.err, ErrThrottled)
+		if re.notExposed {
+			// The timeline's 403 "not exposed" may as well be a scope
+			// miss of this one device: it lowers the limit once per
+			// request and pauses nobody else.
+			throttled = !notExposedSeen
+			notExposedSeen = true
+		}
 		if throttled {
 			// The whole client slows down: a 429 (or a Retry-After) pauses
-			// every new request for the wait; the timeline's 403 "not
-			// exposed" may be a scope miss of this one device, so it
-			// lowers the limit but pauses nobody else.
+			// every new request for the wait.
 			pause := wait
 			if re.notExposed {
 				pause = 0

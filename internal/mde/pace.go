@@ -27,14 +27,15 @@ const (
 //
 //   - a concurrency limit, AIMD: it starts at the configured maximum; a
 //     throttled answer (429, a retryable status with Retry-After, or the
-//     timeline's 403 "User is not exposed to machine" when it is retried
-//     as throttling) halves it, at least 1; RaiseAfter successes in a row
+//     timeline's 403 "User is not exposed to machine", which is retried
+//     as throttling and counts once per request, since it can also be a
+//     scope miss of one device) halves it, at least 1; RaiseAfter successes in a row
 //     raise it by one, up to the maximum. Requests already in flight when
 //     the limit was halved do not halve it again: one congestion episode
 //     costs one halving.
 //   - a shared "not before" time: a throttled answer's Retry-After (or the
 //     backoff computed for it) pauses every new request of the client
-//     until then. A pause longer than the client's MaxWait makes new
+//     until then (the 403 pauses nobody else). A pause longer than the client's MaxWait makes new
 //     requests fail at once with ErrThrottled instead of waiting.
 //
 // Waiting at the gate honours the context. Safe for concurrent use.
@@ -51,6 +52,7 @@ type Pacer struct {
 	mu        sync.Mutex
 	limit     int
 	inFlight  int
+	waiting   int       // requests waiting at the gate
 	run       int       // successes in a row since the last change
 	gen       uint64    // bumped by every decrease
 	notBefore time.Time // no new request is sent before this
@@ -64,6 +66,7 @@ type PaceState struct {
 	Limit     int       // current concurrency limit
 	Max       int       // configured maximum
 	InFlight  int       // requests holding a slot now
+	Waiting   int       // requests waiting for a slot or for the pause to end
 	NotBefore time.Time // shared pause; zero or past when none
 	Decreases int       // halvings so far
 	Increases int       // raises so far
@@ -89,7 +92,7 @@ func (p *Pacer) Limit() int {
 func (p *Pacer) State() PaceState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return PaceState{Limit: p.limit, Max: p.max, InFlight: p.inFlight, NotBefore: p.notBefore,
+	return PaceState{Limit: p.limit, Max: p.max, InFlight: p.inFlight, Waiting: p.waiting, NotBefore: p.notBefore,
 		Decreases: p.decreases, Increases: p.increases, Pauses: p.pauses}
 }
 
@@ -104,6 +107,14 @@ type paceTicket struct {
 // through (its own Retry-After), so it does not wait for it twice; zero
 // when none.
 func (p *Pacer) acquire(ctx context.Context, waited time.Time) (paceTicket, error) {
+	p.mu.Lock()
+	p.waiting++
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.waiting--
+		p.mu.Unlock()
+	}()
 	for {
 		if err := p.waitPause(ctx, &waited); err != nil {
 			return paceTicket{}, err
