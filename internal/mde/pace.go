@@ -223,11 +223,14 @@ func (p *Pacer) throttled(ctx context.Context, t *paceTicket, pause time.Duratio
 	var until time.Time
 	paused := false
 	if pause > 0 {
-		until = p.now().Add(pause)
+		now := p.now()
+		until = now.Add(pause)
 		if until.After(p.notBefore) {
+			// Logged when a pause starts, not each time answers
+			// throttled together extend it.
+			paused = !p.notBefore.After(now)
 			p.notBefore = until
 			p.pauses++
-			paused = true
 		}
 	}
 	limit := p.limit

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -519,4 +520,54 @@ func BenchmarkPacerUncontended(b *testing.B) {
 			p.release(ctx, &tk, true)
 		}
 	})
+}
+
+// TestPacerLogsEachChangeOnce: a halving, a pause and each raise are
+// logged once, and the log holds no secret.
+func TestPacerLogsEachChangeOnce(t *testing.T) {
+	var hits atomic.Int32
+	var buf syncBuffer
+	vc := newVClock()
+	c, _ := newTestPortal(t, seqHandler([]step{{status: 429, retryAfter: "1"}, {status: 200, body: `{}`}}, &hits), func(o *PortalOptions) {
+		o.Sleep, o.Now = vc.Sleep, vc.Now
+		o.RaiseAfter = 1
+		o.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	for i := 0; i < 6; i++ {
+		if _, err := c.Get(context.Background(), "/apiproxy/mtp/x", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := buf.String()
+	for msg, want := range map[string]int{
+		"lowering the request concurrency": 1,
+		"pausing every request":            1,
+		"raising the request concurrency":  4, // 4 → 8, then no more
+	} {
+		if n := strings.Count(out, msg); n != want {
+			t.Errorf("%q logged %d times, want %d:\n%s", msg, n, want, out)
+		}
+	}
+	for _, secret := range []string{testSccauth, testXSRF, "XSRF/SECRET"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("log holds a secret %q", secret)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
