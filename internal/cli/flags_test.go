@@ -23,6 +23,7 @@ func TestFlagErrorsAreOneLine(t *testing.T) {
 		{[]string{"doctor", "--config"}, "defenderharvester doctor: flag needs an argument: --config; see 'defenderharvester doctor -h'"},
 		{[]string{"login", "portal", "--cookie-fil", "x"}, "defenderharvester login portal: unknown flag --cookie-fil (did you mean --cookie-file?); see 'defenderharvester login portal -h'"},
 		{[]string{"login", "portl"}, `defenderharvester login: unknown subcommand "portl" (did you mean portal?); see 'defenderharvester login -h'`},
+		{[]string{"simulate", "--throttle-concurrency", "-1"}, "simulate: --throttle-concurrency must be 0 (off) or the most timeline requests served at once, e.g. 3"},
 		{[]string{"simulate", "--caout", "x"}, "defenderharvester simulate: unknown flag --caout (did you mean --ca-out?); see 'defenderharvester simulate -h'"},
 		{[]string{"-machineaction", "-files"}, "defenderharvester: unknown flag -machineaction (did you mean -machineactions?); see 'defenderharvester -files -h' for the original tool's flags, 'defenderharvester -h' for the commands"},
 		{[]string{"doctr"}, `defenderharvester: unknown command "doctr" (did you mean doctor?); see 'defenderharvester -h'`},

@@ -20,7 +20,7 @@ func init() {
 }
 
 func runSimulate(ctx context.Context, env *Env, args []string) int {
-	fs := newFlagSet(env, "simulate", "simulate [--listen ADDR] [--plain] [--ca-out FILE] [--write-config FILE] [--tenants N] [--seed N] [--faults SPEC] [--page-clamp SPEC] [--ingestion-lag DUR] [--clock-skew DUR] [--page-latency DUR] [--timeline-events N] [--log-requests]")
+	fs := newFlagSet(env, "simulate", "simulate [--listen ADDR] [--plain] [--ca-out FILE] [--write-config FILE] [--tenants N] [--seed N] [--faults SPEC] [--page-clamp SPEC] [--ingestion-lag DUR] [--clock-skew DUR] [--page-latency DUR] [--throttle-concurrency K] [--timeline-events N] [--log-requests]")
 	listen := fs.String("listen", "127.0.0.1:8443", "address to listen on (loopback recommended; port 0 picks a free one)")
 	plain := fs.Bool("plain", false, "serve plain HTTP instead of HTTPS (loopback tests only)")
 	caOut := fs.String("ca-out", "", "write the emulator's CA certificate (PEM) to this file")
@@ -30,6 +30,7 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 	history := fs.String("history", "30d", "how far back the emulated data goes")
 	latency := fs.String("latency", "0s", "delay added to every response")
 	pageLatency := fs.String("page-latency", "0s", "time every device timeline page takes before it is answered (the real service: hundreds of ms to seconds), e.g. 300ms")
+	throttleK := fs.Int("throttle-concurrency", 0, "throttle the device timeline like the real service: a timeline request arriving while K are served gets 429 with Retry-After 1s (0 = off; keep K below the harvester's 8 workers, e.g. 3)")
 	faults := fs.String("faults", "", "fault injection, e.g. portal:429=0.1,public:500=0.05,timeline:slow=2s")
 	timelineRate := fs.Int("timeline-rate", 0, "timeline events per device per hour (0 = default 12, at most 6000)")
 	timelineEvents := fs.Int("timeline-events", 0, "about this many timeline events per device over --timeline-history (sets the hourly rate; at most 6000 an hour, e.g. 1000000 over 7d); not with --timeline-rate")
@@ -93,6 +94,10 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "simulate: --faults:", err)
 		return exitUsage
 	}
+	if *throttleK < 0 {
+		fmt.Fprintln(env.Stderr, "simulate: --throttle-concurrency must be 0 (off) or the most timeline requests served at once, e.g. 3")
+		return exitUsage
+	}
 	if *machines < 1 || *machines > 100000 {
 		fmt.Fprintln(env.Stderr, "simulate: --machines must be between 1 and 100000")
 		return exitUsage
@@ -116,6 +121,7 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 		Machines:                     *machines,
 		Latency:                      lat,
 		PageLatency:                  pageLat,
+		ThrottleConcurrency:          *throttleK,
 		Faults:                       fl,
 		TimelineEventsPerMachineHour: *timelineRate,
 		TimelineEvents:               *timelineEvents,

@@ -69,6 +69,10 @@ type Attempt struct {
 	// gives up: attempts used up, or a Retry-After beyond MaxWait.
 	Retry bool
 	Wait  time.Duration
+	// Limit is the client's concurrency limit after this decision (the
+	// mde clients' pacer lowers it while the API throttles); 0 when the
+	// client has none (Policy.Do).
+	Limit int
 }
 
 // StatusClass is "1xx" … "5xx" for a status, "" for anything else.

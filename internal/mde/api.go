@@ -14,6 +14,12 @@
 // client tells a session that implements auth.Prover when the portal
 // served data with it, so only proven sessions are cached, and
 // TenantContext refuses a session of another tenant (ErrWrongTenant).
+//
+// Throttling slows the whole client: every request passes the client's
+// Pacer, an AIMD concurrency limit (ClientOptions.MaxInFlight, halved by
+// a throttled answer, raised back after RaiseAfter successes) and a
+// shared pause that a Retry-After puts on every new request of the
+// client, not only the retried one.
 package mde
 
 import (

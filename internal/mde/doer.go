@@ -69,6 +69,16 @@ type ClientOptions struct {
 	// Skew, when set, is fed the Date header of every answer; share one
 	// meter between all clients of a run.
 	Skew *clock.SkewMeter
+	// MaxInFlight caps the requests this client has in flight at once
+	// (default DefaultMaxInFlight). The client's Pacer lowers the cap
+	// while the API throttles and raises it back (see Pacer).
+	MaxInFlight int
+	// RaiseAfter is how many successes in a row raise a lowered cap by
+	// one (default DefaultRaiseAfter).
+	RaiseAfter int
+	// Now reads the clock of the shared pause (default time.Now); tests
+	// inject a fake together with Sleep.
+	Now func() time.Time
 }
 
 const (
@@ -104,6 +114,15 @@ func (o *ClientOptions) defaults() error {
 	}
 	if o.Sleep == nil {
 		o.Sleep = clock.Sleep
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.RaiseAfter <= 0 {
+		o.RaiseAfter = DefaultRaiseAfter
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if o.Transport == nil {
 		t, err := NewTransport(TransportOptions{})
@@ -144,6 +163,7 @@ type doer struct {
 	o      ClientOptions
 	fam    family
 	client *http.Client
+	pace   *Pacer
 }
 
 func newDoer(o ClientOptions, fam family) (*doer, error) {
@@ -153,7 +173,7 @@ func newDoer(o ClientOptions, fam family) (*doer, error) {
 	// Never follow a redirect: it would carry credentials elsewhere, and
 	// for the portal it means the session is gone. The per-attempt
 	// context bounds each request, body included.
-	return &doer{o: o, fam: fam, client: httpx.NewClient(o.Transport, 0)}, nil
+	return &doer{o: o, fam: fam, client: httpx.NewClient(o.Transport, 0), pace: newPacer(o, fam.name, fam.label)}, nil
 }
 
 // do sends method u with an optional JSON body and returns the JSON
@@ -190,19 +210,33 @@ func (d *doer) send(ctx context.Context, method string, u *url.URL, body []byte)
 	return out, err
 }
 
-// retrying sends the request with rate limiting, upkeep and retries of
-// transient failures.
+// retrying sends the request with pacing, rate limiting, upkeep and
+// retries of transient failures. Every attempt holds a slot of the
+// client's Pacer from before it is sent until its body is read; a
+// throttled answer lowers the pacer's limit and pauses the whole client
+// (see Pacer), not only this request.
 func (d *doer) retrying(ctx context.Context, method string, u *url.URL, body []byte) ([]byte, error) {
 	where := method + " " + u.Path
 	var lastErr error
+	var waited time.Time // end of a shared pause this request already slept through
+	notExposedSeen := false
 	for attempt := 1; ; attempt++ {
+		tk, err := d.pace.acquire(ctx, waited)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%s %s: waiting for the API's throttling to end: %w", d.fam.name, where, ctx.Err())
+			}
+			return nil, fmt.Errorf("%s %s: %w", d.fam.name, where, err)
+		}
 		if d.o.Limiter != nil {
 			if err := d.o.Limiter.Wait(ctx); err != nil {
+				d.pace.release(ctx, &tk, false)
 				return nil, fmt.Errorf("%s %s: waiting for the client-side rate limit: %w", d.fam.name, where, err)
 			}
 		}
 		if d.fam.maintain != nil {
 			if err := d.fam.maintain(ctx); err != nil {
+				d.pace.release(ctx, &tk, false)
 				if ctx.Err() != nil {
 					return nil, fmt.Errorf("%s %s: %w", d.fam.name, where, ctx.Err())
 				}
@@ -211,29 +245,55 @@ func (d *doer) retrying(ctx context.Context, method string, u *url.URL, body []b
 		}
 		out, retryAfter, err := d.once(ctx, method, u, body)
 		if err == nil {
+			d.pace.release(ctx, &tk, true)
 			return out, nil
 		}
 		if ctx.Err() != nil {
+			d.pace.release(ctx, &tk, false)
 			return nil, fmt.Errorf("%s %s: %w", d.fam.name, where, ctx.Err())
 		}
 		lastErr = err
 		var re *retryable
 		if !errors.As(err, &re) {
+			d.pace.release(ctx, &tk, false)
 			return nil, fmt.Errorf("%s %s: %w", d.fam.name, where, err)
-		}
-		if attempt >= d.o.MaxAttempts {
-			d.observe(attempt, re.err, retryAfter, false, 0)
-			return nil, fmt.Errorf("%s %s: giving up after %d attempts: %w", d.fam.name, where, attempt, re.err)
 		}
 		wait := httpx.Backoff(attempt, d.o.BaseBackoff, d.o.MaxWait)
 		if retryAfter > 0 {
-			if retryAfter > d.o.MaxWait {
-				d.observe(attempt, re.err, retryAfter, false, 0)
-				return nil, fmt.Errorf("%s %s: server asked to wait %s, more than the configured maximum %s; try again later: %w", d.fam.name, where, retryAfter, d.o.MaxWait, re.err)
-			}
 			wait = retryAfter
 		}
-		d.observe(attempt, re.err, retryAfter, true, wait)
+		throttled := re.throttle || retryAfter > 0 || errors.Is(re.err, ErrThrottled)
+		if re.notExposed {
+			// The timeline's 403 "not exposed" may as well be a scope
+			// miss of this one device: it lowers the limit once per
+			// request and pauses nobody else.
+			throttled = !notExposedSeen
+			notExposedSeen = true
+		}
+		if throttled {
+			// The whole client slows down: a 429 (or a Retry-After) pauses
+			// every new request for the wait.
+			pause := wait
+			if re.notExposed {
+				pause = 0
+			}
+			waited = d.pace.throttled(ctx, &tk, pause, re.err.Error())
+		} else {
+			d.pace.release(ctx, &tk, false)
+		}
+		maxAttempts := d.o.MaxAttempts
+		if re.notExposed {
+			maxAttempts = min(maxAttempts, notExposedAttempts)
+		}
+		if attempt >= maxAttempts {
+			d.observe(attempt, re, retryAfter, false, 0)
+			return nil, fmt.Errorf("%s %s: giving up after %d attempts: %w", d.fam.name, where, attempt, re.err)
+		}
+		if retryAfter > d.o.MaxWait {
+			d.observe(attempt, re, retryAfter, false, 0)
+			return nil, fmt.Errorf("%s %s: server asked to wait %s, more than the configured maximum %s; try again later: %w", d.fam.name, where, retryAfter, d.o.MaxWait, re.err)
+		}
+		d.observe(attempt, re, retryAfter, true, wait)
 		d.o.Logger.LogAttrs(ctx, levelFor(attempt), "retrying request",
 			slog.String("api", d.fam.name), slog.String("request", where),
 			slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.String("reason", re.err.Error()))
@@ -243,17 +303,24 @@ func (d *doer) retrying(ctx context.Context, method string, u *url.URL, body []b
 	}
 }
 
+// notExposedAttempts bounds the attempts of a timeline request answered
+// 403 "User is not exposed to machine": the portal says so when it
+// throttles, and also when the device is outside the account's device
+// groups, which no retry fixes.
+const notExposedAttempts = 3
+
 // observe reports one retry decision to ClientOptions.Observe.
-func (d *doer) observe(n int, err error, retryAfter time.Duration, retry bool, wait time.Duration) {
+func (d *doer) observe(n int, re *retryable, retryAfter time.Duration, retry bool, wait time.Duration) {
 	if d.o.Observe == nil {
 		return
 	}
-	a := httpx.Attempt{Label: d.fam.label, N: n, Retry: retry, Wait: wait, Class: "network"}
+	err := re.err
+	a := httpx.Attempt{Label: d.fam.label, N: n, Retry: retry, Wait: wait, Class: "network", Limit: d.pace.Limit()}
 	var ae *APIError
 	switch {
 	case errors.As(err, &ae):
 		a.Status, a.Class = ae.Status, httpx.StatusClass(ae.Status)
-		a.Throttled = ae.Status == http.StatusTooManyRequests || retryAfter > 0
+		a.Throttled = ae.Status == http.StatusTooManyRequests || retryAfter > 0 || re.throttle
 	case errors.Is(err, httpx.ErrTimeout):
 		a.Class = "timeout"
 	}
@@ -268,7 +335,15 @@ func levelFor(attempt int) slog.Level {
 }
 
 // retryable marks an attempt error worth another try.
-type retryable struct{ err error }
+type retryable struct {
+	err error
+	// throttle: the answer asks the client to slow down (besides 429 and
+	// Retry-After, which the doer sees itself).
+	throttle bool
+	// notExposed: the timeline's 403 "User is not exposed to machine",
+	// retried as throttling at most notExposedAttempts times.
+	notExposed bool
+}
 
 func (r *retryable) Error() string { return r.err.Error() }
 func (r *retryable) Unwrap() error { return r.err }
@@ -324,7 +399,16 @@ func (d *doer) transportErr(parent, attempt context.Context, err error, host str
 	if httpx.Final(err) {
 		return err
 	}
-	return &retryable{err}
+	return &retryable{err: err}
+}
+
+// notExposed reports the timeline's 403 "User is not exposed to machine"
+// (portal proxy and legacy timeline routes).
+func notExposed(path string, body []byte) bool {
+	if !strings.Contains(path, "/mdeTimelineExperience/") && !strings.Contains(strings.ToLower(path), "/detection/experience/timeline") {
+		return false
+	}
+	return bytes.Contains(bytes.ToLower(body), []byte("not exposed to machine"))
 }
 
 // check turns a response into JSON bytes or an error.
@@ -346,9 +430,14 @@ func (d *doer) check(u *url.URL, resp *http.Response, data []byte) ([]byte, time
 			return nil, 0, err
 		}
 		return nil, 0, d.apiError(u, st, data)
+	case st == http.StatusForbidden && notExposed(u.Path, data):
+		// The portal answers so when it throttles the timeline, and when
+		// the device is out of the account's scope: retried a few times,
+		// as throttling.
+		return nil, 0, &retryable{err: d.apiError(u, st, data), throttle: true, notExposed: true}
 	case httpx.RetryableStatus(st):
 		ra, _ := httpx.RetryAfter(resp.Header, time.Now())
-		return nil, ra, &retryable{d.apiError(u, st, data)}
+		return nil, ra, &retryable{err: d.apiError(u, st, data), throttle: httpx.Throttling(st, resp.Header)}
 	case st < 200 || st >= 300:
 		return nil, 0, d.apiError(u, st, data)
 	}

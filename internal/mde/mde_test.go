@@ -580,7 +580,8 @@ func TestUntrustedCertificateIsNotRetried(t *testing.T) {
 
 // TestObserveRetries: every retry decision reaches ClientOptions.Observe
 // with the client's label, the status class and throttling — what the
-// retry and throttling metrics of serve count — and the give-up too.
+// retry and throttling metrics of serve count — and the give-up too, with
+// the client's concurrency limit after the decision (a 429 halves it).
 func TestObserveRetries(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -589,14 +590,14 @@ func TestObserveRetries(t *testing.T) {
 	}{
 		{"success: nothing", []step{{status: 200, body: `[]`}}, nil},
 		{"429 then success", []step{{status: 429, retryAfter: "2"}, {status: 200, body: `[]`}},
-			[]httpx.Attempt{{Label: "public", N: 1, Status: 429, Class: "4xx", Throttled: true, Retry: true, Wait: 2 * time.Second}}},
+			[]httpx.Attempt{{Label: "public", N: 1, Status: 429, Class: "4xx", Throttled: true, Retry: true, Wait: 2 * time.Second, Limit: DefaultMaxInFlight / 2}}},
 		{"503 twice then gives up", []step{{status: 503}},
 			[]httpx.Attempt{
-				{Label: "public", N: 1, Status: 503, Class: "5xx", Retry: true},
-				{Label: "public", N: 2, Status: 503, Class: "5xx"},
+				{Label: "public", N: 1, Status: 503, Class: "5xx", Retry: true, Limit: DefaultMaxInFlight},
+				{Label: "public", N: 2, Status: 503, Class: "5xx", Limit: DefaultMaxInFlight},
 			}},
 		{"reset then success", []step{{reset: true}, {status: 200, body: `[]`}},
-			[]httpx.Attempt{{Label: "public", N: 1, Class: "network", Retry: true}}},
+			[]httpx.Attempt{{Label: "public", N: 1, Class: "network", Retry: true, Limit: DefaultMaxInFlight}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -226,16 +226,28 @@ func (e *faultEngine) decide(family, sub string) *faultDecision {
 	defer e.mu.Unlock()
 	d := e.pick(family, sub)
 	if d != nil {
-		if e.fired == nil {
-			e.fired = map[FaultKind]int{}
-		}
 		k := d.kind
 		if k == "" {
 			k = FaultSlow
 		}
-		e.fired[k]++
+		e.countLocked(k)
 	}
 	return d
+}
+
+// count records a fault served outside the rules and rates (the
+// concurrency throttle), so FaultsFired shows it.
+func (e *faultEngine) count(k FaultKind) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.countLocked(k)
+}
+
+func (e *faultEngine) countLocked(k FaultKind) {
+	if e.fired == nil {
+		e.fired = map[FaultKind]int{}
+	}
+	e.fired[k]++
 }
 
 // FaultsFired counts the faults served so far, by kind (a delayed

@@ -200,6 +200,21 @@ func (t *Tenant) handle(sw *statusWriter, r *http.Request, host string, now time
 		dropConn(q.w, true)
 		return
 	}
+	if sub == FamilyTimeline && t.opts.ThrottleConcurrency > 0 {
+		// The service throttles a caller with too many timeline requests
+		// at once; the refused ones are not in flight.
+		if t.tlInFlight.Add(1) > int64(t.opts.ThrottleConcurrency) {
+			t.tlInFlight.Add(-1)
+			t.faults.count(Fault429)
+			ra := t.opts.ThrottleRetryAfter
+			if ra <= 0 {
+				ra = time.Second
+			}
+			t.applyFault(q, &faultDecision{kind: Fault429, retryAfter: ra}, rt)
+			return
+		}
+		defer t.tlInFlight.Add(-1)
+	}
 	if f := t.faults.decide(svc.family, sub); f != nil {
 		if !sleepCtx(r.Context(), f.delay) {
 			return

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,9 +41,18 @@ type Options struct {
 	// and legacy routes) takes before it is answered, on top of Latency:
 	// the real service takes hundreds of ms to seconds per page. A
 	// cancelled request stops waiting. Default 0.
-	PageLatency      time.Duration
-	Faults           Faults // probabilistic fault injection
-	PublicAPIPageCap int    // rows served without $top (default 10000)
+	PageLatency time.Duration
+	// ThrottleConcurrency, when above 0, throttles the device timeline
+	// (portal and legacy routes) as the real service does under load: a
+	// timeline request that arrives while K are already being served (per
+	// tenant) gets 429 with Retry-After ThrottleRetryAfter. Off by
+	// default; keep K below the harvester's worker count (8) so the
+	// emulator is the stricter party (tests use 3).
+	ThrottleConcurrency int
+	// ThrottleRetryAfter is the Retry-After of those 429s (default 1s).
+	ThrottleRetryAfter time.Duration
+	Faults             Faults // probabilistic fault injection
+	PublicAPIPageCap   int    // rows served without $top (default 10000)
 	// TimelineEventsPerMachineHour scales the timeline (default 12, at most 6000).
 	TimelineEventsPerMachineHour int
 	// TimelineEvents, when set, is about how many events each device's
@@ -202,6 +212,9 @@ type Tenant struct {
 	users   map[string]*signInUser // by lower-case UPN
 	limiter *rateLimiter
 	faults  *faultEngine
+	// tlInFlight counts the timeline requests being served
+	// (ThrottleConcurrency).
+	tlInFlight atomic.Int64
 
 	countMu sync.Mutex
 	counts  map[string]int
@@ -312,6 +325,10 @@ func New(opts Options) (*Tenant, error) {
 		return nil, fmt.Errorf("sim: TimelineEventsPerMachineHour %d is out of range: use 0 to %d", opts.TimelineEventsPerMachineHour, maxTLPerHour)
 	case opts.Latency < 0:
 		return nil, fmt.Errorf("sim: Latency %s is negative", opts.Latency)
+	case opts.ThrottleConcurrency < 0:
+		return nil, fmt.Errorf("sim: ThrottleConcurrency %d is negative: use 0 (off) or the most timeline requests served at once, such as 3", opts.ThrottleConcurrency)
+	case opts.ThrottleRetryAfter < 0:
+		return nil, fmt.Errorf("sim: ThrottleRetryAfter %s is negative: use a positive duration such as 1s", opts.ThrottleRetryAfter)
 	case opts.PageLatency < 0:
 		return nil, fmt.Errorf("sim: PageLatency %s is negative: use 0 (off) or a positive duration such as 300ms", opts.PageLatency)
 	case opts.SessionLifetime < 0:
