@@ -35,7 +35,7 @@ sim_pid=""
 cleanup() {
   [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true
   wait 2>/dev/null || true
-  rm -rf "$tmp"
+  if [ -n "${KEEP:-}" ]; then echo "kept $tmp" >&2; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 go build -o "$tmp/dh" ./cmd/defenderharvester
@@ -65,7 +65,7 @@ scenario() {
     -e "s#state_file: \"sim-state.db\"#state_file: \"$dir/state.db\"#" \
     -e "s#dir: \"sim-out\"#dir: \"$dir/out\"#" "$dir/sim.yaml"
   /usr/bin/time -v -o "$dir/time.txt" "$tmp/dh" run --config "$dir/sim.yaml" --sources timeline --outputs files \
-    --lookback "$HISTORY" --progress off >"$dir/summary.txt" 2>"$dir/run.err" || {
+    --lookback "$HISTORY" --progress off ${RUN_ARGS:-} >"$dir/summary.txt" 2>"$dir/run.err" || {
     echo "scenario $name: run failed" >&2; cat "$dir/summary.txt" "$dir/run.err" >&2; exit 1; }
   local simrss delivered
   simrss=$(awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$sim_pid/status")

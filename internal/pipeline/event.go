@@ -56,15 +56,19 @@ func PlanWindows(now time.Time, prog state.Progress, ro RunOptions, lookback tim
 		if !ro.Since.IsZero() && (goal.IsZero() || ro.Since.Before(goal)) {
 			goal = ro.Since
 		}
-		if !goal.IsZero() {
-			ranges = state.Uncovered(state.Range{From: goal, To: end}, prog.Covered)
+		// What is not covered between the goal and the end, plus the
+		// re-read band behind the newest time read (late arrivals; their
+		// ids are remembered). Covered time beyond it — windows an
+		// interrupted run finished, or the part of a window read newest
+		// first before it stopped — is not read again.
+		from := goal
+		if from.IsZero() {
+			from = inc // a state from before goals were kept
 		}
-		if prog.HasCursor {
-			ranges = append(ranges, state.Range{From: inc, To: end})
+		ranges = state.Uncovered(state.Range{From: from, To: end}, prog.Covered)
+		if last := newest(prog); !last.IsZero() {
+			ranges = append(ranges, state.Range{From: last.Add(-w.Overlap), To: minTime(last, end)})
 		}
-		// Without a cursor the goal is at or before inc, so what is
-		// uncovered of [goal, end) includes [inc, end): windows that an
-		// interrupted first run finished are not read again.
 		if goal.Equal(prog.Goal) {
 			goal = time.Time{} // nothing new to store
 		}
@@ -73,24 +77,42 @@ func PlanWindows(now time.Time, prog state.Progress, ro RunOptions, lookback tim
 	if len(ranges) == 0 {
 		return Plan{Goal: goal}
 	}
-	// The range reaching the end (fresh data) first, then older gaps.
-	if last := len(ranges) - 1; ranges[last].To.Equal(end) && last > 0 {
+	// The range reaching the end (fresh data) first, newest chunk first,
+	// then older gaps oldest first.
+	fresh := -1
+	if last := len(ranges) - 1; ranges[last].To.Equal(end) {
+		fresh = last
 		ranges = append([]state.Range{ranges[last]}, ranges[:last]...)
 	}
 	plan := Plan{Goal: goal, Whole: source.Window{From: ranges[0].From, To: ranges[0].To}}
-	for _, r := range ranges {
+	for i, r := range ranges {
 		plan.Whole.From = minTime(plan.Whole.From, r.From)
 		plan.Whole.To = maxTime(plan.Whole.To, r.To)
+		var chunks []source.Window
 		for f := r.From; f.Before(r.To); {
 			t := r.To
 			if w.MaxWindow > 0 && f.Add(w.MaxWindow).Before(t) {
 				t = f.Add(w.MaxWindow)
 			}
-			plan.Chunks = append(plan.Chunks, source.Window{From: f.UTC(), To: t.UTC()})
+			chunks = append(chunks, source.Window{From: f.UTC(), To: t.UTC()})
 			f = t
 		}
+		if i == 0 && fresh >= 0 {
+			slices.Reverse(chunks)
+		}
+		plan.Chunks = append(plan.Chunks, chunks...)
 	}
 	return plan
+}
+
+// newest is the latest time read so far: the cursor, or the end of the
+// latest covered range when that is later (a window read in part).
+func newest(prog state.Progress) time.Time {
+	last := prog.Cursor
+	for _, c := range prog.Covered {
+		last = maxTime(last, c.To)
+	}
+	return last
 }
 
 // mergeRanges sorts ranges, drops empty ones and joins those that overlap
@@ -186,10 +208,11 @@ type part struct {
 	key   string // state key: the source name, or name/part
 	prog  state.Progress
 	fetch func(context.Context, source.Window, source.Emit) error
-	// end is where this run's windows end (the cursor once they are
-	// done); cursor is the stored cursor, moved as windows complete.
-	end    time.Time
+	// cursor is the stored cursor, moved as windows complete; newest is
+	// the latest time read (newest in PlanWindows): the re-read band
+	// behind it keeps its ids.
 	cursor time.Time
+	newest time.Time
 	// err is its first read failure in this run; its windows not yet
 	// started are then left for the next run.
 	err error
@@ -229,7 +252,7 @@ func (p *Pipeline) runEvent(ctx context.Context, tenant string, src source.Event
 		if err != nil {
 			return err
 		}
-		pt.prog, pt.cursor = prog, prog.Cursor
+		pt.prog, pt.cursor, pt.newest = prog, prog.Cursor, newest(prog)
 		if partitioned && !ro.Redeliver && prog.RetryAt.After(now) {
 			res.Parts = append(res.Parts, PartResult{Part: pt.name, Skipped: true, Failures: prog.Failures,
 				RetryAt: prog.RetryAt, Err: errors.New(prog.LastError)})
@@ -250,7 +273,6 @@ func (p *Pipeline) runEvent(ctx context.Context, tenant string, src source.Event
 		p.opts.Observer.Planned(tenant, pt.key, len(plan.Chunks), plan.Whole)
 		p.log.Debug("reading", "source", pt.key, "from", plan.Whole.From, "to", plan.Whole.To, "chunks", len(plan.Chunks),
 			"has_cursor", prog.HasCursor, "covered", len(prog.Covered), "redeliver", ro.Redeliver)
-		pt.end = plan.Whole.To
 		running = append(running, pt)
 		for _, c := range plan.Chunks {
 			units = append(units, &unit{part: pt, chunk: c})

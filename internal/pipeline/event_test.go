@@ -81,13 +81,14 @@ func TestPlanWindows(t *testing.T) {
 				}
 			}
 			if tc.wd.MaxWindow > 0 {
-				// 24 h of initial lookback in 1 h chunks, contiguous.
-				if len(plan.Chunks) != 24 || !plan.Chunks[0].From.Equal(at(-24)) || !plan.Chunks[23].To.Equal(now) {
+				// 24 h of initial lookback in 1 h chunks, contiguous,
+				// newest first (the fresh data lands first).
+				if len(plan.Chunks) != 24 || !plan.Chunks[23].From.Equal(at(-24)) || !plan.Chunks[0].To.Equal(now) {
 					t.Fatalf("chunks %v", plan.Chunks)
 				}
 				for i := 1; i < len(plan.Chunks); i++ {
-					if !plan.Chunks[i].From.Equal(plan.Chunks[i-1].To) {
-						t.Fatalf("chunk %d does not start where the previous ended", i)
+					if !plan.Chunks[i].To.Equal(plan.Chunks[i-1].From) {
+						t.Fatalf("chunk %d does not end where the previous (newer) one started", i)
 					}
 				}
 				return

@@ -337,6 +337,7 @@ func (r *eventRun) deliverBatch(ctx context.Context, b *batch) error {
 		} else {
 			continue
 		}
+		pt.newest = maxTime(pt.newest, c.To)
 		if _, ok := byPart[pt]; !ok {
 			order = append(order, pt)
 			byPart[pt] = nil
@@ -344,16 +345,13 @@ func (r *eventRun) deliverBatch(ctx context.Context, b *batch) error {
 		cs = append(cs, kc)
 	}
 	for _, pt := range order {
-		// Ids older than the re-read band behind the cursor are kept
-		// only while their time is not covered. A part without a cursor
-		// yet (its newest window still being read) prunes behind where
-		// this run's windows end: without a cursor, the next run reads
-		// only what is not covered.
-		at := pt.cursor
-		if at.IsZero() {
-			at = pt.end
+		// Ids older than the re-read band behind the newest time read are
+		// kept only while their time is not covered (state.Commit).
+		var prune time.Time
+		if !pt.newest.IsZero() {
+			prune = pt.newest.Add(-r.keep)
 		}
-		cs = append(cs, state.KeyedCommit{Source: pt.key, Commit: state.Commit{Seen: seenBy[pt], PruneBefore: at.Add(-r.keep)}})
+		cs = append(cs, state.KeyedCommit{Source: pt.key, Commit: state.Commit{Seen: seenBy[pt], PruneBefore: prune}})
 	}
 	if err := store.CommitAll(r.tenant, cs); err != nil {
 		return fmtCommitErr(len(recs), err)

@@ -636,3 +636,14 @@ func (s *Store) ReplaceSnapshot(tenant, source string, at time.Time, entries map
 	})
 	return s.wrap(tenant, source, "saving the snapshot", err)
 }
+
+// Size is how many bytes of the file are in use, free pages included: its
+// high-water mark, which bbolt never gives back to the file system.
+func (s *Store) Size() (int64, error) {
+	var n int64
+	err := s.view("reading its size", func(tx *bolt.Tx) error {
+		n = tx.Size()
+		return nil
+	})
+	return n, err
+}
