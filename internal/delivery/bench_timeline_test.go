@@ -23,6 +23,7 @@ func BenchmarkWriteTimeline(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
+	cpu0 := sinktest.CPUTime()
 	for b.Loop() {
 		if err := e.Write(context.Background(), "MdeTimeline", in); err != nil {
 			b.Fatal(err)
@@ -31,6 +32,7 @@ func BenchmarkWriteTimeline(b *testing.B) {
 	st := e.Stats()
 	b.SetBytes(st.BytesSent / int64(max(b.N, 1)))
 	b.ReportMetric(float64(st.Records)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(sinktest.CPUTime()-cpu0)/float64(max(st.Records, 1)), "cpu-ns/event")
 	b.ReportMetric(float64(st.BytesSent)/float64(max(st.Requests, 1)), "bytes/call")
 	b.ReportMetric(float64(st.MaxRequestBytes), "max-bytes/call")
 }

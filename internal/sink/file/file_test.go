@@ -417,11 +417,13 @@ func BenchmarkWriteTimeline(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.SetBytes(int64(size))
+	cpu0 := sinktest.CPUTime()
 	for b.Loop() {
 		if err := s.Write(b.Context(), "MdeTimeline", recs); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(sinktest.CPUTime()-cpu0)/float64(max(int64(b.N*len(recs)), 1)), "cpu-ns/event")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "fsyncs/s")
 }

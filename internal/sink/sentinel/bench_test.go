@@ -74,6 +74,7 @@ func BenchmarkWriteTimeline(b *testing.B) {
 			recs := sinktest.TimelineRecords(sinktest.TimelineBatch, 1, 10*time.Minute)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu0 := sinktest.CPUTime()
 			for b.Loop() {
 				if err := s.Write(b.Context(), "MdeTimeline", recs); err != nil {
 					b.Fatal(err)
@@ -83,6 +84,7 @@ func BenchmarkWriteTimeline(b *testing.B) {
 			st := s.Stats()
 			b.SetBytes(st.BytesSent / int64(b.N))
 			b.ReportMetric(float64(st.Records)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(sinktest.CPUTime()-cpu0)/float64(max(st.Records, 1)), "cpu-ns/event")
 			b.ReportMetric(float64(st.BytesSent)/float64(max(st.Requests, 1)), "bytes/call")
 			b.ReportMetric(float64(st.MaxRequestBytes), "max-bytes/call")
 			b.ReportMetric(float64(recv.maxWire.Load()), "max-wire-bytes/call")

@@ -17,10 +17,12 @@ func BenchmarkWriteTimeline(b *testing.B) {
 	s := New(sink.Deps{Stdout: io.Discard})
 	recs := sinktest.TimelineRecords(sinktest.TimelineBatch, 1, 10*time.Minute)
 	b.ReportAllocs()
+	cpu0 := sinktest.CPUTime()
 	for b.Loop() {
 		if err := s.Write(b.Context(), "MdeTimeline", recs); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(sinktest.CPUTime()-cpu0)/float64(max(int64(b.N*len(recs)), 1)), "cpu-ns/event")
 }
