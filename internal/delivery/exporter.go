@@ -254,9 +254,11 @@ func (e *Exporter) Stats() Stats {
 	}
 }
 
-// item is one encoded record: recs[idx], encoded at
-// groups[grp].body[start:end].
-type item struct{ idx, grp, start, end int }
+// item is one encoded record: recs[idx], encoded at grp.body[start:end].
+type item struct {
+	idx, start, end int
+	grp             *group
+}
 
 // group is one request as packed: its records' encodings framed into its
 // body, ready to send as it is.
@@ -267,17 +269,21 @@ type group struct {
 
 // batch is the shared state of one Write.
 type batch struct {
-	table  string
-	recs   []record.Record
-	groups []group
+	table string
+	recs  []record.Record
 }
+
+// errStopped ends pack when the Write is stopped (a failed request, or the
+// caller's context).
+var errStopped = errors.New("delivery stopped")
 
 // Write encodes recs, packs them into requests within MaxBytes and
 // MaxRecords (record order kept inside and across request bodies), sends
 // them with up to Concurrency in flight and returns nil only when every
-// record was accepted or dead-lettered. A request-level refusal
-// (Permanent) fails the whole Write whatever the number of records: a
-// wrong token or index must stop delivery, never dead-letter.
+// record was accepted or dead-lettered. A request is sent as soon as it
+// is packed, while the next ones are. A request-level refusal (Permanent)
+// fails the whole Write whatever the number of records: a wrong token or
+// index must stop delivery, never dead-letter.
 func (e *Exporter) Write(ctx context.Context, table string, recs []record.Record) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sink %s: table %s: not sent: %w", e.name, table, err)
@@ -286,10 +292,6 @@ func (e *Exporter) Write(ctx context.Context, table string, recs []record.Record
 		return nil
 	}
 	b := &batch{table: table, recs: recs}
-	if err := e.pack(ctx, b); err != nil {
-		return err
-	}
-	groups := b.groups
 
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
@@ -299,7 +301,6 @@ func (e *Exporter) Write(ctx context.Context, table string, recs []record.Record
 		mu       sync.Mutex
 		firstErr error
 		sem      = make(chan struct{}, e.cfg.Concurrency)
-		queued   int
 	)
 	fail := func(err error) {
 		mu.Lock()
@@ -309,27 +310,32 @@ func (e *Exporter) Write(ctx context.Context, table string, recs []record.Record
 		mu.Unlock()
 		cancel() // the Write fails as a whole: stop the other requests
 	}
-loop:
-	for _, g := range groups {
+	send := func(g *group) error {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			break loop
+			return errStopped
 		}
-		queued++
 		wg.Add(1)
-		go func(g []item) {
+		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := e.deliver(ctx, b, g); err != nil {
+			if err := e.deliver(ctx, b, g.items); err != nil {
 				fail(err)
 			}
-		}(g.items)
+		}()
+		return nil
+	}
+	err := e.pack(ctx, b, send)
+	if err != nil && !errors.Is(err, errStopped) {
+		cancel() // a record could not be dead-lettered: the Write fails
 	}
 	wg.Wait()
-	if firstErr != nil {
+	switch {
+	case err != nil && !errors.Is(err, errStopped):
+		return err
+	case firstErr != nil:
 		return firstErr
-	}
-	if queued < len(groups) { // cancelled by the caller before everything was sent
+	case err != nil: // cancelled by the caller before everything was sent
 		return fmt.Errorf("sink %s: table %s: delivery stopped: %w", e.name, table, parent.Err())
 	}
 	return nil
@@ -342,9 +348,10 @@ const encodedGuess = 512
 
 // pack encodes every record straight into the body of the request it
 // goes to, framed, so a request is sent without copying its records
-// again. Records that cannot be encoded, or that alone exceed MaxBytes,
-// are dead-lettered here, before anything is sent.
-func (e *Exporter) pack(ctx context.Context, b *batch) error {
+// again, and hands each request to send once it is complete. Records
+// that cannot be encoded, or that alone exceed MaxBytes, are
+// dead-lettered here. It stops with send's error.
+func (e *Exporter) pack(ctx context.Context, b *batch, send func(*group) error) error {
 	open, sep, closing := e.framing.Open, e.framing.Sep, e.framing.Close
 	frame := len(open) + len(closing)
 	// left guesses the encoded size of the records not packed yet;
@@ -363,13 +370,14 @@ func (e *Exporter) pack(ctx context.Context, b *batch) error {
 		return make([]byte, 0, e.cfg.MaxBytes+min(largest, e.cfg.MaxBytes)+len(sep))
 	}
 	var (
-		cur  []item
+		cur  = &group{}
 		body []byte
 	)
-	flush := func() {
-		body = append(body, closing...)
-		b.groups = append(b.groups, group{items: cur, body: body})
-		cur, body = nil, nil
+	flush := func() error {
+		cur.body = append(body, closing...)
+		g := cur
+		cur, body = &group{}, nil
+		return send(g)
 	}
 	for i := range b.recs {
 		r := &b.recs[i]
@@ -378,7 +386,7 @@ func (e *Exporter) pack(ctx context.Context, b *batch) error {
 			body = append(newBody(), open...)
 		}
 		mark := len(body) // where this record's separator (if any) starts
-		if len(cur) > 0 {
+		if len(cur.items) > 0 {
 			body = append(body, sep...)
 		}
 		start := len(body)
@@ -400,22 +408,24 @@ func (e *Exporter) pack(ctx context.Context, b *batch) error {
 			}
 			continue
 		}
-		if len(cur) > 0 && (len(body)+len(closing) > e.cfg.MaxBytes || len(cur) >= e.cfg.MaxRecords ||
-			(e.cfg.Apart != nil && e.cfg.Apart(&b.recs[cur[0].idx], r))) {
+		if len(cur.items) > 0 && (len(body)+len(closing) > e.cfg.MaxBytes || len(cur.items) >= e.cfg.MaxRecords ||
+			(e.cfg.Apart != nil && e.cfg.Apart(&b.recs[cur.items[0].idx], r))) {
 			// The record starts the next request: move its encoding there
 			// (the new body is sized for the records left, this one included).
 			left += n
 			next := append(append(newBody(), open...), body[start:]...)
 			left -= n
 			body = body[:mark]
-			flush()
+			if err := flush(); err != nil {
+				return err
+			}
 			body = next
 			start = len(open)
 		}
-		cur = append(cur, item{idx: i, grp: len(b.groups), start: start, end: len(body)})
+		cur.items = append(cur.items, item{idx: i, grp: cur, start: start, end: len(body)})
 	}
-	if len(cur) > 0 {
-		flush()
+	if len(cur.items) > 0 {
+		return flush()
 	}
 	return nil
 }
@@ -425,7 +435,7 @@ func (e *Exporter) pack(ctx context.Context, b *batch) error {
 // of its own. The records are a view of the batch's when they are
 // consecutive, as they usually are.
 func (e *Exporter) request(b *batch, g []item) *Request {
-	grp := &b.groups[g[0].grp]
+	grp := g[0].grp
 	var recs []record.Record
 	if first, last := g[0].idx, g[len(g)-1].idx; last-first == len(g)-1 {
 		recs = b.recs[first : last+1 : last+1]
