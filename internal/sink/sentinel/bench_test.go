@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/defenderharvester/defenderharvester/internal/sim"
 	"github.com/defenderharvester/defenderharvester/internal/sink"
 	"github.com/defenderharvester/defenderharvester/internal/sink/sinktest"
 )
@@ -92,5 +93,49 @@ func BenchmarkWriteTimeline(b *testing.B) {
 				b.Fatalf("a call carried more than 1 MB (%d plain, %d on the wire)", st.MaxRequestBytes, recv.maxWire.Load())
 			}
 		})
+	}
+}
+
+// BenchmarkWriteTimelineEmulator writes the same batches to the emulated
+// tenant's strict Logs Ingestion API (in this process: it decompresses,
+// parses and checks every record), which shows what a receiver that does
+// the real work costs next to the sink's own cost above.
+//
+//	go test -run x -bench WriteTimelineEmulator ./internal/sink/sentinel/
+func BenchmarkWriteTimelineEmulator(b *testing.B) {
+	ten, err := sim.New(sim.Options{Seed: 7})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := ten.Serve("127.0.0.1:0", true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	info, creds := ten.Info(srv), ten.Credentials()
+	cfg := *DefaultConfig()
+	cfg.Endpoint, cfg.DCRImmutableID = info.Sentinel.Endpoint, info.Sentinel.DCRImmutableID
+	cfg.Auth = AuthConfig{Method: AuthClientSecret, TenantID: creds.TenantID, ClientID: creds.ClientID}
+	s, err := New(simDeps(b, ten, srv, creds.ClientSecret), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Start(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	recs := sinktest.TimelineRecords(sinktest.TimelineBatch, 1, 10*time.Minute)
+	cpu0 := sinktest.CPUTime()
+	for b.Loop() {
+		if err := s.Write(b.Context(), "MdeTimeline", recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	st := s.Stats()
+	b.ReportMetric(float64(st.Records)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(sinktest.CPUTime()-cpu0)/float64(max(st.Records, 1)), "cpu-ns/event")
+	b.ReportMetric(float64(st.MaxRequestBytes), "max-bytes/call")
+	if got := ten.Received(sim.ReceiverSentinel).Records; int64(got) != st.Records {
+		b.Fatalf("emulator received %d records, sink counted %d", got, st.Records)
 	}
 }

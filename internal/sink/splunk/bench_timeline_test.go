@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/defenderharvester/defenderharvester/internal/mde"
+	"github.com/defenderharvester/defenderharvester/internal/sim"
 	"github.com/defenderharvester/defenderharvester/internal/sink"
 	"github.com/defenderharvester/defenderharvester/internal/sink/sinktest"
 )
@@ -88,5 +90,53 @@ func BenchmarkWriteTimeline(b *testing.B) {
 				b.Fatalf("a call carried more than 1 MB (%d plain, %d on the wire)", st.MaxRequestBytes, recv.maxWire.Load())
 			}
 		})
+	}
+}
+
+// BenchmarkWriteTimelineEmulator writes the same batches to the emulated
+// tenant's strict HEC (in this process: it parses and checks every
+// envelope), which shows what a receiver that does the real work costs
+// next to the sink's own cost above.
+//
+//	go test -run x -bench WriteTimelineEmulator ./internal/sink/splunk/
+func BenchmarkWriteTimelineEmulator(b *testing.B) {
+	ten, err := sim.New(sim.Options{Seed: 3})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := ten.Serve("127.0.0.1:0", true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	rt, err := mde.NewTransport(mde.TransportOptions{EmulatorAddress: srv.Addr(), EmulatorCAPEM: ten.CACertPEM()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := *DefaultConfig()
+	cfg.URL, cfg.Host = "https://hec.splunk.test", "bench"
+	token := ten.Credentials().HECToken
+	s, err := New(sink.Deps{Transport: rt, Emulated: true, DataDir: b.TempDir(),
+		Getenv: func(string) string { return token }}, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Start(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	recs := sinktest.TimelineRecords(sinktest.TimelineBatch, 1, 10*time.Minute)
+	cpu0 := sinktest.CPUTime()
+	for b.Loop() {
+		if err := s.Write(b.Context(), "MdeTimeline", recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	st := s.Stats()
+	b.ReportMetric(float64(st.Records)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(sinktest.CPUTime()-cpu0)/float64(max(st.Records, 1)), "cpu-ns/event")
+	b.ReportMetric(float64(st.MaxRequestBytes), "max-bytes/call")
+	if got := ten.Received(sim.ReceiverSplunk).Records; int64(got) != st.Records {
+		b.Fatalf("emulator received %d records, sink counted %d", got, st.Records)
 	}
 }
