@@ -7,7 +7,10 @@
 #
 # Prints, per output, the records delivered, the wall time, events/s and the
 # harvester's request statistics (requests, average and largest request
-# size). Loopback only; stops the emulator when done.
+# size). Loopback only; stops the emulator when done. With PROFILE_DIR set,
+# each run writes a CPU profile of the harvester to
+# $PROFILE_DIR/<output>.pprof (go tool pprof -top <binary> <profile>; the
+# binary is copied there too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 machines=${1:-20}
@@ -17,6 +20,11 @@ hours=${3:-6}
 work=$(mktemp -d)
 trap 'kill "${sim_pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 go build -o "$work/dh" ./cmd/defenderharvester
+profile() { :; }
+if [ -n "${PROFILE_DIR:-}" ]; then
+  mkdir -p "$PROFILE_DIR" && PROFILE_DIR=$(cd "$PROFILE_DIR" && pwd) && cp "$work/dh" "$PROFILE_DIR/dh"
+  profile() { echo "--cpuprofile" "$PROFILE_DIR/$1.pprof"; }
+fi
 
 "$work/dh" simulate --listen 127.0.0.1:0 --machines "$machines" --timeline-rate "$rate" \
   --ca-out "$work/ca.pem" --write-config "$work/sim.yaml" >"$work/info.json" 2>"$work/sim.log" &
@@ -33,7 +41,7 @@ for out in files sentinel splunk; do
       -e "s#dir: \"sim-out\"#dir: \"$dir/out\"#" "$work/sim.yaml" >"$dir/config.yaml"
   chmod 600 "$dir/config.yaml"
   start=$(date +%s.%N)
-  (cd "$dir" && "$work/dh" run --config "$dir/config.yaml" --sources timeline --outputs "$out" --lookback "${hours}h") >"$dir/summary.txt" 2>"$dir/log.txt" || {
+  (cd "$dir" && "$work/dh" run --config "$dir/config.yaml" --sources timeline --outputs "$out" --lookback "${hours}h" $(profile "$out")) >"$dir/summary.txt" 2>"$dir/log.txt" || {
     echo "run into $out failed:" >&2; cat "$dir/summary.txt" "$dir/log.txt" >&2; exit 1; }
   end=$(date +%s.%N)
   records=$(awk '$1=="timeline"{print $9}' "$dir/summary.txt")

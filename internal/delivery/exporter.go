@@ -254,22 +254,36 @@ func (e *Exporter) Stats() Stats {
 	}
 }
 
-// item is one encoded record: recs[idx] encoded at buf[start:end].
-type item struct{ idx, start, end int }
+// item is one encoded record: recs[idx], encoded at grp.body[start:end].
+type item struct {
+	idx, start, end int
+	grp             *group
+}
+
+// group is one request as packed: its records' encodings framed into its
+// body, ready to send as it is.
+type group struct {
+	items []item
+	body  []byte
+}
 
 // batch is the shared state of one Write.
 type batch struct {
 	table string
 	recs  []record.Record
-	buf   []byte
 }
+
+// errStopped ends pack when the Write is stopped (a failed request, or the
+// caller's context).
+var errStopped = errors.New("delivery stopped")
 
 // Write encodes recs, packs them into requests within MaxBytes and
 // MaxRecords (record order kept inside and across request bodies), sends
 // them with up to Concurrency in flight and returns nil only when every
-// record was accepted or dead-lettered. A request-level refusal
-// (Permanent) fails the whole Write whatever the number of records: a
-// wrong token or index must stop delivery, never dead-letter.
+// record was accepted or dead-lettered. A request is sent as soon as it
+// is packed, while the next ones are. A request-level refusal (Permanent)
+// fails the whole Write whatever the number of records: a wrong token or
+// index must stop delivery, never dead-letter.
 func (e *Exporter) Write(ctx context.Context, table string, recs []record.Record) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sink %s: table %s: not sent: %w", e.name, table, err)
@@ -278,10 +292,6 @@ func (e *Exporter) Write(ctx context.Context, table string, recs []record.Record
 		return nil
 	}
 	b := &batch{table: table, recs: recs}
-	groups, err := e.pack(ctx, b)
-	if err != nil {
-		return err
-	}
 
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
@@ -291,7 +301,6 @@ func (e *Exporter) Write(ctx context.Context, table string, recs []record.Record
 		mu       sync.Mutex
 		firstErr error
 		sem      = make(chan struct{}, e.cfg.Concurrency)
-		queued   int
 	)
 	fail := func(err error) {
 		mu.Lock()
@@ -301,96 +310,155 @@ func (e *Exporter) Write(ctx context.Context, table string, recs []record.Record
 		mu.Unlock()
 		cancel() // the Write fails as a whole: stop the other requests
 	}
-loop:
-	for _, g := range groups {
+	send := func(g *group) error {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			break loop
+			return errStopped
 		}
-		queued++
 		wg.Add(1)
-		go func(g []item) {
+		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := e.deliver(ctx, b, g); err != nil {
+			if err := e.deliver(ctx, b, g.items); err != nil {
 				fail(err)
 			}
-		}(g)
+		}()
+		return nil
+	}
+	err := e.pack(ctx, b, send)
+	if err != nil && !errors.Is(err, errStopped) {
+		cancel() // a record could not be dead-lettered: the Write fails
 	}
 	wg.Wait()
-	if firstErr != nil {
+	switch {
+	case err != nil && !errors.Is(err, errStopped):
+		return err
+	case firstErr != nil:
 		return firstErr
-	}
-	if queued < len(groups) { // cancelled by the caller before everything was sent
+	case err != nil: // cancelled by the caller before everything was sent
 		return fmt.Errorf("sink %s: table %s: delivery stopped: %w", e.name, table, parent.Err())
 	}
 	return nil
 }
 
-// pack encodes every record and groups them into requests. Records that
-// cannot be encoded, or that alone exceed MaxBytes, are dead-lettered
-// here, before anything is sent.
-func (e *Exporter) pack(ctx context.Context, b *batch) ([][]item, error) {
-	frame := len(e.framing.Open) + len(e.framing.Close)
-	sep := len(e.framing.Sep)
-	var (
-		groups [][]item
-		cur    []item
-		size   int
-	)
+// encodedGuess is what an encoding adds to a payload's size, for sizing
+// request bodies up front (standard fields, a sink's envelope); a wrong
+// guess costs one growth of a body, nothing else.
+const encodedGuess = 512
+
+// pack encodes every record straight into the body of the request it
+// goes to, framed, so a request is sent without copying its records
+// again, and hands each request to send once it is complete. Records
+// that cannot be encoded, or that alone exceed MaxBytes, are
+// dead-lettered here. It stops with send's error.
+func (e *Exporter) pack(ctx context.Context, b *batch, send func(*group) error) error {
+	open, sep, closing := e.framing.Open, e.framing.Sep, e.framing.Close
+	frame := len(open) + len(closing)
+	// left guesses the encoded size of the records not packed yet;
+	// largest, the largest one's, which a body holds for a moment before
+	// the record moves to the next request.
+	left, largest := 0, 0
 	for i := range b.recs {
-		start := len(b.buf)
-		out, err := e.enc(b.buf, &b.recs[i])
+		n := len(b.recs[i].Raw) + encodedGuess
+		left += n
+		largest = max(largest, n)
+	}
+	newBody := func() []byte {
+		if left+frame <= e.cfg.MaxBytes {
+			return make([]byte, 0, left+frame)
+		}
+		return make([]byte, 0, e.cfg.MaxBytes+min(largest, e.cfg.MaxBytes)+len(sep))
+	}
+	var (
+		cur  = &group{}
+		body []byte
+	)
+	flush := func() error {
+		cur.body = append(body, closing...)
+		g := cur
+		cur, body = &group{}, nil
+		return send(g)
+	}
+	for i := range b.recs {
+		r := &b.recs[i]
+		left -= len(r.Raw) + encodedGuess
+		if body == nil {
+			body = append(newBody(), open...)
+		}
+		mark := len(body) // where this record's separator (if any) starts
+		if len(cur.items) > 0 {
+			body = append(body, sep...)
+		}
+		start := len(body)
+		out, err := e.enc(body, r)
 		if err != nil {
-			b.buf = b.buf[:start]
-			if err := e.deadLetter(ctx, b.table, &b.recs[i], fmt.Errorf("cannot be encoded for this destination: %w", err)); err != nil {
-				return nil, err
+			body = body[:mark]
+			if err := e.deadLetter(ctx, b.table, r, fmt.Errorf("cannot be encoded for this destination: %w", err)); err != nil {
+				return err
 			}
 			continue
 		}
-		b.buf = out
-		n := len(b.buf) - start
+		body = out
+		n := len(body) - start
 		if n+frame > e.cfg.MaxBytes {
-			b.buf = b.buf[:start]
+			body = body[:mark]
 			reason := fmt.Errorf("encoded record is %d bytes, more than the %d bytes one request may carry (max_bytes); it can never be sent", n+frame, e.cfg.MaxBytes)
-			if err := e.deadLetter(ctx, b.table, &b.recs[i], reason); err != nil {
-				return nil, err
+			if err := e.deadLetter(ctx, b.table, r, reason); err != nil {
+				return err
 			}
 			continue
 		}
-		if len(cur) > 0 && (size+sep+n > e.cfg.MaxBytes || len(cur) >= e.cfg.MaxRecords ||
-			(e.cfg.Apart != nil && e.cfg.Apart(&b.recs[cur[0].idx], &b.recs[i]))) {
-			groups = append(groups, cur)
-			cur, size = nil, 0
+		if len(cur.items) > 0 && (len(body)+len(closing) > e.cfg.MaxBytes || len(cur.items) >= e.cfg.MaxRecords ||
+			(e.cfg.Apart != nil && e.cfg.Apart(&b.recs[cur.items[0].idx], r))) {
+			// The record starts the next request: move its encoding there
+			// (the new body is sized for the records left, this one included).
+			left += n
+			next := append(append(newBody(), open...), body[start:]...)
+			left -= n
+			body = body[:mark]
+			if err := flush(); err != nil {
+				return err
+			}
+			body = next
+			start = len(open)
 		}
-		if len(cur) == 0 {
-			size = frame + n
-		} else {
-			size += sep + n
-		}
-		cur = append(cur, item{idx: i, start: start, end: len(b.buf)})
+		cur.items = append(cur.items, item{idx: i, grp: cur, start: start, end: len(body)})
 	}
-	if len(cur) > 0 {
-		groups = append(groups, cur)
+	if len(cur.items) > 0 {
+		return flush()
 	}
-	return groups, nil
+	return nil
 }
 
-// request frames the items' encodings into one body.
+// request returns the request for items g: a whole packed group is sent
+// with the body built by pack; a part of one (after a split) gets a body
+// of its own. The records are a view of the batch's when they are
+// consecutive, as they usually are.
 func (e *Exporter) request(b *batch, g []item) *Request {
+	grp := g[0].grp
+	var recs []record.Record
+	if first, last := g[0].idx, g[len(g)-1].idx; last-first == len(g)-1 {
+		recs = b.recs[first : last+1 : last+1]
+	} else {
+		recs = make([]record.Record, len(g))
+		for i, it := range g {
+			recs[i] = b.recs[it.idx]
+		}
+	}
+	if len(g) == len(grp.items) {
+		return &Request{Table: b.table, Body: grp.body, Records: recs}
+	}
 	n := len(e.framing.Open) + len(e.framing.Close) + len(e.framing.Sep)*(len(g)-1)
 	for _, it := range g {
 		n += it.end - it.start
 	}
 	body := make([]byte, 0, n)
 	body = append(body, e.framing.Open...)
-	recs := make([]record.Record, len(g))
 	for i, it := range g {
 		if i > 0 {
 			body = append(body, e.framing.Sep...)
 		}
-		body = append(body, b.buf[it.start:it.end]...)
-		recs[i] = b.recs[it.idx]
+		body = append(body, grp.body[it.start:it.end]...)
 	}
 	body = append(body, e.framing.Close...)
 	return &Request{Table: b.table, Body: body, Records: recs}

@@ -395,3 +395,35 @@ func BenchmarkWrite1KBRecords(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*500)/b.Elapsed().Seconds(), "records/s")
 }
+
+// BenchmarkWriteTimeline writes pipeline-sized batches (4 MiB) of ~1 KB
+// timeline events, one fsync per batch.
+//
+//	go test -run x -bench WriteTimeline -benchmem ./internal/sink/file/
+func BenchmarkWriteTimeline(b *testing.B) {
+	s, err := New(sink.Deps{}, Config{Dir: b.TempDir(), RotateBytes: 1 << 30, RotateDaily: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Start(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	recs := sinktest.TimelineRecords(sinktest.TimelineBatch, 1, 10*time.Minute)
+	var size int
+	for i := range recs {
+		line, _ := recs[i].AppendJSON(nil)
+		size += len(line) + 1
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(size))
+	cpu0 := sinktest.CPUTime()
+	for b.Loop() {
+		if err := s.Write(b.Context(), "MdeTimeline", recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(sinktest.CPUTime()-cpu0)/float64(max(int64(b.N*len(recs)), 1)), "cpu-ns/event")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "fsyncs/s")
+}

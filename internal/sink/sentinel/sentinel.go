@@ -8,7 +8,6 @@ package sentinel
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -28,6 +27,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/monitor/ingestion/azlogs"
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/defenderharvester/defenderharvester/internal/auth"
 	"github.com/defenderharvester/defenderharvester/internal/delivery"
@@ -123,10 +123,12 @@ func clientOptions(deps sink.Deps, cfg Config, log *slog.Logger) (azcore.ClientO
 	return azcore.ClientOptions{Cloud: cl, Transport: hc, Retry: policy.RetryOptions{MaxRetries: -1}}, nil
 }
 
-// Dial and TLS handshake bounds of the output's own transport.
+// Dial and TLS handshake bounds of the output's own transport, and the
+// idle connections it keeps per endpoint (at least delivery.concurrency).
 const (
 	dialTimeout      = 15 * time.Second
 	handshakeTimeout = 15 * time.Second
+	idleConnsPerHost = 16
 )
 
 // newHTTPTransport is the production transport: the default one with
@@ -137,6 +139,9 @@ func newHTTPTransport(responseHeader time.Duration) *http.Transport {
 	t.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	t.TLSHandshakeTimeout = handshakeTimeout
 	t.ResponseHeaderTimeout = responseHeader
+	// Keep a connection for every call a Write has in flight (the
+	// default keeps 2), so each batch does not pay new TLS handshakes.
+	t.MaxIdleConnsPerHost = idleConnsPerHost
 	if t.TLSClientConfig == nil {
 		t.TLSClientConfig = &tls.Config{}
 	}

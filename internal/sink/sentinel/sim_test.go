@@ -15,7 +15,7 @@ import (
 
 // simDeps returns deps whose transport dials the emulator for every host
 // and trusts only its CA, as the CLI does with --emulate.
-func simDeps(t *testing.T, ten *sim.Tenant, srv *sim.Server, secret string) sink.Deps {
+func simDeps(t testing.TB, ten *sim.Tenant, srv *sim.Server, secret string) sink.Deps {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(ten.CACertPEM()) {
 		t.Fatal("emulator CA not parsable")

@@ -5,7 +5,6 @@ package splunk
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -24,6 +23,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/defenderharvester/defenderharvester/internal/auth"
 	"github.com/defenderharvester/defenderharvester/internal/clock"
@@ -98,6 +99,7 @@ type Sink struct {
 	acks      *acker
 	warnNoAck sync.Once
 	gzPool    sync.Pool
+	envelopes sync.Map // table -> envelope fields (see envelope)
 
 	mu       sync.Mutex
 	started  bool
@@ -430,22 +432,36 @@ func (s *Sink) encode(dst []byte, r *record.Record) ([]byte, error) {
 		dst = appendEpoch(dst, r.Time)
 		dst = append(dst, ',')
 	}
-	dst = append(dst, `"host":`...)
-	dst = appendJSONString(dst, s.host)
-	dst = append(dst, `,"source":`...)
-	dst = appendJSONString(dst, s.source)
-	dst = append(dst, `,"sourcetype":`...)
-	dst = appendJSONString(dst, s.sourcetypeFor(r.Table))
-	if s.index != "" {
-		dst = append(dst, `,"index":`...)
-		dst = appendJSONString(dst, s.index)
-	}
-	dst = append(dst, `,"event":`...)
+	dst = append(dst, s.envelope(r.Table)...)
 	out, err := r.AppendJSON(dst)
 	if err != nil {
 		return dst[:start], err
 	}
 	return append(out, '}'), nil
+}
+
+// envelope returns the fields of a table's envelopes after "time", up to
+// the event: `"host":…,"source":…,"sourcetype":…[,"index":…],"event":`.
+// They are the same for every record of a table, so they are encoded
+// once per table.
+func (s *Sink) envelope(table string) []byte {
+	if v, ok := s.envelopes.Load(table); ok {
+		return v.([]byte)
+	}
+	var b []byte
+	b = append(b, `"host":`...)
+	b = appendJSONString(b, s.host)
+	b = append(b, `,"source":`...)
+	b = appendJSONString(b, s.source)
+	b = append(b, `,"sourcetype":`...)
+	b = appendJSONString(b, s.sourcetypeFor(table))
+	if s.index != "" {
+		b = append(b, `,"index":`...)
+		b = appendJSONString(b, s.index)
+	}
+	b = append(b, `,"event":`...)
+	v, _ := s.envelopes.LoadOrStore(table, b)
+	return v.([]byte)
 }
 
 // appendEpoch writes t as epoch seconds with a microsecond fraction

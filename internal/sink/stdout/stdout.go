@@ -86,7 +86,7 @@ func (s *Sink) Write(ctx context.Context, table string, recs []record.Record) er
 	writeMu.Lock()
 	_, err := s.w.Write(buf)
 	writeMu.Unlock()
-	if cap(buf) <= 1<<20 { // do not pin a huge buffer after one big batch
+	if cap(buf) <= 8<<20 { // keep a pipeline batch's buffer (4 MiB), not a huge one
 		s.buf = buf
 	}
 	if err != nil {
