@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"sync"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
 	"github.com/defenderharvester/defenderharvester/internal/auth"
 	"github.com/defenderharvester/defenderharvester/internal/clock"
@@ -251,7 +254,7 @@ func (n Net) credential(cfg *config.Config, tenant string, prompt func(string)) 
 	if tenant == "" && a.Method != config.MethodManagedIdentity && a.Method != config.MethodAzureCLI && a.Method != config.MethodWorkloadIdentity {
 		return nil, nil, withFix(errors.New("tenant_id is not set: the Entra credential needs it (tenant_id or DH_TENANT_ID)"), fixTenantID)
 	}
-	cred, err := auth.NewCredential(auth.CredentialOptions{
+	co := auth.CredentialOptions{
 		Method:                   a.Method,
 		TenantID:                 tenant,
 		ClientID:                 a.ClientID,
@@ -264,14 +267,73 @@ func (n Net) credential(cfg *config.Config, tenant string, prompt func(string)) 
 		DeviceCodePrompt:         prompt,
 		AuthRecordFile:           a.AuthRecordFile,
 		PersistentCache:          a.PersistentCache,
-	})
+	}
+	cred, err := auth.NewCredential(co)
 	if err != nil {
 		return nil, nil, fmt.Errorf("public_api.auth (%s): %w", a.Method, err)
 	}
-	get := func(ctx context.Context, scope string) (string, error) {
-		return auth.NewAzureCredential(cred, scope).Token(ctx)
+	cache, secret := n.tokenCache(cfg, a.Method)
+	renew := func() (azcore.TokenCredential, error) { return auth.NewCredential(co) }
+	var (
+		mu      sync.Mutex
+		byScope = map[string]auth.TokenSource{}
+	)
+	source := func(scope string) auth.TokenSource {
+		mu.Lock()
+		defer mu.Unlock()
+		if ts, ok := byScope[scope]; ok {
+			return ts
+		}
+		o := auth.AzureCredentialOptions{Renew: renew, Logger: n.Policy.Logger}
+		if cache != nil {
+			o.Cache, o.Key = cache, auth.TokenKey(a.Method, tenant, a.ClientID, scope, secret)
+		}
+		ts := auth.NewCachedAzureCredential(cred, scope, o)
+		byScope[scope] = ts
+		return ts
 	}
-	return auth.NewAzureCredential(cred, ScopePublicAPI), get, nil
+	get := func(ctx context.Context, scope string) (string, error) {
+		return source(scope).Token(ctx)
+	}
+	return source(ScopePublicAPI), get, nil
+}
+
+// tokenCache is the file that keeps the Entra access tokens of an app
+// credential (client_secret, certificate) between runs —
+// portal.session_cache — and the secret material whose fingerprint keys
+// them. nil when public_api.auth.token_cache is false, for the other
+// methods (their tokens belong to a user, a host identity or a platform
+// that caches them itself), or when the file is unusable: that is
+// logged, and the run signs in as it would without a cache.
+func (n Net) tokenCache(cfg *config.Config, method string) (*auth.SessionCache, string) {
+	a := cfg.PublicAPI.Auth
+	if !a.TokenCacheOn() || cfg.Portal.SessionCache == "" {
+		return nil, ""
+	}
+	var secret string
+	switch method {
+	case config.MethodClientSecret:
+		secret = cfg.Secrets.ClientSecret
+	case config.MethodCertificate:
+		pem, err := auth.ReadSecretFile(a.CertificateFile)
+		if err != nil {
+			return nil, ""
+		}
+		secret = pem
+	default:
+		return nil, ""
+	}
+	if secret == "" {
+		return nil, ""
+	}
+	cache, err := auth.OpenSessionCache(cfg.Portal.SessionCache)
+	if err != nil {
+		if n.Policy.Logger != nil {
+			n.Policy.Logger.Warn("ignoring the Entra token cache: every run signs in again until it is repaired or deleted", "err", err)
+		}
+		return nil, ""
+	}
+	return cache, secret
 }
 
 func joinMethods() string {

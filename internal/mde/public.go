@@ -82,6 +82,15 @@ func NewPublicAPIClient(o PublicOptions) (*PublicAPIClient, error) {
 			return "the app lacks the Defender API permission for this data, or admin consent for it"
 		},
 	}
+	if inv, ok := tokens.(auth.Invalidator); ok {
+		// A 401 drops the token (also from the cache file) and the
+		// request is sent once more with a new one.
+		fam.rejected = func(r *http.Request) {
+			if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+				inv.Invalidate(tok)
+			}
+		}
+	}
 	d, err := newDoer(o.ClientOptions, fam)
 	if err != nil {
 		return nil, err
