@@ -97,3 +97,32 @@ func TestPublic401DropsTheTokenAndRetriesOnce(t *testing.T) {
 		t.Fatalf("static token: %d requests, want 1", len(seen))
 	}
 }
+
+// TestLegacy401DropsTheTokenAndRetriesOnce: the legacy hosts take the
+// public_api credential's tokens too; a refused one is dropped and
+// replaced once, like on the public API.
+func TestLegacy401DropsTheTokenAndRetriesOnce(t *testing.T) {
+	var seen []string
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = append(seen, r.Header.Get("Authorization"))
+		if r.Header.Get("Authorization") != "Bearer tok2" {
+			w.WriteHeader(401)
+			fmt.Fprint(w, `{"Message":"Authorization has been denied for this request."}`)
+			return
+		}
+		fmt.Fprint(w, `{}`)
+	})
+	ts := &rotatingTokens{}
+	c, err := NewLegacyClient(LegacyOptions{Location: "weu", Tokens: ts, ClientOptions: ClientOptions{
+		Transport: plainServer(t, h), Sleep: (&sleeps{}).sleep, Limiter: &countLimiter{}, MaxAttempts: 2,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(context.Background(), "/apiproxy/mtp/huntingService/schema", nil); err != nil {
+		t.Fatalf("the retry with a new token failed: %v", err)
+	}
+	if len(seen) != 2 || len(ts.invalidated) != 1 || ts.invalidated[0] != "tok1" {
+		t.Fatalf("requests %q, invalidated %q; want tok1 refused and dropped, tok2 accepted", seen, ts.invalidated)
+	}
+}
