@@ -35,10 +35,21 @@ type SessionCache struct {
 	mu   sync.Mutex
 }
 
-// cacheFile is the on-disk form; it holds the real values.
+// cacheFile is the on-disk form; it holds the real values. Version 1
+// files without "tokens" (written before the Entra token cache) read as
+// they are; a version that only knows "sessions" ignores "tokens".
 type cacheFile struct {
 	Version  int                     `json:"version"`
 	Sessions map[string]cacheSession `json:"sessions"`
+	// Tokens are Entra access tokens by TokenKey (tenant, client, scope
+	// and a fingerprint of the configured secret or certificate).
+	Tokens map[string]cacheToken `json:"tokens,omitempty"`
+}
+
+type cacheToken struct {
+	AccessToken string    `json:"access_token"`
+	ObtainedAt  time.Time `json:"obtained_at"`
+	ExpiresAt   time.Time `json:"expires_at"`
 }
 
 type cacheSession struct {
@@ -105,7 +116,7 @@ func isCacheOnlyDir(dir, path string) bool {
 	}
 	base := filepath.Base(path)
 	for _, e := range ents {
-		if n := e.Name(); n != base && !strings.HasPrefix(n, base+".tmp") {
+		if n := e.Name(); n != base && n != base+".lock" && !strings.HasPrefix(n, base+".tmp") {
 			return false
 		}
 	}
@@ -144,15 +155,11 @@ func (c *SessionCache) Save(tenant string, s Session) error {
 	if c == nil {
 		return nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	f, err := c.read()
-	if err != nil {
-		return err
-	}
-	f.Sessions[cacheKey(tenant)] = cacheSession{SccAuth: s.SccAuth.Reveal(), XSRF: s.XSRF.Reveal(),
-		RefreshToken: s.RefreshToken.Reveal(), ObtainedAt: s.ObtainedAt.UTC(), ExpiresAt: s.ExpiresAt.UTC(), Seed: s.Seed}
-	return c.write(f)
+	return c.update(func(f *cacheFile) bool {
+		f.Sessions[cacheKey(tenant)] = cacheSession{SccAuth: s.SccAuth.Reveal(), XSRF: s.XSRF.Reveal(),
+			RefreshToken: s.RefreshToken.Reveal(), ObtainedAt: s.ObtainedAt.UTC(), ExpiresAt: s.ExpiresAt.UTC(), Seed: s.Seed}
+		return true
+	})
 }
 
 // Delete forgets tenant's session (after the portal rejected it).
@@ -160,16 +167,35 @@ func (c *SessionCache) Delete(tenant string) error {
 	if c == nil {
 		return nil
 	}
+	return c.update(func(f *cacheFile) bool {
+		if _, ok := f.Sessions[cacheKey(tenant)]; !ok {
+			return false
+		}
+		delete(f.Sessions, cacheKey(tenant))
+		return true
+	})
+}
+
+// update is a read-modify-write of the file under the process mutex and
+// an exclusive lock on the sibling lock file, so two processes sharing
+// the cache (two tenants, a run and a login) never drop each other's
+// entries; the file itself is replaced atomically. change reports
+// whether anything changed (nothing is written otherwise).
+func (c *SessionCache) update(change func(f *cacheFile) bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	unlock, err := lockFile(c.path + ".lock")
+	if err != nil {
+		return fmt.Errorf("auth: locking session cache %s: %w", c.path, err)
+	}
+	defer unlock()
 	f, err := c.read()
 	if err != nil {
 		return err
 	}
-	if _, ok := f.Sessions[cacheKey(tenant)]; !ok {
+	if !change(f) {
 		return nil
 	}
-	delete(f.Sessions, cacheKey(tenant))
 	return c.write(f)
 }
 
@@ -182,7 +208,7 @@ func cacheKey(tenant string) string {
 }
 
 func (c *SessionCache) read() (*cacheFile, error) {
-	f := &cacheFile{Version: 1, Sessions: map[string]cacheSession{}}
+	f := &cacheFile{Version: 1, Sessions: map[string]cacheSession{}, Tokens: map[string]cacheToken{}}
 	b, err := os.ReadFile(c.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return f, nil
@@ -199,6 +225,9 @@ func (c *SessionCache) read() (*cacheFile, error) {
 	}
 	if f.Sessions == nil {
 		f.Sessions = map[string]cacheSession{}
+	}
+	if f.Tokens == nil {
+		f.Tokens = map[string]cacheToken{}
 	}
 	return f, nil
 }

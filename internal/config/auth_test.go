@@ -102,6 +102,16 @@ func TestAuthKeys(t *testing.T) {
 		{name: "certificate readable by others", yaml: "public_api:\n  auth:\n    method: certificate\n    client_id: " + app + "\n    certificate_file: " + loose + "\n", wantErr: []string{"public_api.auth.certificate_file", "chmod 600"}},
 		{name: "certificate without file", yaml: "public_api:\n  auth:\n    method: certificate\n    client_id: " + app + "\n", wantErr: []string{"public_api.auth.certificate_file", "PEM"}},
 		{name: "certificate file with another method", yaml: "public_api:\n  auth:\n    method: azure_cli\n    certificate_file: " + cert + "\n", wantErr: []string{"public_api.auth.certificate_file", "method: certificate"}},
+		{name: "token cache off", yaml: "public_api:\n  auth:\n    method: certificate\n    client_id: " + app + "\n    certificate_file: " + cert + "\n    token_cache: false\n", check: func(t *testing.T, c *Config) {
+			if c.PublicAPI.Auth.TokenCacheOn() {
+				t.Error("token_cache: false left the token cache on")
+			}
+		}},
+		{name: "token cache on by default", yaml: "public_api:\n  auth:\n    method: certificate\n    client_id: " + app + "\n    certificate_file: " + cert + "\n", check: func(t *testing.T, c *Config) {
+			if !c.PublicAPI.Auth.TokenCacheOn() {
+				t.Error("the token cache is off by default")
+			}
+		}},
 		{name: "managed identity", yaml: "public_api:\n  auth:\n    method: managed_identity\n"},
 		{name: "workload identity", yaml: "public_api:\n  auth:\n    method: workload_identity\n"},
 		{name: "azure cli", yaml: "public_api:\n  auth:\n    method: azure_cli\n"},

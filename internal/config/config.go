@@ -155,7 +155,16 @@ type PublicAuth struct {
 	CertificateFile string `yaml:"certificate_file"`
 	AuthRecordFile  string `yaml:"auth_record_file"`
 	PersistentCache bool   `yaml:"persistent_cache"`
+	// TokenCache (default on) keeps the client_secret / certificate
+	// access token in portal.session_cache between runs, so a run does
+	// not sign in to Entra while the last token has more than five
+	// minutes left. false: a new token every run.
+	TokenCache *bool `yaml:"token_cache"`
 }
+
+// TokenCacheOn says whether the Entra access token is kept between runs
+// (public_api.auth.token_cache, default true).
+func (a PublicAuth) TokenCacheOn() bool { return a.TokenCache == nil || *a.TokenCache }
 
 // Emulator points every API host at the emulated tenant (see
 // docs/ARCHITECTURE.md, "Reaching the emulator").

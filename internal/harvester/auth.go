@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"sync"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
 	"github.com/defenderharvester/defenderharvester/internal/auth"
 	"github.com/defenderharvester/defenderharvester/internal/clock"
@@ -222,16 +225,27 @@ func trimSlash(s string) string {
 // request (device-code polls included) follows n's per-attempt timeout
 // and retry policy.
 func (n Net) Credential(cfg *config.Config, tenant string, prompt func(string)) (auth.TokenSource, func(ctx context.Context, scope string) (string, error), error) {
-	ts, get, err := n.credential(cfg, tenant, prompt)
+	source, err := n.tokenSources(cfg, tenant, prompt)
+	if err != nil {
+		return nil, nil, err
+	}
+	get := func(ctx context.Context, scope string) (string, error) { return source(scope).Token(ctx) }
+	return source(ScopePublicAPI), get, nil
+}
+
+// tokenSources is Credential as one token source per scope (the same one
+// for a scope each time: it may be told about a rejected token).
+func (n Net) tokenSources(cfg *config.Config, tenant string, prompt func(string)) (func(scope string) auth.TokenSource, error) {
+	source, err := n.credential(cfg, tenant, prompt)
 	if err != nil {
 		if _, ok := fixOf(err); !ok {
 			err = withFix(err, publicMethodFix(cfg.PublicAPI.Auth.Method))
 		}
 	}
-	return ts, get, err
+	return source, err
 }
 
-func (n Net) credential(cfg *config.Config, tenant string, prompt func(string)) (auth.TokenSource, func(ctx context.Context, scope string) (string, error), error) {
+func (n Net) credential(cfg *config.Config, tenant string, prompt func(string)) (func(scope string) auth.TokenSource, error) {
 	a := cfg.PublicAPI.Auth
 	if a.TenantID != "" {
 		tenant = a.TenantID
@@ -239,19 +253,19 @@ func (n Net) credential(cfg *config.Config, tenant string, prompt func(string)) 
 	switch a.Method {
 	case "":
 		if cfg.PublicAPI.ClientID != "" {
-			return nil, nil, withFix(fmt.Errorf("public_api.client_id is set but there is no client secret: set %s or public_api.client_secret_file, or choose public_api.auth.method", config.EnvClientSecret),
+			return nil, withFix(fmt.Errorf("public_api.client_id is set but there is no client secret: set %s or public_api.client_secret_file, or choose public_api.auth.method", config.EnvClientSecret),
 				"Set "+config.EnvClientSecret+" or public_api.client_secret_file (a 0600 file holding the app's secret), or choose another public_api.auth.method "+readme+".")
 		}
-		return nil, nil, fmt.Errorf("the public Defender API needs credentials: set public_api.auth.method (%s), or public_api.client_id with %s, or a token in %s",
+		return nil, fmt.Errorf("the public Defender API needs credentials: set public_api.auth.method (%s), or public_api.client_id with %s, or a token in %s",
 			joinMethods(), config.EnvClientSecret, config.EnvAccessToken)
 	case config.MethodToken:
 		tok := auth.NewStaticToken(cfg.Secrets.AccessToken)
-		return tok, func(ctx context.Context, _ string) (string, error) { return tok.Token(ctx) }, nil
+		return func(string) auth.TokenSource { return tok }, nil
 	}
 	if tenant == "" && a.Method != config.MethodManagedIdentity && a.Method != config.MethodAzureCLI && a.Method != config.MethodWorkloadIdentity {
-		return nil, nil, withFix(errors.New("tenant_id is not set: the Entra credential needs it (tenant_id or DH_TENANT_ID)"), fixTenantID)
+		return nil, withFix(errors.New("tenant_id is not set: the Entra credential needs it (tenant_id or DH_TENANT_ID)"), fixTenantID)
 	}
-	cred, err := auth.NewCredential(auth.CredentialOptions{
+	co := auth.CredentialOptions{
 		Method:                   a.Method,
 		TenantID:                 tenant,
 		ClientID:                 a.ClientID,
@@ -264,14 +278,70 @@ func (n Net) credential(cfg *config.Config, tenant string, prompt func(string)) 
 		DeviceCodePrompt:         prompt,
 		AuthRecordFile:           a.AuthRecordFile,
 		PersistentCache:          a.PersistentCache,
-	})
+	}
+	cred, err := auth.NewCredential(co)
 	if err != nil {
-		return nil, nil, fmt.Errorf("public_api.auth (%s): %w", a.Method, err)
+		return nil, fmt.Errorf("public_api.auth (%s): %w", a.Method, err)
 	}
-	get := func(ctx context.Context, scope string) (string, error) {
-		return auth.NewAzureCredential(cred, scope).Token(ctx)
+	cache, secret := n.tokenCache(cfg, a.Method)
+	renew := func() (azcore.TokenCredential, error) { return auth.NewCredential(co) }
+	var (
+		mu      sync.Mutex
+		byScope = map[string]auth.TokenSource{}
+	)
+	source := func(scope string) auth.TokenSource {
+		mu.Lock()
+		defer mu.Unlock()
+		if ts, ok := byScope[scope]; ok {
+			return ts
+		}
+		o := auth.AzureCredentialOptions{Renew: renew, Logger: n.Policy.Logger}
+		if cache != nil {
+			o.Cache, o.Key = cache, auth.TokenKey(a.Method, tenant, a.ClientID, scope, secret)
+		}
+		ts := auth.NewCachedAzureCredential(cred, scope, o)
+		byScope[scope] = ts
+		return ts
 	}
-	return auth.NewAzureCredential(cred, ScopePublicAPI), get, nil
+	return source, nil
+}
+
+// tokenCache is the file that keeps the Entra access tokens of an app
+// credential (client_secret, certificate) between runs —
+// portal.session_cache — and the secret material whose fingerprint keys
+// them. nil when public_api.auth.token_cache is false, for the other
+// methods (their tokens belong to a user, a host identity or a platform
+// that caches them itself), or when the file is unusable: that is
+// logged, and the run signs in as it would without a cache.
+func (n Net) tokenCache(cfg *config.Config, method string) (*auth.SessionCache, string) {
+	a := cfg.PublicAPI.Auth
+	if !a.TokenCacheOn() || cfg.Portal.SessionCache == "" {
+		return nil, ""
+	}
+	var secret string
+	switch method {
+	case config.MethodClientSecret:
+		secret = cfg.Secrets.ClientSecret
+	case config.MethodCertificate:
+		pem, err := auth.ReadSecretFile(a.CertificateFile)
+		if err != nil {
+			return nil, ""
+		}
+		secret = pem
+	default:
+		return nil, ""
+	}
+	if secret == "" {
+		return nil, ""
+	}
+	cache, err := auth.OpenSessionCache(cfg.Portal.SessionCache)
+	if err != nil {
+		if n.Policy.Logger != nil {
+			n.Policy.Logger.Warn("ignoring the Entra token cache: every run signs in again until it is repaired or deleted", "err", err)
+		}
+		return nil, ""
+	}
+	return cache, secret
 }
 
 func joinMethods() string {
@@ -291,13 +361,9 @@ func (n Net) LegacyTokens(cfg *config.Config, tenant string) (auth.TokenSource, 
 	if cfg.PublicAPI.Auth.Method == config.MethodToken {
 		return auth.NewStaticToken(cfg.Secrets.AccessToken), nil
 	}
-	_, get, err := n.Credential(cfg, tenant, nil)
+	source, err := n.tokenSources(cfg, tenant, nil)
 	if err != nil {
 		return nil, err
 	}
-	return tokenFunc(func(ctx context.Context) (string, error) { return get(ctx, mde.LegacyScope) }), nil
+	return source(mde.LegacyScope), nil
 }
-
-type tokenFunc func(ctx context.Context) (string, error)
-
-func (f tokenFunc) Token(ctx context.Context) (string, error) { return f(ctx) }

@@ -153,6 +153,10 @@ type family struct {
 	// unauthorized is the hint on a 401 the family does not treat as an
 	// expired session.
 	unauthorized string
+	// rejected, when set, is told about the request whose bearer token
+	// got a 401 (the token source drops that token); the request is then
+	// sent once more with a new token. A second 401 is final.
+	rejected func(r *http.Request)
 	// proven, when set, is told after each request the API answered with
 	// data (the portal session may then be cached).
 	proven func()
@@ -194,6 +198,12 @@ func (d *doer) send(ctx context.Context, method string, u *url.URL, body []byte)
 		return nil, fmt.Errorf("%s %s: %w: credentials are only sent to the Defender hosts", d.fam.name, u.Host, ErrHostNotAllowed)
 	}
 	out, err := d.retrying(ctx, method, u, body)
+	var tr *tokenRejected
+	if err != nil && errors.As(err, &tr) && ctx.Err() == nil {
+		d.o.Logger.LogAttrs(ctx, slog.LevelInfo, "access token rejected (HTTP 401); retrying once with a new token",
+			slog.String("api", d.fam.name), slog.String("request", method+" "+u.Path))
+		return d.retrying(ctx, method, u, body)
+	}
 	if err == nil || d.fam.refresh == nil || !errors.Is(err, ErrSessionExpired) || ctx.Err() != nil {
 		return out, err
 	}
@@ -383,8 +393,21 @@ func (d *doer) once(ctx context.Context, method string, u *url.URL, body []byte)
 	if int64(len(data)) > d.o.MaxBodyBytes {
 		return nil, 0, fmt.Errorf("%w (%d bytes): narrow the window or page size", ErrTooLarge, d.o.MaxBodyBytes)
 	}
-	return d.check(u, resp, data)
+	out, ra, err := d.check(u, resp, data)
+	var ae *APIError
+	if err != nil && d.fam.rejected != nil && errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+		d.fam.rejected(req)
+		err = &tokenRejected{err}
+	}
+	return out, ra, err
 }
+
+// tokenRejected marks a 401 whose token the source dropped: send tries
+// the request once more with a new token. It reads as the 401 itself.
+type tokenRejected struct{ err error }
+
+func (t *tokenRejected) Error() string { return t.err.Error() }
+func (t *tokenRejected) Unwrap() error { return t.err }
 
 // transportErr classifies a network failure (httpx.AttemptError).
 // Timeouts, resets, truncated bodies and HTTP/2 stream resets are

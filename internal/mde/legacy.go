@@ -106,6 +106,7 @@ func NewLegacyClient(o LegacyOptions) (*LegacyClient, error) {
 			return "the signed-in account lacks a Defender role for this data (Security Reader is the minimum), or the legacy host no longer serves it: use the portal proxy"
 		},
 	}
+	fam.rejected = rejectHook(tokens)
 	d, err := newDoer(o.ClientOptions, fam)
 	if err != nil {
 		return nil, err

@@ -82,11 +82,27 @@ func NewPublicAPIClient(o PublicOptions) (*PublicAPIClient, error) {
 			return "the app lacks the Defender API permission for this data, or admin consent for it"
 		},
 	}
+	fam.rejected = rejectHook(tokens)
 	d, err := newDoer(o.ClientOptions, fam)
 	if err != nil {
 		return nil, err
 	}
 	return &PublicAPIClient{base: base, d: d}, nil
+}
+
+// rejectHook tells tokens about a token answered with 401 when it can
+// drop it (also from the cache file): the request is then sent once more
+// with a new one. nil for tokens that cannot be renewed.
+func rejectHook(tokens auth.TokenSource) func(*http.Request) {
+	inv, ok := tokens.(auth.Invalidator)
+	if !ok {
+		return nil
+	}
+	return func(r *http.Request) {
+		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			inv.Invalidate(tok)
+		}
+	}
 }
 
 // publicHost allows the public API hosts on the default https port.
