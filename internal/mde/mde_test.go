@@ -624,3 +624,24 @@ func b2i(b bool) int {
 	}
 	return 0
 }
+
+// Large bodies get the cheap check: a truncated one (no closing bracket)
+// is still refused, a complete one passes to the decoder.
+func TestLargeBodyCheck(t *testing.T) {
+	big := []byte(`[` + strings.Repeat(`{"a":"`+strings.Repeat("x", 100)+`"},`, 1000) + `{}]`)
+	for _, tc := range []struct {
+		name string
+		body []byte
+		want bool
+	}{
+		{"complete array", big, true},
+		{"truncated array", big[:len(big)/2], false},
+		{"truncated inside a string", big[:len(big)-5], false},
+		{"small invalid", []byte(`{"a":}`), false},
+		{"small valid", []byte(`{"a":1}`), true},
+	} {
+		if got := jsonValid(tc.body); got != tc.want {
+			t.Errorf("%s: jsonValid = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -188,8 +188,10 @@ func (r *eventRun) emit(ctx context.Context, u *unit, it source.Item) error {
 			// No natural id: the content is the identity.
 			it.ID = record.StableID(r.name, string(it.Raw))
 		}
-		if err := validJSON(it.Raw, "item "+it.ID); err != nil {
-			return err
+		if !it.Checked {
+			if err := validJSON(it.Raw, "item "+it.ID); err != nil {
+				return err
+			}
 		}
 	}
 	size := approxSize(&it)

@@ -57,6 +57,9 @@ type Item struct {
 	Key  string
 	Time time.Time
 	Raw  json.RawMessage
+	// Checked says Raw came out of a validating JSON decoder, so the
+	// pipeline need not scan it again.
+	Checked bool
 	// Mark, set on an item without Raw, is a progress mark and not an
 	// event: the source reads its window newest first and has emitted
 	// every item of the window later than Mark. Once those are

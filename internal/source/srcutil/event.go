@@ -33,7 +33,8 @@ func (e EventFields) Items(src string, recs []json.RawMessage) ([]source.Item, e
 		if err != nil {
 			return nil, fmt.Errorf("record %d: %w", i, err)
 		}
-		items = append(items, source.Item{ID: e.StableID(id, ts, f), Time: t, Raw: raw})
+		// Fields decoded raw with the validating scanner: it is JSON.
+		items = append(items, source.Item{ID: e.StableID(id, ts, f), Time: t, Raw: raw, Checked: true})
 	}
 	return items, nil
 }
