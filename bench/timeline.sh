@@ -12,6 +12,8 @@
 #   a  one device, EVENTS events, no page latency (CPU-bound)
 #   b  one device, EVENTS events, LATENCY per page
 #   c  DEVICES_C devices × EVENTS_C events, LATENCY per page
+#   d  one device, EVENTS_D events over HISTORY_D, no page latency (memory
+#      stays flat whatever the number of events; not run by default)
 # The delivered count is a little under the nominal total: the emulator's
 # hourly counts vary around EVENTS / hours and the run's window ends
 # `delay` (10m) before now and starts HISTORY before now.
@@ -27,6 +29,8 @@ DEVICES_C=${DEVICES_C:-20}
 EVENTS_C=${EVENTS_C:-50000} # events per device in c
 LATENCY=${LATENCY:-300ms}
 HISTORY=${HISTORY:-7d}      # timeline history of the emulator = the run's --lookback
+EVENTS_D=${EVENTS_D:-4000000}
+HISTORY_D=${HISTORY_D:-28d}  # the emulator makes at most 6,000 events per device-hour
 SCENARIOS=${SCENARIOS:-a b c}
 SEED=${SEED:-1}
 
@@ -43,12 +47,12 @@ go build -o "$tmp/dh" ./cmd/defenderharvester
 echo "machine: $(nproc) cores, $(go version | cut -d' ' -f3), $(date -u +%Y-%m-%dT%H:%MZ); history $HISTORY"
 printf '%-3s %-28s %9s %9s %9s %10s %10s %9s\n' "" "scenario" "wall s" "CPU s" "RSS MB" "events" "events/s" "sim MB"
 
-# scenario NAME DEVICES EVENTS_PER_DEVICE PAGE_LATENCY
+# scenario NAME DEVICES EVENTS_PER_DEVICE PAGE_LATENCY [HISTORY]
 scenario() {
-  local name=$1 devices=$2 events=$3 lat=$4 dir="$tmp/$1"
+  local name=$1 devices=$2 events=$3 lat=$4 history=${5:-$HISTORY} dir="$tmp/$1"
   mkdir -p "$dir"
   "$tmp/dh" simulate --listen 127.0.0.1:0 --seed "$SEED" --machines "$devices" --timeline-events "$events" \
-    --timeline-history "$HISTORY" --page-latency "$lat" \
+    --timeline-history "$history" --page-latency "$lat" \
     --ca-out "$dir/ca.pem" --write-config "$dir/sim.yaml" >"$dir/info.json" 2>"$dir/sim.err" &
   sim_pid=$!
   for _ in $(seq 1 100); do [ -s "$dir/info.json" ] && break; sleep 0.1; done
@@ -65,7 +69,7 @@ scenario() {
     -e "s#state_file: \"sim-state.db\"#state_file: \"$dir/state.db\"#" \
     -e "s#dir: \"sim-out\"#dir: \"$dir/out\"#" "$dir/sim.yaml"
   /usr/bin/time -v -o "$dir/time.txt" "$tmp/dh" run --config "$dir/sim.yaml" --sources timeline --outputs files \
-    --lookback "$HISTORY" --progress off ${RUN_ARGS:-} >"$dir/summary.txt" 2>"$dir/run.err" || {
+    --lookback "$history" --progress off ${RUN_ARGS:-} >"$dir/summary.txt" 2>"$dir/run.err" || {
     echo "scenario $name: run failed" >&2; cat "$dir/summary.txt" "$dir/run.err" >&2; exit 1; }
   local simrss delivered
   simrss=$(awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$sim_pid/status")
@@ -83,6 +87,7 @@ for s in $SCENARIOS; do
   a) scenario a 1 "$EVENTS" 0s ;;
   b) scenario b 1 "$EVENTS" "$LATENCY" ;;
   c) scenario c "$DEVICES_C" "$EVENTS_C" "$LATENCY" ;;
-  *) echo "unknown scenario $s (use a, b, c)" >&2; exit 2 ;;
+  d) scenario d 1 "$EVENTS_D" 0s "$HISTORY_D" ;;
+  *) echo "unknown scenario $s (use a, b, c, d)" >&2; exit 2 ;;
   esac
 done

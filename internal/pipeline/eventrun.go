@@ -324,10 +324,21 @@ func (r *eventRun) deliverBatch(ctx context.Context, b *batch) error {
 	if r.redeliver {
 		return nil
 	}
-	// Progress first, so the ids below are checked against it.
+	// Progress first, so the ids below are checked against it. Of a
+	// unit's marks only the lowest counts (each covers more than the one
+	// before), unless the unit is done.
 	var cs []state.KeyedCommit
 	var done []*unit
-	for _, m := range b.marks {
+	lowest := map[*unit]int{}
+	for i, m := range b.marks {
+		if j, ok := lowest[m.unit]; !ok || m.at.IsZero() || (!b.marks[j].at.IsZero() && m.at.Before(b.marks[j].at)) {
+			lowest[m.unit] = i
+		}
+	}
+	for i, m := range b.marks {
+		if lowest[m.unit] != i {
+			continue
+		}
 		pt, c := m.unit.part, m.unit.chunk
 		kc := state.KeyedCommit{Source: pt.key}
 		if m.at.IsZero() {

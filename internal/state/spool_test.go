@@ -3,7 +3,10 @@ package state
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,5 +98,47 @@ func TestSpoolLimit(t *testing.T) {
 	}
 	if err := s.SpoolPut("sentinel", "T", spoolRecs(10, "T"), 2000); err != nil {
 		t.Fatalf("space freed by a delivered batch was not reused: %v", err)
+	}
+}
+
+// A spool that once held a large backlog does not keep the file at that
+// size: the next open finds it mostly free and compacts it, keeping the
+// content.
+func TestSparseFileIsCompactedOnOpen(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 40 MB")
+	}
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := open(t, path)
+	raw := json.RawMessage(`{"pad":"` + strings.Repeat("x", 4000) + `"}`)
+	for b := range 10 {
+		recs := make([]record.Record, 1000)
+		for i := range recs {
+			recs[i] = record.Record{Tenant: tenant, Source: "timeline", Table: "MdeTimeline", ID: fmt.Sprintf("%d-%d", b, i), Time: t0, Raw: raw}
+		}
+		must(t, s.SpoolPut("splunk", "MdeTimeline", recs, 1<<30))
+	}
+	must(t, s.Commit(tenant, "timeline", Commit{Cursor: t0}))
+	if _, _, err := s.SpoolPurge("splunk"); err != nil {
+		t.Fatal(err)
+	}
+	must(t, s.Close())
+	before, _ := os.Stat(path)
+	if before.Size() < compactMinBytes {
+		t.Fatalf("the file is only %d bytes; the test needs a sparse file of at least %d", before.Size(), compactMinBytes)
+	}
+	s = open(t, path)
+	after, _ := os.Stat(path)
+	if after.Size() > 4<<20 {
+		t.Errorf("file is %d bytes after reopening (was %d); the free pages should be gone", after.Size(), before.Size())
+	}
+	if c, ok, err := s.Cursor(tenant, "timeline"); err != nil || !ok || !c.Equal(t0) {
+		t.Errorf("cursor after compaction = %v, %v, %v; want it kept", c, ok, err)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Errorf("compacted file mode %v, want 0600", st.Mode().Perm())
+	}
+	if _, err := os.Stat(path + ".compact"); !os.IsNotExist(err) {
+		t.Errorf("the compaction's temporary file was left behind: %v", err)
 	}
 }

@@ -132,7 +132,92 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("state file %s: %w", path, err)
 	}
+	if err := s.compactIfSparse(timeout); err != nil {
+		if s.db != nil {
+			s.db.Close()
+		}
+		return nil, err
+	}
 	return s, nil
+}
+
+// Compaction thresholds: a file of at least compactMinBytes that is more
+// than compactFreeShare free pages is rewritten when opened.
+const (
+	compactMinBytes  = 32 << 20
+	compactFreeShare = 0.75
+)
+
+// compactIfSparse rewrites the file without its free pages when most of
+// it is free. bbolt reuses freed pages but never gives them back, so a
+// spool that once held an outage's backlog, or the delivered ids an
+// older version kept, would otherwise hold the file — and the memory
+// mapped from it — at its largest size for good. The copy is written
+// next to the file, synced and renamed over it, so a crash leaves either
+// file whole. (A second harvester wrongly pointed at the same file and
+// waiting for its lock may get the old copy; the lock already refuses
+// it in every other case, and at worst it repeats work.)
+func (s *Store) compactIfSparse(timeout time.Duration) error {
+	st, err := os.Stat(s.path)
+	if err != nil || st.Size() < compactMinBytes {
+		return nil
+	}
+	var free int64
+	err = s.view("measuring its free space", func(tx *bolt.Tx) error {
+		free = int64(s.db.Stats().FreePageN) * int64(s.db.Info().PageSize)
+		return nil
+	})
+	if err != nil || float64(free) < compactFreeShare*float64(st.Size()) {
+		return err
+	}
+	tmp := s.path + ".compact"
+	_ = os.Remove(tmp)
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: timeout})
+	if err != nil {
+		return fmt.Errorf("compacting state file %s: %w", s.path, err)
+	}
+	err = s.guard("compacting it", func() error { return bolt.Compact(dst, s.db, 16<<20) })
+	if err == nil {
+		err = dst.Sync()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		s.log.Warn("could not compact the state file; it keeps its size", "path", s.path, "err", err)
+		return nil // the file itself is fine
+	}
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("compacting state file %s: %w", s.path, err)
+	}
+	s.db = nil
+	if err := os.Rename(tmp, s.path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("compacting state file %s: %w; the file is unchanged, open it again", s.path, err)
+	}
+	syncDir(filepath.Dir(s.path))
+	db, err := bolt.Open(s.path, 0o600, &bolt.Options{Timeout: timeout})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return &inUseError{path: s.path}
+		}
+		return fmt.Errorf("reopening state file %s after compacting it: %w", s.path, err)
+	}
+	s.db = db
+	if nst, err := os.Stat(s.path); err == nil {
+		s.log.Info("compacted the state file: it was mostly free space", "path", s.path,
+			"old_mb", st.Size()>>20, "new_mb", nst.Size()>>20)
+	}
+	return nil
+}
+
+// syncDir makes a rename in dir durable (best effort).
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
 }
 
 // Close releases the file and its lock.

@@ -270,7 +270,7 @@ func (s *src) fetchMachine(ctx context.Context, id string, w source.Window, emit
 		if err != nil {
 			return fmt.Errorf("device %s page %d: %w", id, page, err)
 		}
-		if err := srcutil.EmitAll(ctx, emit, p.Items); err != nil {
+		if err := emitMarked(ctx, emit, p.Items); err != nil {
 			return err
 		}
 		if p.Prev == "" {
@@ -318,6 +318,33 @@ func (s *src) fetchMachine(ctx context.Context, id string, w source.Window, emit
 		path, q = Base+u.Path, nq
 	}
 	return fmt.Errorf("%s device %s: more than %d pages in one window; lower max_window", Name, id, maxPagesPerWindow)
+}
+
+// markEvery is how many events of a page sorted newest first pass
+// between progress marks.
+const markEvery = 100
+
+// emitMarked emits a page's events. When the page lists them newest first
+// (it should; it is checked), a progress mark follows every markEvery
+// events: everything later than the last one emitted has been emitted, so
+// an interrupted slice resumes there rather than at the page's start.
+// The mark after a page comes from its continuation link (fetchMachine).
+func emitMarked(ctx context.Context, emit source.Emit, items []source.Item) error {
+	sorted := true
+	for i := 1; i < len(items) && sorted; i++ {
+		sorted = !items[i].Time.After(items[i-1].Time)
+	}
+	for i, it := range items {
+		if err := emit(ctx, it); err != nil {
+			return err
+		}
+		if sorted && (i+1)%markEvery == 0 && i+1 < len(items) {
+			if err := emit(ctx, source.Item{Mark: it.Time}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // listMachines pages the device list up to max_machines with the shared
