@@ -29,10 +29,13 @@ func TestKilledBackfillResumesWithoutRedoingSlices(t *testing.T) {
 	}
 	frozen := time.Now().Add(-time.Hour)
 	var log lockedBuffer
-	f := newFixture(t, sim.Options{Seed: 5, Now: func() time.Time { return frozen }, Machines: 1,
+	f := newFixture(t, sim.Options{Seed: 5, Now: func() time.Time { return frozen }, Machines: 1, History: 8 * 24 * time.Hour,
 		TimelineEvents: events, TimelineHistory: 7 * 24 * time.Hour, RequestLog: &log})
 	extra := "initial_lookback: 7d\n"
-	onlyTimeline := []string{"--sources", "timeline"}
+	// Every run starts at the same moment (runs on the wall clock would
+	// each start their week a little later and miss the first events).
+	since := frozen.Add(-7*24*time.Hour + 10*time.Minute).UTC().Format(time.RFC3339)
+	onlyTimeline := []string{"--sources", "timeline", "--since", since}
 	var mark int
 	if code, out, errs := f.child(f.writeConfig("clean", extra), 0, onlyTimeline...); code != 0 {
 		t.Fatalf("clean run exit %d\n%s\n%s", code, out, errs)
@@ -74,13 +77,14 @@ func TestKilledBackfillResumesWithoutRedoingSlices(t *testing.T) {
 	// evenly over the week, so pages follow time. (The request log names
 	// query parameters without values, so pages are counted, not dated.)
 	rerunPages := timelinePages(logSince(&log, &mark))
-	week := state.Range{From: newest.Add(-7 * 24 * time.Hour), To: newest}
+	start, _ := time.Parse(time.RFC3339, since)
+	week := state.Range{From: start, To: newest}
 	var left time.Duration
 	gaps := state.Uncovered(week, covered)
 	for _, g := range gaps {
 		left += g.To.Sub(g.From)
 	}
-	share := float64(left) / float64(7*24*time.Hour)
+	share := float64(left) / float64(week.To.Sub(week.From))
 	bound := int(float64(cleanPages)*share*1.1) + 2*len(gaps) + 3
 	t.Logf("clean run %d pages; killed with %.0f%% of the week covered; the rerun read %d pages (bound %d)",
 		cleanPages, 100*(1-share), rerunPages, bound)

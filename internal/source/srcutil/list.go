@@ -102,7 +102,7 @@ func ReadList(src string, body []byte, shape ListShape) (List, error) {
 		l = List{Total: -1, Object: obj}
 		var found []string
 		for _, k := range shape.keys() {
-			if v, ok := obj[k]; ok && jsonType(v) == "array" {
+			if v, ok := obj[k]; ok && JSONType(v) == "array" {
 				found = append(found, k)
 			}
 		}
@@ -136,11 +136,11 @@ func ReadList(src string, body []byte, shape ListShape) (List, error) {
 func total(src string, obj map[string]json.RawMessage) (int64, error) {
 	for _, k := range TotalKeys {
 		v, ok := obj[k]
-		if !ok || jsonType(v) == "null" {
+		if !ok || JSONType(v) == "null" {
 			continue
 		}
 		var n int64
-		if jsonType(v) != "number" || json.Unmarshal(v, &n) != nil || n < 0 {
+		if JSONType(v) != "number" || json.Unmarshal(v, &n) != nil || n < 0 {
 			return 0, shapef("%s: cannot read the response: its total %s is a JSON %s, not a non-negative integer", src, k, describeValue(v))
 		}
 		return n, nil
@@ -149,7 +149,7 @@ func total(src string, obj map[string]json.RawMessage) (int64, error) {
 }
 
 func describeValue(v []byte) string {
-	t := jsonType(v)
+	t := JSONType(v)
 	if t == "number" {
 		return "number that is negative or not whole"
 	}
@@ -169,15 +169,16 @@ func hasAny(obj map[string]json.RawMessage, names []string) bool {
 // the first that is not.
 func checkObjects(src string, recs []json.RawMessage) error {
 	for i, r := range recs {
-		if t := jsonType(r); t != "object" {
+		if t := JSONType(r); t != "object" {
 			return shapef("%s: record %d is not a JSON object (it is a JSON %s)", src, i, t)
 		}
 	}
 	return nil
 }
 
-// jsonType names the JSON type of a well-formed value by its first byte.
-func jsonType(v []byte) string {
+// JSONType names the JSON type of a well-formed value by its first byte
+// (for errors that name the types seen, never the values).
+func JSONType(v []byte) string {
 	v = bytes.TrimSpace(v)
 	if len(v) == 0 {
 		return "nothing"
@@ -219,7 +220,7 @@ func DescribeShape(body []byte) string {
 		err := scanObject(b, func(key, val []byte) {
 			n++
 			if n <= maxShapeKeys {
-				parts = append(parts, fmt.Sprintf("%s (%s)", showKey(decodeKey(key)), jsonType(val)))
+				parts = append(parts, fmt.Sprintf("%s (%s)", showKey(decodeKey(key)), JSONType(val)))
 			}
 		})
 		if err != nil {
@@ -237,14 +238,14 @@ func DescribeShape(body []byte) string {
 	case b[0] == '[':
 		return describeArray(b)
 	}
-	return "it is a JSON " + jsonType(b)
+	return "it is a JSON " + JSONType(b)
 }
 
 // describeArray names an array's length and the types of its elements.
 func describeArray(b []byte) string {
 	types := map[string]int{}
 	n := 0
-	_ = scanArray(b, func(e []byte) { n++; types[jsonType(e)]++ })
+	_ = scanArray(b, func(e []byte) { n++; types[JSONType(e)]++ })
 	if n == 0 {
 		return "it is an empty JSON array"
 	}
@@ -273,7 +274,7 @@ func DescribeObject(obj map[string]json.RawMessage) string {
 			parts = append(parts, fmt.Sprintf("and %d more keys", len(keys)-maxShapeKeys))
 			break
 		}
-		parts = append(parts, fmt.Sprintf("%s (%s)", showKey(k), jsonType(obj[k])))
+		parts = append(parts, fmt.Sprintf("%s (%s)", showKey(k), JSONType(obj[k])))
 	}
 	return "it has " + strings.Join(parts, ", ")
 }
@@ -312,12 +313,12 @@ func orList(names []string) string {
 // object is nil or the member is absent or null.
 func LinkOf(src string, obj map[string]json.RawMessage, key string) (string, error) {
 	v, ok := obj[key]
-	if !ok || jsonType(v) == "null" {
+	if !ok || JSONType(v) == "null" {
 		return "", nil
 	}
 	var s string
 	if err := json.Unmarshal(v, &s); err != nil {
-		return "", shapef("%s: field %s is a JSON %s, not a string", src, key, jsonType(v))
+		return "", shapef("%s: field %s is a JSON %s, not a string", src, key, JSONType(v))
 	}
 	return s, nil
 }

@@ -210,7 +210,7 @@ func FuzzReadList(f *testing.F) {
 			t.Fatalf("total %d", l.Total)
 		}
 		for _, r := range l.Records {
-			if jsonType(r) != "object" || !json.Valid(r) || !bytes.Contains(body, r) {
+			if JSONType(r) != "object" || !json.Valid(r) || !bytes.Contains(body, r) {
 				t.Fatalf("bad record %q", r)
 			}
 		}

@@ -6,7 +6,6 @@ package timeline
 // combine as a union, deduplicated, capped by max_machines.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -156,7 +155,7 @@ func optString(what string, i int, f map[string]json.RawMessage, keys []string) 
 		if !ok {
 			continue
 		}
-		switch t := kind(v); t {
+		switch t := srcutil.JSONType(v); t {
 		case "null":
 			return "", nil
 		case "string":
@@ -244,12 +243,12 @@ func DecodeAlerts(body []byte) (AlertPage, error) {
 	p := AlertPage{Total: l.Total}
 	for _, k := range []string{"totalEntities", "TotalEntities"} {
 		v, ok := l.Object[k]
-		if !ok || kind(v) == "null" {
+		if !ok || srcutil.JSONType(v) == "null" {
 			continue
 		}
 		var n int64
-		if kind(v) != "number" || json.Unmarshal(v, &n) != nil || n < 0 {
-			return AlertPage{}, shapeErrf("%s: its total %s is a JSON %s, not a non-negative integer", what, k, kind(v))
+		if srcutil.JSONType(v) != "number" || json.Unmarshal(v, &n) != nil || n < 0 {
+			return AlertPage{}, shapeErrf("%s: its total %s is a JSON %s, not a non-negative integer", what, k, srcutil.JSONType(v))
 		}
 		p.Total = n
 		break
@@ -279,12 +278,12 @@ func decodeAlert(what string, i int, f map[string]json.RawMessage) (Alert, error
 	found := false
 	for _, k := range alertTimeKeys {
 		v, ok := f[k]
-		if !ok || kind(v) == "null" {
+		if !ok || srcutil.JSONType(v) == "null" {
 			continue
 		}
 		var s string
-		if kind(v) != "string" || json.Unmarshal(v, &s) != nil {
-			return a, shapeErrf("%s: alert %d field %s is a JSON %s, not a time", what, i, k, kind(v))
+		if srcutil.JSONType(v) != "string" || json.Unmarshal(v, &s) != nil {
+			return a, shapeErrf("%s: alert %d field %s is a JSON %s, not a time", what, i, k, srcutil.JSONType(v))
 		}
 		if strings.TrimSpace(s) == "" {
 			continue
@@ -354,7 +353,7 @@ func decodeAlert(what string, i int, f map[string]json.RawMessage) (Alert, error
 // (or devices) member is an array of objects, an array of entity
 // objects, or null.
 func readEntities(what string, i int, key string, v json.RawMessage, add func(map[string]json.RawMessage, string) error) error {
-	switch kind(v) {
+	switch srcutil.JSONType(v) {
 	case "null":
 		return nil
 	case "array":
@@ -363,7 +362,7 @@ func readEntities(what string, i int, key string, v json.RawMessage, add func(ma
 			return shapeErrf("%s: alert %d field %s is not a valid JSON array", what, i, key)
 		}
 		for j, e := range arr {
-			if kind(e) != "object" {
+			if srcutil.JSONType(e) != "object" {
 				continue // users, IPs … as plain values are not devices
 			}
 			var obj map[string]json.RawMessage
@@ -385,7 +384,7 @@ func readEntities(what string, i int, key string, v json.RawMessage, add func(ma
 		}
 		for _, k := range entityListKeys {
 			if mv, ok := obj[k]; ok {
-				if t := kind(mv); t != "array" && t != "null" {
+				if t := srcutil.JSONType(mv); t != "array" && t != "null" {
 					return shapeErrf("%s: alert %d field %s.%s is a JSON %s, not an array", what, i, key, k, t)
 				}
 				if err := readEntities(what, i, key+"."+k, mv, add); err != nil {
@@ -395,7 +394,7 @@ func readEntities(what string, i int, key string, v json.RawMessage, add func(ma
 		}
 		return nil
 	}
-	return shapeErrf("%s: alert %d field %s is a JSON %s, not an object or array", what, i, key, kind(v))
+	return shapeErrf("%s: alert %d field %s is a JSON %s, not an object or array", what, i, key, srcutil.JSONType(v))
 }
 
 // alertBody is the alert queue's request (XDRInternals Get-XdrAlert).
@@ -589,28 +588,6 @@ func (s *src) selectMachines(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// kind names the JSON type of a well-formed value by its first byte.
-func kind(v []byte) string {
-	v = bytes.TrimSpace(v)
-	if len(v) == 0 {
-		return "nothing"
-	}
-	switch c := v[0]; {
-	case c == '{':
-		return "object"
-	case c == '[':
-		return "array"
-	case c == '"':
-		return "string"
-	case c == 't' || c == 'f':
-		return "boolean"
-	case c == 'n':
-		return "null"
-	case c == '-' || c >= '0' && c <= '9':
-		return "number"
-	}
-	return "non-JSON value"
-}
 
 // shapeError is an answer-shape error (errors.Is srcutil.ErrShape).
 type shapeError struct{ msg string }

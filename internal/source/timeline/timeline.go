@@ -151,29 +151,15 @@ func clip(b []byte) string {
 // and returns device ids (SenseMachineId, else MachineId) and the total
 // the page reported (-1: none).
 func DecodeMachines(body []byte) ([]string, int64, error) {
-	const what = Name + " device list"
-	l, err := srcutil.ReadList(what, body, srcutil.ListShape{Record: "device"})
+	devs, total, err := DecodeDevices(body)
 	if err != nil {
 		return nil, 0, err
 	}
-	ids := make([]string, 0, len(l.Records))
-	for i, raw := range l.Records {
-		f, err := srcutil.Fields(what, raw)
-		if err != nil {
-			return nil, 0, fmt.Errorf("device %d: %w", i, err)
-		}
-		id := srcutil.OptText(f, "SenseMachineId")
-		if id == "" {
-			if id, err = srcutil.Text(what, f, "SenseMachineId", "MachineId", "machineId", "id"); err != nil {
-				return nil, 0, fmt.Errorf("device %d: %w", i, err)
-			}
-		}
-		if !machineIDRe.MatchString(id) {
-			return nil, 0, fmt.Errorf("%s: device %d has an id that is not a device id", what, i)
-		}
-		ids = append(ids, id)
+	ids := make([]string, len(devs))
+	for i, d := range devs {
+		ids[i] = d.ID
 	}
-	return ids, l.Total, nil
+	return ids, total, nil
 }
 
 type src struct {
