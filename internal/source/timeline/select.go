@@ -588,7 +588,6 @@ func (s *src) selectMachines(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-
 // shapeError is an answer-shape error (errors.Is srcutil.ErrShape).
 type shapeError struct{ msg string }
 
