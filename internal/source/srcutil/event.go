@@ -14,14 +14,30 @@ import (
 type EventFields struct {
 	ID, Time []string
 	StableID func(id, ts string, f map[string]json.RawMessage) string
+	// Sparse decodes only the ID and Time fields (and Need): StableID
+	// then sees no others. For large records of which only those matter
+	// (timeline events); the record is still checked whole.
+	Sparse bool
+	Need   []string
 }
 
 // Items turns records into event items. A record that is not an object or
 // lacks its id or time fails the page, naming the record's index.
 func (e EventFields) Items(src string, recs []json.RawMessage) ([]source.Item, error) {
 	items := make([]source.Item, 0, len(recs))
+	var want []string
+	if e.Sparse {
+		want = append(append(append(want, e.ID...), e.Time...), e.Need...)
+	}
 	for i, raw := range recs {
-		f, err := Fields(src, raw)
+		var f map[string]json.RawMessage
+		var err error
+		if want != nil && len(raw) > 0 && raw[0] == '{' {
+			f, err = scanPick(raw, want)
+		}
+		if f == nil {
+			f, err = Fields(src, raw) // also the error of a record that is not an object
+		}
 		if err != nil {
 			return nil, fmt.Errorf("record %d: %w", i, err)
 		}

@@ -330,3 +330,35 @@ func FuzzItems(f *testing.F) {
 		}
 	})
 }
+
+// FuzzScanPick holds scanPick to scanMap: the same verdict on the input,
+// and exactly scanMap's members among those asked for (escaped keys,
+// repeated keys: the last wins, as in encoding/json).
+func FuzzScanPick(f *testing.F) {
+	for _, s := range []string{
+		`{"ReportId":1,"ActionTime":"x","Other":[1,2]}`, `{"Report\u0049d":2}`, `{"ReportId":1,"ReportId":3}`,
+		`{"a":}`, `{}`, `{"ActionTime":{"nested":"ReportId"}}`, `[1]`, `{"ReportId":"\ud800"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	want := []string{"ReportId", "ActionTime", "missing"}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := scanPick(b, want)
+		all, allErr := scanMap(b)
+		if (err == nil) != (allErr == nil) {
+			t.Fatalf("scanPick(%q) err = %v, scanMap err = %v", b, err, allErr)
+		}
+		if err != nil {
+			return
+		}
+		exp := map[string]json.RawMessage{}
+		for _, k := range want {
+			if v, ok := all[k]; ok {
+				exp[k] = v
+			}
+		}
+		if !reflect.DeepEqual(got, exp) {
+			t.Fatalf("scanPick(%q) = %q, want %q", b, got, exp)
+		}
+	})
+}

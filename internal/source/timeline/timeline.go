@@ -119,6 +119,7 @@ func DecodePage(machineID string, body []byte) (Page, error) {
 		StableID: func(rid, ts string, _ map[string]json.RawMessage) string {
 			return record.StableID(Name, machineID, rid, ts)
 		},
+		Sparse: true,
 	}.Items(Name, l.Records)
 	if err != nil {
 		return Page{}, err
