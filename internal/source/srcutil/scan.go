@@ -1,12 +1,12 @@
 package srcutil
 
 import (
-	"slices"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"hash/maphash"
+	"slices"
 	"sync/atomic"
 	"unicode/utf8"
 )
