@@ -102,3 +102,50 @@ func TestIngestScanLikeStd(t *testing.T) {
 		}
 	}
 }
+
+var hecSeeds = []string{
+	`{"event":"a"}{"event":{"RecordId":"x"},"fields":{"a":["b"]}}`,
+	`{"time":1773144000.123,"host":"h","source":"s","sourcetype":"st","index":"main","event":{"recordid":"a","RecordId":"b","x":[1,{"RecordId":"c"}]}}`,
+	`{"event":{"RecordId":"x"},"event":"y"} {"event":"z","event":{"Record\u0049d":"\u00e9"}}`,
+	`{"event":{"RecordId":7},"time":"12.5"}{"event":{"RecordId":null},"time":1e999}`,
+	`{"event":"a","Event":null,"sourcetype":null,"index":""}`, `{"event":"a","time":-0.5e3,"index":"other"}`,
+	`[{"event":"a"}]`, `{"event":"a","fields":{"a":[{}]},"time":"12.5","index":"main"}`, `{"event":null}  {"x":1}`,
+	`{"event":"a"}` + "\v", `{"event":"a"} 1`, `{"event":"a"}{"event":`, `  `, ``, `{"event":"a","host":5}`, `{"event":" \u0020"}`,
+}
+
+func FuzzHECScanLikeStd(f *testing.F) {
+	for _, s := range hecSeeds {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, switches bool) {
+		rules := hecRules{indexes: []string{"main", "other"}}
+		if switches {
+			rules.noIndex = map[string]bool{"other": true}
+			rules.invalidID = map[string]bool{"x": true, "": true}
+		}
+		evs, bad := parseHECEnvelopes(body, rules)
+		wevs, wbad := parseHECEnvelopesStd(body, rules)
+		if !reflect.DeepEqual(bad, wbad) {
+			t.Fatalf("%q: error %+v, std %+v", body, bad, wbad)
+		}
+		if len(evs) != len(wevs) {
+			t.Fatalf("%q: %d events, std %d", body, len(evs), len(wevs))
+		}
+		for i := range evs {
+			e, w := evs[i], wevs[i]
+			if e.sourcetype != w.sourcetype || !bytes.Equal(e.event, w.event) || e.id != w.id || e.id != recordID(w.event) {
+				t.Fatalf("%q: event %d %+v, std %+v", body, i, e, w)
+			}
+		}
+	})
+}
+
+// TestHECScanTaken checks that well-formed batches take the single pass.
+func TestHECScanTaken(t *testing.T) {
+	for _, s := range append(hecSeeds[:3:3], hecSeeds[4:6]...) {
+		if _, ok := scanHECEnvelopes([]byte(s), hecRules{indexes: []string{"main", "other"}}); !ok {
+			t.Errorf("%s: not taken by the single pass", s)
+		}
+	}
+}
