@@ -2,7 +2,6 @@ package sim
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -263,9 +262,9 @@ func hecChannel(q *req, need bool) (string, bool) {
 	return strings.ToLower(ch), true
 }
 
-// hecBody reads the body within the limit (as received and decompressed);
-// it writes the failure itself.
-func (t *Tenant) hecBody(q *req) ([]byte, bool) {
+// hecBody reads the body within the limit (as received and decompressed)
+// into rb's buffers; it writes the failure itself.
+func (t *Tenant) hecBody(q *req, rb *reqBody) ([]byte, bool) {
 	enc := strings.ToLower(strings.TrimSpace(q.r.Header.Get("Content-Encoding")))
 	if enc != "" && enc != "gzip" && enc != "identity" {
 		hecReply(q, http.StatusBadRequest, 6, "Invalid data format", map[string]any{"detail": "Content-Encoding " + strconv.Quote(enc) + " is not supported: use gzip"})
@@ -280,7 +279,7 @@ func (t *Tenant) hecBody(q *req) ([]byte, bool) {
 		tooLarge(q.r.ContentLength)
 		return nil, false
 	}
-	raw, err := io.ReadAll(io.LimitReader(q.r.Body, int64(max)+1))
+	raw, err := rb.read(q.r.Body, int64(max), q.r.ContentLength)
 	q.bodyBytes = len(raw)
 	if err != nil {
 		hecReply(q, http.StatusBadRequest, 6, "Invalid data format", nil)
@@ -293,13 +292,8 @@ func (t *Tenant) hecBody(q *req) ([]byte, bool) {
 	if enc != "gzip" {
 		return raw, true
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(raw))
-	if err != nil {
-		hecReply(q, http.StatusBadRequest, 6, "Invalid data format", nil)
-		return nil, false
-	}
-	body, err := io.ReadAll(io.LimitReader(zr, int64(max)+1))
-	if err != nil {
+	body, headerErr, err := rb.gunzip(raw, int64(max))
+	if headerErr != nil || err != nil {
 		hecReply(q, http.StatusBadRequest, 6, "Invalid data format", nil)
 		return nil, false
 	}
@@ -324,26 +318,16 @@ func (t *Tenant) hecEvent(q *req) {
 	if !ok {
 		return
 	}
-	body, ok := t.hecBody(q)
+	var rb reqBody
+	defer rb.release()
+	body, ok := t.hecBody(q, &rb)
 	if !ok {
 		return
 	}
 	evs, bad := parseHECEnvelopes(body, t.hec.rules())
 	// Splunk indexes the events before a bad one; the client learns which
 	// one failed from invalid-event-number.
-	if len(evs) > 0 {
-		byType := map[string][]json.RawMessage{}
-		var order []string
-		for _, e := range evs {
-			if _, seen := byType[e.sourcetype]; !seen {
-				order = append(order, e.sourcetype)
-			}
-			byType[e.sourcetype] = append(byType[e.sourcetype], e.event)
-		}
-		for _, st := range order {
-			rs.accept(st, byType[st])
-		}
-	}
+	acceptHEC(rs, evs)
 	if bad != nil {
 		extra := map[string]any{}
 		if bad.index >= 0 {
@@ -421,7 +405,9 @@ func (t *Tenant) hecAck(q *req) {
 	if !ok {
 		return
 	}
-	body, ok := t.hecBody(q)
+	var rb reqBody
+	defer rb.release()
+	body, ok := t.hecBody(q, &rb)
 	if !ok {
 		return
 	}
@@ -450,6 +436,33 @@ func (t *Tenant) hecHealth(q *req) {
 type hecEvent struct {
 	sourcetype string
 	event      json.RawMessage
+	id         string // recordID(event)
+}
+
+// acceptHEC accounts accepted events per sourcetype, in the order the
+// sourcetypes first appear.
+func acceptHEC(rs *receiverState, evs []hecEvent) {
+	type group struct {
+		sourcetype string
+		raws       []json.RawMessage
+		ids        []string
+	}
+	var groups []group
+	for _, e := range evs {
+		g := len(groups) - 1
+		for g >= 0 && groups[g].sourcetype != e.sourcetype {
+			g--
+		}
+		if g < 0 {
+			groups = append(groups, group{sourcetype: e.sourcetype})
+			g = len(groups) - 1
+		}
+		groups[g].raws = append(groups[g].raws, e.event)
+		groups[g].ids = append(groups[g].ids, e.id)
+	}
+	for _, g := range groups {
+		rs.acceptIDs(g.sourcetype, g.raws, g.ids)
+	}
 }
 
 type hecError struct {
@@ -464,8 +477,99 @@ func parseHECBatch(body []byte, indexes []string) ([]hecEvent, *hecError) {
 	return parseHECEnvelopes(body, hecRules{indexes: indexes})
 }
 
-// parseHECEnvelopes is parseHECBatch with the runtime switches.
+// parseHECEnvelopes is parseHECBatch with the runtime switches. It reads
+// each envelope in one pass (walkJSONObject), the event's RecordId
+// included; a batch with anything wrong is read again by
+// parseHECEnvelopesStd, whose answer is the reference.
 func parseHECEnvelopes(body []byte, rules hecRules) ([]hecEvent, *hecError) {
+	if evs, ok := scanHECEnvelopes(body, rules); ok {
+		return evs, nil
+	}
+	return parseHECEnvelopesStd(body, rules)
+}
+
+// hecEnv is one envelope's members as map[string]json.RawMessage would
+// hold them (nil: absent; the last of repeated keys).
+type hecEnv struct {
+	event, host, source, sourcetype, time, index, fields json.RawMessage
+	eventID                                              string // recordID(event)
+}
+
+func scanHECEnvelopes(b []byte, rules hecRules) ([]hecEvent, bool) {
+	var env hecEnv
+	var rid []byte
+	ridVisit := func(key []byte, start, depth int) int {
+		end := scanJSONValue(b, start, depth)
+		if end >= 0 && len(key) >= len(`"RecordId"`) && foldKey(jsonKey(key), "RecordId") {
+			rid = b[start:end]
+		}
+		return end
+	}
+	visit := func(key []byte, start, depth int) int {
+		k := jsonKey(key)
+		if string(k) == "event" {
+			end := -1
+			env.eventID = ""
+			if start < len(b) && b[start] == '{' {
+				rid = nil
+				if end = walkJSONObject(b, start, depth, ridVisit); end >= 0 && rid != nil {
+					env.eventID, _ = jsonString(rid)
+				}
+			} else {
+				end = scanJSONValue(b, start, depth)
+			}
+			if end >= 0 {
+				env.event = b[start:end]
+			}
+			return end
+		}
+		end := scanJSONValue(b, start, depth)
+		if end < 0 {
+			return -1
+		}
+		v := b[start:end]
+		switch string(k) {
+		case "host":
+			env.host = v
+		case "source":
+			env.source = v
+		case "sourcetype":
+			env.sourcetype = v
+		case "time":
+			env.time = v
+		case "index":
+			env.index = v
+		case "fields":
+			env.fields = v
+		}
+		return end
+	}
+	var out []hecEvent
+	i := skipJSONSpace(b, 0)
+	if i == len(b) {
+		return nil, false // "No data"
+	}
+	for i < len(b) {
+		if b[i] != '{' {
+			return nil, false
+		}
+		env = hecEnv{}
+		end := walkJSONObject(b, i, 1, visit)
+		if end < 0 {
+			return nil, false
+		}
+		ev, bad := env.check(rules)
+		if bad != nil {
+			return nil, false
+		}
+		out = append(out, ev)
+		i = skipJSONSpace(b, end)
+	}
+	return out, true
+}
+
+// parseHECEnvelopesStd is parseHECEnvelopes with encoding/json throughout.
+func parseHECEnvelopesStd(body []byte, rules hecRules) ([]hecEvent, *hecError) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, &hecError{5, "No data", -1}
 	}
@@ -488,40 +592,53 @@ func parseHECEnvelopes(body []byte, rules hecRules) ([]hecEvent, *hecError) {
 }
 
 func checkEnvelope(raw json.RawMessage, rules hecRules) (hecEvent, *hecError) {
-	invalid := &hecError{6, "Invalid data format", 0}
 	if len(raw) == 0 || raw[0] != '{' {
-		return hecEvent{}, invalid // a top-level array or a bare value
+		return hecEvent{}, &hecError{6, "Invalid data format", 0} // a top-level array or a bare value
 	}
-	var env map[string]json.RawMessage
-	if json.Unmarshal(raw, &env) != nil {
-		return hecEvent{}, invalid
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return hecEvent{}, &hecError{6, "Invalid data format", 0}
 	}
-	ev, ok := env["event"]
-	if !ok {
+	env := hecEnv{event: m["event"], host: m["host"], source: m["source"], sourcetype: m["sourcetype"], time: m["time"], index: m["index"], fields: m["fields"]}
+	if env.event != nil {
+		env.eventID = recordID(env.event)
+	}
+	return env.check(rules)
+}
+
+// check applies docs/REFERENCE.md §6.3 to one envelope.
+func (env *hecEnv) check(rules hecRules) (hecEvent, *hecError) {
+	invalid := &hecError{6, "Invalid data format", 0}
+	ev := env.event
+	if ev == nil {
 		return hecEvent{}, &hecError{12, "Event field is required", 0}
 	}
 	if t := bytes.TrimSpace(ev); string(t) == "null" {
 		return hecEvent{}, &hecError{13, "Event field cannot be blank", 0}
 	} else if t[0] == '"' {
-		var s string
-		if json.Unmarshal(t, &s) != nil || strings.TrimSpace(s) == "" {
+		s, ok := jsonString(t)
+		if !ok || strings.TrimSpace(s) == "" {
 			return hecEvent{}, &hecError{13, "Event field cannot be blank", 0}
 		}
 	}
-	str := func(k string) (string, bool) {
-		v, ok := env[k]
-		if !ok {
+	str := func(v json.RawMessage) (string, bool) {
+		if v == nil {
 			return "", true
 		}
-		var s string
-		return s, json.Unmarshal(v, &s) == nil
+		return jsonString(v)
 	}
-	for _, k := range []string{"host", "source", "sourcetype"} {
-		if _, ok := str(k); !ok {
+	for _, v := range []json.RawMessage{env.host, env.source, env.sourcetype} {
+		if _, ok := str(v); !ok {
 			return hecEvent{}, invalid
 		}
 	}
-	if tv, ok := env["time"]; ok {
+	if tv := env.time; tv != nil && (tv[0] == '-' || '0' <= tv[0] && tv[0] <= '9') {
+		// A number: json.Unmarshal into a float64 fails only when
+		// ParseFloat does, and a number never unmarshals into a string.
+		if _, err := strconv.ParseFloat(string(tv), 64); err != nil {
+			return hecEvent{}, invalid
+		}
+	} else if tv != nil {
 		var f float64
 		var s string
 		if json.Unmarshal(tv, &f) != nil {
@@ -533,24 +650,24 @@ func checkEnvelope(raw json.RawMessage, rules hecRules) (hecEvent, *hecError) {
 			}
 		}
 	}
-	idx, ok := str("index")
+	idx, ok := str(env.index)
 	if !ok {
 		return hecEvent{}, &hecError{7, "Incorrect index", 0}
 	}
 	if idx != "" && (!contains1(rules.indexes, idx) || rules.noIndex[idx]) {
 		return hecEvent{}, &hecError{7, "Incorrect index", 0}
 	}
-	if f, ok := env["fields"]; ok && !flatFields(f) {
+	if f := env.fields; f != nil && !flatFields(f) {
 		return hecEvent{}, &hecError{15, "Error in handling indexed fields", 0}
 	}
-	if len(rules.invalidID) > 0 && rules.invalidID[recordID(ev)] {
+	if len(rules.invalidID) > 0 && rules.invalidID[env.eventID] {
 		return hecEvent{}, invalid
 	}
-	st, _ := str("sourcetype")
+	st, _ := str(env.sourcetype)
 	if st == "" {
 		st = defaultSourcetype
 	}
-	return hecEvent{sourcetype: st, event: ev}, nil
+	return hecEvent{sourcetype: st, event: ev, id: env.eventID}, nil
 }
 
 // flatFields: an object whose values are scalars or arrays of scalars.

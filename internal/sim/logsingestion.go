@@ -2,11 +2,9 @@ package sim
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"regexp"
@@ -239,7 +237,9 @@ func (t *Tenant) ingestUpload(q *req) {
 		tooLarge()
 		return
 	}
-	raw, err := io.ReadAll(io.LimitReader(q.r.Body, maxIngestBytes+1))
+	var rb reqBody
+	defer rb.release()
+	raw, err := rb.read(q.r.Body, maxIngestBytes, q.r.ContentLength)
 	q.bodyBytes = len(raw)
 	if err != nil {
 		t.ingestFail(q, http.StatusBadRequest, "InvalidRequest", "The request body could not be read.")
@@ -251,12 +251,12 @@ func (t *Tenant) ingestUpload(q *req) {
 	}
 	body := raw
 	if enc == "gzip" {
-		zr, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
+		var headerErr error
+		body, headerErr, err = rb.gunzip(raw, maxIngestBytes)
+		if headerErr != nil {
 			t.ingestFail(q, http.StatusBadRequest, "InvalidContentEncoding", "The body is not valid gzip although Content-Encoding is gzip.")
 			return
 		}
-		body, err = io.ReadAll(io.LimitReader(zr, maxIngestBytes+1))
 		if err != nil {
 			t.ingestFail(q, http.StatusBadRequest, "InvalidContentEncoding", "The gzip body is corrupt.")
 			return
@@ -266,19 +266,18 @@ func (t *Tenant) ingestUpload(q *req) {
 			return
 		}
 	}
-	recs, err := parseIngestBody(body, st)
+	limit := t.opts.LogsIngestionMaxSpan
+	batch, err := parseIngest(body, st, limit > 0)
 	if err != nil {
 		t.ingestFail(q, http.StatusBadRequest, "InvalidRequest", err.Error())
 		return
 	}
-	if limit := t.opts.LogsIngestionMaxSpan; limit > 0 {
-		if span := timeSpan(recs); span > limit {
-			t.ingestFail(q, http.StatusBadRequest, "RecordsTimeRangeIsMoreThan30Minutes",
-				fmt.Sprintf("The records' TimeGenerated values span %s; one call may span at most %s.", span, limit))
-			return
-		}
+	if limit > 0 && batch.span > limit {
+		t.ingestFail(q, http.StatusBadRequest, "RecordsTimeRangeIsMoreThan30Minutes",
+			fmt.Sprintf("The records' TimeGenerated values span %s; one call may span at most %s.", batch.span, limit))
+		return
 	}
-	rs.accept(streamName, recs)
+	rs.acceptIDs(streamName, batch.recs, batch.ids)
 	q.w.Header().Set("x-ms-request-id", correlationID())
 	q.w.WriteHeader(http.StatusNoContent)
 }
@@ -302,9 +301,158 @@ func (s *receiverState) roleRevoked() bool {
 	return s.noRole
 }
 
+// ingestBatch is a checked Logs Ingestion body: its records (slices of
+// the body), their RecordIds (recordID) and the span of their
+// TimeGenerated values (timeSpan; only when asked for).
+type ingestBatch struct {
+	recs []json.RawMessage
+	ids  []string
+	span time.Duration
+}
+
 // parseIngestBody checks a Logs Ingestion body: a JSON array of objects,
 // each with a date-time TimeGenerated when the stream declares it.
 func parseIngestBody(body []byte, st Stream) ([]json.RawMessage, error) {
+	b, err := parseIngest(body, st, false)
+	return b.recs, err
+}
+
+// parseIngest is parseIngestBody with the records' ids and, when wantSpan,
+// their time span, all from one pass over each record. Anything the pass
+// does not accept is answered by parseIngestBodyStd, for its exact error.
+func parseIngest(body []byte, st Stream, wantSpan bool) (ingestBatch, error) {
+	needTime := st.declares("TimeGenerated")
+	if b, ok := scanIngestBody(bytes.TrimSpace(body), needTime, wantSpan); ok {
+		return b, nil
+	}
+	recs, err := parseIngestBodyStd(body, st)
+	if err != nil {
+		return ingestBatch{}, err
+	}
+	b := ingestBatch{recs: recs, ids: make([]string, len(recs))}
+	for i, r := range recs {
+		b.ids[i] = recordID(r)
+	}
+	if wantSpan {
+		b.span = timeSpan(recs)
+	}
+	return b, nil
+}
+
+// scanIngestBody is parseIngest's single pass; false means "ask
+// parseIngestBodyStd" (an error, or something unusual).
+func scanIngestBody(b []byte, needTime, wantSpan bool) (ingestBatch, bool) {
+	if len(b) == 0 || b[0] != '[' {
+		return ingestBatch{}, false
+	}
+	// What one record's members say, as encoding/json would see them:
+	// exactTG is map["TimeGenerated"] (parseIngestBodyStd), foldTG the
+	// string a struct field TimeGenerated ends with (timeSpan: later
+	// case-insensitive matches win, null leaves it, other values fail),
+	// rid the last case-insensitive RecordId (recordID).
+	var exactTG, foldTG, rid []byte
+	var foldBad bool
+	visit := func(key []byte, start, depth int) int {
+		end := scanJSONValue(b, start, depth)
+		if end < 0 {
+			return -1
+		}
+		switch k := jsonKey(key); len(k) {
+		case len("TimeGenerated"):
+			if !foldKey(k, "TimeGenerated") {
+				break
+			}
+			v := b[start:end]
+			if string(k) == "TimeGenerated" {
+				exactTG = v
+			}
+			switch v[0] {
+			case '"':
+				foldTG = v
+			case 'n':
+			default:
+				foldBad = true
+			}
+		case len("RecordId"):
+			if foldKey(k, "RecordId") {
+				rid = b[start:end]
+			}
+		}
+		return end
+	}
+	var out ingestBatch
+	var span timeSpanAcc
+	i := skipJSONSpace(b, 1)
+	if i < len(b) && b[i] == ']' {
+		i++
+	} else {
+		for {
+			if i >= len(b) || b[i] != '{' {
+				return ingestBatch{}, false
+			}
+			exactTG, foldTG, rid, foldBad = nil, nil, nil, false
+			end := walkJSONObject(b, i, 2, visit)
+			if end < 0 {
+				return ingestBatch{}, false
+			}
+			var at time.Time
+			if needTime {
+				if exactTG == nil || exactTG[0] != '"' {
+					return ingestBatch{}, false
+				}
+				s, _ := jsonString(exactTG)
+				var err error
+				if at, err = parseTimeParam(s); err != nil {
+					return ingestBatch{}, false
+				}
+			}
+			if wantSpan && !foldBad {
+				if foldTG == nil || !needTime || &foldTG[0] != &exactTG[0] {
+					var s string
+					if foldTG != nil {
+						s, _ = jsonString(foldTG)
+					}
+					var err error
+					at, err = parseTimeParam(s)
+					if err != nil {
+						at = time.Time{}
+						foldBad = true
+					}
+				}
+				if !foldBad {
+					span.add(at)
+				}
+			}
+			id := ""
+			if rid != nil {
+				id, _ = jsonString(rid)
+			}
+			out.recs = append(out.recs, b[i:end])
+			out.ids = append(out.ids, id)
+			if i = skipJSONSpace(b, end); i >= len(b) {
+				return ingestBatch{}, false
+			}
+			if b[i] == ',' {
+				i = skipJSONSpace(b, i+1)
+				continue
+			}
+			if b[i] != ']' {
+				return ingestBatch{}, false
+			}
+			i++
+			break
+		}
+	}
+	if skipJSONSpace(b, i) != len(b) {
+		return ingestBatch{}, false
+	}
+	out.span = span.dur()
+	return out, true
+}
+
+// parseIngestBodyStd is parseIngestBody with encoding/json throughout:
+// the reference scanIngestBody defers to for every error message.
+func parseIngestBodyStd(body []byte, st Stream) ([]json.RawMessage, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || trimmed[0] != '[' {
 		return nil, errors.New("The request body must be a JSON array of records, e.g. [{\"TimeGenerated\":\"2026-01-01T00:00:00Z\",...}].")
@@ -334,9 +482,23 @@ func parseIngestBody(body []byte, st Stream) ([]json.RawMessage, error) {
 	return recs, nil
 }
 
+// timeSpanAcc accumulates the earliest and latest of a set of times.
+type timeSpanAcc struct{ lo, hi time.Time }
+
+func (a *timeSpanAcc) add(at time.Time) {
+	if a.lo.IsZero() || at.Before(a.lo) {
+		a.lo = at
+	}
+	if at.After(a.hi) {
+		a.hi = at
+	}
+}
+
+func (a *timeSpanAcc) dur() time.Duration { return a.hi.Sub(a.lo) }
+
 // timeSpan is the distance between the earliest and latest TimeGenerated.
 func timeSpan(recs []json.RawMessage) time.Duration {
-	var lo, hi time.Time
+	var acc timeSpanAcc
 	for _, r := range recs {
 		var v struct{ TimeGenerated string }
 		if json.Unmarshal(r, &v) != nil {
@@ -346,14 +508,9 @@ func timeSpan(recs []json.RawMessage) time.Duration {
 		if err != nil {
 			continue
 		}
-		if lo.IsZero() || at.Before(lo) {
-			lo = at
-		}
-		if at.After(hi) {
-			hi = at
-		}
+		acc.add(at)
 	}
-	return hi.Sub(lo)
+	return acc.dur()
 }
 
 // queryFold reads a query parameter whose name matches case-insensitively

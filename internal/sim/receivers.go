@@ -93,6 +93,12 @@ func (s *receiverState) accept(table string, raws []json.RawMessage) {
 	for i, r := range raws {
 		ids[i] = recordID(r)
 	}
+	s.acceptIDs(table, raws, ids)
+}
+
+// acceptIDs is accept with each record's recordID already known. The
+// records are copied when kept, so they may point into a reused buffer.
+func (s *receiverState) acceptIDs(table string, raws []json.RawMessage, ids []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, r := range raws {
