@@ -32,6 +32,9 @@ sim_pid=$!
 for _ in $(seq 1 100); do [ -s "$work/info.json" ] && break; sleep 0.1; done
 [ -s "$work/info.json" ] || { echo "emulator did not start" >&2; cat "$work/sim.log" >&2; exit 1; }
 
+# cpu_ticks PID: user+system CPU of a process so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
 echo "emulated tenant: $machines devices × $rate timeline events/hour, harvesting the last ${hours}h"
 echo "machine: $(nproc) cores, $(go version | cut -d' ' -f3)"
 for out in files sentinel splunk; do
@@ -40,12 +43,15 @@ for out in files sentinel splunk; do
   sed -e "s#state_file: \"sim-state.db\"#state_file: \"$dir/state.db\"#" \
       -e "s#dir: \"sim-out\"#dir: \"$dir/out\"#" "$work/sim.yaml" >"$dir/config.yaml"
   chmod 600 "$dir/config.yaml"
+  sim_cpu0=$(cpu_ticks "$sim_pid")
   start=$(date +%s.%N)
-  (cd "$dir" && "$work/dh" run --config "$dir/config.yaml" --sources timeline --outputs "$out" --lookback "${hours}h" $(profile "$out")) >"$dir/summary.txt" 2>"$dir/log.txt" || {
+  (cd "$dir" && /usr/bin/time -f "%U %S" -o "$dir/time.txt" "$work/dh" run --config "$dir/config.yaml" --sources timeline --outputs "$out" --lookback "${hours}h" $(profile "$out")) >"$dir/summary.txt" 2>"$dir/log.txt" || {
     echo "run into $out failed:" >&2; cat "$dir/summary.txt" "$dir/log.txt" >&2; exit 1; }
   end=$(date +%s.%N)
   records=$(awk '$1=="timeline"{print $9}' "$dir/summary.txt")
-  awk -v o="$out" -v r="$records" -v s="$start" -v e="$end" \
-    'BEGIN { d = e - s; printf "%-9s %8d records in %6.2f s = %8.0f events/s\n", o, r, d, r / d }'
+  sim_cpu=$(( $(cpu_ticks "$sim_pid") - sim_cpu0 ))
+  read -r u sy <"$dir/time.txt"
+  awk -v o="$out" -v r="$records" -v s="$start" -v e="$end" -v hc="$(awk -v u="$u" -v s="$sy" 'BEGIN{print u+s}')" -v sc="$sim_cpu" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { d = e - s; printf "%-9s %8d records in %6.2f s = %8.0f events/s (CPU: harvester %.2f s, emulator %.2f s)\n", o, r, d, r / d, hc, sc / hz }'
   grep '^output ' "$dir/summary.txt" | sed 's/^/          /' || true
 done

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -12,9 +13,18 @@ import (
 
 // unit is one window of one part: what a worker reads.
 type unit struct {
-	part  *part
+	part *part
+	// chunk is its window; a split moves From up (under mu).
 	chunk source.Window
 	news  int // records of it delivered so far (the deliverer's)
+	// Under mu: whether a worker reads it, whether it emitted a progress
+	// mark (it reads newest first), the oldest event time it emitted and
+	// how many events.
+	running bool
+	marked  bool
+	split   bool // its older part was split off
+	low     time.Time
+	emitted int
 }
 
 // pending is one read item waiting for its batch to be delivered.
@@ -24,10 +34,12 @@ type pending struct {
 }
 
 // progressMark says how far a unit is read: at zero, completely; else
-// every item of it later than at (source.Item.Mark).
+// every item of it later than at (source.Item.Mark). chunk is the unit's
+// window when the mark was made (a split may shrink it later).
 type progressMark struct {
-	unit *unit
-	at   time.Time
+	unit  *unit
+	at    time.Time
+	chunk source.Window
 }
 
 // batch is what one flush delivers and commits: the items, and the
@@ -65,6 +77,11 @@ type eventRun struct {
 	fetched     int
 	outOfWindow int
 	dupPending  int
+	all         []*unit   // every unit, split-off ones included
+	queue       []*unit   // units not started, in plan order
+	active      int       // units being read
+	idle        sync.Cond // a worker waits here for work to split off
+	splits      int
 
 	out    chan *batch
 	stop   chan struct{} // closed when delivery failed
@@ -99,30 +116,23 @@ func (r *eventRun) run(ctx context.Context, units []*unit, workers int) error {
 		}
 	}()
 
-	jobs := make(chan *unit)
+	r.all, r.queue = units, units
+	r.idle.L = &r.mu
+	stopWaiting := context.AfterFunc(wctx, func() {
+		r.mu.Lock()
+		r.idle.Broadcast()
+		r.mu.Unlock()
+	})
+	defer stopWaiting()
 	var wg sync.WaitGroup
-	for range min(workers, len(units)) {
+	// Not capped by the units: idle workers split running ones.
+	for range workers {
 		wg.Go(func() {
-			for u := range jobs {
+			for u := r.next(wctx); u != nil; u = r.next(wctx) {
 				r.read(wctx, u)
 			}
 		})
 	}
-feed:
-	for _, u := range units {
-		r.mu.Lock()
-		skip := u.part.err != nil // its part failed: the rest waits for the next run
-		r.mu.Unlock()
-		if skip {
-			continue
-		}
-		select {
-		case jobs <- u:
-		case <-wctx.Done():
-			break feed
-		}
-	}
-	close(jobs)
 	wg.Wait()
 	if ctx.Err() == nil {
 		r.mu.Lock()
@@ -154,21 +164,119 @@ func (r *eventRun) deliveryErr() error {
 // read reads one unit; a unit read completely is marked done in the
 // batch, to be committed once its items are delivered.
 func (r *eventRun) read(ctx context.Context, u *unit) {
-	err := u.part.fetch(ctx, u.chunk, func(ctx context.Context, it source.Item) error { return r.emit(ctx, u, it) })
+	r.mu.Lock()
+	w := u.chunk
+	r.mu.Unlock()
+	err := u.part.fetch(ctx, w, func(ctx context.Context, it source.Item) error { return r.emit(ctx, u, it) })
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	u.running = false
+	r.active--
+	r.idle.Broadcast() // waiting workers: one fewer to split, maybe nothing left
 	switch {
 	case r.deliveryErr() != nil || ctx.Err() != nil:
-	case err != nil:
+	case err != nil && !errors.Is(err, errWindowSplit):
 		if u.part.err == nil {
 			u.part.err = err
 		}
 	default:
-		r.cur.marks = append(r.cur.marks, progressMark{unit: u})
+		r.cur.marks = append(r.cur.marks, progressMark{unit: u, chunk: u.chunk})
 		if r.due(r.p.opts.Now()) {
 			_ = r.seal(ctx)
 		}
 	}
+}
+
+// errWindowSplit is what emit answers a unit whose older part another
+// worker now reads (split): the source stops and the unit is done.
+var errWindowSplit = errors.New("the rest of this window is read by another worker")
+
+// Splitting: a unit is split when a worker is idle, only if it reads
+// newest first (it emitted a progress mark) and its unread part still
+// holds about splitMinEvents events (judged from the density of what it
+// read), so a split saves more than the request it costs.
+const (
+	splitMinEvents = 2000
+	splitMinSpan   = 2 * time.Minute
+)
+
+// next gives a worker its next unit: the first one queued whose part has
+// not failed, else the older half of the unread part of the unit with the
+// most left (work stealing: the last windows of a backfill do not leave
+// workers idle). It waits while units run that may become splittable, and
+// returns nil when nothing is left or the run stops.
+func (r *eventRun) next(ctx context.Context) *unit {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		if ctx.Err() != nil || r.deliveryErr() != nil {
+			return nil
+		}
+		for len(r.queue) > 0 {
+			u := r.queue[0]
+			r.queue = r.queue[1:]
+			if u.part.err != nil {
+				continue // its part failed: the rest waits for the next run
+			}
+			u.running = true
+			r.active++
+			return u
+		}
+		if u := r.split(); u != nil {
+			u.running = true
+			r.active++
+			return u
+		}
+		if r.active == 0 {
+			return nil
+		}
+		r.idle.Wait()
+	}
+}
+
+// split cuts the unread part of the running unit with the most events
+// left in two at half its time and returns the older half as a new unit;
+// the running unit's window now starts there. Called with mu held.
+func (r *eventRun) split() *unit {
+	var best *unit
+	var bestLeft float64
+	for _, u := range r.running() {
+		if !u.marked || u.low.IsZero() || u.part.err != nil {
+			continue
+		}
+		unread, read := u.low.Sub(u.chunk.From), u.chunk.To.Sub(u.low)
+		if unread < splitMinSpan || read <= 0 {
+			continue
+		}
+		left := float64(u.emitted) * float64(unread) / float64(read)
+		if left >= splitMinEvents && left > bestLeft {
+			best, bestLeft = u, left
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	at := best.chunk.From.Add(best.low.Sub(best.chunk.From) / 2).Truncate(time.Second)
+	if !at.After(best.chunk.From) {
+		return nil
+	}
+	older := &unit{part: best.part, chunk: source.Window{From: best.chunk.From, To: at}}
+	best.chunk.From, best.split = at, true
+	r.splits++
+	r.all = append(r.all, older)
+	r.p.opts.Observer.Planned(r.tenant, best.part.key, 1, older.chunk)
+	return older
+}
+
+// running lists the units being read. Called with mu held.
+func (r *eventRun) running() []*unit {
+	var out []*unit
+	for _, u := range r.all {
+		if u.running {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 func (r *eventRun) emit(ctx context.Context, u *unit, it source.Item) error {
@@ -178,20 +286,22 @@ func (r *eventRun) emit(ctx context.Context, u *unit, it source.Item) error {
 		if err := r.check(ctx); err != nil {
 			return err
 		}
-		r.cur.marks = append(r.cur.marks, progressMark{unit: u, at: it.Mark})
+		r.cur.marks = append(r.cur.marks, progressMark{unit: u, at: it.Mark, chunk: u.chunk})
+		if !u.marked {
+			u.marked = true
+			r.idle.Broadcast() // it may be split now
+		}
 		return nil
 	}
-	in := u.chunk.Contains(it.Time)
-	if in {
-		// The costly checks run outside the lock, in parallel.
-		if it.ID == "" {
-			// No natural id: the content is the identity.
-			it.ID = record.StableID(r.name, string(it.Raw))
-		}
-		if !it.Checked {
-			if err := validJSON(it.Raw, "item "+it.ID); err != nil {
-				return err
-			}
+	// The costly checks run outside the lock, in parallel (also for an
+	// item the window turns out not to hold: rare).
+	if it.ID == "" {
+		// No natural id: the content is the identity.
+		it.ID = record.StableID(r.name, string(it.Raw))
+	}
+	if !it.Checked {
+		if err := validJSON(it.Raw, "item "+it.ID); err != nil {
+			return err
 		}
 	}
 	size := approxSize(&it)
@@ -200,10 +310,20 @@ func (r *eventRun) emit(ctx context.Context, u *unit, it source.Item) error {
 	if err := r.check(ctx); err != nil {
 		return err
 	}
+	if u.split && it.Time.Before(u.chunk.From) {
+		// Older than its window since a split: another worker reads
+		// that part; a source reading newest first has nothing newer
+		// left.
+		return errWindowSplit
+	}
 	r.fetched++
-	if !in {
+	if !u.chunk.Contains(it.Time) {
 		r.outOfWindow++
 		return nil
+	}
+	u.emitted++
+	if u.low.IsZero() || it.Time.Before(u.low) {
+		u.low = it.Time
 	}
 	k := dedupKey{u.part, it.ID}
 	if _, dup := r.ids[k]; dup {
@@ -328,7 +448,7 @@ func (r *eventRun) deliverBatch(ctx context.Context, b *batch) error {
 	// unit's marks only the lowest counts (each covers more than the one
 	// before), unless the unit is done.
 	var cs []state.KeyedCommit
-	var done []*unit
+	var done []progressMark
 	lowest := map[*unit]int{}
 	for i, m := range b.marks {
 		if j, ok := lowest[m.unit]; !ok || m.at.IsZero() || (!b.marks[j].at.IsZero() && m.at.Before(b.marks[j].at)) {
@@ -339,12 +459,12 @@ func (r *eventRun) deliverBatch(ctx context.Context, b *batch) error {
 		if lowest[m.unit] != i {
 			continue
 		}
-		pt, c := m.unit.part, m.unit.chunk
+		pt, c := m.unit.part, m.chunk
 		kc := state.KeyedCommit{Source: pt.key}
 		if m.at.IsZero() {
 			kc.Cursor, kc.Cover = c.To, state.Range{From: c.From, To: c.To}
 			pt.cursor = maxTime(pt.cursor, c.To)
-			done = append(done, m.unit)
+			done = append(done, m)
 		} else if from := maxTime(m.at.Add(time.Nanosecond), c.From); from.Before(c.To) {
 			kc.Cover = state.Range{From: from, To: c.To}
 		} else {
@@ -369,8 +489,8 @@ func (r *eventRun) deliverBatch(ctx context.Context, b *batch) error {
 	if err := store.CommitAll(r.tenant, cs); err != nil {
 		return fmtCommitErr(len(recs), err)
 	}
-	for _, u := range done {
-		r.p.opts.Observer.ChunkDone(r.tenant, u.part.key, u.chunk, u.news)
+	for _, m := range done {
+		r.p.opts.Observer.ChunkDone(r.tenant, m.unit.part.key, m.chunk, m.unit.news)
 	}
 	return nil
 }

@@ -10,7 +10,8 @@ type Observer interface {
 	// SourceStarted: a source (or its next part) begins reading.
 	SourceStarted(tenant, source string)
 	// Planned: a source (or one part of it) will read chunks windows
-	// covering whole.
+	// covering whole. Called again for the same part with one more window
+	// when a window being read is split between workers.
 	Planned(tenant, source string, chunks int, whole source.Window)
 	// ChunkDone: one window was read, delivered and committed; records
 	// counts the new records it delivered.

@@ -250,3 +250,41 @@ func TestBackfillStateStaysSmall(t *testing.T) {
 		}
 	}
 }
+
+// One long window and eight workers: idle workers split the unread older
+// part of a window being read (work stealing), so one window is read by
+// several workers at once, and every event still arrives exactly once.
+func TestIdleWorkersSplitALongWindow(t *testing.T) {
+	store, _ := newStore(t)
+	out := newMemSink()
+	f := newTimelineFake(1, 20_000, 30*time.Second) // one device, ~7 days
+	f.page = 200
+	f.wd.MaxWindow = 0 // one window for the whole week
+	p := newPipeline(t, Options{Store: store, Sinks: sinks{out}.s(), Now: func() time.Time { return t0 }, InitialLookback: 8 * 24 * time.Hour})
+	res := p.Run(t.Context(), tenant, []source.Source{f}, RunOptions{})[0]
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	var want []string
+	for i := range f.n {
+		want = append(want, fmt.Sprintf("dev0-%d", i))
+	}
+	assertOnce(t, out.ids(), want...)
+	if n := len(f.requested["dev0"]); n < 4 {
+		t.Errorf("the week was read as %d windows; idle workers should have split it", n)
+	}
+	if m := f.maxFlight.Load(); m < 4 {
+		t.Errorf("at most %d windows were read at once; the split parts should keep workers busy", m)
+	}
+	// Each split costs at most a page read twice (the one in progress
+	// when the reader learns its window shrank).
+	clean := (f.n + f.page - 1) / f.page
+	if pages := len(f.pageWindow["dev0"]); pages > clean+2*len(f.requested["dev0"]) {
+		t.Errorf("read %d pages for %d events in pages of %d over %d windows: split windows were read past their new start",
+			pages, f.n, f.page, len(f.requested["dev0"]))
+	}
+	prog, err := store.Progress(tenant, "timeline/dev0")
+	if err != nil || len(prog.Covered) != 1 || !prog.Cursor.Equal(t0) {
+		t.Errorf("progress after the run: %+v, %v; want one covered range and the cursor at the end", prog, err)
+	}
+}

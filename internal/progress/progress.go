@@ -99,7 +99,8 @@ type unit struct {
 	tenant, name string
 	started      time.Time // zero: waiting
 	planned      bool      // at least one Planned
-	parts        int       // Planned calls for name/part keys
+	parts        int       // distinct name/part keys planned
+	partKeys     map[string]bool
 	chunks, done int
 	records      int
 	finished     bool
@@ -268,7 +269,13 @@ func (d *Display) Planned(tenant, key string, chunks int, _ source.Window) {
 	}
 	u.planned = true
 	u.chunks += chunks
-	if strings.Contains(key, "/") {
+	// A part is planned again when one of its windows is split between
+	// workers: it counts once.
+	if strings.Contains(key, "/") && !u.partKeys[key] {
+		if u.partKeys == nil {
+			u.partKeys = map[string]bool{}
+		}
+		u.partKeys[key] = true
 		u.parts++
 	}
 }
