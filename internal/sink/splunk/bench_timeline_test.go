@@ -69,26 +69,7 @@ func BenchmarkWriteTimeline(b *testing.B) {
 			if err := s.Start(b.Context()); err != nil {
 				b.Fatal(err)
 			}
-			recs := sinktest.TimelineRecords(sinktest.TimelineBatch, 1, 10*time.Minute)
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu0 := sinktest.CPUTime()
-			for b.Loop() {
-				if err := s.Write(b.Context(), "MdeTimeline", recs); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.StopTimer()
-			st := s.Stats()
-			b.SetBytes(st.BytesSent / int64(b.N))
-			b.ReportMetric(float64(st.Records)/b.Elapsed().Seconds(), "events/s")
-			b.ReportMetric(float64(sinktest.CPUTime()-cpu0)/float64(max(st.Records, 1)), "cpu-ns/event")
-			b.ReportMetric(float64(st.BytesSent)/float64(max(st.Requests, 1)), "bytes/call")
-			b.ReportMetric(float64(st.MaxRequestBytes), "max-bytes/call")
-			b.ReportMetric(float64(recv.maxWire.Load()), "max-wire-bytes/call")
-			if st.MaxRequestBytes > 1_000_000 || recv.maxWire.Load() > 1_000_000 {
-				b.Fatalf("a call carried more than 1 MB (%d plain, %d on the wire)", st.MaxRequestBytes, recv.maxWire.Load())
-			}
+			sinktest.BenchTimelineWrite(b, s, s.Stats, recv.maxWire.Load, 1_000_000)
 		})
 	}
 }

@@ -174,38 +174,54 @@ func optString(what string, i int, f map[string]json.RawMessage, keys []string) 
 // listDevices pages the whole device list (not capped: names and groups
 // are matched against all of it).
 func (s *src) listDevices(ctx context.Context) ([]Device, error) {
-	pg := srcutil.NewPager(Name+" device list", s.cfg.MachinePageSize, maxMachinePages)
 	var out []Device
+	err := s.eachDevice(ctx, func(d Device) bool {
+		out = append(out, d)
+		return true
+	})
+	return out, err
+}
+
+// eachDevice pages the device list with the shared pager and calls fn
+// once per device (repeats across pages dropped) until fn returns false.
+// The list reports no total and the service may clamp the page size
+// below machine_page_size, so a short first page is taken as the clamp,
+// not as the end (srcutil.Pager).
+func (s *src) eachDevice(ctx context.Context, fn func(Device) bool) error {
+	pg := srcutil.NewPager(Name+" device list", s.cfg.MachinePageSize, maxMachinePages)
 	seen := map[string]bool{}
 	for {
 		page, size, err := pg.Next()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		body, err := s.portal.Get(ctx, MachinesPath, url.Values{
 			"pageIndex": {strconv.Itoa(page)}, "pageSize": {strconv.Itoa(size)}, "lookingBackIndays": {"180"},
 		})
 		if err != nil {
-			return nil, fmt.Errorf("%s: listing devices, page %d: %w", Name, page, err)
+			return fmt.Errorf("%s: listing devices, page %d: %w", Name, page, err)
 		}
 		got, total, err := DecodeDevices(body)
 		if err != nil {
-			return nil, fmt.Errorf("page %d: %w", page, err)
+			return fmt.Errorf("page %d: %w", page, err)
 		}
 		ids := make([]string, len(got))
 		for i, d := range got {
 			ids[i] = d.ID
-			if !seen[d.ID] {
-				seen[d.ID] = true
-				out = append(out, d)
+			if seen[d.ID] {
+				continue
+			}
+			seen[d.ID] = true
+			if !fn(d) {
+				return nil
 			}
 		}
 		more, err := pg.Add(ids, total)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if !more {
-			return out, nil
+			return nil
 		}
 	}
 }

@@ -148,21 +148,6 @@ func clip(b []byte) string {
 	return s
 }
 
-// DecodeMachines reads one page of the device list (any list envelope)
-// and returns device ids (SenseMachineId, else MachineId) and the total
-// the page reported (-1: none).
-func DecodeMachines(body []byte) ([]string, int64, error) {
-	devs, total, err := DecodeDevices(body)
-	if err != nil {
-		return nil, 0, err
-	}
-	ids := make([]string, len(devs))
-	for i, d := range devs {
-		ids[i] = d.ID
-	}
-	return ids, total, nil
-}
-
 type src struct {
 	srcutil.Meta
 	portal mde.Portal
@@ -334,49 +319,22 @@ func emitMarked(ctx context.Context, emit source.Emit, items []source.Item) erro
 	return nil
 }
 
-// listMachines pages the device list up to max_machines with the shared
-// pager: the list reports no total and the service may clamp the page
-// size below machine_page_size, so a short first page is taken as the
-// clamp, not as the end (srcutil.Pager).
+// listMachines lists device ids up to max_machines (eachDevice).
 func (s *src) listMachines(ctx context.Context) ([]string, error) {
-	pg := srcutil.NewPager(Name+" device list", s.cfg.MachinePageSize, maxMachinePages)
 	var ids []string
-	seen := map[string]bool{}
-	for {
-		page, size, err := pg.Next()
-		if err != nil {
-			return nil, err
+	err := s.eachDevice(ctx, func(d Device) bool {
+		if len(ids) == s.cfg.MaxMachines {
+			s.log.Warn("timeline: more devices than max_machines; the rest are not harvested",
+				slog.Int("max_machines", s.cfg.MaxMachines))
+			return false
 		}
-		body, err := s.portal.Get(ctx, MachinesPath, url.Values{
-			"pageIndex": {strconv.Itoa(page)}, "pageSize": {strconv.Itoa(size)}, "lookingBackIndays": {"180"},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("%s: listing devices, page %d: %w", Name, page, err)
-		}
-		got, total, err := DecodeMachines(body)
-		if err != nil {
-			return nil, fmt.Errorf("page %d: %w", page, err)
-		}
-		for _, id := range got {
-			if seen[id] {
-				continue
-			}
-			seen[id] = true
-			if len(ids) == s.cfg.MaxMachines {
-				s.log.Warn("timeline: more devices than max_machines; the rest are not harvested",
-					slog.Int("max_machines", s.cfg.MaxMachines))
-				return ids, nil
-			}
-			ids = append(ids, id)
-		}
-		more, err := pg.Add(got, total)
-		if err != nil {
-			return nil, err
-		}
-		if !more {
-			return ids, nil
-		}
+		ids = append(ids, d.ID)
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
+	return ids, nil
 }
 
 // Validate checks the settings at load (sources.timeline): the devices

@@ -362,18 +362,18 @@ func FuzzDecodePage(f *testing.F) {
 	})
 }
 
-func FuzzDecodeMachines(f *testing.F) {
+func FuzzDecodeDevices(f *testing.F) {
 	f.Add([]byte(`[{"MachineId":"` + m1 + `","SenseMachineId":"` + m1 + `"}]`))
 	f.Add([]byte(`[{"MachineId":"../../x"}]`))
 	f.Add([]byte(`{"Results":[]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ids, _, err := DecodeMachines(b)
+		devs, _, err := DecodeDevices(b)
 		if err != nil {
 			return
 		}
-		for _, id := range ids {
-			if !machineIDRe.MatchString(id) {
-				t.Fatalf("unsafe device id %q", id)
+		for _, d := range devs {
+			if !machineIDRe.MatchString(d.ID) {
+				t.Fatalf("unsafe device id %q", d.ID)
 			}
 		}
 	})
