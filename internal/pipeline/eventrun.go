@@ -81,6 +81,7 @@ type eventRun struct {
 	queue       []*unit   // units not started, in plan order
 	active      int       // units being read
 	idle        sync.Cond // a worker waits here for work to split off
+	waiting     int       // workers waiting on idle
 	splits      int
 
 	out    chan *batch
@@ -230,7 +231,9 @@ func (r *eventRun) next(ctx context.Context) *unit {
 		if r.active == 0 {
 			return nil
 		}
+		r.waiting++
 		r.idle.Wait()
+		r.waiting--
 	}
 }
 
@@ -287,9 +290,9 @@ func (r *eventRun) emit(ctx context.Context, u *unit, it source.Item) error {
 			return err
 		}
 		r.cur.marks = append(r.cur.marks, progressMark{unit: u, at: it.Mark, chunk: u.chunk})
-		if !u.marked {
-			u.marked = true
-			r.idle.Broadcast() // it may be split now
+		u.marked = true
+		if r.waiting > 0 {
+			r.idle.Broadcast() // it may be worth splitting now
 		}
 		return nil
 	}
