@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/sim"
 	"github.com/defenderharvester/defenderharvester/internal/sink"
@@ -104,18 +103,7 @@ func BenchmarkWriteTimelineEmulator(b *testing.B) {
 	if err := s.Start(b.Context()); err != nil {
 		b.Fatal(err)
 	}
-	recs := sinktest.TimelineRecords(sinktest.TimelineBatch, 1, 10*time.Minute)
-	cpu0 := sinktest.CPUTime()
-	for b.Loop() {
-		if err := s.Write(b.Context(), "MdeTimeline", recs); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.StopTimer()
-	st := s.Stats()
-	b.ReportMetric(float64(st.Records)/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(float64(sinktest.CPUTime()-cpu0)/float64(max(st.Records, 1)), "cpu-ns/event")
-	b.ReportMetric(float64(st.MaxRequestBytes), "max-bytes/call")
+	st := sinktest.BenchTimelineWrite(b, s, s.Stats, nil, MaxRequestBytes)
 	if got := ten.Received(sim.ReceiverSentinel).Records; int64(got) != st.Records {
 		b.Fatalf("emulator received %d records, sink counted %d", got, st.Records)
 	}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/mde"
 	"github.com/defenderharvester/defenderharvester/internal/sim"
@@ -105,18 +104,7 @@ func BenchmarkWriteTimelineEmulator(b *testing.B) {
 	if err := s.Start(b.Context()); err != nil {
 		b.Fatal(err)
 	}
-	recs := sinktest.TimelineRecords(sinktest.TimelineBatch, 1, 10*time.Minute)
-	cpu0 := sinktest.CPUTime()
-	for b.Loop() {
-		if err := s.Write(b.Context(), "MdeTimeline", recs); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.StopTimer()
-	st := s.Stats()
-	b.ReportMetric(float64(st.Records)/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(float64(sinktest.CPUTime()-cpu0)/float64(max(st.Records, 1)), "cpu-ns/event")
-	b.ReportMetric(float64(st.MaxRequestBytes), "max-bytes/call")
+	st := sinktest.BenchTimelineWrite(b, s, s.Stats, nil, 1_000_000)
 	if got := ten.Received(sim.ReceiverSplunk).Records; int64(got) != st.Records {
 		b.Fatalf("emulator received %d records, sink counted %d", got, st.Records)
 	}
