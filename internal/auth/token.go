@@ -114,11 +114,11 @@ func NewCachedAzureCredential(cred azcore.TokenCredential, scope string, o Azure
 const maxTokenLife = 25 * time.Hour
 
 func (a *azureCredential) Token(ctx context.Context) (string, error) {
+	a.mu.Lock() // a.cred too: Renew replaces it
+	defer a.mu.Unlock()
 	if a.cred == nil {
 		return "", errors.New("auth: no Azure credential configured")
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	now := a.now()
 	if a.token != "" && now.Before(a.expires.Add(-refreshMargin)) {
 		return a.token, nil
