@@ -147,11 +147,12 @@ func maxTime(a, b time.Time) time.Time {
 
 // retention is how long delivered ids are kept behind the cursor: the
 // next run re-reads Overlap before it, so twice that leaves room for a
-// larger overlap set later. Ids of time not yet covered are kept
+// larger overlap set later; a source whose service re-delivers records
+// much later asks for more (Windowing.Remember). Ids of time not yet covered are kept
 // whatever their age (state.Commit), so an interrupted window drops what
 // it delivered when read again.
 func retention(w source.Windowing) time.Duration {
-	return max(2*w.Overlap, minRetention)
+	return max(2*w.Overlap, w.Remember, minRetention)
 }
 
 // partBackoff is how long a part that failed n runs in a row rests: the

@@ -567,3 +567,44 @@ func TestLookbackNeverSkipsAGap(t *testing.T) {
 		t.Fatalf("the event in the gap between the checkpoint and --lookback was not delivered (window %v → %v)", res.Window.From, res.Window.To)
 	}
 }
+
+// A source writing several tables (Item.Table) with an event time apart
+// from the window time (Item.EventTime): each record lands in its table
+// with that time, and with Windowing.Remember an id delivered long ago is
+// still dropped when the service publishes it again days later.
+func TestItemsForSeveralTablesAndRedeliveredDaysLater(t *testing.T) {
+	store, _ := newStore(t)
+	mem := newMemSink()
+	clk := &clock{t: t0}
+	src := &fakeEvent{name: "auditlog", wd: source.Windowing{Overlap: 10 * time.Minute, Remember: 7 * 24 * time.Hour}}
+	occurred := t0.Add(-3 * time.Hour)
+	a := item("rec-1", t0.Add(-30*time.Minute))
+	a.Table, a.EventTime = "O365AuditGeneral", occurred
+	b := item("rec-1-mde", t0.Add(-30*time.Minute))
+	b.Table, b.EventTime = "MdeAuditResponseActions", occurred
+	src.add(a, b)
+	p := newPipeline(t, Options{Store: store, Sinks: sinks{mem}.s(), Now: clk.Now, InitialLookback: time.Hour})
+	if res := p.Run(t.Context(), tenant, []source.Source{src}, RunOptions{}); res[0].Err != nil {
+		t.Fatal(res[0].Err)
+	}
+	got := map[string]record.Record{}
+	for _, r := range mem.all() {
+		got[r.ID] = r
+	}
+	if got["rec-1"].Table != "O365AuditGeneral" || got["rec-1-mde"].Table != "MdeAuditResponseActions" ||
+		!got["rec-1"].Time.Equal(occurred) || mem.tables["O365AuditGeneral"] != 1 || mem.tables["MdeAuditResponseActions"] != 1 {
+		t.Fatalf("records %+v, per table %v; want one in each table, timed when it occurred", got, mem.tables)
+	}
+	// Three days later the same record comes again in a new blob.
+	clk.Set(t0.Add(72 * time.Hour))
+	again := item("rec-1", t0.Add(72*time.Hour-20*time.Minute))
+	again.Table, again.EventTime = "O365AuditGeneral", occurred
+	src.add(again)
+	res := p.Run(t.Context(), tenant, []source.Source{src}, RunOptions{})
+	if res[0].Err != nil {
+		t.Fatal(res[0].Err)
+	}
+	if n := len(mem.all()); n != 2 || res[0].Duplicates != 1 {
+		t.Errorf("after the re-published record: %d records delivered, %d duplicates dropped; want it dropped", n, res[0].Duplicates)
+	}
+}

@@ -423,11 +423,18 @@ func (r *eventRun) deliverBatch(ctx context.Context, b *batch) error {
 			r.dups++
 			continue
 		}
+		table, at := r.table, it.Time
+		if it.Table != "" {
+			table = it.Table
+		}
+		if !it.EventTime.IsZero() {
+			at = it.EventTime
+		}
 		// RawValid: emit checked this payload (validJSON); the outputs
 		// and AppendJSON do not scan it again.
 		recs = append(recs, record.Record{
-			Tenant: r.tenant, Source: r.name, Table: r.table, ID: it.ID,
-			Time: it.Time.UTC(), HarvestedAt: now, Raw: it.Raw, RawValid: true,
+			Tenant: r.tenant, Source: r.name, Table: table, ID: it.ID,
+			Time: at.UTC(), HarvestedAt: now, Raw: it.Raw, RawValid: true,
 		})
 		if !r.redeliver {
 			seenBy[pt] = append(seenBy[pt], state.SeenID{ID: it.ID, Time: it.Time})
@@ -439,8 +446,13 @@ func (r *eventRun) deliverBatch(ctx context.Context, b *batch) error {
 		if r.redeliver {
 			deliver = r.p.redeliverTo
 		}
-		if err := deliver(ctx, r.table, recs); err != nil {
-			return err
+		// A sink write holds one table: a source writing to several
+		// (Item.Table) has its batch delivered table by table, all
+		// before the commit.
+		for _, group := range byTable(recs) {
+			if err := deliver(ctx, group[0].Table, group); err != nil {
+				return err
+			}
 		}
 	}
 	r.news += len(recs)
@@ -496,4 +508,32 @@ func (r *eventRun) deliverBatch(ctx context.Context, b *batch) error {
 		r.p.opts.Observer.ChunkDone(r.tenant, m.unit.part.key, m.chunk, m.unit.news)
 	}
 	return nil
+}
+
+// byTable splits recs into runs of one table each, in order of first
+// appearance; recs of a single table come back as they are.
+func byTable(recs []record.Record) [][]record.Record {
+	first := recs[0].Table
+	same := true
+	for i := range recs {
+		if recs[i].Table != first {
+			same = false
+			break
+		}
+	}
+	if same {
+		return [][]record.Record{recs}
+	}
+	idx := map[string]int{}
+	var out [][]record.Record
+	for _, rec := range recs {
+		i, ok := idx[rec.Table]
+		if !ok {
+			i = len(out)
+			idx[rec.Table] = i
+			out = append(out, nil)
+		}
+		out[i] = append(out[i], rec)
+	}
+	return out
 }

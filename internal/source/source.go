@@ -60,6 +60,13 @@ type Item struct {
 	// Checked says Raw came out of a validating JSON decoder, so the
 	// pipeline need not scan it again.
 	Checked bool
+	// Table, when set, is the table this item goes to instead of the
+	// source's (a source writing several tables, one per content type).
+	Table string
+	// EventTime, when set, is the record's time (TimeGenerated) while
+	// Time stays what windows are cut on — e.g. an audit record's
+	// CreationTime in a listing filtered on when its blob appeared.
+	EventTime time.Time
 	// Mark, set on an item without Raw, is a progress mark and not an
 	// event: the source reads its window newest first and has emitted
 	// every item of the window later than Mark. Once those are
@@ -105,6 +112,11 @@ type Windowing struct {
 	MaxWindow time.Duration
 	// Delay keeps the window end this far behind now (ingestion latency).
 	Delay time.Duration
+	// Remember, when longer than twice the overlap, is how long
+	// delivered ids are kept behind the newest time read: for services
+	// that deliver the same record again much later (audit blobs
+	// re-published days after), so it is dropped as a duplicate.
+	Remember time.Duration
 }
 
 // Parallel is an event source whose windows — and parts — may be read by
