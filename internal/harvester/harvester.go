@@ -324,6 +324,19 @@ func (t *Tenant) Sources() []string {
 // expiry feed the metrics.
 func (t *Tenant) Session() auth.PortalSession { return t.clients.session }
 
+// Pacers are the API clients' concurrency pacers by API family
+// ("portal", "public"); a client not built has none.
+func (t *Tenant) Pacers() map[string]*mde.Pacer {
+	out := map[string]*mde.Pacer{}
+	if t.clients.proxy != nil {
+		out["portal"] = t.clients.proxy.Pacer()
+	}
+	if t.clients.api != nil {
+		out["public"] = t.clients.api.Pacer()
+	}
+	return out
+}
+
 // Run harvests the named sources (nil: every source it was opened with)
 // and returns their results in the order of the selection. The caller
 // never runs one source twice at once.

@@ -107,6 +107,8 @@ type Metrics struct {
 	schedule *prometheus.GaugeVec
 
 	retries, throttled, giveUps *prometheus.CounterVec
+	paceLimit, paceInFlight     *prometheus.GaugeVec
+	pacePaused                  *prometheus.GaugeVec
 
 	mu       sync.Mutex
 	sources  map[sourceKey]*sourceState
@@ -169,6 +171,9 @@ func New(o Options) *Metrics {
 	m.retries = counter("http_retries_total", "Requests sent again after a retryable failure, by API family and failure class (4xx, 5xx, timeout, network).", "api", "class")
 	m.throttled = counter("http_throttled_total", "Answers asking us to slow down (429, or 5xx with Retry-After), by API family.", "api")
 	m.giveUps = counter("http_retry_give_ups_total", "Requests abandoned after a retryable failure (attempts used up, or Retry-After beyond the maximum wait).", "api", "class")
+	m.paceLimit = gauge("api_concurrency_limit", "Requests an API client lets run at once; throttling halves it, successes raise it back to its maximum.", "tenant", "api")
+	m.paceInFlight = gauge("api_requests_in_flight", "Requests an API client is running now.", "tenant", "api")
+	m.pacePaused = gauge("api_paused", "1 while an API client holds every new request back (a Retry-After or backoff after throttling).", "tenant", "api")
 
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(m.own()...)
@@ -181,6 +186,7 @@ func (m *Metrics) own() []prometheus.Collector {
 		m.fetched, m.newRecs, m.duplicates, m.outOfWindow, m.changes, m.chunks, m.runs, m.runDuration,
 		m.sourceErrors, m.running, m.written, m.writeFailures, m.spooled,
 		m.skipped, m.waiting, m.slotWait, m.schedule, m.retries, m.throttled, m.giveUps,
+		m.paceLimit, m.paceInFlight, m.pacePaused,
 		(*stateCollector)(m),
 	}
 }
@@ -378,6 +384,24 @@ func (m *Metrics) SetSession(tenant string, s Session) {
 	}
 }
 
+// Pace is one API client's pacer as the gauges show it.
+type Pace struct {
+	Limit, InFlight int
+	Paused          bool
+}
+
+// SetPace records an API client's concurrency limit, requests in flight
+// and whether it is paused by throttling.
+func (m *Metrics) SetPace(tenant, api string, p Pace) {
+	m.paceLimit.WithLabelValues(tenant, api).Set(float64(p.Limit))
+	m.paceInFlight.WithLabelValues(tenant, api).Set(float64(p.InFlight))
+	paused := 0.0
+	if p.Paused {
+		paused = 1
+	}
+	m.pacePaused.WithLabelValues(tenant, api).Set(paused)
+}
+
 // SetSpools replaces the tenant's spool gauges with store.Spools(): an
 // output missing from infos has an empty spool.
 func (m *Metrics) SetSpools(tenant string, infos []state.SpoolInfo) {
@@ -437,7 +461,7 @@ func (m *Metrics) Forget(tenant string) {
 		m.chunks, m.runs, m.sourceErrors, m.written, m.writeFailures, m.spooled, m.skipped} {
 		v.DeletePartialMatch(l)
 	}
-	for _, v := range []*prometheus.GaugeVec{m.running, m.waiting, m.schedule} {
+	for _, v := range []*prometheus.GaugeVec{m.running, m.waiting, m.schedule, m.paceLimit, m.paceInFlight, m.pacePaused} {
 		v.DeletePartialMatch(l)
 	}
 	m.runDuration.DeletePartialMatch(l)

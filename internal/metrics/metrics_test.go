@@ -505,6 +505,7 @@ func populated(clk *fakeClock) *Metrics {
 	m.SetSession("t1", Session{Obtained: clk.Now(), Expires: clk.Now().Add(time.Hour)})
 	m.SetSpool("t1", "splunk", 1, 1)
 	m.SetDeliveryStats("t1", "splunk", delivery.Stats{Requests: 1})
+	m.SetPace("t1", "portal", Pace{Limit: 4, InFlight: 2, Paused: true})
 	m.ObserveAttempt(httpx.Attempt{Label: "portal", Class: "5xx", Throttled: true, Retry: true})
 	m.ObserveAttempt(httpx.Attempt{Label: "portal", Class: "5xx"})
 	return m
@@ -514,4 +515,29 @@ func populated(clk *fakeClock) *Metrics {
 func readListErr() error {
 	_, err := srcutil.ReadList("src", []byte(`{"odd":1}`), srcutil.ListShape{})
 	return err
+}
+
+// The pacer gauges: a throttled client shows its lowered limit and that
+// it is paused; Forget drops them with the tenant.
+func TestPaceGauges(t *testing.T) {
+	m := New(Options{Now: newClock().Now})
+	m.SetPace("contoso", "portal", Pace{Limit: 2, InFlight: 1, Paused: true})
+	labels := map[string]string{"tenant": "contoso", "api": "portal"}
+	if v := mustSample(t, m.Registry(), Namespace+"_api_concurrency_limit", labels); v != 2 {
+		t.Errorf("limit = %v, want 2", v)
+	}
+	if v := mustSample(t, m.Registry(), Namespace+"_api_requests_in_flight", labels); v != 1 {
+		t.Errorf("in flight = %v, want 1", v)
+	}
+	if v := mustSample(t, m.Registry(), Namespace+"_api_paused", labels); v != 1 {
+		t.Errorf("paused = %v, want 1", v)
+	}
+	m.SetPace("contoso", "portal", Pace{Limit: 8})
+	if v := mustSample(t, m.Registry(), Namespace+"_api_paused", labels); v != 0 {
+		t.Errorf("paused after the pause = %v, want 0", v)
+	}
+	m.Forget("contoso")
+	if _, ok := sample(t, m.Registry(), Namespace+"_api_concurrency_limit", labels); ok {
+		t.Error("the gauge outlived its tenant")
+	}
 }

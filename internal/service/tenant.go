@@ -264,6 +264,11 @@ func (r *tenantRunner) gauges(t *harvester.Tenant) {
 	for _, o := range t.Outputs() {
 		r.s.metrics.SetDeliveryStats(r.name, o.Output, o.Delivery)
 	}
+	now := time.Now() // the pacers' clock
+	for api, p := range t.Pacers() {
+		st := p.State()
+		r.s.metrics.SetPace(r.name, api, metrics.Pace{Limit: st.Limit, InFlight: st.InFlight, Paused: st.NotBefore.After(now)})
+	}
 }
 
 // sleepKeepingLease waits d, renewing the lease on the way; false when
