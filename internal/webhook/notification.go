@@ -347,8 +347,8 @@ func (c *checker) checkItem(raw json.RawMessage) (Notification, Reason, string) 
 		return Notification{ContentID: w.ContentID}, ReasonExpired, "content already expired"
 	}
 	clientID := w.ClientID
-	if len(clientID) > 128 {
-		clientID = clientID[:128]
+	if len(clientID) > 128 { // an app id is 36 characters; keep no junk
+		clientID = ""
 	}
 	return Notification{
 		TenantID: c.tenant, ClientID: clientID, ContentType: ct, ContentID: w.ContentID,
