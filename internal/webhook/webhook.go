@@ -232,6 +232,12 @@ func (l *Listener) Start(ctx context.Context) error {
 	if l.started {
 		return errors.New("webhook: started twice")
 	}
+	l.mu.Lock()
+	closed := l.closed
+	l.mu.Unlock()
+	if closed {
+		return errors.New("webhook: start after shutdown")
+	}
 	ln := l.opts.Listener
 	if ln == nil {
 		if l.opts.Listen == "" {

@@ -620,6 +620,15 @@ func TestShutdownClosesQueue(t *testing.T) {
 	if err := l.Shutdown(context.Background()); err != nil {
 		t.Fatalf("second shutdown: %v", err)
 	}
+	// A listener that was only ever used as a Handler can be shut down,
+	// and one shut down cannot start.
+	h := newListener(t, func(o *Options) { o.Listen = "127.0.0.1:0" })
+	if err := h.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Start(context.Background()); err == nil {
+		t.Fatal("started after shutdown")
+	}
 }
 
 func TestTLS(t *testing.T) {
