@@ -96,7 +96,7 @@ func (t *Tenant) NotifyNow(ctx context.Context) int {
 	var jobs []job
 	a.mu.Lock()
 	for _, ct := range auditCTs {
-		if s := a.subs[ct]; s != nil && s.enabled && s.hook != nil {
+		if s := a.subs[ct]; s != nil && s.enabled && s.hook != nil && !s.hook.expired(now) {
 			jobs = append(jobs, job{ct, s.hook, s.clientID, s.hook.cursor})
 		}
 	}
@@ -216,4 +216,13 @@ func (t *Tenant) IssueServerCertificate(hosts ...string) (tls.Certificate, error
 		return tls.Certificate{}, fmt.Errorf("sim: creating certificate: %w", err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der, p.ca.Raw}, PrivateKey: key}, nil
+}
+
+// expired reports whether the webhook's expiration has passed at now.
+func (h *auditHook) expired(now time.Time) bool {
+	if h.Expiration == "" {
+		return false
+	}
+	exp, err := parseAuditTime(h.Expiration)
+	return err == nil && !now.Before(exp)
 }
