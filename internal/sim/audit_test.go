@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -774,4 +776,36 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestAuditOverTLS: the emulator's own TLS listener serves manage.office.com
+// with a certificate the emulator's CA verifies for that name.
+func TestAuditOverTLS(t *testing.T) {
+	e := newAuditEnv(t, nil)
+	srv, err := e.ten.Serve("127.0.0.1:0", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(e.ten.CACertPEM())
+	cl := &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, srv.Addr())
+		},
+	}}
+	rq, _ := http.NewRequest(http.MethodGet, "https://"+ManageHost+e.feed()+"subscriptions/list", nil)
+	rq.Header.Set("Authorization", "Bearer "+e.auditToken())
+	res, err := cl.Do(rq)
+	if err != nil {
+		t.Fatalf("TLS to %s: %v", ManageHost, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	if got := e.ten.Info(srv).BaseURLs["auditlog"]; got != "https://manage.office.com/api/v1.0/"+e.ten.TenantID()+"/activity/feed" {
+		t.Fatalf("BaseURLs[auditlog] = %q", got)
+	}
 }
