@@ -20,7 +20,7 @@ func init() {
 }
 
 func runSimulate(ctx context.Context, env *Env, args []string) int {
-	fs := newFlagSet(env, "simulate", "simulate [--listen ADDR] [--plain] [--ca-out FILE] [--write-config FILE] [--tenants N] [--seed N] [--faults SPEC] [--page-clamp SPEC] [--ingestion-lag DUR] [--clock-skew DUR] [--page-latency DUR] [--throttle-concurrency K] [--timeline-events N] [--log-requests]")
+	fs := newFlagSet(env, "simulate", "simulate [--listen ADDR] [--plain] [--ca-out FILE] [--write-config FILE] [--tenants N] [--seed N] [--faults SPEC] [--page-clamp SPEC] [--ingestion-lag DUR] [--clock-skew DUR] [--page-latency DUR] [--throttle-concurrency K] [--timeline-events N] [--audit-records-per-hour N] [--audit-page-cap N] [--audit-throttle-status 403|429] [--log-requests]")
 	listen := fs.String("listen", "127.0.0.1:8443", "address to listen on (loopback recommended; port 0 picks a free one)")
 	plain := fs.Bool("plain", false, "serve plain HTTP instead of HTTPS (loopback tests only)")
 	caOut := fs.String("ca-out", "", "write the emulator's CA certificate (PEM) to this file")
@@ -39,6 +39,9 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 	lagFlag := fs.String("ingestion-lag", "0s", "events become visible up to this long after their timestamp (each event its own seeded lag; at most 3h)")
 	skewFlag := fs.String("clock-skew", "0s", "run the emulator's clock this far ahead (or behind, e.g. -5m) of this machine's; the Date header follows it")
 	tenants := fs.Int("tenants", 1, "number of emulated tenants, each with its own data and credentials (more than 1 needs --write-config: each tenant's credentials go to tenants/<name>/ next to it)")
+	auditRate := fs.Int("audit-records-per-hour", 0, fmt.Sprintf("Office 365 Management Activity API: about this many audit records per content type an hour (0 = default %d, at most %d; DLP.All a quarter)", sim.DefaultAuditRecordsPerHour, sim.MaxAuditRecordsPerHour))
+	auditPageCap := fs.Int("audit-page-cap", 0, fmt.Sprintf("Office 365 Management Activity API: content items per page before NextPageUri (0 = default %d)", sim.DefaultAuditPageCap))
+	auditThrottle := fs.Int("audit-throttle-status", 0, "Office 365 Management Activity API: HTTP status of AF429 throttling answers, 403 (default, as documented) or 429")
 	logRequests := fs.Bool("log-requests", false, "print one line per request to stderr: time, method, host, path, query parameter names, status, bytes, duration (never headers, cookies, bodies or query values)")
 	if code, ok := parseFlags(fs, env, args); !ok {
 		return code
@@ -98,6 +101,18 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "simulate: --throttle-concurrency must be 0 (off) or the most timeline requests served at once, e.g. 3")
 		return exitUsage
 	}
+	if *auditRate < 0 || *auditRate > sim.MaxAuditRecordsPerHour {
+		fmt.Fprintf(env.Stderr, "simulate: --audit-records-per-hour must be between 1 and %d (0: the default %d)\n", sim.MaxAuditRecordsPerHour, sim.DefaultAuditRecordsPerHour)
+		return exitUsage
+	}
+	if *auditPageCap < 0 || *auditPageCap > 10000 {
+		fmt.Fprintf(env.Stderr, "simulate: --audit-page-cap must be between 1 and 10000 (0: the default %d)\n", sim.DefaultAuditPageCap)
+		return exitUsage
+	}
+	if *auditThrottle != 0 && *auditThrottle != 403 && *auditThrottle != 429 {
+		fmt.Fprintln(env.Stderr, "simulate: --audit-throttle-status must be 403 or 429")
+		return exitUsage
+	}
 	if *machines < 1 || *machines > 100000 {
 		fmt.Fprintln(env.Stderr, "simulate: --machines must be between 1 and 100000")
 		return exitUsage
@@ -132,6 +147,9 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 		ClockSkew:                    skew,
 		RequestLog:                   reqLog,
 		Tenants:                      *tenants,
+		AuditRecordsPerHour:          *auditRate,
+		AuditPageCap:                 *auditPageCap,
+		AuditThrottleStatus:          *auditThrottle,
 	})
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "simulate:", err)
@@ -343,5 +361,14 @@ func (e EmulatorConfig) YAML() string {
 	}
 	b.WriteString("sources:\n  timeline:\n    machines: [all]\n" +
 		"    # or choose devices: machine_names: [..], machine_groups: [Servers], alerted_within: 24h\n")
+	// The emulator also serves the Office 365 Management Activity API; the
+	// harvester's audit-log source reads it with the same app.
+	tid := e.TenantID
+	if len(e.Tenants) > 0 {
+		tid = "<tenant_id>"
+	}
+	fmt.Fprintf(&b, "# The emulator also serves the Office 365 Management Activity API (unified audit log):\n"+
+		"#   https://%s/api/v1.0/%s/activity/feed (token scope %s/.default, role %s, content types %s)\n",
+		sim.ManageHost, tid, sim.AuditResource, sim.AuditRole, strings.Join(sim.AuditContentTypes(), ", "))
 	return b.String()
 }

@@ -33,6 +33,7 @@ const (
 	resLegacy = "legacy"
 	resPortal = "portal"
 	resOther  = "other"
+	resManage = "manage" // Office 365 Management APIs
 )
 
 // knownResources maps lower-cased resource identifiers to (canonical
@@ -47,7 +48,7 @@ var knownResources = map[string][2]string{
 	portalAppID:                     {portalAppID, resPortal},
 	audPortal:                       {audPortal, resPortal},
 	"https://graph.microsoft.com":   {"https://graph.microsoft.com", resOther},
-	"https://manage.office.com":     {"https://manage.office.com", resOther},
+	AuditResource:                   {AuditResource, resManage},
 	// Logs Ingestion (docs/REFERENCE.md §5.2): the SDK asks for
 	// "https://monitor.azure.com//.default"; the trailing slashes are trimmed.
 	audMonitor:                 {audMonitor, resOther},
@@ -74,6 +75,7 @@ func (t *Tenant) initApps() error {
 	t.apps = map[string]*entraApp{
 		mainID: {id: mainID, name: "DefenderHarvester", secret: mainSecret, roles: map[string][]string{
 			resPublic: {"Machine.Read.All", "Library.Manage"},
+			resManage: {AuditRole, "ServiceHealth.Read"},
 		}},
 		restrictedID: {id: restrictedID, name: "Reader-NoPermissions", secret: restrictedSecret, roles: map[string][]string{}},
 	}
@@ -422,6 +424,9 @@ func (t *Tenant) clientCredentials(q *req, f url.Values) {
 		AppID: app.id, AppIDAcr: "1", Idp: t.issuer(), Oid: app.id, Sub: app.id, Tid: t.w.tenantID,
 		Uti: b64.EncodeToString([]byte(hexN(r, 16))), Ver: "1.0",
 		Roles: append([]string(nil), app.roles[res[1]]...),
+	}
+	if res[1] == resManage && !t.auditRoleGranted() {
+		c.Roles = nil
 	}
 	secs := int(life / time.Second)
 	q.w.Header().Set("Cache-Control", "no-store, no-cache")

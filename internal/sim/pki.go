@@ -19,6 +19,8 @@ import (
 type pki struct {
 	caPEM []byte
 	leaf  tls.Certificate
+	ca    *x509.Certificate
+	caKey *ecdsa.PrivateKey // signs IssueServerCertificate's certificates
 }
 
 // certHosts are the names the server certificate covers.
@@ -33,6 +35,8 @@ var certHosts = []string{
 	hecHost, "*.splunkcloud.com",
 	// Defender for Cloud Apps App Control proxy (the sign-in hop).
 	"*.access.mcas.ms",
+	// Office 365 Management Activity API (Enterprise).
+	ManageHost,
 }
 
 // ingestRegions are the Azure regions whose Logs Ingestion host names
@@ -113,5 +117,7 @@ func newPKI() (*pki, error) {
 	return &pki{
 		caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
 		leaf:  tls.Certificate{Certificate: [][]byte{leafDER, caDER}, PrivateKey: leafKey},
+		ca:    ca,
+		caKey: caKey,
 	}, nil
 }

@@ -124,6 +124,8 @@ func (t *Tenant) serviceFor(host string) (service, bool) {
 		return t.hecService(), true
 	case reMCAS.MatchString(host):
 		return t.mcasService(), true
+	case host == ManageHost:
+		return t.manageService(), true
 	}
 	if m := reLegacy.FindStringSubmatch(host); m != nil {
 		return t.legacyService(m[1]), true

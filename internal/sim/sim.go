@@ -144,6 +144,30 @@ type Options struct {
 	// the hosts, the CA, the clocks, every knob above (faults, clamps,
 	// lag, skew, latency) and the receivers. See README "Several tenants".
 	Tenants int
+
+	// Office 365 Management Activity API (README "Office 365 Management
+	// Activity API"); every tenant has its own feed.
+	//
+	// AuditRecordsPerHour is about how many audit records each content type
+	// gets an hour (DLP.All a quarter; default 12, at most 5000).
+	AuditRecordsPerHour int
+	// AuditPageCap is how many content (and notification) items a page
+	// holds before NextPageUri (default 37: deliberately odd).
+	AuditPageCap int
+	// AuditQuotaPerMinute is the requests a publisher pool (each
+	// PublisherIdentifier, and the shared pool without one) may make per
+	// wall-clock minute before AF429 (default 2000).
+	AuditQuotaPerMinute int
+	// AuditThrottleStatus is the HTTP status of AF429: 403 (default, the
+	// troubleshooting page's example) or 429.
+	AuditThrottleStatus int
+	// AuditWebhookPoll is how often (real time) a tenant with a webhook
+	// delivers new blobs (default 1m; negative: only NotifyNow delivers).
+	AuditWebhookPoll time.Duration
+	// AuditWebhookRetries is how often a refused notification is retried
+	// (default 3); AuditWebhookBackoff the first wait (default 1s, doubling).
+	AuditWebhookRetries int
+	AuditWebhookBackoff time.Duration
 }
 
 // Credentials are the secrets a client needs to talk to this tenant.
@@ -233,6 +257,12 @@ type Tenant struct {
 	index int
 	root  *Tenant
 	set   *tenantSet
+
+	// Office 365 Management Activity API.
+	audit      *auditState
+	auditCache *lru[auditKey, []auditBlob]
+	hookOnce   sync.Once // the first tenant's webhook client
+	hookClient *http.Client
 }
 
 // Limits on knobs, so a typo cannot make the emulator eat the machine.
@@ -305,6 +335,27 @@ func New(opts Options) (*Tenant, error) {
 	if opts.SessionLifetime == 0 {
 		opts.SessionLifetime = defaultSession
 	}
+	if opts.AuditRecordsPerHour == 0 {
+		opts.AuditRecordsPerHour = DefaultAuditRecordsPerHour
+	}
+	if opts.AuditPageCap == 0 {
+		opts.AuditPageCap = DefaultAuditPageCap
+	}
+	if opts.AuditQuotaPerMinute == 0 {
+		opts.AuditQuotaPerMinute = DefaultAuditQuotaPerMinute
+	}
+	if opts.AuditThrottleStatus == 0 {
+		opts.AuditThrottleStatus = http.StatusForbidden
+	}
+	if opts.AuditWebhookPoll == 0 {
+		opts.AuditWebhookPoll = time.Minute
+	}
+	if opts.AuditWebhookRetries == 0 {
+		opts.AuditWebhookRetries = 3
+	}
+	if opts.AuditWebhookBackoff == 0 {
+		opts.AuditWebhookBackoff = time.Second
+	}
 	if opts.LegacyLocation == "" {
 		opts.LegacyLocation = "weu"
 	}
@@ -343,6 +394,18 @@ func New(opts Options) (*Tenant, error) {
 		return nil, fmt.Errorf("sim: IngestionLag %s is out of range: use 0 to %s", opts.IngestionLag, MaxIngestionLag)
 	case opts.ClockSkew < -MaxClockSkew || opts.ClockSkew > MaxClockSkew:
 		return nil, fmt.Errorf("sim: ClockSkew %s is out of range: use -%s to %s", opts.ClockSkew, MaxClockSkew, MaxClockSkew)
+	case opts.AuditRecordsPerHour < 1 || opts.AuditRecordsPerHour > MaxAuditRecordsPerHour:
+		return nil, fmt.Errorf("sim: AuditRecordsPerHour %d is out of range: use 1 to %d", opts.AuditRecordsPerHour, MaxAuditRecordsPerHour)
+	case opts.AuditPageCap < 1 || opts.AuditPageCap > 10000:
+		return nil, fmt.Errorf("sim: AuditPageCap %d is out of range: use 1 to 10000", opts.AuditPageCap)
+	case opts.AuditQuotaPerMinute < 1:
+		return nil, fmt.Errorf("sim: AuditQuotaPerMinute %d is out of range: use a positive number such as 2000", opts.AuditQuotaPerMinute)
+	case opts.AuditThrottleStatus != http.StatusForbidden && opts.AuditThrottleStatus != http.StatusTooManyRequests:
+		return nil, fmt.Errorf("sim: AuditThrottleStatus %d: use 403 or 429", opts.AuditThrottleStatus)
+	case opts.AuditWebhookRetries < 0 || opts.AuditWebhookRetries > 10:
+		return nil, fmt.Errorf("sim: AuditWebhookRetries %d is out of range: use 0 to 10", opts.AuditWebhookRetries)
+	case opts.AuditWebhookBackoff < 0:
+		return nil, fmt.Errorf("sim: AuditWebhookBackoff %s is negative", opts.AuditWebhookBackoff)
 	case opts.Tenants < 0 || opts.Tenants > MaxTenants:
 		return nil, fmt.Errorf("sim: Tenants %d is out of range: use 1 to %d (0 means 1)", opts.Tenants, MaxTenants)
 	}
@@ -399,6 +462,9 @@ func newTenant(opts Options, index int, root *Tenant) (*Tenant, error) {
 		counts:   map[string]int{},
 		index:    index,
 		root:     root,
+
+		audit:      newAuditState(opts),
+		auditCache: newLRU[auditKey, []auditBlob](4096),
 	}
 	if root == nil {
 		t.root = t
@@ -435,7 +501,7 @@ func newTenant(opts Options, index int, root *Tenant) (*Tenant, error) {
 	t.limiter = newRateLimiter(t.clock)
 	t.faults = newFaultEngine(opts.Seed, opts.Faults)
 	t.svcCache = map[string]service{}
-	for _, h := range []string{"login.microsoftonline.com", "security.microsoft.com", "mto.security.microsoft.com", "api.security.microsoft.com", "api.securitycenter.microsoft.com"} {
+	for _, h := range []string{"login.microsoftonline.com", "security.microsoft.com", "mto.security.microsoft.com", "api.security.microsoft.com", "api.securitycenter.microsoft.com", ManageHost} {
 		t.svcCache[h], _ = t.serviceFor(h)
 	}
 	return t, nil
@@ -615,6 +681,7 @@ func Hosts() []string {
 		"<dce>.<region>-1.ingest.monitor.azure.com", "<dce>.<region>-1.ingest.monitor.azure.us", "<dce>.<region>-1.ingest.monitor.azure.cn",
 		hecHost, "<stack>.splunkcloud.com",
 		"<tenant>.access.mcas.ms",
+		ManageHost,
 	}
 }
 
@@ -655,6 +722,8 @@ func (t *Tenant) Info(s *Server) Info {
 			"portal": "https://security.microsoft.com/apiproxy",
 			"public": "https://api.security.microsoft.com/api",
 			"legacy": "https://wdatpprd-weu.securitycenter.windows.com/api",
+			// The Management Activity API root of this tenant.
+			"auditlog": "https://" + ManageHost + "/api/v1.0/" + c.TenantID + "/activity/feed",
 		},
 		Changes:  t.Changes(),
 		Sentinel: t.root.sentinelInfo(),

@@ -106,7 +106,8 @@ func (s *tenantSet) pick(w http.ResponseWriter, r *http.Request, host string) *T
 			}
 		}
 	case rePublic.MatchString(host) || host == "api.securitycenter.microsoft.com" ||
-		host == "api-eu.securitycenter.windows.com" || host == "api-us.securitycenter.windows.com" || reLegacy.MatchString(host):
+		host == "api-eu.securitycenter.windows.com" || host == "api-us.securitycenter.windows.com" || reLegacy.MatchString(host) ||
+		host == ManageHost:
 		if t := s.byToken(r); t != nil {
 			return t
 		}
