@@ -103,6 +103,9 @@ type entry struct {
 	phase   phase
 	removed bool
 	gone    chan struct{} // closed when a removed entry's last run has ended
+	// again: Trigger came while it ran or waited; it runs once more
+	// when this run ends.
+	again bool
 
 	lastStart, lastEnd time.Time
 	lastErr            error
@@ -461,10 +464,42 @@ func (s *Scheduler) run(e *entry, f Firing) {
 	}
 	if e.removed {
 		s.dropLocked(e)
+	} else if e.again {
+		e.again = false
+		s.dueNowLocked(e, end)
 	}
 	s.mu.Unlock()
 	// After the update, so an observer that calls Status sees it.
 	s.obs.Finished(f, took, err)
+}
+
+// Trigger makes a job due now, outside its schedule (the audit log's
+// webhook says new content is there): it runs at once, or as soon as its
+// current run ends — once, however many triggers came meanwhile. Its
+// schedule carries on from there. False when no such job is scheduled.
+func (s *Scheduler) Trigger(tenant, source string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.jobs[jobKey{tenant, source}]
+	if !ok || e.removed || s.state != started {
+		return false
+	}
+	if e.phase != idle {
+		e.again = true
+		return true
+	}
+	s.dueNowLocked(e, s.clk.Now())
+	return true
+}
+
+// dueNowLocked moves a queued entry's next due time to now.
+func (s *Scheduler) dueNowLocked(e *entry, now time.Time) {
+	if e.idx < 0 || !e.next.After(now) {
+		return
+	}
+	e.next = now
+	heap.Fix(&s.queue, e.idx)
+	s.poke()
 }
 
 // acquire takes a tenant slot, then a global one, waiting for each if it

@@ -569,3 +569,49 @@ func TestAliveNoticesAStuckLoop(t *testing.T) {
 		t.Fatalf("Alive with a stuck loop = %v, want the overdue job named", err)
 	}
 }
+
+// TestTriggerRunsNowOrRightAfter: a trigger runs an hourly job at once
+// (its schedule carries on after it); triggers that come while it runs
+// make it run once more as soon as it ends, not once per trigger; a job
+// not scheduled cannot be triggered.
+func TestTriggerRunsNowOrRightAfter(t *testing.T) {
+	ctx := testCtx(t)
+	s, fc, rec := newTest(t, Options{})
+	block := make(chan struct{})
+	var calls atomic.Int32
+	must(t, s.Add(Job{Tenant: "t", Source: "auditlog", Spec: mustParse(t, "1h"), Run: func(context.Context) error {
+		if calls.Add(1) == 2 {
+			<-block // the triggered run is still going when more triggers come
+		}
+		return nil
+	}}))
+	must(t, s.Start(ctx))
+	rec.waitFor(ctx, t, "the first run", func(r *recorder) bool { return r.count("finished") == 1 })
+	park(ctx, t, fc, rec)
+
+	fc.Advance(10 * time.Minute)
+	if !s.Trigger("t", "auditlog") {
+		t.Fatal("Trigger found no job")
+	}
+	rec.waitFor(ctx, t, "the triggered run", func(r *recorder) bool { return r.count("started") == 2 })
+	if got := rec.all("started")[1].f.Due; !got.Equal(t0.Add(10 * time.Minute)) {
+		t.Errorf("triggered run due %s, want at the trigger (%s)", got, t0.Add(10*time.Minute))
+	}
+	for range 3 {
+		if !s.Trigger("t", "auditlog") {
+			t.Fatal("Trigger during a run found no job")
+		}
+	}
+	close(block)
+	rec.waitFor(ctx, t, "the run after the triggers", func(r *recorder) bool { return r.count("finished") == 3 })
+	park(ctx, t, fc, rec)
+	if n := calls.Load(); n != 3 {
+		t.Errorf("%d runs; want 3 (start, trigger, one for the triggers during it)", n)
+	}
+	// The hourly schedule carries on.
+	fc.Advance(time.Hour)
+	rec.waitFor(ctx, t, "the next scheduled run", func(r *recorder) bool { return r.count("finished") == 4 })
+	if s.Trigger("t", "other") {
+		t.Error("Trigger of a job never added reported success")
+	}
+}
