@@ -298,6 +298,9 @@ func (s *src) list(ctx context.Context, ct string, c, w source.Window, emit sour
 			return fmt.Errorf("page %d: %w", page, err)
 		}
 		for _, b := range blobs {
+			if b.ContentType != ct {
+				return fmt.Errorf("page %d: the listing of %s holds a blob of content type %q", page, ct, b.ContentType)
+			}
 			if !w.Contains(b.ContentCreated) {
 				continue // the pipeline would drop its records
 			}

@@ -195,6 +195,23 @@ func TestClearErrors(t *testing.T) {
 	}
 }
 
+// A listing answered 200 with something other than an array of blobs
+// fails the part, naming the keys found.
+func TestListingOfUnknownShape(t *testing.T) {
+	h := newHarness(t, []string{mde.ContentGeneral}, time.Hour, 0)
+	h.feed.subs[mde.ContentGeneral] = true
+	h.feed.hook = func(kind string) *fault {
+		if kind == "content" {
+			return &fault{status: 200, code: "SECRETVALUE", msg: "SECRETVALUE"}
+		}
+		return nil
+	}
+	_, err := h.fetch(lastHour)
+	if err == nil || !strings.Contains(err.Error(), "a JSON object with keys [error]") || strings.Contains(err.Error(), "SECRETVALUE") {
+		t.Fatalf("err %v", err)
+	}
+}
+
 // Blob and record shapes the decoder does not know are errors naming
 // keys, indexes and JSON types — never values.
 func TestDecodeBlobShapes(t *testing.T) {
