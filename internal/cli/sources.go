@@ -24,7 +24,12 @@ func runSources(_ context.Context, env *Env, args []string) int {
 		if !f.DefaultEnabled {
 			inAll = "when configured"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Name, f.Table, f.Kind, f.API, inAll, f.ScheduleOrDefault(), f.Description)
+		table := f.Table
+		if len(f.Tables) > 0 {
+			// A source writing several tables (docs/sources.md names them).
+			table += fmt.Sprintf(" +%d more", len(f.Tables))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Name, table, f.Kind, f.API, inAll, f.ScheduleOrDefault(), f.Description)
 	}
 	tw.Flush()
 	return exitOK

@@ -153,6 +153,9 @@ func Doctor(ctx context.Context, req DoctorRequest) ([]DoctorCheck, error) {
 	if c.api != nil {
 		deps.API = c.api
 	}
+	if c.manage != nil {
+		deps.ActivityFeed = c.activityFeed(tenant)
+	}
 	discard := func(context.Context, source.Item) error { return nil }
 	for _, f := range factories {
 		api := f.API

@@ -40,6 +40,10 @@ func explain(err error, api string) (problem, fix string, specific bool) {
 	var ae *mde.APIError
 	isAPI := errors.As(err, &ae)
 	switch {
+	case isAPI && strings.HasPrefix(ae.Code, "AF") && ae.Hint != "":
+		// The Management Activity API's own codes carry a specific hint
+		// (ActivityFeed.Read, audit logging off, tenant mismatch …).
+		return problem, strings.ToUpper(ae.Hint[:1]) + ae.Hint[1:] + ".", true
 	case api == "legacy" && (errors.Is(err, mde.ErrNotFound) || (isAPI && ae.Status == 421)):
 		return "The legacy host does not serve this tenant's data: the location (region) is probably wrong.",
 			"Set portal.location (-location) to the region in your *.securitycenter.windows.com requests (browser developer tools), e.g. weu, weu3, eus, eus3; better, move to portal.mode: proxy (the legacy hosts were closed in 2025).", true

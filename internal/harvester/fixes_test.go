@@ -149,6 +149,7 @@ func TestExplainNamesKeysAndCommands(t *testing.T) {
 		{mde.ErrForbidden, "public", []string{"Machine.Read.All"}},
 		{mde.ErrThrottled, "portal", []string{"portal.rate_per_second"}},
 		{mde.ErrCertificate, "public", []string{"emulator.ca_file"}},
+		{&mde.APIError{Status: 403, Code: mde.AFMissingPermission, Hint: "grant the app registration the Office 365 Management APIs application permission ActivityFeed.Read and give admin consent"}, "public", []string{"Grant", "ActivityFeed.Read"}},
 	}
 	for _, tc := range cases {
 		_, fix, specific := explain(tc.err, tc.api)

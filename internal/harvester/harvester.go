@@ -238,6 +238,9 @@ func Open(ctx context.Context, req Request) (*Tenant, error) {
 	if clients.api != nil {
 		deps.API = clients.api
 	}
+	if clients.manage != nil {
+		deps.ActivityFeed = clients.activityFeed(tenant)
+	}
 	t := &Tenant{req: req, log: req.Logger, tenant: tenant, factories: factories, clients: clients,
 		sources: map[string]source.Source{}, buildErrs: map[string]error{}}
 	for _, f := range factories {
@@ -695,6 +698,9 @@ type clients struct {
 	portalErr error
 	api       *mde.PublicAPIClient
 	tokens    auth.TokenSource
+	// manage is the public API credential asked for the Management
+	// Activity API (https://manage.office.com/.default).
+	manage    auth.TokenSource
 	tokensErr error
 	prompt    func(string) // device-code sign-in messages
 }
@@ -744,10 +750,11 @@ func newClients(ctx context.Context, cfg *config.Config, log *slog.Logger, promp
 }
 
 func (c *clients) buildPublic(cfg *config.Config, tenant string, log *slog.Logger) error {
-	tokens, _, err := c.net.Credential(cfg, tenant, c.prompt)
+	sources, err := c.net.tokenSources(cfg, tenant, c.prompt)
 	if err != nil {
 		return err
 	}
+	tokens := sources(ScopePublicAPI)
 	base := cfg.PublicAPI.BaseURL
 	if cfg.Portal.Mode == config.ModeLegacy && base == config.Default().PublicAPI.BaseURL {
 		// The original sent machine actions to the regional service host
@@ -764,6 +771,21 @@ func (c *clients) buildPublic(cfg *config.Config, tenant string, log *slog.Logge
 	if err != nil {
 		return err
 	}
-	c.api, c.tokens = api, tokens
+	c.api, c.tokens, c.manage = api, tokens, sources(ScopeManage)
 	return nil
+}
+
+// activityFeed builds Management Activity API clients of tenant over the
+// run's Net with the manage.office.com credential; each only sends that
+// credential to the management host of its cloud.
+func (c *clients) activityFeed(tenant string) func(cloud, publisher string) (mde.ActivityFeed, error) {
+	return func(cloud, publisher string) (mde.ActivityFeed, error) {
+		return mde.NewActivityFeedClient(mde.ActivityFeedOptions{
+			ClientOptions:       c.net.ClientOptions(),
+			TenantID:            tenant,
+			Cloud:               cloud,
+			PublisherIdentifier: publisher,
+			Tokens:              c.manage,
+		})
+	}
 }

@@ -1,6 +1,8 @@
 // Package mde holds the HTTP clients for the Defender API families: the
 // portal service API behind security.microsoft.com/apiproxy (and the
-// legacy regional hosts) and the public Defender API. Clients own host
+// legacy regional hosts), the public Defender API and the Office 365
+// Management Activity API (activityfeed.go: the unified audit log, which
+// shares this package's request machinery rather than copying it). Clients own host
 // allow-listing, auth headers, retries with Retry-After, client-side rate
 // limits, redirect refusal, continuation-link validation and error
 // envelopes; sources only see JSON bodies.

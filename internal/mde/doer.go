@@ -160,6 +160,11 @@ type family struct {
 	// proven, when set, is told after each request the API answered with
 	// data (the portal session may then be cached).
 	proven func()
+	// throttled, when set, recognises the family's throttling answers
+	// beyond 429 (retried with backoff, slowing the whole client).
+	throttled func(status int, body []byte) bool
+	// explain, when set, refines an error answer (hint by error code).
+	explain func(e *APIError)
 }
 
 // doer sends requests for one API family with retries, limits and checks.
@@ -185,7 +190,13 @@ func newDoer(o ClientOptions, fam family) (*doer, error) {
 // credentials can renew themselves, it renews them once and sends the
 // request once more; a second rejection is final.
 func (d *doer) do(ctx context.Context, method string, u *url.URL, body []byte) ([]byte, error) {
-	out, err := d.send(ctx, method, u, body)
+	return d.doHeader(ctx, method, u, body, nil)
+}
+
+// doHeader is do that also stores the successful answer's headers in hdr
+// (when not nil), for APIs that page with a response header.
+func (d *doer) doHeader(ctx context.Context, method string, u *url.URL, body []byte, hdr *http.Header) ([]byte, error) {
+	out, err := d.send(ctx, method, u, body, hdr)
 	if err == nil && d.fam.proven != nil {
 		d.fam.proven()
 	}
@@ -193,16 +204,16 @@ func (d *doer) do(ctx context.Context, method string, u *url.URL, body []byte) (
 }
 
 // send is do without telling the family that the credentials worked.
-func (d *doer) send(ctx context.Context, method string, u *url.URL, body []byte) ([]byte, error) {
+func (d *doer) send(ctx context.Context, method string, u *url.URL, body []byte, hdr *http.Header) ([]byte, error) {
 	if !d.fam.allowHost(u) {
 		return nil, fmt.Errorf("%s %s: %w: credentials are only sent to the Defender hosts", d.fam.name, u.Host, ErrHostNotAllowed)
 	}
-	out, err := d.retrying(ctx, method, u, body)
+	out, err := d.retrying(ctx, method, u, body, hdr)
 	var tr *tokenRejected
 	if err != nil && errors.As(err, &tr) && ctx.Err() == nil {
 		d.o.Logger.LogAttrs(ctx, slog.LevelInfo, "access token rejected (HTTP 401); retrying once with a new token",
 			slog.String("api", d.fam.name), slog.String("request", method+" "+u.Path))
-		return d.retrying(ctx, method, u, body)
+		return d.retrying(ctx, method, u, body, hdr)
 	}
 	if err == nil || d.fam.refresh == nil || !errors.Is(err, ErrSessionExpired) || ctx.Err() != nil {
 		return out, err
@@ -213,7 +224,7 @@ func (d *doer) send(ctx context.Context, method string, u *url.URL, body []byte)
 	if rerr := d.fam.refresh(ctx); rerr != nil {
 		return nil, fmt.Errorf("%s %s: renewing the rejected session failed: %w (%w)", d.fam.name, where, rerr, ErrSessionExpired)
 	}
-	out, err = d.retrying(ctx, method, u, body)
+	out, err = d.retrying(ctx, method, u, body, hdr)
 	if err != nil && errors.Is(err, ErrSessionExpired) {
 		return nil, fmt.Errorf("%s %s: %w; it was renewed and the portal still refused it: sign in again (new cookies or ESTS cookie) with an account that can open security.microsoft.com for this tenant", d.fam.name, where, ErrSessionExpired)
 	}
@@ -225,7 +236,7 @@ func (d *doer) send(ctx context.Context, method string, u *url.URL, body []byte)
 // client's Pacer from before it is sent until its body is read; a
 // throttled answer lowers the pacer's limit and pauses the whole client
 // (see Pacer), not only this request.
-func (d *doer) retrying(ctx context.Context, method string, u *url.URL, body []byte) ([]byte, error) {
+func (d *doer) retrying(ctx context.Context, method string, u *url.URL, body []byte, hdr *http.Header) ([]byte, error) {
 	where := method + " " + u.Path
 	var lastErr error
 	var waited time.Time // end of a shared pause this request already slept through
@@ -253,7 +264,7 @@ func (d *doer) retrying(ctx context.Context, method string, u *url.URL, body []b
 				return nil, fmt.Errorf("%s %s: %w: %w", d.fam.name, where, ErrSessionUpkeep, err)
 			}
 		}
-		out, retryAfter, err := d.once(ctx, method, u, body)
+		out, retryAfter, err := d.once(ctx, method, u, body, hdr)
 		if err == nil {
 			d.pace.release(ctx, &tk, true)
 			return out, nil
@@ -358,7 +369,7 @@ type retryable struct {
 func (r *retryable) Error() string { return r.err.Error() }
 func (r *retryable) Unwrap() error { return r.err }
 
-func (d *doer) once(ctx context.Context, method string, u *url.URL, body []byte) (_ []byte, retryAfter time.Duration, _ error) {
+func (d *doer) once(ctx context.Context, method string, u *url.URL, body []byte, hdr *http.Header) (_ []byte, retryAfter time.Duration, _ error) {
 	actx, cancel := context.WithTimeout(ctx, d.o.Timeout)
 	defer cancel()
 	var rd io.Reader
@@ -394,6 +405,9 @@ func (d *doer) once(ctx context.Context, method string, u *url.URL, body []byte)
 		return nil, 0, fmt.Errorf("%w (%d bytes): narrow the window or page size", ErrTooLarge, d.o.MaxBodyBytes)
 	}
 	out, ra, err := d.check(u, resp, data)
+	if err == nil && hdr != nil {
+		*hdr = resp.Header.Clone()
+	}
 	var ae *APIError
 	if err != nil && d.fam.rejected != nil && errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
 		d.fam.rejected(req)
@@ -453,6 +467,11 @@ func (d *doer) check(u *url.URL, resp *http.Response, data []byte) ([]byte, time
 			return nil, 0, err
 		}
 		return nil, 0, d.apiError(u, st, data)
+	case d.fam.throttled != nil && d.fam.throttled(st, data):
+		// The family's own throttling answer (the Management Activity
+		// API's AF429, sent with HTTP 403 as well as 429).
+		ra, _ := httpx.RetryAfter(resp.Header, time.Now())
+		return nil, ra, &retryable{err: d.apiError(u, st, data), throttle: true}
 	case st == http.StatusForbidden && notExposed(u.Path, data):
 		// The portal answers so when it throttles the timeline, and when
 		// the device is out of the account's scope: retried a few times,
@@ -510,6 +529,9 @@ func (d *doer) apiError(u *url.URL, st int, data []byte) *APIError {
 		e.Hint = "the service failed; it is usually transient, try again later"
 	case st == 400:
 		e.Hint = "the request was rejected; check the window size and page size for this source"
+	}
+	if d.fam.explain != nil {
+		d.fam.explain(e)
 	}
 	return e
 }

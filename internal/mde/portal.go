@@ -209,7 +209,7 @@ func (c *PortalClient) TenantContext(ctx context.Context) (TenantContext, error)
 	if err != nil {
 		return TenantContext{}, err
 	}
-	body, err := c.d.send(ctx, http.MethodGet, u, nil)
+	body, err := c.d.send(ctx, http.MethodGet, u, nil, nil)
 	if err != nil {
 		return TenantContext{}, err
 	}

@@ -142,13 +142,22 @@ type Deps struct {
 	TenantID string
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// ActivityFeed builds the Office 365 Management Activity API client
+	// of the tenant for a cloud (commercial, gcc, gcchigh, dod) and a
+	// PublisherIdentifier ("": the tenant id), with the public API's
+	// credentials asked for https://manage.office.com/.default. nil when
+	// those credentials are not configured.
+	ActivityFeed func(cloud, publisher string) (mde.ActivityFeed, error)
 }
 
 // Factory describes and builds one source. Each source package registers
 // its factory in init().
 type Factory struct {
-	Name        string
-	Table       string
+	Name  string
+	Table string
+	// Tables are the other tables the source writes (Item.Table), so
+	// table descriptions and Sentinel setup know them.
+	Tables      []string
 	Kind        Kind
 	Description string // one line, shown by `sources` listings and docs
 	// API names the API family the source needs: "portal" or "public".

@@ -21,17 +21,20 @@ func TestEverySourceTableIsDescribed(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, f := range facts {
-		tb, ok := tables.Lookup(f.Table)
-		if !ok {
-			t.Errorf("source %s writes table %s, which internal/tables does not describe", f.Name, f.Table)
-			continue
-		}
-		seen[f.Table] = true
-		if tb.Source != f.Name {
-			t.Errorf("table %s: source %q, want %q", f.Table, tb.Source, f.Name)
-		}
-		if tb.Snapshot != (f.Kind == source.Snapshot) {
-			t.Errorf("table %s: Snapshot=%v but source %s is %s", f.Table, tb.Snapshot, f.Name, f.Kind)
+		// Table and the others it writes (Item.Table).
+		for _, name := range append([]string{f.Table}, f.Tables...) {
+			tb, ok := tables.Lookup(name)
+			if !ok {
+				t.Errorf("source %s writes table %s, which internal/tables does not describe", f.Name, name)
+				continue
+			}
+			seen[name] = true
+			if tb.Source != f.Name {
+				t.Errorf("table %s: source %q, want %q", name, tb.Source, f.Name)
+			}
+			if tb.Snapshot != (f.Kind == source.Snapshot) {
+				t.Errorf("table %s: Snapshot=%v but source %s is %s", name, tb.Snapshot, f.Name, f.Kind)
+			}
 		}
 	}
 	for _, tb := range tables.All() {

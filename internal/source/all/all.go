@@ -5,6 +5,7 @@ package all
 import (
 	_ "github.com/defenderharvester/defenderharvester/internal/source/actioncenter"
 	_ "github.com/defenderharvester/defenderharvester/internal/source/alertservicesettings"
+	_ "github.com/defenderharvester/defenderharvester/internal/source/auditlog"
 	_ "github.com/defenderharvester/defenderharvester/internal/source/connectedapps"
 	_ "github.com/defenderharvester/defenderharvester/internal/source/customdetections"
 	_ "github.com/defenderharvester/defenderharvester/internal/source/dataexportsettings"

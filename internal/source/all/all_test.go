@@ -28,6 +28,7 @@ var want = map[string]struct {
 	"dataexportsettings":   {"M365DataExportSettings", source.Snapshot, "portal"},
 	"schema":               {"MdeSchemaReference", source.Snapshot, "portal"},
 	"libraryfiles":         {"MdeLibraryFiles", source.Snapshot, "public"},
+	"auditlog":             {"O365AuditGeneral", source.Event, "public"},
 }
 
 func TestRegistry(t *testing.T) {
