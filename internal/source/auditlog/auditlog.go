@@ -146,9 +146,21 @@ type src struct {
 	warned    map[string]bool // parts whose lost range was reported
 }
 
-var _ source.PartitionedSource = (*src)(nil)
+var (
+	_ source.PartitionedSource = (*src)(nil)
+	_ source.Parallel          = (*src)(nil)
+)
 
 func (s *src) Windowing() source.Windowing { return s.cfg.Rules() }
+
+// workers is how many (content type, day) windows are read at once: a
+// week is 35 windows of hundreds of blobs, each blob a request; the
+// client's limit (2,000 requests a minute, the documented baseline)
+// bounds them together.
+const workers = 5
+
+// Workers makes the pipeline read several windows at once (source.Parallel).
+func (s *src) Workers() int { return workers }
 
 // Parts are the configured content types.
 func (s *src) Parts(context.Context) ([]string, error) {
