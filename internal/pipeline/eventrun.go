@@ -23,8 +23,11 @@ type unit struct {
 	running bool
 	marked  bool
 	split   bool // its older part was split off
-	low     time.Time
-	emitted int
+	// finished: its window is read and committed, or it failed (under
+	// unitsMu).
+	finished bool
+	low      time.Time
+	emitted  int
 }
 
 // pending is one read item waiting for its batch to be delivered.
@@ -77,12 +80,15 @@ type eventRun struct {
 	fetched     int
 	outOfWindow int
 	dupPending  int
-	all         []*unit   // every unit, split-off ones included
-	queue       []*unit   // units not started, in plan order
-	active      int       // units being read
-	idle        sync.Cond // a worker waits here for work to split off
-	waiting     int       // workers waiting on idle
-	splits      int
+	// unitsMu guards all, each unit's chunk and finished, with mu held
+	// first when both are (writers hold both; readers either).
+	unitsMu sync.Mutex
+	all     []*unit   // every unit, split-off ones included
+	queue   []*unit   // units not started, in plan order
+	active  int       // units being read
+	idle    sync.Cond // a worker waits here for work to split off
+	waiting int       // workers waiting on idle
+	splits  int
 
 	out    chan *batch
 	stop   chan struct{} // closed when delivery failed
@@ -180,6 +186,10 @@ func (r *eventRun) read(ctx context.Context, u *unit) {
 		if u.part.err == nil {
 			u.part.err = err
 		}
+		// Not read again in this run: its ids need no protection.
+		r.unitsMu.Lock()
+		u.finished = true
+		r.unitsMu.Unlock()
 	default:
 		r.cur.marks = append(r.cur.marks, progressMark{unit: u, chunk: u.chunk})
 		if r.due(r.p.opts.Now()) {
@@ -264,11 +274,46 @@ func (r *eventRun) split() *unit {
 		return nil
 	}
 	older := &unit{part: best.part, chunk: source.Window{From: best.chunk.From, To: at}}
+	r.unitsMu.Lock()
 	best.chunk.From, best.split = at, true
-	r.splits++
 	r.all = append(r.all, older)
+	r.unitsMu.Unlock()
+	r.splits++
 	r.p.opts.Observer.Planned(r.tenant, best.part.key, 1, older.chunk)
 	return older
+}
+
+// reading lists, per part of parts, what its units not finished yet
+// read again of the time covered before this run, done counting as
+// finished. The deliverer calls it, so it
+// takes unitsMu, never mu (a worker holds mu while it waits for the
+// deliverer to take a batch).
+func (r *eventRun) reading(parts []*part, done []progressMark) map[*part][]state.Range {
+	r.unitsMu.Lock()
+	defer r.unitsMu.Unlock()
+	for _, m := range done {
+		m.unit.finished = true
+	}
+	want := map[*part]bool{}
+	for _, pt := range parts {
+		want[pt] = true
+	}
+	out := map[*part][]state.Range{}
+	for _, u := range r.all {
+		if !want[u.part] || u.finished {
+			continue
+		}
+		// Only what was covered before this run is read again (the
+		// band): the rest holds no id of an earlier run, and what marks
+		// cover as this run reads is not read twice.
+		for _, c := range u.part.prog.Covered {
+			from, to := maxTime(c.From, u.chunk.From), minTime(c.To, u.chunk.To)
+			if from.Before(to) {
+				out[u.part] = append(out[u.part], state.Range{From: from, To: to})
+			}
+		}
+	}
+	return out
 }
 
 // running lists the units being read. Called with mu held.
@@ -492,14 +537,18 @@ func (r *eventRun) deliverBatch(ctx context.Context, b *batch) error {
 		}
 		cs = append(cs, kc)
 	}
+	reading := r.reading(order, done)
 	for _, pt := range order {
 		// Ids older than the re-read band behind the newest time read are
-		// kept only while their time is not covered (state.Commit).
+		// kept only while their time is not covered, or is being read in
+		// this run: windows finished first (newest first) move the newest
+		// time up before the band behind the previous one is read again
+		// (state.Commit).
 		var prune time.Time
 		if !pt.newest.IsZero() {
 			prune = pt.newest.Add(-r.keep)
 		}
-		cs = append(cs, state.KeyedCommit{Source: pt.key, Commit: state.Commit{Seen: seenBy[pt], PruneBefore: prune}})
+		cs = append(cs, state.KeyedCommit{Source: pt.key, Commit: state.Commit{Seen: seenBy[pt], PruneBefore: prune, Reading: reading[pt]}})
 	}
 	if err := store.CommitAll(r.tenant, cs); err != nil {
 		return fmtCommitErr(len(recs), err)

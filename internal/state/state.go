@@ -256,6 +256,10 @@ type Commit struct {
 	// Cover, when not empty, is a time range now read completely and
 	// delivered everywhere: it joins the covered ranges.
 	Cover Range
+	// Reading are windows still being read in this run (covered ones too:
+	// the re-read band): the ids in them are neither dropped nor pruned,
+	// whatever PruneBefore says, until a later commit no longer lists them.
+	Reading []Range
 }
 
 // KeyedCommit is one source's (or part's) share of a CommitAll.
@@ -428,12 +432,14 @@ func (s *Store) CommitAll(tenant string, cs []KeyedCommit) error {
 	var failed string
 	err := s.update("saving the checkpoint", func(tx *bolt.Tx) error {
 		prune := map[string]time.Time{}
+		reading := map[string][]Range{}
 		var order []string
 		for _, c := range cs {
 			failed = c.Source
 			if err := s.apply(tx, tenant, c.Source, c.Commit); err != nil {
 				return err
 			}
+			reading[c.Source] = append(reading[c.Source], c.Reading...)
 			if !c.PruneBefore.IsZero() {
 				if _, ok := prune[c.Source]; !ok {
 					order = append(order, c.Source)
@@ -445,7 +451,7 @@ func (s *Store) CommitAll(tenant string, cs []KeyedCommit) error {
 		// cover what an earlier one stored.
 		for _, src := range order {
 			failed = src
-			if err := s.prune(tx, tenant, src, prune[src]); err != nil {
+			if err := s.prune(tx, tenant, src, prune[src], reading[src]); err != nil {
 				return err
 			}
 		}
@@ -496,7 +502,7 @@ func (s *Store) apply(tx *bolt.Tx, tenant, source string, c Commit) error {
 		if id.ID == "" {
 			continue
 		}
-		if id.Time.Before(c.PruneBefore) && inRanges(covered, id.Time) {
+		if id.Time.Before(c.PruneBefore) && inRanges(covered, id.Time) && !inAny(c.Reading, id.Time) {
 			continue // never read again: not worth a byte of the file
 		}
 		k := []byte(id.ID)
@@ -538,6 +544,16 @@ func (s *Store) coveredRanges(b *bolt.Bucket, tenant, source string) ([]Range, e
 	return out, err
 }
 
+// inAny reports whether t lies in one of rs (in any order).
+func inAny(rs []Range, t time.Time) bool {
+	for _, r := range rs {
+		if !t.Before(r.From) && t.Before(r.To) {
+			return true
+		}
+	}
+	return false
+}
+
 // inRanges reports whether t lies in one of rs (sorted, disjoint).
 func inRanges(rs []Range, t time.Time) bool {
 	i := sort.Search(len(rs), func(i int) bool { return rs[i].To.After(t) })
@@ -548,7 +564,7 @@ func inRanges(rs []Range, t time.Time) bool {
 // covered range. It seeks into each covered range below cutoff, so the
 // cost is the number of ids forgotten plus the number of ranges; ids of
 // unfinished work (uncovered time) stay.
-func (s *Store) prune(tx *bolt.Tx, tenant, source string, cutoff time.Time) error {
+func (s *Store) prune(tx *bolt.Tx, tenant, source string, cutoff time.Time, reading []Range) error {
 	b, err := s.sourceBucket(tx, tenant, source)
 	if err != nil || b == nil {
 		return err
@@ -567,16 +583,19 @@ func (s *Store) prune(tx *bolt.Tx, tenant, source string, cutoff time.Time) erro
 	}
 	var dead [][]byte
 	c := byTime.Cursor()
-	for _, r := range covered {
-		if !r.From.Before(cutoff) {
+	for _, cr := range covered {
+		if !cr.From.Before(cutoff) {
 			break
 		}
-		limit := encTime(minT(r.To, cutoff))
-		for k, _ := c.Seek(encTime(r.From)); k != nil && bytes.Compare(k[:min(8, len(k))], limit) < 0; k, _ = c.Next() {
-			if len(k) < 8 {
-				return s.corrupt(tenant, source, "seen id time index")
+		// The covered part below the cutoff, less the windows being read.
+		for _, r := range Uncovered(Range{From: cr.From, To: minT(cr.To, cutoff)}, mergeSorted(reading)) {
+			limit := encTime(r.To)
+			for k, _ := c.Seek(encTime(r.From)); k != nil && bytes.Compare(k[:min(8, len(k))], limit) < 0; k, _ = c.Next() {
+				if len(k) < 8 {
+					return s.corrupt(tenant, source, "seen id time index")
+				}
+				dead = append(dead, bytes.Clone(k))
 			}
-			dead = append(dead, bytes.Clone(k))
 		}
 	}
 	for _, k := range dead {
@@ -592,6 +611,26 @@ func (s *Store) prune(tx *bolt.Tx, tenant, source string, cutoff time.Time) erro
 		}
 	}
 	return nil
+}
+
+// mergeSorted returns rs sorted and merged (for Uncovered).
+func mergeSorted(rs []Range) []Range {
+	if len(rs) == 0 {
+		return nil
+	}
+	out := append([]Range(nil), rs...)
+	sort.Slice(out, func(i, j int) bool { return out[i].From.Before(out[j].From) })
+	merged := out[:1]
+	for _, r := range out[1:] {
+		if last := &merged[len(merged)-1]; !r.From.After(last.To) {
+			if r.To.After(last.To) {
+				last.To = r.To
+			}
+			continue
+		}
+		merged = append(merged, r)
+	}
+	return merged
 }
 
 func minT(a, b time.Time) time.Time {
