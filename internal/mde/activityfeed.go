@@ -166,7 +166,7 @@ func NewActivityFeedClient(o ActivityFeedOptions) (*ActivityFeedClient, error) {
 		return nil, errors.New("mde: the Management Activity API client needs credentials: the public_api app registration, granted ActivityFeed.Read on the Office 365 Management APIs")
 	}
 	tenant := strings.ToLower(strings.TrimSpace(o.TenantID))
-	if !isGUID(tenant) {
+	if !IsGUID(tenant) {
 		return nil, fmt.Errorf("mde: the Management Activity API needs the tenant id as a GUID (tenant_id), got %d characters", len(o.TenantID))
 	}
 	cloud := o.Cloud
@@ -188,7 +188,7 @@ func NewActivityFeedClient(o ActivityFeedOptions) (*ActivityFeedClient, error) {
 	if pub == "" {
 		pub = tenant
 	}
-	if !isGUID(strings.ToLower(pub)) {
+	if !IsGUID(pub) {
 		return nil, errors.New("mde: publisher_identifier must be a GUID (your tenant id, as Microsoft suggests)")
 	}
 	if o.Limiter == nil {
@@ -203,18 +203,8 @@ func NewActivityFeedClient(o ActivityFeedOptions) (*ActivityFeedClient, error) {
 		return true
 	}
 	fam := family{label: "activityfeed", name: "Management Activity API",
-		allowHost: allow,
-		authorize: func(r *http.Request) error {
-			tok, err := tokens.Token(r.Context())
-			if err != nil {
-				return err
-			}
-			if !safeHeaderValue(tok) {
-				return errors.New("the access token contains characters not allowed in a header")
-			}
-			r.Header.Set("Authorization", "Bearer "+tok)
-			return nil
-		},
+		allowHost:    allow,
+		authorize:    bearer(tokens),
 		authFailed:   func(int) error { return nil },
 		unauthorized: "the access token was rejected: the token's audience must be https://manage.office.com (scope https://manage.office.com/.default) and its tenant the configured tenant_id",
 		forbidden: func(string) string {
@@ -594,8 +584,8 @@ func feedHost(u *url.URL) bool {
 	return false
 }
 
-// isGUID reports whether s is a lowercase 8-4-4-4-12 hex GUID.
-func isGUID(s string) bool {
+// IsGUID reports whether s is an 8-4-4-4-12 hex GUID (any case).
+func IsGUID(s string) bool {
 	if len(s) != 36 {
 		return false
 	}
@@ -606,7 +596,7 @@ func isGUID(s string) bool {
 				return false
 			}
 		default:
-			if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f' || r >= 'A' && r <= 'F') {
 				return false
 			}
 		}

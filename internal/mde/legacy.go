@@ -3,7 +3,6 @@ package mde
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -89,17 +88,7 @@ func NewLegacyClient(o LegacyOptions) (*LegacyClient, error) {
 			}
 			return allowed[strings.ToLower(u.Hostname())]
 		},
-		authorize: func(r *http.Request) error {
-			tok, err := tokens.Token(r.Context())
-			if err != nil {
-				return err
-			}
-			if !safeHeaderValue(tok) {
-				return errors.New("the access token contains characters not allowed in a header")
-			}
-			r.Header.Set("Authorization", "Bearer "+tok)
-			return nil
-		},
+		authorize:    bearer(tokens),
 		authFailed:   func(int) error { return nil },
 		unauthorized: "the legacy host refused the token; Microsoft closed these hosts to user tokens in 2025 — use the portal proxy (portal session) instead, or check that the token is for " + LegacyScope,
 		forbidden: func(string) string {

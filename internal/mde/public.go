@@ -57,19 +57,9 @@ func NewPublicAPIClient(o PublicOptions) (*PublicAPIClient, error) {
 	}
 	tokens := o.Tokens
 	fam := family{label: "public",
-		name:      "public API",
-		allowHost: publicHost,
-		authorize: func(r *http.Request) error {
-			tok, err := tokens.Token(r.Context())
-			if err != nil {
-				return err
-			}
-			if !safeHeaderValue(tok) {
-				return errors.New("the access token contains characters not allowed in a header")
-			}
-			r.Header.Set("Authorization", "Bearer "+tok)
-			return nil
-		},
+		name:         "public API",
+		allowHost:    publicHost,
+		authorize:    bearer(tokens),
 		authFailed:   func(int) error { return nil },
 		unauthorized: "the access token was rejected: check tenant id, client id and secret, and that the token's audience is the Defender API",
 		forbidden: func(path string) string {
@@ -150,4 +140,21 @@ func (c *PublicAPIClient) GetLink(ctx context.Context, link string) ([]byte, err
 		return nil, fmt.Errorf("mde: %w", err)
 	}
 	return c.d.do(ctx, http.MethodGet, u, nil)
+}
+
+// bearer authorizes a request with a token of tokens (the public API, the
+// legacy hosts and the Management Activity API share it); a token that
+// could not travel in a header is refused rather than sent.
+func bearer(tokens auth.TokenSource) func(*http.Request) error {
+	return func(r *http.Request) error {
+		tok, err := tokens.Token(r.Context())
+		if err != nil {
+			return err
+		}
+		if !safeHeaderValue(tok) {
+			return errors.New("the access token contains characters not allowed in a header")
+		}
+		r.Header.Set("Authorization", "Bearer "+tok)
+		return nil
+	}
 }

@@ -118,7 +118,7 @@ func (c *Config) Validate() error {
 	if _, ok := mde.Clouds[c.Cloud]; !ok && c.Cloud != "" {
 		return fmt.Errorf("cloud %q is not one of commercial, gcc, gcchigh, dod", c.Cloud)
 	}
-	if p := c.PublisherIdentifier; p != "" && !isGUID(p) {
+	if p := c.PublisherIdentifier; p != "" && !mde.IsGUID(p) {
 		return errors.New("publisher_identifier must be a GUID (your tenant id, as Microsoft suggests)")
 	}
 	return c.Windowing.CheckValues(24 * time.Hour)
