@@ -73,7 +73,7 @@ func PlanWindows(now time.Time, prog state.Progress, ro RunOptions, lookback tim
 			goal = time.Time{} // nothing new to store
 		}
 	}
-	ranges = mergeRanges(ranges)
+	ranges = state.Merge(ranges)
 	if len(ranges) == 0 {
 		return Plan{Goal: goal}
 	}
@@ -113,22 +113,6 @@ func newest(prog state.Progress) time.Time {
 		last = maxTime(last, c.To)
 	}
 	return last
-}
-
-// mergeRanges sorts ranges, drops empty ones and joins those that overlap
-// or touch.
-func mergeRanges(rs []state.Range) []state.Range {
-	rs = slices.DeleteFunc(rs, func(r state.Range) bool { return !r.From.Before(r.To) })
-	slices.SortFunc(rs, func(a, b state.Range) int { return a.From.Compare(b.From) })
-	var out []state.Range
-	for _, r := range rs {
-		if n := len(out); n > 0 && !r.From.After(out[n-1].To) {
-			out[n-1].To = maxTime(out[n-1].To, r.To)
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -88,7 +88,6 @@ type eventRun struct {
 	active  int       // units being read
 	idle    sync.Cond // a worker waits here for work to split off
 	waiting int       // workers waiting on idle
-	splits  int
 
 	out    chan *batch
 	stop   chan struct{} // closed when delivery failed
@@ -278,7 +277,6 @@ func (r *eventRun) split() *unit {
 	best.chunk.From, best.split = at, true
 	r.all = append(r.all, older)
 	r.unitsMu.Unlock()
-	r.splits++
 	r.p.opts.Observer.Planned(r.tenant, best.part.key, 1, older.chunk)
 	return older
 }

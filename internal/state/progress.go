@@ -285,6 +285,29 @@ func (s *Store) cover(b *bolt.Bucket, r Range, tenant, source string) error {
 	return cb.Put(from, to)
 }
 
+// Merge returns rs sorted, without empty ranges, and with ranges that
+// overlap or touch joined into one; rs itself is left as it is.
+func Merge(rs []Range) []Range {
+	var sorted []Range
+	for _, r := range rs {
+		if r.From.Before(r.To) {
+			sorted = append(sorted, r)
+		}
+	}
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].From.Before(sorted[j].From) })
+	var out []Range
+	for _, r := range sorted {
+		if n := len(out); n > 0 && !r.From.After(out[n-1].To) {
+			if r.To.After(out[n-1].To) {
+				out[n-1].To = r.To
+			}
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
 // Uncovered returns the parts of r that none of covered (sorted, merged)
 // holds, in time order.
 func Uncovered(r Range, covered []Range) []Range {

@@ -588,7 +588,7 @@ func (s *Store) prune(tx *bolt.Tx, tenant, source string, cutoff time.Time, read
 			break
 		}
 		// The covered part below the cutoff, less the windows being read.
-		for _, r := range Uncovered(Range{From: cr.From, To: minT(cr.To, cutoff)}, mergeSorted(reading)) {
+		for _, r := range Uncovered(Range{From: cr.From, To: minT(cr.To, cutoff)}, Merge(reading)) {
 			limit := encTime(r.To)
 			for k, _ := c.Seek(encTime(r.From)); k != nil && bytes.Compare(k[:min(8, len(k))], limit) < 0; k, _ = c.Next() {
 				if len(k) < 8 {
@@ -611,26 +611,6 @@ func (s *Store) prune(tx *bolt.Tx, tenant, source string, cutoff time.Time, read
 		}
 	}
 	return nil
-}
-
-// mergeSorted returns rs sorted and merged (for Uncovered).
-func mergeSorted(rs []Range) []Range {
-	if len(rs) == 0 {
-		return nil
-	}
-	out := append([]Range(nil), rs...)
-	sort.Slice(out, func(i, j int) bool { return out[i].From.Before(out[j].From) })
-	merged := out[:1]
-	for _, r := range out[1:] {
-		if last := &merged[len(merged)-1]; !r.From.After(last.To) {
-			if r.To.After(last.To) {
-				last.To = r.To
-			}
-			continue
-		}
-		merged = append(merged, r)
-	}
-	return merged
 }
 
 func minT(a, b time.Time) time.Time {
