@@ -20,6 +20,8 @@ func (c *Config) resolvePaths() {
 		&c.PublicAPI.Auth.AuthRecordFile,
 		&c.Emulator.CAFile,
 		&c.Serve.LeaseDir,
+		&c.Serve.Webhook.TLSCertFile,
+		&c.Serve.Webhook.TLSKeyFile,
 	} {
 		*p = c.ResolvePath(*p)
 	}

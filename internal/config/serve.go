@@ -27,6 +27,56 @@ type Serve struct {
 	// replica harvests a tenant only while it holds its lease.
 	LeaseDir string `yaml:"lease_dir"`
 	Shard    Shard  `yaml:"shard"`
+	// Webhook is the listener of the audit log's webhook mode: where the
+	// Office 365 Management Activity API posts its notifications for
+	// every tenant whose sources.auditlog.webhook.address is set.
+	Webhook Webhook `yaml:"webhook"`
+}
+
+// Webhook configures the listener the Management Activity API posts
+// notifications to (serve and the webhook command). Each tenant's path
+// is the path of its sources.auditlog.webhook.address.
+type Webhook struct {
+	// Listen is the address the listener binds (default :8443).
+	Listen string `yaml:"listen"`
+	// TLSCertFile and TLSKeyFile (PEM) make it serve HTTPS; the service
+	// only posts to https addresses with a publicly trusted certificate.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// PlainHTTP serves without TLS, for a proxy that terminates TLS in
+	// front and forwards to this address; it must be said explicitly,
+	// because the AuthID travels in every request.
+	PlainHTTP bool `yaml:"plain_http"`
+	// Bounds of what a flood of requests can take (0: the defaults of
+	// internal/webhook: 1 MiB, 16 requests at once, 10,000 queued
+	// notifications per tenant).
+	MaxBodyBytes  int64 `yaml:"max_body_bytes"`
+	MaxConcurrent int   `yaml:"max_concurrent"`
+	QueueSize     int   `yaml:"queue_size"`
+}
+
+// DefaultWebhookListen is the default of serve.webhook.listen.
+const DefaultWebhookListen = ":8443"
+
+func (w Webhook) validate(add func(key, format string, a ...any)) {
+	if w.Listen == "" {
+		add("serve.webhook.listen", "is empty; use an address such as :8443")
+	}
+	switch {
+	case (w.TLSCertFile == "") != (w.TLSKeyFile == ""):
+		add("serve.webhook.tls_cert_file", "and serve.webhook.tls_key_file go together: give both (PEM files) or neither")
+	case w.TLSCertFile != "" && w.PlainHTTP:
+		add("serve.webhook.plain_http", "is true while a certificate is configured: choose one")
+	}
+	if w.MaxBodyBytes < 0 || w.MaxBodyBytes > 64<<20 {
+		add("serve.webhook.max_body_bytes", "%d is out of range: use 0 (1 MiB) up to 67108864", w.MaxBodyBytes)
+	}
+	if w.MaxConcurrent < 0 || w.MaxConcurrent > 1024 {
+		add("serve.webhook.max_concurrent", "%d is out of range: use 0 (16) up to 1024", w.MaxConcurrent)
+	}
+	if w.QueueSize < 0 || w.QueueSize > 1_000_000 {
+		add("serve.webhook.queue_size", "%d is out of range: use 0 (10000) up to 1000000", w.QueueSize)
+	}
 }
 
 // Shard says which share of the tenants this replica harvests.
@@ -54,6 +104,7 @@ func defaultServe() Serve {
 		NotReadyAfterFailures:      DefaultNotReadyAfterFailures,
 		ShutdownTimeout:            Duration(DefaultShutdownTimeout),
 		Shard:                      Shard{Count: 1, Index: "0"},
+		Webhook:                    Webhook{Listen: DefaultWebhookListen},
 	}
 }
 
@@ -79,6 +130,7 @@ func (s Serve) validate(add func(key, format string, a ...any)) {
 	if s.Shard.Count > 1 && s.LeaseDir == "" {
 		add("serve.lease_dir", "is needed with serve.shard.count > 1: a folder all replicas share, so a tenant is never harvested by two at once while replicas change")
 	}
+	s.Webhook.validate(add)
 }
 
 func (s Serve) String() string { return fmt.Sprintf("listen %s", s.Listen) }

@@ -16,6 +16,10 @@ type unit struct {
 	part *part
 	// chunk is its window; a split moves From up (under mu).
 	chunk source.Window
+	// push: it reads what the source was told about (Pipeline.Push), not
+	// a window: every item is taken whatever its time, and finishing it
+	// covers nothing and moves no cursor.
+	push bool
 	news  int // records of it delivered so far (the deliverer's)
 	// Under mu: whether a worker reads it, whether it emitted a progress
 	// mark (it reads newest first), the oldest event time it emitted and
@@ -190,7 +194,9 @@ func (r *eventRun) read(ctx context.Context, u *unit) {
 		u.finished = true
 		r.unitsMu.Unlock()
 	default:
-		r.cur.marks = append(r.cur.marks, progressMark{unit: u, chunk: u.chunk})
+		if !u.push {
+			r.cur.marks = append(r.cur.marks, progressMark{unit: u, chunk: u.chunk})
+		}
 		if r.due(r.p.opts.Now()) {
 			_ = r.seal(ctx)
 		}
@@ -326,6 +332,9 @@ func (r *eventRun) running() []*unit {
 }
 
 func (r *eventRun) emit(ctx context.Context, u *unit, it source.Item) error {
+	if it.IsMark() && u.push {
+		return nil // a pushed read covers no window
+	}
 	if it.IsMark() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -363,7 +372,7 @@ func (r *eventRun) emit(ctx context.Context, u *unit, it source.Item) error {
 		return errWindowSplit
 	}
 	r.fetched++
-	if !u.chunk.Contains(it.Time) {
+	if !u.push && !u.chunk.Contains(it.Time) {
 		r.outOfWindow++
 		return nil
 	}

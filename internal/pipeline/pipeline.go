@@ -159,6 +159,9 @@ type Pipeline struct {
 	lanes []*lane
 	// redeliverSinks are the outputs of a redelivery run.
 	redeliverSinks []sink.Sink
+	// busy holds one slot per (tenant, source): a run and a Push of one
+	// source never overlap.
+	busy sync.Map
 
 	skewOnce sync.Once
 }
@@ -287,7 +290,13 @@ func (p *Pipeline) runSource(ctx context.Context, tenant string, src source.Sour
 	res := Result{Source: src.Name(), Table: src.Table(), Kind: src.Kind()}
 	p.opts.Observer.SourceStarted(tenant, res.Source)
 	var err error
+	unlock, lerr := p.exclusive(ctx, tenant, src.Name())
+	if lerr == nil {
+		defer unlock()
+	}
 	switch {
+	case lerr != nil:
+		err = lerr
 	case ctx.Err() != nil:
 		err = ctx.Err()
 	case src.Kind() == source.Event:

@@ -249,28 +249,11 @@ func (l *Listener) Start(ctx context.Context) error {
 			return fmt.Errorf("webhook: listen %s: %w", l.opts.Listen, err)
 		}
 	}
-	if l.opts.TLSConfig != nil {
-		ln = tls.NewListener(ln, l.opts.TLSConfig)
-	}
 	l.started = true
+	o := l.opts
 	l.ln = ln
-	l.srv = &http.Server{
-		Handler:           l.Handler(),
-		ReadHeaderTimeout: l.opts.ReadHeaderTimeout,
-		ReadTimeout:       l.opts.ReadTimeout,
-		WriteTimeout:      l.opts.WriteTimeout,
-		IdleTimeout:       l.opts.IdleTimeout,
-		MaxHeaderBytes:    32 << 10,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ErrorLog:          slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
-	}
-	srv := l.srv
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			l.log.Error("the webhook endpoint stopped", "err", err)
-		}
-	}()
-	l.log.Info("webhook listening", "addr", ln.Addr().String(), "path", l.opts.Path, "tls", l.opts.TLSConfig != nil)
+	l.srv = newHTTPServer(ctx, l.Handler(), o.TLSConfig, o.ReadHeaderTimeout, o.ReadTimeout, o.WriteTimeout, o.IdleTimeout, l.log.With("path", o.Path))
+	serve(l.srv, ln, o.TLSConfig, l.log.With("path", o.Path))
 	return nil
 }
 
