@@ -22,12 +22,25 @@ const (
 )
 
 func init() {
-	register(command{name: "serve", summary: "run as a service: every source of every tenant on its schedule, with /metrics, /healthz and /readyz", run: runServe})
+	register(command{name: "serve", summary: "run as a service: every source of every tenant on its schedule, with /metrics, /healthz and /readyz (and the audit log webhook when configured)", run: runServe})
+	register(command{name: "webhook", summary: "run only the audit log: the Management Activity API webhook listener of every tenant that has one, with the polls that close its gaps", run: runWebhook})
 }
 
 func runServe(ctx context.Context, env *Env, args []string) int {
-	fs := newFlagSet(env, "serve", "serve [--config FILE] [--listen ADDR] [--shard-count N --shard-index I|auto --lease-dir DIR]")
+	return serveCommand(ctx, env, "serve", args)
+}
+
+func runWebhook(ctx context.Context, env *Env, args []string) int {
+	return serveCommand(ctx, env, "webhook", args)
+}
+
+// serveCommand is serve, or — as the webhook command — serve limited to
+// the auditlog source of the tenants with a webhook address.
+func serveCommand(ctx context.Context, env *Env, name string, args []string) int {
+	hookOnly := name == "webhook"
+	fs := newFlagSet(env, name, name+" [--config FILE] [--listen ADDR] [--webhook-listen ADDR] [--shard-count N --shard-index I|auto --lease-dir DIR]")
 	cfgPath := fs.String("config", "", "config file (YAML); default $"+config.EnvConfig)
+	hookListen := fs.String("webhook-listen", "", "address of the audit log webhook listener (default serve.webhook.listen, :8443)")
 	listen := fs.String("listen", "", "address of /metrics, /healthz and /readyz (default serve.listen, :9464; - for none)")
 	shardCount := fs.String("shard-count", "", "replicas sharing the tenants (default $"+envShardCount+", else serve.shard.count, 1)")
 	shardIndex := fs.String("shard-index", "", "this replica's number from 0, or auto: the ordinal ending the host name (default $"+envShardIndex+", else serve.shard.index)")
@@ -38,30 +51,35 @@ func runServe(ctx context.Context, env *Env, args []string) int {
 	}
 	cfg, err := loadConfig(env, *cfgPath)
 	if err != nil {
-		fmt.Fprintln(env.Stderr, "defenderharvester serve:", err)
+		fmt.Fprintf(env.Stderr, "defenderharvester %s: %v\n", name, err)
 		return exitUsage
 	}
 	log := newLoggerTo(env.Stderr, cfg.LogLevel, cfg.LogFormat, *debug)
 	count, index, err := shardOf(env, cfg.Serve.Shard.Count, cfg.Serve.Shard.Index, *shardCount, *shardIndex)
 	if err != nil {
-		fmt.Fprintln(env.Stderr, "defenderharvester serve:", err)
+		fmt.Fprintf(env.Stderr, "defenderharvester %s: %v\n", name, err)
 		return exitUsage
 	}
-	svc, err := service.New(service.Options{
+	opts := service.Options{
 		Config: cfg, Logger: log, Now: env.Now, Getenv: env.Getenv, Stdout: env.Stdout,
 		Listen: *listen, ShardCount: count, ShardIndex: index, LeaseDir: firstNonEmpty(*leaseDir, env.Getenv(envLeaseDir)),
-	})
+		WebhookListen: *hookListen,
+	}
+	if hookOnly {
+		opts.Sources, opts.RequireWebhook = []string{"auditlog"}, true
+	}
+	svc, err := service.New(opts)
 	if err != nil {
-		fmt.Fprintln(env.Stderr, "defenderharvester serve:", err)
+		fmt.Fprintf(env.Stderr, "defenderharvester %s: %v\n", name, err)
 		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := svc.Start(ctx); err != nil {
-		fmt.Fprintln(env.Stderr, "defenderharvester serve:", err)
+		fmt.Fprintf(env.Stderr, "defenderharvester %s: %v\n", name, err)
 		return exitFailed
 	}
-	log.Info("serving", "addr", svc.Addr(), "tenants", len(svc.Tenants()))
+	log.Info("serving", "addr", svc.Addr(), "webhook", svc.WebhookAddr(), "tenants", len(svc.Tenants()))
 	<-ctx.Done()
 	stop()
 	signal.Reset(os.Interrupt, syscall.SIGTERM) // a second signal ends the process at once

@@ -65,6 +65,11 @@ type Request struct {
 	// HTTPObserver is told about every retry decision of the API
 	// clients (metrics of retries and throttling); nil: nobody.
 	HTTPObserver func(httpx.Attempt)
+	// Webhook builds the audit log's webhook listener when
+	// sources.auditlog.webhook.address is set (serve, the webhook
+	// command): Tenant.Webhook, Tenant.ServeWebhook. A one-shot run never
+	// listens, so it never registers a webhook either.
+	Webhook bool
 }
 
 // Report is the outcome of one harvest.
@@ -158,6 +163,7 @@ type Tenant struct {
 	sinks     []sink.Sink
 	store     *state.Store
 	p         *pipeline.Pipeline
+	hook      *hookedTenant // the audit log's webhook (Request.Webhook)
 }
 
 // Open prepares a tenant: checks which tenant the portal session belongs
@@ -231,7 +237,7 @@ func Open(ctx context.Context, req Request) (*Tenant, error) {
 		}
 	}
 
-	deps := source.Deps{TenantID: tenant, Logger: req.Logger, Now: req.Now}
+	deps := source.Deps{TenantID: tenant, TenantName: cfg.Name, Logger: req.Logger, Now: req.Now, Getenv: req.Getenv}
 	if clients.portal != nil {
 		deps.Portal = clients.portal
 	}
@@ -250,6 +256,12 @@ func Open(ctx context.Context, req Request) (*Tenant, error) {
 			continue
 		}
 		t.sources[f.Name] = src
+	}
+
+	if req.Webhook {
+		if err := t.openWebhook(cfg.Serve.Webhook); err != nil {
+			return nil, err
+		}
 	}
 
 	sinks, err := buildSinks(cfg, req, clients.transport)

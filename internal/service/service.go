@@ -19,12 +19,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/defenderharvester/defenderharvester/internal/auth"
 	"github.com/defenderharvester/defenderharvester/internal/clock"
 	"github.com/defenderharvester/defenderharvester/internal/config"
 	"github.com/defenderharvester/defenderharvester/internal/harvester"
 	"github.com/defenderharvester/defenderharvester/internal/metrics"
 	"github.com/defenderharvester/defenderharvester/internal/schedule"
 	"github.com/defenderharvester/defenderharvester/internal/shard"
+	"github.com/defenderharvester/defenderharvester/internal/webhook"
 )
 
 // Options configure New.
@@ -53,6 +55,14 @@ type Options struct {
 	UpkeepEvery time.Duration
 	// ScheduleObserver is told about every firing too (tests; nil: none).
 	ScheduleObserver schedule.Observer
+	// Sources, when set, limits every tenant to these sources (the
+	// webhook command: ["auditlog"]).
+	Sources []string
+	// RequireWebhook refuses a config in which no owned tenant has an
+	// audit log webhook address (the webhook command).
+	RequireWebhook bool
+	// WebhookListen overrides serve.webhook.listen.
+	WebhookListen string
 }
 
 // Service runs the schedules of every owned tenant.
@@ -68,6 +78,9 @@ type Service struct {
 
 	httpSrv *http.Server
 	ln      net.Listener
+	// hooks serves the audit log webhook of every tenant that has one
+	// (nil when none does).
+	hooks *webhook.Server
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -144,18 +157,34 @@ func New(opts Options) (*Service, error) {
 		return nil, err
 	}
 	names := map[string]bool{}
+	hooked := 0
 	for _, tc := range tcs {
 		name := tc.TenantName()
 		names[name] = true
 		if !shard.Owns(name, opts.ShardIndex, opts.ShardCount) {
 			continue
 		}
-		jobs, err := jobsOf(tc)
+		jobs, err := jobsOf(tc, opts.Sources)
 		if err != nil {
 			return nil, err
 		}
-		s.tenants = append(s.tenants, &tenantRunner{s: s, name: name, cfg: tc, jobs: jobs,
+		wants, err := harvester.WantsWebhook(tc)
+		if err != nil {
+			return nil, err
+		}
+		if wants {
+			hooked++
+		}
+		s.tenants = append(s.tenants, &tenantRunner{s: s, name: name, cfg: tc, jobs: jobs, webhook: wants,
 			log: opts.Logger.With("tenant", name)})
+	}
+	if opts.RequireWebhook && hooked == 0 && len(s.tenants) > 0 {
+		return nil, errors.New("no tenant has an audit log webhook: set sources.auditlog.webhook.address (and its AuthID) and enable the auditlog source")
+	}
+	if hooked > 0 {
+		if s.hooks, err = newWebhookServer(cfg.Serve.Webhook, opts.WebhookListen, opts.Logger); err != nil {
+			return nil, err
+		}
 	}
 	if opts.ShardCount > 1 || opts.LeaseDir != "" {
 		owner := opts.OwnerID
@@ -178,9 +207,10 @@ type plannedJob struct {
 	spec   schedule.Spec
 }
 
-// jobsOf reads the schedule of every source the tenant harvests.
-func jobsOf(tc *config.Config) ([]plannedJob, error) {
-	factories, err := harvester.Select(tc, nil)
+// jobsOf reads the schedule of every source the tenant harvests (of
+// only, when set).
+func jobsOf(tc *config.Config, only []string) ([]plannedJob, error) {
+	factories, err := harvester.Select(tc, only)
 	if err != nil {
 		return nil, err
 	}
@@ -255,6 +285,15 @@ func (s *Service) Start(ctx context.Context) error {
 		}()
 	}
 	ctx, s.cancel = context.WithCancel(ctx)
+	if s.hooks != nil {
+		// Before the tenants open: each registers its webhook, and the
+		// service validates the address at once.
+		if err := s.hooks.Start(ctx); err != nil {
+			s.cancel()
+			s.closeEndpoint()
+			return err
+		}
+	}
 	if err := s.sched.Start(ctx); err != nil {
 		s.cancel()
 		return err
@@ -294,7 +333,50 @@ func (s *Service) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("closing the endpoint: %w", err))
 		}
 	}
+	if s.hooks != nil {
+		if err := s.hooks.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// closeEndpoint stops the metrics endpoint of a Start that failed.
+func (s *Service) closeEndpoint() {
+	if s.httpSrv != nil {
+		_ = s.httpSrv.Close()
+	}
+}
+
+// WebhookAddr is where the webhook listener listens ("" when none).
+func (s *Service) WebhookAddr() string {
+	if s.hooks == nil || s.hooks.Addr() == nil {
+		return ""
+	}
+	return s.hooks.Addr().String()
+}
+
+// newWebhookServer builds the one listener every tenant's webhook is
+// mounted on.
+func newWebhookServer(c config.Webhook, listen string, log *slog.Logger) (*webhook.Server, error) {
+	if listen == "" {
+		listen = c.Listen
+	}
+	opts := webhook.ServerOptions{Listen: listen, Logger: log}
+	switch {
+	case c.TLSCertFile != "":
+		tlsCfg, err := webhook.TLSFromFiles(c.TLSCertFile, c.TLSKeyFile, auth.CheckPrivateFile, log)
+		if err != nil {
+			return nil, err
+		}
+		opts.TLSConfig = tlsCfg
+	case c.PlainHTTP:
+		log.Warn("the audit log webhook listens without TLS (serve.webhook.plain_http): only run it behind a proxy that terminates TLS, on a network nobody else can read — the AuthID travels in every request",
+			"listen", listen)
+	default:
+		return nil, errors.New("serve.webhook: the Management Activity API only posts to https addresses: set tls_cert_file and tls_key_file (PEM), or plain_http: true when a proxy in front terminates TLS")
+	}
+	return webhook.NewServer(opts)
 }
 
 // alive is /healthz: the scheduler's loop must still fire on time.

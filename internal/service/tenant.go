@@ -25,6 +25,8 @@ type tenantRunner struct {
 	cfg  *config.Config
 	jobs []plannedJob
 	log  *slog.Logger
+	// webhook: the tenant harvests the audit log with a webhook address.
+	webhook bool
 
 	mu     sync.Mutex
 	phase  string            // waiting for lease, opening, running, closed
@@ -55,6 +57,10 @@ func (r *tenantRunner) supervise(ctx context.Context) {
 			r.releaseLease()
 			continue
 		}
+		// The webhook first: it is registered before the first poll, which
+		// could otherwise start a subscription without it (and the
+		// 15-minute start throttle would delay the registration).
+		stopHook := r.startWebhook(ctx, t)
 		if err := r.schedule(t); err != nil {
 			r.log.Error("cannot schedule the tenant's sources (a bug)", "err", err)
 		}
@@ -63,6 +69,7 @@ func (r *tenantRunner) supervise(ctx context.Context) {
 		r.opened = t
 		r.mu.Unlock()
 		lost := r.keepUp(ctx, t)
+		stopHook()
 		// Remove cancels the tenant's runs; they commit what was
 		// delivered and leave the rest for the next owner.
 		<-r.s.sched.Remove(r.name)
@@ -151,6 +158,7 @@ func (r *tenantRunner) open(ctx context.Context) *harvester.Tenant {
 			SpoolAfter:   time.Duration(r.cfg.SpoolAfter),
 			Observer:     relabel{name: r.name, m: r.s.metrics},
 			HTTPObserver: r.s.metrics.ObserveAttempt,
+			Webhook:      r.webhook && r.s.hooks != nil,
 		})
 		if err == nil {
 			r.seedCursors(t)
@@ -198,6 +206,43 @@ func (r *tenantRunner) seedCursors(t *harvester.Tenant) {
 	}
 	for src, at := range least {
 		r.s.metrics.SetCursor(r.name, src, at)
+	}
+}
+
+// startWebhook mounts the tenant's audit log webhook on the service's
+// listener, registers it with the Management Activity API and delivers
+// what it accepts, until the returned stop: unmounted, the listener
+// closed, the consumer's push cancelled (what it delivered is committed;
+// the rest is read by the poll). A tenant without a webhook gets a no-op.
+func (r *tenantRunner) startWebhook(ctx context.Context, t *harvester.Tenant) (stop func()) {
+	l := t.Webhook()
+	if l == nil || r.s.hooks == nil {
+		return func() {}
+	}
+	unmount, err := r.s.hooks.Mount(l)
+	if err != nil {
+		r.log.Error("the tenant's audit log webhook cannot be served; its audit log is still polled on schedule", "err", err)
+		return func() {}
+	}
+	_ = t.RegisterWebhook(ctx) // logged; the source's subscription checks retry it
+	hctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t.ServeWebhook(hctx, func(res pipeline.Result, notifications int) {
+			r.s.metrics.WebhookPushed(r.name, res, notifications)
+		})
+	}()
+	return func() {
+		unmount()
+		cancel()
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		if err := l.Shutdown(sctx); err != nil {
+			r.log.Warn("closing the webhook listener", "err", err)
+		}
+		<-done
+		r.s.metrics.SetWebhookStats(r.name, l.Stats())
 	}
 }
 
@@ -263,6 +308,9 @@ func (r *tenantRunner) gauges(t *harvester.Tenant) {
 	}
 	for _, o := range t.Outputs() {
 		r.s.metrics.SetDeliveryStats(r.name, o.Output, o.Delivery)
+	}
+	if l := t.Webhook(); l != nil {
+		r.s.metrics.SetWebhookStats(r.name, l.Stats())
 	}
 	now := time.Now() // the pacers' clock
 	for api, p := range t.Pacers() {
