@@ -27,6 +27,12 @@ var (
 	descRetries     = desc("output_request_retries_total", "Requests a network output sent again after a failure.", "tenant", "output")
 	descSentBytes   = desc("output_sent_bytes_total", "Request body bytes a network output sent.", "tenant", "output")
 	descDeadLetters = desc("output_dead_lettered_records_total", "Records an output can never take, written to the dead-letter store.", "tenant", "output")
+
+	descHookRequests   = desc("webhook_requests_total", "Requests the tenant's webhook listener answered, by outcome.", "tenant", "outcome")
+	descHookItems      = desc("webhook_notifications_total", "Notification items the webhook listener received, by result: accepted, duplicate, overflow, rejected.", "tenant", "result")
+	descHookRejected   = desc("webhook_notifications_rejected_total", "Notification items the webhook listener rejected (answered 200, not queued), by reason.", "tenant", "reason")
+	descHookQueued     = desc("webhook_queue_length", "Accepted webhook notifications waiting for a push.", "tenant")
+	descHookRemembered = desc("webhook_remembered_content_ids", "Content ids the webhook listener remembers to drop duplicates.", "tenant")
 )
 
 // stateCollector exports Metrics' kept state; a distinct type so these
@@ -35,7 +41,8 @@ type stateCollector Metrics
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCursor, descLag, descLastSuccess, descFailures, descSessionAge,
-		descSessionExp, descSessionGone, descSpoolRecs, descSpoolBytes, descRequests, descRetries, descSentBytes, descDeadLetters} {
+		descSessionExp, descSessionGone, descSpoolRecs, descSpoolBytes, descRequests, descRetries, descSentBytes, descDeadLetters,
+		descHookRequests, descHookItems, descHookRejected, descHookQueued, descHookRemembered} {
 		ch <- d
 	}
 }
@@ -81,6 +88,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descSentBytes, float64(o.stats.BytesSent), k.tenant, k.output)
 			counter(descDeadLetters, float64(o.stats.DeadLettered), k.tenant, k.output)
 		}
+	}
+	for tenant, st := range m.webhooks {
+		collectWebhook(ch, tenant, st)
 	}
 }
 

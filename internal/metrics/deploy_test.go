@@ -161,7 +161,7 @@ func TestAlertRules(t *testing.T) {
 			seen[r.Alert] = true
 		}
 	}
-	for _, want := range []string{"SessionExpired", "SessionExpiresSoon", "SourceStalled", "SourceFailing", "OutputDown", "SpoolGrowing", "DeadLetters"} {
+	for _, want := range []string{"SessionExpired", "SessionExpiresSoon", "SourceStalled", "SourceFailing", "OutputDown", "SpoolGrowing", "DeadLetters", "WebhookSpoofed"} {
 		if !seen["DefenderHarvester"+want] {
 			t.Errorf("no alert DefenderHarvester%s", want)
 		}
@@ -236,7 +236,7 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 	// What the issue asks the dashboard to show.
-	for _, want := range []string{"Lag", "Records in", "Records out", "errors by kind", "Spool", "Dead letters", "session expires", "Throttled"} {
+	for _, want := range []string{"Lag", "Records in", "Records out", "errors by kind", "Spool", "Dead letters", "session expires", "Throttled", "Webhook requests", "Webhook notifications"} {
 		if !slices.ContainsFunc(titles, func(s string) bool { return strings.Contains(strings.ToLower(s), strings.ToLower(want)) }) {
 			t.Errorf("no panel about %q among %q", want, titles)
 		}

@@ -1,11 +1,13 @@
 // Package metrics is what `serve` tells Prometheus and its probes: a
 // pipeline.Observer that counts records, writes, runs and errors per
 // tenant, source and output; gauges the service sets (portal sessions,
-// spools, delivery counters, schedule); the httpx retry hook; and the
-// health that /readyz reports. Every metric is listed in README.md.
+// spools, delivery counters, schedule, webhook listeners and pushes); the
+// httpx retry hook; and the health that /readyz reports. Every metric is
+// listed in README.md.
 //
 // Labels are low-cardinality by construction: tenant, source, output,
-// api, kind, outcome, class — never a record id, URL or error text.
+// api, kind, outcome, class, result, reason — never a record id, URL or
+// error text.
 package metrics
 
 import (
@@ -20,6 +22,7 @@ import (
 	"github.com/defenderharvester/defenderharvester/internal/pipeline"
 	"github.com/defenderharvester/defenderharvester/internal/source"
 	"github.com/defenderharvester/defenderharvester/internal/state"
+	"github.com/defenderharvester/defenderharvester/internal/webhook"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -110,10 +113,13 @@ type Metrics struct {
 	paceLimit, paceInFlight     *prometheus.GaugeVec
 	pacePaused                  *prometheus.GaugeVec
 
+	webhookPushes, webhookPushed *prometheus.CounterVec
+
 	mu       sync.Mutex
 	sources  map[sourceKey]*sourceState
 	sessions map[string]*sessionState
 	outputs  map[outputKey]*outputState
+	webhooks map[string]*webhook.Stats // by tenant
 }
 
 var _ pipeline.Observer = (*Metrics)(nil)
@@ -136,6 +142,7 @@ func New(o Options) *Metrics {
 		sources:  map[sourceKey]*sourceState{},
 		sessions: map[string]*sessionState{},
 		outputs:  map[outputKey]*outputState{},
+		webhooks: map[string]*webhook.Stats{},
 	}
 	ts := []string{"tenant", "source"}
 	tso := []string{"tenant", "source", "output"}
@@ -174,6 +181,8 @@ func New(o Options) *Metrics {
 	m.paceLimit = gauge("api_concurrency_limit", "Requests an API client lets run at once; throttling halves it, successes raise it back to its maximum.", "tenant", "api")
 	m.paceInFlight = gauge("api_requests_in_flight", "Requests an API client is running now.", "tenant", "api")
 	m.pacePaused = gauge("api_paused", "1 while an API client holds every new request back (a Retry-After or backoff after throttling).", "tenant", "api")
+	m.webhookPushes = counter("webhook_pushes_total", "Pushes of webhook notifications through the pipeline by outcome: ok, failed, canceled (not runs).", "tenant", "outcome")
+	m.webhookPushed = counter("webhook_pushed_notifications_total", "Webhook notifications whose content a push fetched and delivered (or tried to).", "tenant")
 
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(m.own()...)
@@ -186,7 +195,7 @@ func (m *Metrics) own() []prometheus.Collector {
 		m.fetched, m.newRecs, m.duplicates, m.outOfWindow, m.changes, m.chunks, m.runs, m.runDuration,
 		m.sourceErrors, m.running, m.written, m.writeFailures, m.spooled,
 		m.skipped, m.waiting, m.slotWait, m.schedule, m.retries, m.throttled, m.giveUps,
-		m.paceLimit, m.paceInFlight, m.pacePaused,
+		m.paceLimit, m.paceInFlight, m.pacePaused, m.webhookPushes, m.webhookPushed,
 		(*stateCollector)(m),
 	}
 }
@@ -458,7 +467,7 @@ func (m *Metrics) ObserveAttempt(a httpx.Attempt) {
 func (m *Metrics) Forget(tenant string) {
 	l := prometheus.Labels{"tenant": tenant}
 	for _, v := range []*prometheus.CounterVec{m.fetched, m.newRecs, m.duplicates, m.outOfWindow, m.changes,
-		m.chunks, m.runs, m.sourceErrors, m.written, m.writeFailures, m.spooled, m.skipped} {
+		m.chunks, m.runs, m.sourceErrors, m.written, m.writeFailures, m.spooled, m.skipped, m.webhookPushes, m.webhookPushed} {
 		v.DeletePartialMatch(l)
 	}
 	for _, v := range []*prometheus.GaugeVec{m.running, m.waiting, m.schedule, m.paceLimit, m.paceInFlight, m.pacePaused} {
@@ -479,6 +488,7 @@ func (m *Metrics) Forget(tenant string) {
 		}
 	}
 	delete(m.sessions, tenant)
+	delete(m.webhooks, tenant)
 }
 
 // expired reports whether the session is known to be expired at now.

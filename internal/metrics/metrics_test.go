@@ -20,6 +20,7 @@ import (
 	"github.com/defenderharvester/defenderharvester/internal/source"
 	"github.com/defenderharvester/defenderharvester/internal/source/srcutil"
 	"github.com/defenderharvester/defenderharvester/internal/state"
+	"github.com/defenderharvester/defenderharvester/internal/webhook"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -508,6 +509,8 @@ func populated(clk *fakeClock) *Metrics {
 	m.SetPace("t1", "portal", Pace{Limit: 4, InFlight: 2, Paused: true})
 	m.ObserveAttempt(httpx.Attempt{Label: "portal", Class: "5xx", Throttled: true, Retry: true})
 	m.ObserveAttempt(httpx.Attempt{Label: "portal", Class: "5xx"})
+	m.SetWebhookStats("t1", webhook.Stats{Requests: 1, Notifications: 1, Accepted: 1, Queued: 1, Remembered: 1})
+	m.WebhookPushed("t1", pipeline.Result{Source: "auditlog", Fetched: 1, New: 1}, 1)
 	return m
 }
 
