@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"sort"
@@ -55,6 +56,7 @@ const (
 	AFMissingPermission   = "AF10001" // the token lacks ActivityFeed.Read
 	AFTenantMismatch      = "AF20010" // the token's tenant is not the URL's
 	AFInvalidContentType  = "AF20020"
+	AFWebhookValidation   = "AF20021" // the webhook did not answer the validation with 200 (or is not https)
 	AFNoSubscription      = "AF20022"
 	AFSubscriptionOff     = "AF20023" // disabled by an admin
 	AFAlreadyEnabled      = "AF20024" // start on an enabled subscription: success
@@ -93,9 +95,14 @@ type ActivityFeed interface {
 	// Subscriptions lists the tenant's subscriptions.
 	Subscriptions(ctx context.Context) ([]Subscription, error)
 	// StartSubscription starts (enables) contentType; an already enabled
-	// subscription (AF20024) is success. It does not enforce the
-	// 15-minute throttle on starts: callers do (StartThrottleInterval).
-	StartSubscription(ctx context.Context, contentType string) error
+	// subscription with no property change (AF20024) is success. With
+	// hook nil the request has no body (a start never asks for a
+	// webhook); with hook set it carries {"webhook":{address, authId,
+	// expiration}}, which the service validates by POSTing to the address
+	// before it answers (AF20021 when the listener does not answer 200).
+	// It does not enforce the 15-minute throttle on starts: callers do
+	// (StartThrottleInterval). The AuthID never appears in its errors.
+	StartSubscription(ctx context.Context, contentType string, hook *WebhookSpec) error
 	// ListContent reads one page of the blobs of contentType whose
 	// contentCreated lies in [start, end) (≤ 24 h, start ≤ 7 days back).
 	// With next set (a NextPageUri of the previous page) it follows that
@@ -107,10 +114,54 @@ type ActivityFeed interface {
 	FetchContent(ctx context.Context, contentURI string) ([]byte, error)
 }
 
+// WebhookSpec is the webhook a subscription start asks for.
+type WebhookSpec struct {
+	// Address is the public https URL the service POSTs notifications to.
+	Address string
+	// AuthID is sent back by the service in the Webhook-AuthID header of
+	// every POST. A secret: never logged nor put in errors.
+	AuthID string
+	// Expiration is when the webhook stops (ISO 8601), "" for never.
+	Expiration string
+}
+
+// String describes w without its AuthID (so %v and %+v never print it).
+func (w WebhookSpec) String() string {
+	return fmt.Sprintf("{Address:%s AuthID:[%d characters] Expiration:%s}", w.Address, len(w.AuthID), w.Expiration)
+}
+
+// LogValue keeps the AuthID out of logs (slog.LogValuer).
+func (w WebhookSpec) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("address", w.Address), slog.String("expiration", w.Expiration))
+}
+
 // Subscription is one entry of subscriptions/list.
 type Subscription struct {
 	ContentType string `json:"contentType"`
 	Status      string `json:"status"`
+	// Webhook is the subscription's webhook, nil when it has none (the
+	// key absent or null).
+	Webhook *SubscriptionWebhook `json:"webhook"`
+}
+
+// SubscriptionWebhook is a listed subscription's webhook. Fields the
+// listing leaves out (or sets to null) are empty; the service may hide
+// AuthID.
+type SubscriptionWebhook struct {
+	Status     string `json:"status"` // "enabled", or "disabled" after repeated failed notifications
+	Address    string `json:"address"`
+	AuthID     string `json:"-"` // a secret: never logged nor encoded
+	Expiration string `json:"expiration"`
+}
+
+// String describes w without its AuthID (so %v and %+v never print it).
+func (w SubscriptionWebhook) String() string {
+	return fmt.Sprintf("{Status:%s Address:%s AuthID:[%d characters] Expiration:%s}", w.Status, w.Address, len(w.AuthID), w.Expiration)
+}
+
+// LogValue keeps the AuthID out of logs (slog.LogValuer).
+func (w SubscriptionWebhook) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("status", w.Status), slog.String("address", w.Address), slog.String("expiration", w.Expiration))
 }
 
 // Enabled reports whether the subscription is on.
@@ -240,6 +291,10 @@ func explainFeed(tenant string) func(e *APIError) {
 			e.Hint = "tenant mismatch: the token was issued for another tenant than tenant_id " + tenant + "; use credentials of this tenant (or a multi-tenant app consented in it)"
 		case e.Code == "AF20011" || e.Code == "AF20012" || e.Code == "AF20013":
 			e.Hint = "the tenant " + tenant + " is unknown to the Management Activity API or misconfigured; check tenant_id and that audit logging is on"
+		case e.Code == AFWebhookValidation && strings.Contains(msg, "must begin with https"):
+			e.Hint = "the webhook address must be an https URL (webhook.address)"
+		case e.Code == AFWebhookValidation:
+			e.Hint = "the webhook listener at the address did not answer the service's validation POST with HTTP 200: check that the public address (webhook.address) reaches the listener (webhook.listen), that its TLS certificate is trusted publicly (a public CA, the full chain served) and that any proxy in front preserves the path"
 		case e.Code == AFInvalidContentType:
 			e.Hint = "content_types may only hold Audit.AzureActiveDirectory, Audit.Exchange, Audit.SharePoint, Audit.General and DLP.All"
 		case e.Code == AFNoSubscription || e.Code == AFSubscriptionOff:
@@ -302,23 +357,94 @@ func DecodeSubscriptions(body []byte) ([]Subscription, error) {
 		if err != nil {
 			return nil, fmt.Errorf("subscriptions/list: entry %d: %w", i, err)
 		}
-		out = append(out, Subscription{ContentType: ct, Status: st})
+		hook, err := decodeSubscriptionWebhook(obj["webhook"])
+		if err != nil {
+			return nil, fmt.Errorf("subscriptions/list: entry %d: %w", i, err)
+		}
+		out = append(out, Subscription{ContentType: ct, Status: st, Webhook: hook})
 	}
 	return out, nil
 }
 
-// StartSubscription starts contentType; AF20024 (already enabled) is
-// success.
-func (c *ActivityFeedClient) StartSubscription(ctx context.Context, contentType string) error {
+// decodeSubscriptionWebhook reads a listed subscription's webhook member:
+// absent (raw nil) or null is no webhook; an object gives its string
+// fields (absent or null ones empty); anything else is an error naming
+// the key and the JSON type seen.
+func decodeSubscriptionWebhook(raw json.RawMessage) (*SubscriptionWebhook, error) {
+	b := bytes.TrimSpace(raw)
+	if len(b) == 0 || string(b) == "null" {
+		return nil, nil
+	}
+	var obj map[string]json.RawMessage
+	if b[0] != '{' || json.Unmarshal(b, &obj) != nil || obj == nil {
+		return nil, fmt.Errorf("field webhook is %s, not an object or null", jsonKind(b))
+	}
+	var w SubscriptionWebhook
+	for _, f := range []struct {
+		key string
+		dst *string
+	}{{"status", &w.Status}, {"address", &w.Address}, {"authId", &w.AuthID}, {"expiration", &w.Expiration}} {
+		v, ok := obj[f.key]
+		if !ok || string(bytes.TrimSpace(v)) == "null" {
+			continue
+		}
+		if err := json.Unmarshal(v, f.dst); err != nil {
+			return nil, fmt.Errorf("field webhook.%s is %s, not a string", f.key, jsonKind(v))
+		}
+	}
+	return &w, nil
+}
+
+// StartSubscription starts contentType, with hook when not nil;
+// AF20024 (already enabled, no property change) is success.
+func (c *ActivityFeedClient) StartSubscription(ctx context.Context, contentType string, hook *WebhookSpec) error {
 	if !knownContentType(contentType) {
 		return fmt.Errorf("content type %q is not one of %s", contentType, strings.Join(ContentTypes, ", "))
 	}
-	_, err := c.d.do(ctx, http.MethodPost, c.root("subscriptions/start", url.Values{"contentType": {contentType}}), nil)
+	var body []byte
+	if hook != nil {
+		if strings.TrimSpace(hook.Address) == "" {
+			return errors.New("starting a subscription with a webhook needs its address")
+		}
+		var err error
+		body, err = json.Marshal(map[string]map[string]string{"webhook": {
+			"address": hook.Address, "authId": hook.AuthID, "expiration": hook.Expiration}})
+		if err != nil {
+			return fmt.Errorf("encoding the webhook: %w", err)
+		}
+	}
+	_, err := c.d.do(ctx, http.MethodPost, c.root("subscriptions/start", url.Values{"contentType": {contentType}}), body)
 	if FeedCode(err) == AFAlreadyEnabled {
 		return nil
 	}
+	if err != nil && hook != nil {
+		return redactSecret(err, hook.AuthID)
+	}
 	return err
 }
+
+// redactSecret keeps secret out of err's text (a service that echoed it
+// in a message): the APIError's message is rewritten and the returned
+// error reads redacted while still wrapping err (FeedCode, errors.Is).
+func redactSecret(err error, secret string) error {
+	if secret == "" || !strings.Contains(err.Error(), secret) {
+		return err
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		ae.Message = strings.ReplaceAll(ae.Message, secret, "[redacted]")
+		ae.Target = strings.ReplaceAll(ae.Target, secret, "[redacted]")
+	}
+	return &redactedError{msg: strings.ReplaceAll(err.Error(), secret, "[redacted]"), err: err}
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
 
 // feedTime is the listing's time format (UTC, seconds).
 const feedTime = "2006-01-02T15:04:05"

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -131,7 +132,7 @@ func TestActivityFeedCalls(t *testing.T) {
 	}{
 		{name: "start already enabled (AF20024) is success",
 			replies: []func(http.ResponseWriter, *http.Request){afError(400, "AF20024", "The subscription is already enabled. No property change.")},
-			call:    func(c *ActivityFeedClient) error { return c.StartSubscription(t.Context(), ContentGeneral) }, requests: 1},
+			call:    func(c *ActivityFeedClient) error { return c.StartSubscription(t.Context(), ContentGeneral, nil) }, requests: 1},
 		{name: "AF429 with HTTP 403 is retried with backoff",
 			replies: []func(http.ResponseWriter, *http.Request){afError(403, "AF429", "Too many requests. Method=GetBlob, PublisherId=x"), ok(`[]`)},
 			call: func(c *ActivityFeedClient) error {
@@ -264,6 +265,161 @@ func FuzzDecodeContentList(f *testing.F) {
 		for _, c := range cs {
 			if c.ContentURI == "" || c.ContentCreated.IsZero() {
 				t.Fatalf("accepted an entry without uri or time: %+v", c)
+			}
+		}
+	})
+}
+
+// The start request: no body without a webhook; the documented
+// {"webhook":{address, authId, expiration}} as JSON with one; AF20024 is
+// success either way; AF20021 says what to check and never carries the
+// AuthID, even when the service echoes it.
+func TestStartSubscriptionWebhook(t *testing.T) {
+	const secret = "S3CRET-AUTH-ID"
+	hook := &WebhookSpec{Address: "https://hooks.contoso.com/o365/contoso", AuthID: secret, Expiration: "2027-01-01T00:00:00Z"}
+	tests := []struct {
+		name     string
+		hook     *WebhookSpec
+		reply    func(w http.ResponseWriter, r *http.Request)
+		wantBody string // "" = no body
+		wantErr  []string
+		wantCode string
+	}{
+		{name: "no webhook: no body", reply: afError(200, "", ""), wantBody: ""},
+		{name: "webhook: JSON body", hook: hook,
+			reply: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprint(w, `{"contentType":"Audit.General","status":"enabled","webhook":{"status":"enabled","address":"https://hooks.contoso.com/o365/contoso","authId":"S3CRET-AUTH-ID","expiration":""}}`)
+			},
+			wantBody: `{"webhook":{"address":"https://hooks.contoso.com/o365/contoso","authId":"S3CRET-AUTH-ID","expiration":"2027-01-01T00:00:00Z"}}`},
+		{name: "webhook, already so (AF20024)", hook: hook,
+			reply:    afError(400, "AF20024", "The subscription is already enabled. No property change."),
+			wantBody: `{"webhook":{"address":"https://hooks.contoso.com/o365/contoso","authId":"S3CRET-AUTH-ID","expiration":"2027-01-01T00:00:00Z"}}`},
+		{name: "validation failed (AF20021)", hook: hook,
+			reply:    afError(400, "AF20021", "The webhook endpoint {https://hooks.contoso.com/o365/contoso} could not be validated. The endpoint did not return HTTP 200."),
+			wantBody: `{"webhook":{"address":"https://hooks.contoso.com/o365/contoso","authId":"S3CRET-AUTH-ID","expiration":"2027-01-01T00:00:00Z"}}`,
+			wantErr:  []string{"AF20021", "did not answer the service's validation POST with HTTP 200", "webhook.listen", "trusted publicly", "preserves the path"}, wantCode: AFWebhookValidation},
+		{name: "AF20021 echoing the AuthID is redacted", hook: hook,
+			reply:    afError(400, "AF20021", "Validation with authId "+secret+" failed. The endpoint did not return HTTP 200."),
+			wantBody: `{"webhook":{"address":"https://hooks.contoso.com/o365/contoso","authId":"S3CRET-AUTH-ID","expiration":"2027-01-01T00:00:00Z"}}`,
+			wantErr:  []string{"AF20021", "[redacted]", "validation POST"}, wantCode: AFWebhookValidation},
+		{name: "not https (AF20021)", hook: &WebhookSpec{Address: "http://hooks.contoso.com/", AuthID: secret},
+			reply:    afError(400, "AF20021", "The address must begin with HTTPS."),
+			wantBody: `{"webhook":{"address":"http://hooks.contoso.com/","authId":"S3CRET-AUTH-ID","expiration":""}}`,
+			wantErr:  []string{"must be an https URL"}, wantCode: AFWebhookValidation},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var bodies []string
+			var ctypes []string
+			c, _ := tlsFeed(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				mu.Lock()
+				bodies, ctypes = append(bodies, string(b)), append(ctypes, r.Header.Get("Content-Type"))
+				mu.Unlock()
+				if r.Method != http.MethodPost || r.URL.Query().Get("contentType") != ContentGeneral {
+					t.Errorf("%s %s", r.Method, r.URL)
+				}
+				if tt.reply == nil || (tt.wantBody == "" && tt.hook == nil) {
+					w.Header().Set("Content-Type", "application/json")
+					fmt.Fprint(w, `{"contentType":"Audit.General","status":"enabled","webhook":null}`)
+					return
+				}
+				tt.reply(w, r)
+			}))
+			err := c.StartSubscription(t.Context(), ContentGeneral, tt.hook)
+			if len(tt.wantErr) == 0 && err != nil {
+				t.Fatalf("err %v", err)
+			}
+			for _, want := range tt.wantErr {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("err %v, want %q", err, want)
+				}
+			}
+			if err != nil && strings.Contains(err.Error(), secret) {
+				t.Errorf("the error carries the AuthID: %v", err)
+			}
+			if tt.wantCode != "" && FeedCode(err) != tt.wantCode {
+				t.Errorf("code %q, want %s", FeedCode(err), tt.wantCode)
+			}
+			if len(bodies) != 1 {
+				t.Fatalf("%d requests", len(bodies))
+			}
+			if bodies[0] != tt.wantBody {
+				t.Errorf("body %s, want %s", bodies[0], tt.wantBody)
+			}
+			if tt.wantBody != "" && !strings.HasPrefix(ctypes[0], "application/json") || tt.wantBody == "" && ctypes[0] != "" {
+				t.Errorf("Content-Type %q with body %q", ctypes[0], bodies[0])
+			}
+		})
+	}
+	if s := fmt.Sprintf("%v %+v", *hook, hook); strings.Contains(s, secret) {
+		t.Errorf("formatting a WebhookSpec prints the AuthID: %s", s)
+	}
+	c, _ := tlsFeed(t, &feedRecorder{})
+	if err := c.StartSubscription(t.Context(), ContentGeneral, &WebhookSpec{AuthID: secret}); err == nil || strings.Contains(err.Error(), secret) {
+		t.Errorf("a webhook without address: %v", err)
+	}
+}
+
+// subscriptions/list: the webhook member absent or null is no webhook, an
+// object gives its string fields, anything else names the key and the
+// JSON type, never a value.
+func TestDecodeSubscriptionsWebhook(t *testing.T) {
+	tests := []struct {
+		name    string
+		body    string
+		want    *SubscriptionWebhook
+		wantErr string
+	}{
+		{name: "absent", body: `[{"contentType":"Audit.General","status":"enabled"}]`},
+		{name: "null", body: `[{"contentType":"Audit.General","status":"enabled","webhook":null}]`},
+		{name: "object", body: `[{"contentType":"Audit.General","status":"enabled","webhook":{"status":"disabled","address":"https://h.example/x","authId":"SECRETVALUE","expiration":"2027-01-01T00:00:00"}}]`,
+			want: &SubscriptionWebhook{Status: "disabled", Address: "https://h.example/x", AuthID: "SECRETVALUE", Expiration: "2027-01-01T00:00:00"}},
+		{name: "object with fields missing or null", body: `[{"contentType":"Audit.General","status":"enabled","webhook":{"address":"https://h.example/x","authId":null,"extra":1}}]`,
+			want: &SubscriptionWebhook{Address: "https://h.example/x"}},
+		{name: "empty object", body: `[{"contentType":"Audit.General","status":"enabled","webhook":{}}]`, want: &SubscriptionWebhook{}},
+		{name: "a string", body: `[{"contentType":"Audit.General","status":"enabled","webhook":"SECRETVALUE"}]`, wantErr: "entry 0: field webhook is a JSON string, not an object or null"},
+		{name: "an array", body: `[{"contentType":"Audit.General","status":"enabled","webhook":["SECRETVALUE"]}]`, wantErr: "field webhook is a JSON array"},
+		{name: "a boolean", body: `[{"contentType":"Audit.General","status":"enabled","webhook":true}]`, wantErr: "field webhook is a JSON boolean"},
+		{name: "a number", body: `[{"contentType":"Audit.General","status":"enabled","webhook":12}]`, wantErr: "field webhook is a JSON number"},
+		{name: "authId not a string", body: `[{"contentType":"Audit.General","status":"enabled","webhook":{"authId":["SECRETVALUE"]}}]`, wantErr: "field webhook.authId is a JSON array, not a string"},
+		{name: "address not a string", body: `[{"contentType":"Audit.General","status":"enabled","webhook":{"address":{"x":"SECRETVALUE"}}}]`, wantErr: "field webhook.address is a JSON object, not a string"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			subs, err := DecodeSubscriptions([]byte(tt.body))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || strings.Contains(err.Error(), "SECRETVALUE") {
+					t.Fatalf("err %v, want %q and no value", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || len(subs) != 1 || subs[0].ContentType != ContentGeneral || !subs[0].Enabled() {
+				t.Fatalf("%v %+v", err, subs)
+			}
+			got := subs[0].Webhook
+			if (got == nil) != (tt.want == nil) || got != nil && *got != *tt.want {
+				t.Fatalf("webhook %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzDecodeSubscriptions(f *testing.F) {
+	f.Add([]byte(`[{"contentType":"Audit.General","status":"enabled","webhook":null}]`))
+	f.Add([]byte(`[{"contentType":"Audit.Exchange","status":"enabled","webhook":{"status":"disabled","address":"https://h/x","authId":"a","expiration":""}}]`))
+	f.Add([]byte(`[{"contentType":"DLP.All","status":"disabled","webhook":[1]}]`))
+	f.Add([]byte(`{"error":{"code":"AF20022","message":"x"}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		subs, err := DecodeSubscriptions(b)
+		if err != nil {
+			return
+		}
+		for _, s := range subs {
+			if strings.TrimSpace(s.ContentType) == "" || strings.TrimSpace(s.Status) == "" {
+				t.Fatalf("accepted an entry without content type or status: %+v", s)
 			}
 		}
 	})

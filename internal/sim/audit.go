@@ -51,6 +51,11 @@ type auditHook struct {
 	AuthID     string    `json:"authId"`
 	Expiration string    `json:"expiration"`
 	cursor     time.Time // data clock: blobs created after it are yet to be notified
+	// failures counts the notification batches in a row that failed
+	// (every retry refused); disabled is set after
+	// AuditWebhookDisableAfter of them, until a start re-enables it.
+	failures int
+	disabled bool
 }
 
 func (h *auditHook) same(o *auditHook) bool {
@@ -64,8 +69,15 @@ func (h *auditHook) view() any {
 	if h == nil {
 		return nil
 	}
-	return map[string]string{"status": "enabled", "address": h.Address, "authId": h.AuthID, "expiration": h.Expiration}
+	status := "enabled"
+	if h.disabled {
+		status = "disabled"
+	}
+	return map[string]string{"status": status, "address": h.Address, "authId": h.AuthID, "expiration": h.Expiration}
 }
+
+// active reports whether notifications go to h.
+func (h *auditHook) active() bool { return h != nil && !h.disabled }
 
 // maxAuditHistory bounds the notification history per tenant.
 const maxAuditHistory = 20000
@@ -305,7 +317,8 @@ func (t *Tenant) hAuditStart(q *req) {
 	t.audit.mu.Lock()
 	sub := t.audit.subs[ct]
 	switch {
-	case sub != nil && sub.enabled && sub.hook.same(hook):
+	// A disabled webhook given again is a change: the start re-enables it.
+	case sub != nil && sub.enabled && sub.hook.same(hook) && (hook == nil || sub.hook.active()):
 		t.audit.mu.Unlock()
 		afFail(q, http.StatusBadRequest, "AF20024", "The subscription is already enabled. No property change.")
 		return
@@ -333,7 +346,9 @@ func (t *Tenant) hAuditStart(q *req) {
 		sub = &auditSub{}
 		t.audit.subs[ct] = sub
 	}
-	if hook != nil && sub.hook.same(hook) && sub.enabled {
+	// The same webhook, or one re-enabled at the address of the disabled
+	// one, resumes where the notifications stopped.
+	if hook != nil && sub.enabled && sub.hook != nil && (sub.hook.same(hook) || sub.hook.disabled && sub.hook.Address == hook.Address) {
 		hook.cursor = sub.hook.cursor
 	}
 	sub.enabled, sub.hook, sub.clientID, sub.lastStart = true, hook, q.claims.AppID, wall

@@ -809,3 +809,130 @@ func TestAuditOverTLS(t *testing.T) {
 		t.Fatalf("BaseURLs[auditlog] = %q", got)
 	}
 }
+
+// After AuditWebhookDisableAfter failed batches in a row (every retry
+// refused) the webhook is disabled: list shows it "disabled" and nothing
+// more is sent; a start with the same webhook is a change (not AF20024)
+// that validates and re-enables it, and notifications resume with the
+// blobs created since the last successful delivery.
+func TestAuditWebhookDisabledAfterFailures(t *testing.T) {
+	tests := []struct {
+		name        string
+		disable     int // Options.AuditWebhookDisableAfter
+		wantDisable int // failed rounds until disabled, 0 = never
+	}{
+		{"default 3", 0, 3},
+		{"after 2", 2, 2},
+		{"never", -1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newAuditEnv(t, func(o *Options) { o.AuditWebhookRetries = 1; o.AuditWebhookDisableAfter = tt.disable })
+			hs := newHookServer(t, e.ten)
+			body := []byte(`{"webhook":{"address":"` + hs.URL + `/hook","authId":"s3cr3t-auth","expiration":""}}`)
+			tok := e.auditToken()
+			if r := e.startSub(tok, AuditContentGeneral, body); r.status != 200 {
+				t.Fatalf("start: %d %s", r.status, r.body)
+			}
+			hs.take()
+			hookStatus := func() any {
+				t.Helper()
+				var list []struct {
+					ContentType string
+					Status      string
+					Webhook     map[string]string
+				}
+				e.manage(http.MethodGet, e.feed()+"subscriptions/list", tok, nil).json(t, &list)
+				if len(list) != 1 || list[0].Status != "enabled" {
+					t.Fatalf("list %+v", list)
+				}
+				if list[0].Webhook == nil {
+					return nil
+				}
+				return list[0].Webhook["status"]
+			}
+			advance := func(d time.Duration) {
+				e.data.Add(d)
+				e.wall.Add(d)
+				tok = e.auditToken()
+			}
+			// One successful round: the last successful delivery.
+			advance(2 * time.Hour)
+			if n := e.ten.NotifyNow(context.Background()); n == 0 {
+				t.Fatal("nothing delivered")
+			}
+			hs.take()
+			lastOK := e.data.Now()
+
+			hs.setStatus(http.StatusServiceUnavailable)
+			rounds := 5
+			if tt.wantDisable > 0 {
+				rounds = tt.wantDisable
+			}
+			for i := 1; i <= rounds; i++ {
+				advance(time.Hour)
+				if n := e.ten.NotifyNow(context.Background()); n != 0 {
+					t.Fatalf("round %d delivered %d to a refusing listener", i, n)
+				}
+				if k := len(hs.take()); k != 2 {
+					t.Fatalf("round %d: %d attempts, want 2 (1 + 1 retry) of one batch", i, k)
+				}
+				want := "enabled"
+				if i == tt.wantDisable {
+					want = "disabled"
+				}
+				if st := hookStatus(); st != want {
+					t.Fatalf("after %d failed rounds the webhook is %v, want %s", i, st, want)
+				}
+			}
+			if tt.wantDisable == 0 {
+				return
+			}
+			// Disabled: nothing is sent, even to a listener that is back.
+			hs.setStatus(http.StatusOK)
+			advance(time.Hour)
+			if n := e.ten.NotifyNow(context.Background()); n != 0 || len(hs.take()) != 0 {
+				t.Fatalf("a disabled webhook was notified (%d)", n)
+			}
+			// Re-enable: the same webhook again is a change; it validates.
+			advance(16 * time.Minute)
+			r := e.startSub(tok, AuditContentGeneral, body)
+			if r.status != 200 || !strings.Contains(string(r.body), `"status":"enabled"`) {
+				t.Fatalf("re-enabling start: %d %s", r.status, r.body)
+			}
+			if reqs := hs.take(); len(reqs) != 1 || reqs[0].header.Get("Webhook-ValidationCode") == "" {
+				t.Fatalf("re-enabling start sent %d requests, want the validation", len(reqs))
+			}
+			if st := hookStatus(); st != "enabled" {
+				t.Fatalf("after the start the webhook is %v", st)
+			}
+			if r := e.startSub(tok, AuditContentGeneral, body); afCode(t, r) != "AF20024" {
+				t.Fatalf("the same start again: %d %s, want AF20024", r.status, r.body)
+			}
+			// Resumed from the last successful delivery.
+			n := e.ten.NotifyNow(context.Background())
+			truth, _ := e.ten.AuditBlobs(AuditContentGeneral, lastOK.Add(time.Millisecond), e.data.Now().Add(time.Millisecond))
+			got := map[string]bool{}
+			for _, rq := range hs.take() {
+				var arr []contentItem
+				if err := json.Unmarshal(rq.body, &arr); err != nil {
+					t.Fatalf("notification %s", rq.body)
+				}
+				for _, it := range arr {
+					got[it.ContentID] = true
+				}
+			}
+			if len(truth) == 0 {
+				t.Fatal("no blobs were created while the webhook failed; the test needs some")
+			}
+			if n != len(truth) || len(got) != len(truth) {
+				t.Fatalf("resumed with %d notifications (%d ids), %d blobs were created since the last delivery", n, len(got), len(truth))
+			}
+			for _, b := range truth {
+				if !got[b.ContentID] {
+					t.Errorf("blob created %s not notified after re-enabling", b.Created)
+				}
+			}
+		})
+	}
+}

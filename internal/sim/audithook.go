@@ -75,13 +75,18 @@ func (t *Tenant) validateWebhook(ctx context.Context, h *auditHook) error {
 	return t.hookPost(ctx, h, mustJSON(map[string]string{"validationCode": code}), code)
 }
 
-// NotifyNow delivers, for every enabled subscription with a webhook, the
-// blobs created (data clock) since its last delivery: JSON arrays of at
-// most 100 notifications, each retried on a non-200 answer
+// NotifyNow delivers, for every enabled subscription with an enabled
+// webhook, the blobs created (data clock) since its last delivery: JSON
+// arrays of at most 100 notifications, each retried on a non-200 answer
 // (AuditWebhookRetries times, backoff AuditWebhookBackoff doubling), every
-// attempt recorded in the notifications history. It returns how many
-// notifications were delivered (answered 200). The delivery loop
-// (AuditWebhookPoll) calls it too.
+// attempt recorded in the notifications history. A batch whose every
+// attempt failed ends the content type's round: its blobs and the later
+// ones are offered again next round. After AuditWebhookDisableAfter such
+// batches in a row the webhook is disabled (list shows "status":
+// "disabled") and gets nothing until a start with it re-enables it;
+// notifications then resume with the blobs created since the last
+// successful delivery. It returns how many notifications were delivered
+// (answered 200). The delivery loop (AuditWebhookPoll) calls it too.
 func (t *Tenant) NotifyNow(ctx context.Context) int {
 	a := t.audit
 	a.deliverMu.Lock()
@@ -96,7 +101,7 @@ func (t *Tenant) NotifyNow(ctx context.Context) int {
 	var jobs []job
 	a.mu.Lock()
 	for _, ct := range auditCTs {
-		if s := a.subs[ct]; s != nil && s.enabled && s.hook != nil && !s.hook.expired(now) {
+		if s := a.subs[ct]; s != nil && s.enabled && s.hook.active() && !s.hook.expired(now) {
 			jobs = append(jobs, job{ct, s.hook, s.clientID, s.hook.cursor})
 		}
 	}
@@ -108,6 +113,7 @@ func (t *Tenant) NotifyNow(ctx context.Context) int {
 			from = now.Add(-auditRetention)
 		}
 		blobs := t.auditBlobsIn(auditCTIndex(j.ct), from.Add(time.Millisecond), now.Add(time.Millisecond), now)
+		cursor := now // every blob up to now was notified, unless a batch fails
 		for len(blobs) > 0 {
 			n := min(100, len(blobs))
 			batch := blobs[:n]
@@ -120,6 +126,7 @@ func (t *Tenant) NotifyNow(ctx context.Context) int {
 			}
 			body := mustJSON(items)
 			backoff := t.opts.AuditWebhookBackoff
+			ok := false
 			for attempt := 0; attempt <= t.opts.AuditWebhookRetries; attempt++ {
 				if attempt > 0 {
 					if !sleepCtx(ctx, backoff) {
@@ -135,16 +142,49 @@ func (t *Tenant) NotifyNow(ctx context.Context) int {
 				t.recordAttempts(j.ct, batch, t.now().UTC(), status)
 				if err == nil {
 					delivered += n
+					ok = true
 					break
 				}
 			}
+			a.mu.Lock()
+			if ok {
+				j.hook.failures = 0
+				a.mu.Unlock()
+				continue
+			}
+			// Offer this batch again: the cursor stops just before it.
+			cursor = batch[0].created.Add(-time.Millisecond)
+			j.hook.failures++
+			if limit := t.webhookDisableAfter(); limit > 0 && j.hook.failures >= limit {
+				j.hook.disabled = true
+			}
+			a.mu.Unlock()
+			break
 		}
 		a.mu.Lock()
-		j.hook.cursor = now
+		if cursor.After(j.hook.cursor) {
+			j.hook.cursor = cursor
+		}
 		a.mu.Unlock()
 	}
 	return delivered
 }
+
+// webhookDisableAfter is AuditWebhookDisableAfter with its default; 0
+// means never.
+func (t *Tenant) webhookDisableAfter() int {
+	switch n := t.opts.AuditWebhookDisableAfter; {
+	case n == 0:
+		return defaultAuditWebhookDisableAfter
+	case n < 0:
+		return 0
+	default:
+		return n
+	}
+}
+
+// defaultAuditWebhookDisableAfter is AuditWebhookDisableAfter's default.
+const defaultAuditWebhookDisableAfter = 3
 
 func (t *Tenant) recordAttempts(ct string, batch []auditBlob, sent time.Time, status string) {
 	a := t.audit
@@ -166,7 +206,7 @@ func (t *Tenant) deliveryLoop() {
 		t.audit.mu.Lock()
 		any := false
 		for _, s := range t.audit.subs {
-			any = any || (s.enabled && s.hook != nil)
+			any = any || (s.enabled && s.hook.active())
 		}
 		if !any {
 			t.audit.loop = false

@@ -168,6 +168,10 @@ type Options struct {
 	// (default 3); AuditWebhookBackoff the first wait (default 1s, doubling).
 	AuditWebhookRetries int
 	AuditWebhookBackoff time.Duration
+	// AuditWebhookDisableAfter is how many notification batches in a row
+	// may fail (every retry refused) before the subscription's webhook is
+	// disabled until a start re-enables it (default 3; negative: never).
+	AuditWebhookDisableAfter int
 }
 
 // Credentials are the secrets a client needs to talk to this tenant.

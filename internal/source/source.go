@@ -148,6 +148,14 @@ type Deps struct {
 	// credentials asked for https://manage.office.com/.default. nil when
 	// those credentials are not configured.
 	ActivityFeed func(cloud, publisher string) (mde.ActivityFeed, error)
+	// TenantName is the tenant's name in a multi-tenant config ("" in a
+	// single-tenant one), e.g. for the auditlog webhook address's
+	// {tenant} placeholder.
+	TenantName string
+	// Getenv reads the process environment (secrets sources may take
+	// from a variable, such as the auditlog webhook AuthID); nil means
+	// no environment.
+	Getenv func(string) string
 }
 
 // Factory describes and builds one source. Each source package registers

@@ -1,9 +1,9 @@
 // Package auditlog harvests the Unified Audit Log through the Office 365
-// Management Activity API (event source "auditlog", polling mode): one
-// part per content type, windows on the blobs' contentCreated, one table
-// per content type, and the Defender for Endpoint response actions
-// (Live Response, isolation, investigation packages …) a second time in
-// MdeAuditResponseActions.
+// Management Activity API (event source "auditlog"; polling, with webhook
+// mode on top): one part per content type, windows on the blobs'
+// contentCreated, one table per content type, and the Defender for
+// Endpoint response actions (Live Response, isolation, investigation
+// packages …) a second time in MdeAuditResponseActions.
 //
 // For a window of one content type it makes sure the subscription is on
 // (subscriptions/list once an hour; start when missing or when the
@@ -15,9 +15,12 @@
 // (Windowing.Remember). No window starts more than 7 days − 10 minutes in
 // the past: what is older cannot be listed and is reported once.
 //
-// Webhook mode (a later listener): parts are content types, so a
-// notification for a content type can trigger a run of that part; a
-// notification's blobs can also be read directly with FetchBlob.
+// Webhook mode (webhook.address set): the source is Hooked. Once the
+// listener is up, UseWebhook makes every subscription carry the webhook
+// (and keeps it so at each hourly check); FetchNotified reads the blobs
+// of notifications exactly as a poll would, and Delivered tells later
+// polls to skip the blobs already delivered from notifications. Polling
+// goes on: the webhook only lowers the latency.
 package auditlog
 
 import (
@@ -28,6 +31,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/mde"
@@ -81,7 +85,10 @@ type Config struct {
 	// (default: the tenant id).
 	PublisherIdentifier string `yaml:"publisher_identifier"`
 	// Cloud is commercial (manage.office.com), gcc, gcchigh or dod.
-	Cloud             string `yaml:"cloud"`
+	Cloud string `yaml:"cloud"`
+	// Webhook makes the service push notifications to a listener
+	// (webhook mode); off while Webhook.Address is empty.
+	Webhook           WebhookConfig `yaml:"webhook"`
 	srcutil.Windowing `yaml:",inline"`
 }
 
@@ -93,6 +100,7 @@ func NewConfig() *Config {
 	return &Config{
 		ContentTypes: append([]string(nil), mde.ContentTypes...),
 		Cloud:        "commercial",
+		Webhook:      WebhookConfig{AuthIDEnv: DefaultAuthIDEnv},
 		Windowing: srcutil.Windowing{
 			Overlap: source.Duration(time.Hour), MaxWindow: source.Duration(24 * time.Hour),
 			Delay: source.Duration(5 * time.Minute),
@@ -121,7 +129,18 @@ func (c *Config) Validate() error {
 	if p := c.PublisherIdentifier; p != "" && !mde.IsGUID(p) {
 		return errors.New("publisher_identifier must be a GUID (your tenant id, as Microsoft suggests)")
 	}
+	if err := c.Webhook.validate(); err != nil {
+		return err
+	}
 	return c.Windowing.CheckValues(24 * time.Hour)
+}
+
+// ResolvePaths makes a relative webhook.auth_id_file relative to the
+// config file's folder (config.PathResolver).
+func (c *Config) ResolvePaths(resolve func(string) string) {
+	if c.Webhook.AuthIDFile != "" {
+		c.Webhook.AuthIDFile = resolve(c.Webhook.AuthIDFile)
+	}
 }
 
 // Rules are the window rules: the configured ones, and ids kept for the
@@ -139,16 +158,27 @@ type src struct {
 	log  *slog.Logger
 	now  func() time.Time
 
+	// hook is the resolved webhook (nil: webhook.address not set).
+	hook *hookConf
+	// delivered are the blobs delivered from notifications: polls skip
+	// them; skipped counts the blobs so skipped.
+	delivered *deliveredSet
+	skipped   atomic.Int64
+
 	mu        sync.Mutex
-	subs      map[string]bool // content type → enabled, as last listed
+	subs      map[string]mde.Subscription // by content type, as last listed (or started)
 	subsAt    time.Time
 	lastStart map[string]time.Time
 	warned    map[string]bool // parts whose lost range was reported
+	// hookOn: UseWebhook was called, every start carries the webhook.
+	hookOn     bool
+	hookWarned map[string]bool // content types whose failed webhook start was reported
 }
 
 var (
 	_ source.PartitionedSource = (*src)(nil)
 	_ source.Parallel          = (*src)(nil)
+	_ Hooked                   = (*src)(nil)
 )
 
 func (s *src) Windowing() source.Windowing { return s.cfg.Rules() }
@@ -223,40 +253,94 @@ func (s *src) warnLost(ct string, from, to time.Time) {
 }
 
 // ensure makes sure the subscription of ct is enabled: the list is read
-// once an hour, a missing subscription is started.
+// once an hour, a missing or disabled subscription is started. Once
+// UseWebhook was called, an enabled subscription whose webhook is not
+// ours (absent, disabled, another address or authId) is started again
+// with it; when that cannot be done now (the start throttle, a failed
+// validation) polling goes on and it is retried at the next check.
 func (s *src) ensure(ctx context.Context, ct string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.subs == nil || s.now().Sub(s.subsAt) >= subsTTL {
-		subs, err := s.feed.Subscriptions(ctx)
-		if err != nil {
-			return fmt.Errorf("listing subscriptions: %w", err)
-		}
-		s.subs, s.subsAt = map[string]bool{}, s.now()
-		for _, sub := range subs {
-			s.subs[sub.ContentType] = sub.Enabled()
+		if err := s.listLocked(ctx); err != nil {
+			return err
 		}
 	}
-	if s.subs[ct] {
+	sub, listed := s.subs[ct]
+	enabled := listed && sub.Enabled()
+	if !s.hookOn {
+		if enabled {
+			return nil
+		}
+		return s.startLocked(ctx, ct)
+	}
+	if enabled && s.hook.matches(sub.Webhook) {
 		return nil
 	}
-	return s.startLocked(ctx, ct)
+	err := s.startLocked(ctx, ct)
+	if err == nil || !enabled {
+		return err
+	}
+	// The subscription is on: polling reads everything; the webhook only
+	// lowers the latency.
+	if !s.hookWarned[ct] {
+		s.hookWarned[ct] = true
+		s.log.Warn("could not register the webhook on the subscription; polling goes on and the start is retried at the next check",
+			"source", Name, "content_type", ct, "error", err)
+	} else {
+		s.log.Debug("the webhook is still not registered on the subscription", "source", Name, "content_type", ct, "error", err)
+	}
+	return nil
 }
 
-// startLocked starts the subscription of ct, at most once per 15 minutes.
+// listLocked reads subscriptions/list into s.subs.
+func (s *src) listLocked(ctx context.Context) error {
+	subs, err := s.feed.Subscriptions(ctx)
+	if err != nil {
+		return fmt.Errorf("listing subscriptions: %w", err)
+	}
+	s.subs, s.subsAt = make(map[string]mde.Subscription, len(subs)), s.now()
+	for _, sub := range subs {
+		s.subs[sub.ContentType] = sub
+	}
+	return nil
+}
+
+// startLocked starts the subscription of ct — with the webhook once
+// UseWebhook was called — at most once per 15 minutes.
 func (s *src) startLocked(ctx context.Context, ct string) error {
 	now := s.now()
 	if last, ok := s.lastStart[ct]; ok && now.Sub(last) < mde.StartThrottleInterval {
-		return fmt.Errorf("the subscription is not enabled and was started %s ago; the API allows one start per 15 minutes: retry after %s",
-			now.Sub(last).Round(time.Second), last.Add(mde.StartThrottleInterval).UTC().Format(time.RFC3339))
+		why := "the subscription is not enabled"
+		if s.hookOn && s.subs[ct].Enabled() {
+			why = "the subscription does not carry the webhook"
+		}
+		return fmt.Errorf("%s and was started %s ago; the API allows one start per 15 minutes: retry after %s",
+			why, now.Sub(last).Round(time.Second), last.Add(mde.StartThrottleInterval).UTC().Format(time.RFC3339))
 	}
 	s.lastStart[ct] = now
-	if err := s.feed.StartSubscription(ctx, ct); err != nil {
+	var spec *mde.WebhookSpec
+	if s.hookOn {
+		spec = &s.hook.spec
+	}
+	if err := s.feed.StartSubscription(ctx, ct, spec); err != nil {
+		if spec != nil {
+			return fmt.Errorf("starting the subscription with the webhook: %w", err)
+		}
 		return fmt.Errorf("starting the subscription: %w", err)
 	}
-	s.subs[ct] = true
-	s.log.Info("started the Management Activity API subscription; its first content can take up to 12 hours to appear",
-		"source", Name, "content_type", ct)
+	sub := mde.Subscription{ContentType: ct, Status: "enabled"}
+	if spec == nil {
+		s.subs[ct] = sub
+		s.log.Info("started the Management Activity API subscription; its first content can take up to 12 hours to appear",
+			"source", Name, "content_type", ct)
+		return nil
+	}
+	sub.Webhook = &mde.SubscriptionWebhook{Status: "enabled", Address: spec.Address, AuthID: spec.AuthID, Expiration: spec.Expiration}
+	s.subs[ct] = sub
+	delete(s.hookWarned, ct)
+	s.log.Info("started the Management Activity API subscription with the webhook", "source", Name, "content_type", ct,
+		"webhook_host", s.hook.host)
 	return nil
 }
 
@@ -265,9 +349,9 @@ func (s *src) resubscribe(ctx context.Context, ct string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.subs == nil {
-		s.subs, s.subsAt = map[string]bool{}, s.now()
+		s.subs, s.subsAt = map[string]mde.Subscription{}, s.now()
 	}
-	s.subs[ct] = false
+	s.subs[ct] = mde.Subscription{ContentType: ct, Status: "disabled"}
 	return s.startLocked(ctx, ct)
 }
 
@@ -331,8 +415,15 @@ func (s *src) list(ctx context.Context, ct string, c, w source.Window, emit sour
 	return fmt.Errorf("more than %d content pages in one window; lower max_window", maxPages)
 }
 
-// blob fetches one blob and emits its records.
+// blob fetches one blob and emits its records; a blob already delivered
+// from a webhook notification (Delivered) is skipped.
 func (s *src) blob(ctx context.Context, ct string, b mde.Content, emit source.Emit) error {
+	if s.delivered.has(ct, b.ContentID, s.now()) {
+		n := s.skipped.Add(1)
+		s.log.Debug("blob already delivered from a webhook notification; not fetched again", "source", Name,
+			"content_type", ct, "content_created", b.ContentCreated.UTC().Format(time.RFC3339), "skipped_total", n)
+		return nil
+	}
 	if !b.ContentExpiration.IsZero() && !s.now().Before(b.ContentExpiration) {
 		s.log.Warn("a blob expired before it could be read; its records are lost", "source", Name,
 			"content_type", ct, "content_created", b.ContentCreated.Format(time.RFC3339))
@@ -481,14 +572,26 @@ func init() {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", Name, err)
 			}
-			return New(feed, *c, deps.Logger, deps.Now), nil
+			s := newSrc(feed, *c, deps.Logger, deps.Now)
+			if c.Webhook.Address != "" {
+				if s.hook, err = resolveWebhook(c.Webhook, deps.TenantName, feed.TenantID(), deps.Getenv, s.now()); err != nil {
+					return nil, fmt.Errorf("%s: %w", Name, err)
+				}
+			}
+			return s, nil
 		},
 	})
 }
 
 // New builds the source over a client (tests, and callers with their own
-// client).
-func New(feed mde.ActivityFeed, cfg Config, log *slog.Logger, now func() time.Time) source.PartitionedSource {
+// client). It does not read cfg.Webhook (it has no environment to take
+// the AuthID from): its Webhook reports false. The registered factory
+// resolves the webhook.
+func New(feed mde.ActivityFeed, cfg Config, log *slog.Logger, now func() time.Time) Hooked {
+	return newSrc(feed, cfg, log, now)
+}
+
+func newSrc(feed mde.ActivityFeed, cfg Config, log *slog.Logger, now func() time.Time) *src {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -496,5 +599,6 @@ func New(feed mde.ActivityFeed, cfg Config, log *slog.Logger, now func() time.Ti
 		now = time.Now
 	}
 	return &src{Meta: srcutil.NewMeta(Name, Tables[mde.ContentGeneral], source.Event), feed: feed, cfg: cfg, log: log, now: now,
-		lastStart: map[string]time.Time{}, warned: map[string]bool{}}
+		lastStart: map[string]time.Time{}, warned: map[string]bool{}, hookWarned: map[string]bool{},
+		delivered: newDeliveredSet(maxDelivered)}
 }

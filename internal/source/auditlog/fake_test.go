@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -85,11 +86,34 @@ type fakeFeed struct {
 	// hook, when set, may answer a request of kind with a fault.
 	hook func(kind string) *fault
 	next bool // a NextPageUri was followed
+	// webhooks are the subscriptions' webhooks (by content type);
+	// hideAuthID lists them with an empty authId; startBodies are the
+	// bodies of the start requests, in order ("" without one).
+	webhooks    map[string]*fakeHook
+	hideAuthID  bool
+	startBodies []string
+	// ct is the contentType of the request being answered (for hooks).
+	ct string
+}
+
+// fakeHook is a subscription's webhook in the fake service.
+type fakeHook struct {
+	Address    string `json:"address"`
+	AuthID     string `json:"authId"`
+	Expiration string `json:"expiration"`
+	status     string // enabled, disabled
+}
+
+func (h *fakeHook) same(o *fakeHook) bool {
+	if h == nil || o == nil {
+		return h == nil && o == nil
+	}
+	return h.Address == o.Address && h.AuthID == o.AuthID && h.Expiration == o.Expiration
 }
 
 func newFake(t *testing.T, clk *fakeClock) *fakeFeed {
 	return &fakeFeed{t: t, clock: clk, subs: map[string]bool{}, pageSize: 2,
-		requests: map[string]int{}, fetched: map[string]int{}}
+		requests: map[string]int{}, fetched: map[string]int{}, webhooks: map[string]*fakeHook{}}
 }
 
 func (f *fakeFeed) add(b ...blob) {
@@ -136,6 +160,12 @@ func (f *fakeFeed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		kind = "blob"
 	}
 	f.requests[kind]++
+	f.ct = q.Get("contentType")
+	var body []byte
+	if kind == "start" {
+		body, _ = io.ReadAll(r.Body)
+		f.startBodies = append(f.startBodies, string(body))
+	}
 	if f.hook != nil {
 		if ft := f.hook(kind); ft != nil {
 			afErr(w, ft.status, ft.code, ft.msg)
@@ -159,7 +189,15 @@ func (f *fakeFeed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out := []map[string]any{}
 		for _, ct := range mde.ContentTypes {
 			if f.subs[ct] {
-				out = append(out, map[string]any{"contentType": ct, "status": "enabled", "webhook": nil})
+				var hook any
+				if h := f.webhooks[ct]; h != nil {
+					id := h.AuthID
+					if f.hideAuthID {
+						id = ""
+					}
+					hook = map[string]string{"status": h.status, "address": h.Address, "authId": id, "expiration": h.Expiration}
+				}
+				out = append(out, map[string]any{"contentType": ct, "status": "enabled", "webhook": hook})
 			}
 		}
 		json.NewEncoder(w).Encode(out)
@@ -170,12 +208,29 @@ func (f *fakeFeed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.starts = append(f.starts, f.clock.Now())
-		if f.subs[ct] {
+		var in struct {
+			Webhook *fakeHook `json:"webhook"`
+		}
+		if len(body) > 0 {
+			if r.Header.Get("Content-Type") != "application/json" || json.Unmarshal(body, &in) != nil {
+				afErr(w, 400, "AF20002", "Invalid parameter type: body.")
+				return
+			}
+			if in.Webhook != nil {
+				in.Webhook.status = "enabled"
+			}
+		}
+		// Start enables the subscription and sets, re-enables or removes
+		// its webhook; with nothing to change it is AF20024.
+		old := f.webhooks[ct]
+		if f.subs[ct] && old.same(in.Webhook) && (old == nil || old.status == "enabled") {
 			afErr(w, 400, "AF20024", "The subscription is already enabled. No property change.")
 			return
 		}
 		f.subs[ct] = true
-		fmt.Fprintf(w, `{"contentType":%q,"status":"enabled","webhook":null}`, ct)
+		f.webhooks[ct] = in.Webhook
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		json.NewEncoder(w).Encode(map[string]any{"contentType": ct, "status": "enabled", "webhook": in.Webhook})
 	case "content":
 		f.content(w, r, q)
 	case "blob":
