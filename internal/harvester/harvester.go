@@ -237,7 +237,7 @@ func Open(ctx context.Context, req Request) (*Tenant, error) {
 		}
 	}
 
-	deps := source.Deps{TenantID: tenant, TenantName: cfg.Name, Logger: req.Logger, Now: req.Now, Getenv: req.Getenv}
+	deps := source.Deps{TenantID: tenant, TenantName: cfg.Name, Logger: req.Logger, Now: req.Now, Getenv: tenantGetenv(cfg.Name, req.Getenv)}
 	if clients.portal != nil {
 		deps.Portal = clients.portal
 	}
@@ -318,6 +318,21 @@ func Open(ctx context.Context, req Request) (*Tenant, error) {
 		p.Start(ctx)
 	}
 	return t, nil
+}
+
+// tenantGetenv is the environment a tenant's sources read: in a
+// multi-tenant config DH_<TENANT>_X first (DH_CONTOSO_WEBHOOK_AUTH_ID),
+// then DH_X, which all tenants share.
+func tenantGetenv(name string, getenv func(string) string) func(string) string {
+	if name == "" {
+		return getenv
+	}
+	return func(k string) string {
+		if v := getenv(config.TenantEnvName(name, k)); v != "" {
+			return v
+		}
+		return getenv(k)
+	}
 }
 
 // TenantID is the tenant's id (from the config or the portal session).

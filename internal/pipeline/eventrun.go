@@ -20,7 +20,7 @@ type unit struct {
 	// a window: every item is taken whatever its time, and finishing it
 	// covers nothing and moves no cursor.
 	push bool
-	news  int // records of it delivered so far (the deliverer's)
+	news int // records of it delivered so far (the deliverer's)
 	// Under mu: whether a worker reads it, whether it emitted a progress
 	// mark (it reads newest first), the oldest event time it emitted and
 	// how many events.

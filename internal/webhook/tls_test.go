@@ -109,4 +109,3 @@ func TestCertificateReloaded(t *testing.T) {
 		t.Fatalf("a key file the check refuses: %v", err)
 	}
 }
-
