@@ -23,6 +23,10 @@ func TestUsageErrors(t *testing.T) {
 	if err := os.WriteFile(cfgBad, []byte("portal:\n  rate: 3\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	cfgNoHook := filepath.Join(t.TempDir(), "nohook.yaml")
+	if err := os.WriteFile(cfgNoHook, []byte("tenant_id: 4a1b5c2d-1111-4222-8333-123456789abc\nsources:\n  auditlog: {enabled: true}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name string
 		args []string
@@ -31,6 +35,7 @@ func TestUsageErrors(t *testing.T) {
 		want []string
 	}{
 		{"no command", nil, nil, exitUsage, []string{"Usage"}},
+		{"webhook without an address", []string{"webhook", "--config", cfgNoHook, "--listen", "-"}, nil, exitUsage, []string{"defenderharvester webhook:", "sources.auditlog.webhook.address"}},
 		{"unknown command", []string{"harvest"}, nil, exitUsage, []string{`unknown command "harvest"`}},
 		{"bad flag", []string{"run", "--nope"}, nil, exitUsage, []string{"nope"}},
 		{"stray argument", []string{"run", "extra"}, nil, exitUsage, []string{`unexpected argument "extra"`}},

@@ -40,7 +40,7 @@ func serveCommand(ctx context.Context, env *Env, name string, args []string) int
 	hookOnly := name == "webhook"
 	fs := newFlagSet(env, name, name+" [--config FILE] [--listen ADDR] [--webhook-listen ADDR] [--shard-count N --shard-index I|auto --lease-dir DIR]")
 	cfgPath := fs.String("config", "", "config file (YAML); default $"+config.EnvConfig)
-	hookListen := fs.String("webhook-listen", "", "address of the audit log webhook listener (default serve.webhook.listen, :8443)")
+	hookListen := fs.String("webhook-listen", "", "address of the audit log webhook listener (default serve.webhook.listen, :9443)")
 	listen := fs.String("listen", "", "address of /metrics, /healthz and /readyz (default serve.listen, :9464; - for none)")
 	shardCount := fs.String("shard-count", "", "replicas sharing the tenants (default $"+envShardCount+", else serve.shard.count, 1)")
 	shardIndex := fs.String("shard-index", "", "this replica's number from 0, or auto: the ordinal ending the host name (default $"+envShardIndex+", else serve.shard.index)")

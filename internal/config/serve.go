@@ -37,7 +37,7 @@ type Serve struct {
 // notifications to (serve and the webhook command). Each tenant's path
 // is the path of its sources.auditlog.webhook.address.
 type Webhook struct {
-	// Listen is the address the listener binds (default :8443).
+	// Listen is the address the listener binds (default :9443).
 	Listen string `yaml:"listen"`
 	// TLSCertFile and TLSKeyFile (PEM) make it serve HTTPS; the service
 	// only posts to https addresses with a publicly trusted certificate.
@@ -56,11 +56,11 @@ type Webhook struct {
 }
 
 // DefaultWebhookListen is the default of serve.webhook.listen.
-const DefaultWebhookListen = ":8443"
+const DefaultWebhookListen = ":9443"
 
 func (w Webhook) validate(add func(key, format string, a ...any)) {
 	if w.Listen == "" {
-		add("serve.webhook.listen", "is empty; use an address such as :8443")
+		add("serve.webhook.listen", "is empty; use an address such as :9443")
 	}
 	switch {
 	case (w.TLSCertFile == "") != (w.TLSKeyFile == ""):

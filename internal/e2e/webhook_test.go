@@ -3,11 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"net"
@@ -29,21 +27,13 @@ import (
 // emulator's CA (which its webhook client trusts) as PEM files.
 func writeListenerCert(t *testing.T, f *fixture) (certFile, keyFile string) {
 	t.Helper()
-	c, err := f.tenant.IssueServerCertificate("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var chain bytes.Buffer
-	for _, der := range c.Certificate {
-		_ = pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	}
-	kb, err := x509.MarshalECPrivateKey(c.PrivateKey.(*ecdsa.PrivateKey))
+	certPEM, keyPEM, err := f.tenant.IssueServerCertificatePEM("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	certFile, keyFile = filepath.Join(f.dir, "hook.crt"), filepath.Join(f.dir, "hook.key")
-	mustWrite(t, certFile, chain.Bytes(), 0o644)
-	mustWrite(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	mustWrite(t, certFile, certPEM, 0o644)
+	mustWrite(t, keyFile, keyPEM, 0o600)
 	return certFile, keyFile
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/config"
@@ -184,12 +186,14 @@ func (t *Tenant) pushAll(ctx context.Context, log *slog.Logger, batch []webhook.
 	}
 }
 
-// WantsWebhook says whether tenant config tc harvests the audit log with
-// a webhook address (serve then runs the webhook listener).
-func WantsWebhook(tc *config.Config) (bool, error) {
+// WebhookPath is the path tenant config tc's audit log webhook is served
+// on ("" when tc does not harvest the audit log with a webhook address):
+// the path of sources.auditlog.webhook.address, {tenant} replaced by the
+// tenant's name (or, in a single-tenant config, its id).
+func WebhookPath(tc *config.Config) (string, error) {
 	fs, err := Select(tc, nil)
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	for _, f := range fs {
 		if f.Name != auditlog.Name {
@@ -197,10 +201,24 @@ func WantsWebhook(tc *config.Config) (bool, error) {
 		}
 		settings, err := sourceSettings(tc, f)
 		if err != nil {
-			return false, err
+			return "", err
 		}
 		c, ok := settings.(*auditlog.Config)
-		return ok && c.Webhook.Address != "", nil
+		if !ok || c.Webhook.Address == "" {
+			return "", nil
+		}
+		who := tc.Name
+		if who == "" {
+			who = tc.TenantID
+		}
+		u, err := url.Parse(strings.ReplaceAll(c.Webhook.Address, auditlog.TenantPlaceholder, who))
+		if err != nil {
+			return "", fmt.Errorf("sources.auditlog.webhook.address: %w", err)
+		}
+		if u.Path == "" {
+			return "/", nil
+		}
+		return u.Path, nil
 	}
-	return false, nil
+	return "", nil
 }

@@ -158,6 +158,7 @@ func New(opts Options) (*Service, error) {
 	}
 	names := map[string]bool{}
 	hooked := 0
+	hookPaths := map[string]string{} // path → tenant
 	for _, tc := range tcs {
 		name := tc.TenantName()
 		names[name] = true
@@ -168,12 +169,17 @@ func New(opts Options) (*Service, error) {
 		if err != nil {
 			return nil, err
 		}
-		wants, err := harvester.WantsWebhook(tc)
+		hookPath, err := harvester.WebhookPath(tc)
 		if err != nil {
 			return nil, err
 		}
+		wants := hookPath != ""
 		if wants {
 			hooked++
+			if other, taken := hookPaths[hookPath]; taken {
+				return nil, fmt.Errorf("tenants %s and %s have the same audit log webhook path %s: give each its own sources.auditlog.webhook.address (a {tenant} placeholder in it does that)", other, name, hookPath)
+			}
+			hookPaths[hookPath] = name
 		}
 		s.tenants = append(s.tenants, &tenantRunner{s: s, name: name, cfg: tc, jobs: jobs, webhook: wants,
 			log: opts.Logger.With("tenant", name)})

@@ -272,3 +272,73 @@ func step(t *testing.T, fake *clock.Fake) {
 		fake.Advance(0)
 	}
 }
+
+// webhookConfig writes a two-tenant config harvesting only the audit
+// log, with address as both tenants' webhook address and serveExtra
+// under serve.webhook.
+func webhookConfig(t *testing.T, address, serveExtra string) *config.Config {
+	t.Helper()
+	dir := t.TempDir()
+	var b strings.Builder
+	fmt.Fprintf(&b, "outputs: {files: {dir: %s}}\n", filepath.Join(dir, "out"))
+	fmt.Fprintf(&b, "serve:\n  listen: '127.0.0.1:0'\n  webhook:\n    listen: '127.0.0.1:0'\n%s", serveExtra)
+	b.WriteString("sources:\n")
+	for _, f := range source.All() {
+		if f.Name != "auditlog" {
+			fmt.Fprintf(&b, "  %s: {enabled: false}\n", f.Name)
+		}
+	}
+	if address != "" {
+		fmt.Fprintf(&b, "  auditlog: {enabled: true, webhook: {address: %q}}\n", address)
+	} else {
+		b.WriteString("  auditlog: {enabled: true}\n")
+	}
+	b.WriteString("tenants:\n  - name: contoso\n    tenant_id: 4a1b5c2d-1111-4222-8333-123456789abc\n  - name: fabrikam\n    tenant_id: 5a1b5c2d-1111-4222-8333-123456789abc\n")
+	p := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(p, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestWebhookSettingsRefused: what cannot work is refused before
+// anything starts, naming the key to change.
+func TestWebhookSettingsRefused(t *testing.T) {
+	cases := []struct {
+		name, address, serve string
+		require              bool
+		want                 string
+	}{
+		{"webhook command without a webhook", "", "", true, "sources.auditlog.webhook.address"},
+		{"two tenants on one path", "https://dh.example.com/o365", "    plain_http: true\n", false, "same audit log webhook path /o365"},
+		{"neither TLS nor plain_http", "https://dh.example.com/o365/{tenant}", "", false, "tls_cert_file and tls_key_file"},
+		{"not https", "http://dh.example.com/o365/{tenant}", "    plain_http: true\n", false, "webhook.address"},
+		{"missing certificate file", "https://dh.example.com/o365/{tenant}", "    tls_cert_file: nope.crt\n    tls_key_file: nope.key\n", false, "tls_key_file"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := webhookConfig(t, tc.address, tc.serve)
+			_, err := New(Options{Config: cfg, RequireWebhook: tc.require, Sources: []string{"auditlog"}})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to say %q", err, tc.want)
+			}
+		})
+	}
+	// {tenant} gives each tenant its own path: accepted, one listener.
+	svc, err := New(Options{Config: webhookConfig(t, "https://dh.example.com/o365/{tenant}", "    plain_http: true\n"), RequireWebhook: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc.hooks == nil {
+		t.Fatal("no webhook listener for tenants with webhook addresses")
+	}
+	// Without a webhook address serve runs no listener.
+	svc, err = New(Options{Config: webhookConfig(t, "", "")})
+	if err != nil || svc.hooks != nil {
+		t.Fatalf("serve without webhook addresses: err %v, listener %v", err, svc.hooks != nil)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -256,6 +257,24 @@ func (t *Tenant) IssueServerCertificate(hosts ...string) (tls.Certificate, error
 		return tls.Certificate{}, fmt.Errorf("sim: creating certificate: %w", err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der, p.ca.Raw}, PrivateKey: key}, nil
+}
+
+// IssueServerCertificatePEM is IssueServerCertificate as PEM: the chain
+// (leaf, then the emulator's CA) and the PKCS #8 private key, ready for
+// serve.webhook.tls_cert_file and tls_key_file.
+func (t *Tenant) IssueServerCertificatePEM(hosts ...string) (certPEM, keyPEM []byte, err error) {
+	c, err := t.IssueServerCertificate(hosts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, der := range c.Certificate {
+		certPEM = append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sim: encoding the key: %w", err)
+	}
+	return certPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), nil
 }
 
 // expired reports whether the webhook's expiration has passed at now.

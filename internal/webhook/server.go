@@ -15,7 +15,7 @@ import (
 
 // ServerOptions configure NewServer.
 type ServerOptions struct {
-	// Listen is the address (e.g. ":8443"), unless Listener is set.
+	// Listen is the address (e.g. ":9443"), unless Listener is set.
 	Listen   string
 	Listener net.Listener
 	// TLSConfig, when set, serves HTTPS; without it, TLS must be

@@ -55,7 +55,7 @@ type Options struct {
 	// ContentTypes are the content types accepted (nil: AllContentTypes).
 	ContentTypes []string
 
-	// Listen is the address Start listens on (e.g. ":8443"), unless
+	// Listen is the address Start listens on (e.g. ":9443"), unless
 	// Listener is set.
 	Listen string
 	// Listener, when set, is served by Start instead of Listen (closed by
