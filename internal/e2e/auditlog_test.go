@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -42,42 +41,26 @@ func TestAuditLogDeliversEverySeededRecordOnce(t *testing.T) {
 	}
 
 	// The emulator's ground truth: record ids per content type, and the
-	// Defender response actions among them.
-	want := map[string]map[string]bool{}
-	defender := map[string]bool{}
-	redelivered := 0
-	for ct, table := range auditTables {
-		want[table] = map[string]bool{}
-		// Published by the emulator's frozen now: created at or before it.
-		blobs, err := f.tenant.AuditBlobs(ct, since, frozen.Add(time.Nanosecond))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, b := range blobs {
-			recs, err := f.tenant.AuditRecords(b.ContentID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, raw := range recs {
-				var r struct{ Id, Workload string }
-				if err := json.Unmarshal(raw, &r); err != nil || r.Id == "" {
-					t.Fatalf("emulated record without an Id: %v", err)
-				}
-				if want[table][r.Id] {
-					redelivered++
-				}
-				want[table][r.Id] = true
-				if r.Workload == sim.DefenderWorkload {
-					defender[r.Id] = true
-				}
-			}
-		}
-	}
+	// Defender response actions among them, published by the emulator's
+	// frozen now (created at or before it).
+	want, defender, redelivered := auditTruth(t, f, since, frozen.Add(time.Nanosecond))
 	if redelivered == 0 || len(defender) == 0 {
 		t.Fatalf("the emulated range holds %d re-published records and %d Defender records: the test needs both", redelivered, len(defender))
 	}
 
-	lines := readOutput(t, filepath.Join(f.dir, "audit-out"))
+	assertAuditOnce(t, f, filepath.Join(f.dir, "audit-out"), want, defender)
+	if !strings.Contains(out, "5/5 parts ok") {
+		t.Errorf("the summary does not report the five content types read:\n%s", out)
+	}
+}
+
+// assertAuditOnce checks that the files output in dir, Sentinel and
+// Splunk hold every record of want once in its content type's table and
+// nothing else, and the Defender response actions among them once more in
+// MdeAuditResponseActions.
+func assertAuditOnce(t *testing.T, f *fixture, dir string, want map[string]map[string]bool, defender map[string]bool) {
+	t.Helper()
+	lines := readOutput(t, dir)
 	got := map[string]map[string]int{}
 	for _, l := range lines {
 		id, _ := l.raw["Id"].(string)
@@ -97,9 +80,9 @@ func TestAuditLogDeliversEverySeededRecordOnce(t *testing.T) {
 		}
 	}
 	mde := got["MdeAuditResponseActions"]
-	for id := range mde {
-		if !defender[id] {
-			t.Fatalf("MdeAuditResponseActions holds record %s, which is not a Defender for Endpoint record", id)
+	for id, n := range mde {
+		if !defender[id] || n != 1 {
+			t.Fatalf("MdeAuditResponseActions holds record %s %d times (a Defender for Endpoint record: %v), want once and only Defender records", id, n, defender[id])
 		}
 	}
 	if len(mde) == 0 || len(mde) > len(defender) {
@@ -117,8 +100,5 @@ func TestAuditLogDeliversEverySeededRecordOnce(t *testing.T) {
 		if st.Duplicates != 0 || st.Unique != total {
 			t.Errorf("%s received %d unique records with %d duplicates; want %d once each", r, st.Unique, st.Duplicates, total)
 		}
-	}
-	if !strings.Contains(out, "5/5 parts ok") {
-		t.Errorf("the summary does not report the five content types read:\n%s", out)
 	}
 }

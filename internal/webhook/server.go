@@ -36,6 +36,9 @@ type Server struct {
 
 	mu     sync.RWMutex
 	routes map[string]*Listener
+	// fallback answers unrouted paths instead (Listener.Start: the
+	// listener counts its own 404s).
+	fallback *Listener
 
 	notFound atomic.Uint64
 
@@ -83,6 +86,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.RLock()
 	l := s.routes[r.URL.Path]
 	s.mu.RUnlock()
+	if l == nil && s.fallback != nil {
+		s.fallback.serveHTTP(w, r)
+		return
+	}
 	if l == nil {
 		s.notFound.Add(1)
 		http.NotFound(w, r)
@@ -108,8 +115,28 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("webhook.listen %s: %w", s.opts.Listen, err)
 		}
 	}
-	s.srv, s.ln = newHTTPServer(ctx, s, s.opts.TLSConfig, s.opts.ReadHeaderTimeout, s.opts.ReadTimeout, s.opts.WriteTimeout, s.opts.IdleTimeout, s.log), ln
-	serve(s.srv, ln, s.opts.TLSConfig, s.log)
+	o := s.opts
+	s.srv = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: o.ReadHeaderTimeout,
+		ReadTimeout:       o.ReadTimeout,
+		WriteTimeout:      o.WriteTimeout,
+		IdleTimeout:       o.IdleTimeout,
+		MaxHeaderBytes:    32 << 10,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	if o.TLSConfig != nil {
+		ln = tls.NewListener(ln, o.TLSConfig)
+	}
+	s.ln = ln
+	srv := s.srv
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("the webhook endpoint stopped", "err", err)
+		}
+	}()
+	s.log.Info("webhook listening", "addr", ln.Addr().String(), "tls", o.TLSConfig != nil)
 	return nil
 }
 
@@ -136,33 +163,4 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("webhook: closing the endpoint: %w", err)
 	}
 	return nil
-}
-
-// newHTTPServer is the server Start and Server.Start run: bounded
-// headers, timeouts on every phase, ctx as every request's base.
-func newHTTPServer(ctx context.Context, h http.Handler, tlsCfg *tls.Config, readHeader, read, write, idle time.Duration, log *slog.Logger) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: readHeader,
-		ReadTimeout:       read,
-		WriteTimeout:      write,
-		IdleTimeout:       idle,
-		MaxHeaderBytes:    32 << 10,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-}
-
-// serve runs srv on ln (wrapped in TLS when tlsCfg is set) in the
-// background.
-func serve(srv *http.Server, ln net.Listener, tlsCfg *tls.Config, log *slog.Logger) {
-	if tlsCfg != nil {
-		ln = tls.NewListener(ln, tlsCfg)
-	}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("the webhook endpoint stopped", "err", err)
-		}
-	}()
-	log.Info("webhook listening", "addr", ln.Addr().String(), "tls", tlsCfg != nil)
 }

@@ -117,10 +117,8 @@ type Listener struct {
 	warnLimit  *rate.Limiter
 	suppressed atomic.Uint64
 
-	srvMu   sync.Mutex
-	srv     *http.Server
-	ln      net.Listener
-	started bool
+	srvMu sync.Mutex
+	srv   *Server // what Start runs
 }
 
 // New checks the options; it refuses to build a listener without an
@@ -225,11 +223,12 @@ func (l *Listener) Notifications() <-chan Notification { return l.queue }
 func (l *Listener) Handler() http.Handler { return http.HandlerFunc(l.serveHTTP) }
 
 // Start listens (Options.Listener, or Options.Listen) and serves in the
-// background. ctx is the base context of every request.
+// background, on a Server of its own. ctx is the base context of every
+// request.
 func (l *Listener) Start(ctx context.Context) error {
 	l.srvMu.Lock()
 	defer l.srvMu.Unlock()
-	if l.started {
+	if l.srv != nil {
 		return errors.New("webhook: started twice")
 	}
 	l.mu.Lock()
@@ -238,22 +237,21 @@ func (l *Listener) Start(ctx context.Context) error {
 	if closed {
 		return errors.New("webhook: start after shutdown")
 	}
-	ln := l.opts.Listener
-	if ln == nil {
-		if l.opts.Listen == "" {
-			return errors.New("webhook: no listen address")
-		}
-		var err error
-		ln, err = net.Listen("tcp", l.opts.Listen)
-		if err != nil {
-			return fmt.Errorf("webhook: listen %s: %w", l.opts.Listen, err)
-		}
-	}
-	l.started = true
 	o := l.opts
-	l.ln = ln
-	l.srv = newHTTPServer(ctx, l.Handler(), o.TLSConfig, o.ReadHeaderTimeout, o.ReadTimeout, o.WriteTimeout, o.IdleTimeout, l.log.With("path", o.Path))
-	serve(l.srv, ln, o.TLSConfig, l.log.With("path", o.Path))
+	srv, err := NewServer(ServerOptions{Listen: o.Listen, Listener: o.Listener, TLSConfig: o.TLSConfig,
+		ReadHeaderTimeout: o.ReadHeaderTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout, IdleTimeout: o.IdleTimeout,
+		Logger: o.Logger})
+	if err != nil {
+		return err
+	}
+	srv.fallback = l // other paths: the listener answers (and counts) the 404
+	if _, err := srv.Mount(l); err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	l.srv = srv
 	return nil
 }
 
@@ -261,25 +259,24 @@ func (l *Listener) Start(ctx context.Context) error {
 func (l *Listener) Addr() net.Addr {
 	l.srvMu.Lock()
 	defer l.srvMu.Unlock()
-	if l.ln == nil {
+	if l.srv == nil {
 		return nil
 	}
-	return l.ln.Addr()
+	return l.srv.Addr()
 }
 
-// Shutdown stops the endpoint (waiting, within ctx, for the requests in
-// flight) and closes the queue: later requests are answered 503, and the
-// consumer drains what was queued, then sees the channel closed. Safe to
-// call without Start (a caller serving Handler itself) and more than once.
+// Shutdown stops the endpoint Start runs (waiting, within ctx, for the
+// requests in flight) and closes the queue: later requests are answered
+// 503, and the consumer drains what was queued, then sees the channel
+// closed. Safe to call without Start (a caller serving Handler itself, or
+// a Server the listener is mounted on) and more than once.
 func (l *Listener) Shutdown(ctx context.Context) error {
 	l.srvMu.Lock()
 	srv := l.srv
 	l.srvMu.Unlock()
 	var err error
 	if srv != nil {
-		if e := srv.Shutdown(ctx); e != nil {
-			err = fmt.Errorf("webhook: closing the endpoint: %w", e)
-		}
+		err = srv.Shutdown(ctx)
 	}
 	l.mu.Lock()
 	if !l.closed {
