@@ -90,18 +90,26 @@ func (p *Pipeline) runSnapshot(ctx context.Context, tenant string, src source.Sn
 	if hadSnapshot {
 		prevStamp = prevAt.UTC().Format(time.RFC3339Nano)
 	}
-	change := func(key, kind, hash, prevHash string, raw json.RawMessage, changed []string) {
-		extra := []record.Field{{Key: "ChangeType", Value: quote(kind)}}
+	var attr source.Attribution
+	if a, ok := src.(source.Attributed); ok {
+		attr = a.Attribution()
+	}
+	var combined []record.Record
+	change := func(key, kind, hash, prevHash string, raw, oldRaw json.RawMessage) {
+		id := record.StableID(name, key, kind, hash, prevHash, prevStamp)
+		c := changeOf{dataSet: table, key: key, kind: kind, at: now, prevAt: prevAt, hadPrev: hadSnapshot}
 		if kind == Modified {
-			cf, _ := json.Marshal(changed) // []string cannot fail
-			extra = append(extra, record.Field{Key: "ChangedFields", Value: cf})
+			c.fields = DiffFields(oldRaw, raw)
+			c.changed = ChangedFields(oldRaw, raw)
 		}
-		extra = append(extra, record.Field{Key: "SnapshotKey", Value: quote(key)})
+		c.by, c.byAt, c.attributed = attribution(attr, kind, oldRaw, raw)
 		recs = append(recs, record.Record{
-			Tenant: tenant, Source: name, Table: table,
-			ID:   record.StableID(name, key, kind, hash, prevHash, prevStamp),
-			Time: now, HarvestedAt: now, Raw: raw, Extra: extra,
+			Tenant: tenant, Source: name, Table: table, ID: id,
+			Time: now, HarvestedAt: now, Raw: raw, Extra: c.extra(),
 		})
+		if kind != Initial {
+			combined = append(combined, c.rows(tenant, name, id, raw)...)
+		}
 		res.Changes[kind]++
 	}
 	for _, key := range sortedKeys(items) {
@@ -113,7 +121,7 @@ func (p *Pipeline) runSnapshot(ctx context.Context, tenant string, src source.Sn
 		case !existed:
 			change(key, Added, cur.hash, "", cur.raw, nil)
 		case old.Hash != cur.hash:
-			change(key, Modified, cur.hash, old.Hash, cur.raw, ChangedFields(old.Raw, cur.raw))
+			change(key, Modified, cur.hash, old.Hash, cur.raw, old.Raw)
 		}
 	}
 	kept := 0
@@ -127,11 +135,36 @@ func (p *Pipeline) runSnapshot(ctx context.Context, tenant string, src source.Sn
 			kept++
 			continue
 		}
-		change(key, Removed, old.Hash, old.Hash, old.Raw, nil)
+		change(key, Removed, old.Hash, old.Hash, old.Raw, old.Raw)
 	}
 
-	// Deliver in bounded batches; the stored snapshot is replaced only
-	// once every sink accepted every change.
+	// Deliver in bounded batches, the data set's table first, then the
+	// combined changes table; the stored snapshot is replaced only once
+	// every sink accepted every change.
+	for _, out := range []struct {
+		table string
+		recs  []record.Record
+	}{{table, recs}, {ConfigurationChangesTable, combined}} {
+		if err := p.deliverAll(ctx, out.table, out.recs); err != nil {
+			return fmt.Errorf("%w; the snapshot was not saved, so the changes are reported again next run", err)
+		}
+	}
+	entries := make(map[string]state.SnapshotEntry, len(items))
+	for k, it := range items {
+		entries[k] = state.SnapshotEntry{Hash: it.hash, Raw: it.raw}
+	}
+	if err := p.opts.Store.ReplaceSnapshot(tenant, name, now, entries); err != nil {
+		return fmt.Errorf("%d change records were delivered but the snapshot could not be saved (they will be reported again): %w", len(recs)+len(combined), err)
+	}
+	res.New, res.Cursor = len(recs)+len(combined), now
+	if partial != nil && !partial.NotServed {
+		return fmt.Errorf("snapshot read in part: the changes of the parts that were read are delivered, %d stored item(s) of the others are kept unchanged: %w", kept, partial)
+	}
+	return nil
+}
+
+// deliverAll writes recs to table in batches bounded like a run's.
+func (p *Pipeline) deliverAll(ctx context.Context, table string, recs []record.Record) error {
 	for start := 0; start < len(recs); {
 		end, size := start, 0
 		for end < len(recs) && end-start < p.opts.BatchSize && (end == start || size < p.opts.BatchBytes) {
@@ -139,20 +172,9 @@ func (p *Pipeline) runSnapshot(ctx context.Context, tenant string, src source.Sn
 			end++
 		}
 		if err := p.deliver(ctx, table, recs[start:end]); err != nil {
-			return fmt.Errorf("%w; the snapshot was not saved, so the changes are reported again next run", err)
+			return err
 		}
 		start = end
-	}
-	entries := make(map[string]state.SnapshotEntry, len(items))
-	for k, it := range items {
-		entries[k] = state.SnapshotEntry{Hash: it.hash, Raw: it.raw}
-	}
-	if err := p.opts.Store.ReplaceSnapshot(tenant, name, now, entries); err != nil {
-		return fmt.Errorf("%d change records were delivered but the snapshot could not be saved (they will be reported again): %w", len(recs), err)
-	}
-	res.New, res.Cursor = len(recs), now
-	if partial != nil && !partial.NotServed {
-		return fmt.Errorf("snapshot read in part: the changes of the parts that were read are delivered, %d stored item(s) of the others are kept unchanged: %w", kept, partial)
 	}
 	return nil
 }

@@ -135,6 +135,23 @@ type SnapshotSource interface {
 	Snapshot(ctx context.Context, emit Emit) error
 }
 
+// Attribution names the payload fields of a snapshot source that say who
+// changed an item and when, so its change records can carry ChangedBy and
+// ChangedAt. Fields are top-level payload keys, tried in order; the first
+// non-empty one wins. EditedBy/EditedAt describe the last edit (for
+// example LastUpdatedBy, LastUpdateTime); CreatedBy/CreatedAt the
+// creation, used for added items.
+type Attribution struct {
+	EditedBy, EditedAt   []string
+	CreatedBy, CreatedAt []string
+}
+
+// Attributed is implemented by snapshot sources whose items record their
+// last editor and edit time.
+type Attributed interface {
+	Attribution() Attribution
+}
+
 // Deps are the shared things a source is built with.
 type Deps struct {
 	Portal   mde.Portal    // the portal service API (security.microsoft.com/apiproxy)

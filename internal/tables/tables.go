@@ -139,7 +139,12 @@ func standard(snapshot bool) []Column {
 		cols = append(cols,
 			Column{Name: "ChangeType", Type: String, Description: "Snapshot change: Initial (first snapshot), Added, Modified or Removed."},
 			Column{Name: "ChangedFields", Type: Dynamic, Description: "Top-level payload fields that changed (Modified only)."},
+			Column{Name: "Changes", Type: Dynamic, Description: "Modified only: each changed value as {Path, Before, After}; Path is dotted for nested objects, [i] for array positions, [Name=x] for named array elements; Before or After is missing when the value was added or removed."},
 			Column{Name: "SnapshotKey", Type: String, Description: "Key of the item within the snapshot."},
+			Column{Name: "PreviousSnapshotTime", Type: DateTime, Description: "The snapshot before this one: the change happened after it (absent on Initial)."},
+			Column{Name: "SnapshotTime", Type: DateTime, Description: "The snapshot that saw the change: it happened at or before it."},
+			Column{Name: "ChangedBy", Type: String, Description: "Who made the change, when the item records its editor (creator for Added); absent otherwise."},
+			Column{Name: "ChangedAt", Type: DateTime, Description: "When the change was made, when the item records its edit time; absent otherwise."},
 		)
 	}
 	return cols

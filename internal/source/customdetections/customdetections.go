@@ -74,6 +74,12 @@ type src struct {
 	pageSize int
 }
 
+// Attribution: a rule records its last editor and creator.
+func (s *src) Attribution() source.Attribution {
+	return source.Attribution{EditedBy: []string{"LastUpdatedBy"}, EditedAt: []string{"LastUpdateTime"},
+		CreatedBy: []string{"CreatedBy"}, CreatedAt: []string{"CreationTime"}}
+}
+
 // Snapshot pages with a srcutil.Pager (the list has no total: a short
 // first page is probed as a possible clamp) and emits only if every page
 // decoded and all rule ids are unique.

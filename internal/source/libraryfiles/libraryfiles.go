@@ -55,6 +55,12 @@ type src struct {
 	api mde.PublicAPI
 }
 
+// Attribution: a library file records its uploader and its last
+// replacement time (not who replaced it).
+func (s *src) Attribution() source.Attribution {
+	return source.Attribution{EditedAt: []string{"lastUpdatedTime"}, CreatedBy: []string{"createdBy"}, CreatedAt: []string{"creationTime"}}
+}
+
 // Snapshot follows @odata.nextLink (server-driven paging, so a clamped page
 // size cannot cut the list) and emits only a complete, unique set; if a
 // page reported a total, fewer files than that fail the snapshot.

@@ -34,5 +34,6 @@ func init() {
 		Query:       url.Values{"addAadGroupNames": {"true"}, "addMachineGroupCount": {"false"}},
 		Description: "Device groups (RBAC machine groups): membership rules and automation level",
 		Decode:      Decode,
+		Attribution: source.Attribution{EditedAt: []string{"LastUpdated"}},
 	}))
 }

@@ -34,6 +34,9 @@ type PortalSnapshotSpec struct {
 	Query                    url.Values // sent as is on every read; may be nil
 	// Decode turns the whole body into keyed items or fails.
 	Decode func(body []byte) ([]source.Item, error)
+	// Attribution names the fields that say who changed an item and when
+	// (source.Attributed); zero when the items do not say.
+	Attribution source.Attribution
 }
 
 // PortalSnapshotFactory is the factory of such a source: enabled by
@@ -48,7 +51,7 @@ func PortalSnapshotFactory(spec PortalSnapshotSpec) source.Factory {
 			}
 			return &PortalSnapshot{
 				Meta: NewMeta(spec.Name, spec.Table, source.Snapshot), Portal: deps.Portal,
-				Path: spec.Path, Query: spec.Query, Decode: spec.Decode,
+				Path: spec.Path, Query: spec.Query, Decode: spec.Decode, Attributes: spec.Attribution,
 			}, nil
 		},
 	}
@@ -62,7 +65,14 @@ type PortalSnapshot struct {
 	Query  url.Values
 	// Decode turns the whole body into keyed items or fails.
 	Decode func(body []byte) ([]source.Item, error)
+	// Attributes are the item fields of who changed it and when.
+	Attributes source.Attribution
 }
+
+var _ source.Attributed = (*PortalSnapshot)(nil)
+
+// Attribution names the fields of who changed an item and when.
+func (s *PortalSnapshot) Attribution() source.Attribution { return s.Attributes }
 
 // Snapshot reads and decodes the page, then emits every item. Nothing is
 // emitted unless the whole page decoded.

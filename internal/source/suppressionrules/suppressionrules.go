@@ -31,5 +31,7 @@ func init() {
 		Name: Name, Table: Table, Path: Path,
 		Description: "Alert suppression (tuning) rules: who silences which alerts",
 		Decode:      Decode,
+		// No field names the last editor: an edit has a time only.
+		Attribution: source.Attribution{EditedAt: []string{"UpdateTime"}, CreatedBy: []string{"CreatedBy"}, CreatedAt: []string{"CreationTime"}},
 	}))
 }
