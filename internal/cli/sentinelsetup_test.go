@@ -175,7 +175,7 @@ func TestSentinelSetupConfigSnippet(t *testing.T) {
 		wantPrefix string
 		wantRules  int
 	}{
-		{name: "all tables need a rule for the second DCR", wantPrefix: "Custom-", wantRules: 1},
+		{name: "all tables need a rule for every DCR after the first", wantPrefix: "Custom-", wantRules: (len(tables.All())+maxStreamsPerDCR-1)/maxStreamsPerDCR - 1},
 		{name: "one DCR, custom prefix", args: []string{"--tables", "MdeTimeline,MdeLibraryFiles", "--stream-prefix", "Custom-Dh"}, wantPrefix: "Custom-Dh", wantRules: 0},
 	}
 	const secret = "snippet-test-secret"

@@ -24,3 +24,28 @@ func init() {
 		),
 	})
 }
+
+// DefenderHarvesterFindings holds what the detection pack's rules found
+// when the harvester runs them itself (detect --emit).
+func init() {
+	all = append(all, Table{
+		Name: "DefenderHarvesterFindings", Source: "detect",
+		Description: "Findings of the detection pack's rules run by the harvester (detect --emit): one record per matching record, or per group that reached a rule's threshold.",
+		Columns: append(standard(false),
+			c("RuleId", String, "Rule id (DH-NNN), its folder in detections/."),
+			c("RuleTitle", String, "Rule title."),
+			c("Severity", String, "Informational, Low, Medium or High."),
+			c("Tactics", Dynamic, "ATT&CK tactics."),
+			c("Techniques", Dynamic, "ATT&CK techniques."),
+			c("DataSet", String, "Table the rule read."),
+			c("FirstSeen", DateTime, "Time of the first matching record."),
+			c("LastSeen", DateTime, "Time of the last matching record (the record's TimeGenerated)."),
+			c("Actor", String, "Who acted, when the rule names it."),
+			c("Group", Dynamic, "A threshold rule's group (column → value)."),
+			c("Count", Long, "Matching records."),
+			c("Distinct", Long, "Distinct values a threshold counted."),
+			c("Evidence", Dynamic, "The rule's columns of up to 20 matching records."),
+			c("RecordIds", Dynamic, "RecordIds of up to 20 matching records."),
+		),
+	})
+}
