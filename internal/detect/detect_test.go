@@ -93,12 +93,12 @@ func TestEvaluate(t *testing.T) {
 	recs := []Record{
 		rec("MdeMachineActions", "r1", "2026-11-30T10:00:00Z", `{"ActionType":"LiveResponseCommand","ActionStatus":"Completed","DecidedBy":"eve@x.com","ComputerName":"pc1","AdditionalFields":{"raw_command":"run evil.ps1"}}`),
 		rec("MdeMachineActions", "r1", "2026-11-30T10:00:00Z", `{"ActionType":"LiveResponseCommand","ActionStatus":"Completed","DecidedBy":"eve@x.com","ComputerName":"pc1","AdditionalFields":{"raw_command":"run evil.ps1"}}`), // delivered twice
-		rec("MdeMachineActions", "r2", "2026-11-30T10:01:00Z", `{"ActionType":"LiveResponseCommand","ActionStatus":"Completed","DecidedBy":"Bob@X.com","ComputerName":"pc2","AdditionalFields":{"raw_command":"run ok.ps1"}}`),     // allow-listed
+		rec("MdeMachineActions", "r2", "2026-11-30T10:01:00Z", `{"ActionType":"LiveResponseCommand","ActionStatus":"Completed","DecidedBy":"Bob@X.com","ComputerName":"pc2","AdditionalFields":{"raw_command":"run ok.ps1"}}`),   // allow-listed
 		rec("MdeMachineActions", "r3", "2026-11-30T10:02:00Z", `{"ActionType":"LiveResponseCommand","ActionStatus":"Pending","DecidedBy":"eve@x.com","ComputerName":"pc3","AdditionalFields":{"raw_command":"run evil.ps1"}}`),   // pending
 		rec("MdeMachineActions", "r4", "2026-11-30T10:03:00Z", `{"ActionType":"LiveResponseCommand","ActionStatus":"Failed","DecidedBy":"eve@x.com","ComputerName":"pc4","AdditionalFields":{"raw_command":"memdump lsass"}}`),
 		rec("MdeMachineActions", "r5", "2026-11-30T10:04:00Z", `{"ActionType":"LiveResponseCommand","ActionStatus":"Failed","DecidedBy":"eve@x.com","ComputerName":"pc5","AdditionalFields":{"raw_command":"processes"}}`),
 		rec("MdeMachineActions", "r6", "2026-11-30T10:05:00Z", `{"ActionType":"LiveResponseCommand","ActionStatus":"Failed","DecidedBy":"eve@x.com","ComputerName":"pc6"}`), // no command
-		rec("MdeTimeline", "r7", "2026-11-30T10:06:00Z", `{"ActionType":"LiveResponseCommand","AdditionalFields":{"raw_command":"run x"}}`),                                          // other table
+		rec("MdeTimeline", "r7", "2026-11-30T10:06:00Z", `{"ActionType":"LiveResponseCommand","AdditionalFields":{"raw_command":"run x"}}`),                                 // other table
 	}
 	lists := Lookups{}
 	lists.Add("DH_Ops", " bob@x.com ")

@@ -95,4 +95,3 @@ func emitTo(ctx context.Context, s sink.Sink, table string, recs []record.Record
 	}
 	return nil
 }
-
