@@ -313,5 +313,6 @@ func Generated(rules []*Rule) map[string]string {
 	for p, body := range SplunkApp(rules) {
 		out["splunk/defenderharvester_detections/"+p] = body
 	}
+	out["README.md"] = Readme(rules)
 	return out
 }
