@@ -156,6 +156,9 @@ func Doctor(ctx context.Context, req DoctorRequest) ([]DoctorCheck, error) {
 	if c.manage != nil {
 		deps.ActivityFeed = c.activityFeed(tenant)
 	}
+	if c.graph != nil {
+		deps.Graph = c.graph
+	}
 	discard := func(context.Context, source.Item) error { return nil }
 	for _, f := range factories {
 		api := f.API

@@ -247,6 +247,9 @@ func Open(ctx context.Context, req Request) (*Tenant, error) {
 	if clients.manage != nil {
 		deps.ActivityFeed = clients.activityFeed(tenant)
 	}
+	if clients.graph != nil {
+		deps.Graph = clients.graph
+	}
 	t := &Tenant{req: req, log: req.Logger, tenant: tenant, factories: factories, clients: clients,
 		sources: map[string]source.Source{}, buildErrs: map[string]error{}}
 	for _, f := range factories {
@@ -725,6 +728,9 @@ type clients struct {
 	portalErr error
 	api       *mde.PublicAPIClient
 	tokens    auth.TokenSource
+	// graph is Microsoft Graph with the public API credential asked for
+	// https://graph.microsoft.com/.default.
+	graph *mde.GraphClient
 	// manage is the public API credential asked for the Management
 	// Activity API (https://manage.office.com/.default).
 	manage    auth.TokenSource
@@ -798,7 +804,14 @@ func (c *clients) buildPublic(cfg *config.Config, tenant string, log *slog.Logge
 	if err != nil {
 		return err
 	}
-	c.api, c.tokens, c.manage = api, tokens, sources(ScopeManage)
+	graph, err := mde.NewGraphClient(mde.GraphOptions{
+		ClientOptions: c.net.ClientOptions(),
+		Tokens:        sources(ScopeGraph),
+	})
+	if err != nil {
+		return err
+	}
+	c.api, c.tokens, c.manage, c.graph = api, tokens, sources(ScopeManage), graph
 	return nil
 }
 

@@ -37,8 +37,7 @@ const (
 )
 
 // knownResources maps lower-cased resource identifiers to (canonical
-// audience, group). Tokens for Graph and O365 are issued for later
-// emulated parties.
+// audience, group). Graph tokens carry the app's resGraph roles (graph.go).
 var knownResources = map[string][2]string{
 	strings.ToLower(audPublic):      {audPublic, resPublic},
 	strings.ToLower(audPublicNew):   {audPublicNew, resPublic},
@@ -47,7 +46,8 @@ var knownResources = map[string][2]string{
 	strings.ToLower(audMTP):         {audMTP, resLegacy},
 	portalAppID:                     {portalAppID, resPortal},
 	audPortal:                       {audPortal, resPortal},
-	"https://graph.microsoft.com":   {"https://graph.microsoft.com", resOther},
+	audGraph:                        {audGraph, resGraph},
+	graphAppID:                      {graphAppID, resGraph},
 	AuditResource:                   {AuditResource, resManage},
 	// Logs Ingestion (docs/REFERENCE.md §5.2): the SDK asks for
 	// "https://monitor.azure.com//.default"; the trailing slashes are trimmed.
@@ -76,6 +76,7 @@ func (t *Tenant) initApps() error {
 		mainID: {id: mainID, name: "DefenderHarvester", secret: mainSecret, roles: map[string][]string{
 			resPublic: {"Machine.Read.All", "Library.Manage"},
 			resManage: {AuditRole, "ServiceHealth.Read"},
+			resGraph:  {GraphRole},
 		}},
 		restrictedID: {id: restrictedID, name: "Reader-NoPermissions", secret: restrictedSecret, roles: map[string][]string{}},
 	}

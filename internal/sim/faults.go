@@ -28,7 +28,7 @@ const (
 var faultKinds = []FaultKind{Fault429, Fault500, Fault503, FaultReset, FaultTruncate, FaultLogin, FaultSlow, FaultChaos}
 
 // faultFamilies are the families a fault can target; "*" is all.
-var faultFamilies = []string{FamilyPortal, FamilyPublic, FamilyEntra, FamilyLegacy, FamilyTimeline, FamilyManage, ReceiverSentinel, ReceiverSplunk, "*"}
+var faultFamilies = []string{FamilyPortal, FamilyPublic, FamilyEntra, FamilyLegacy, FamilyTimeline, FamilyManage, FamilyGraph, ReceiverSentinel, ReceiverSplunk, "*"}
 
 // FaultRate is one probabilistic fault: each request of Family suffers Kind
 // with probability Rate.

@@ -32,7 +32,7 @@ func TestParseFaults(t *testing.T) {
 		}, ""},
 		{"", nil, ""},
 		{"portal", nil, "family:kind=value"},
-		{"graph:429=0.1", nil, `family "graph" is unknown`},
+		{"teams:429=0.1", nil, `family "teams" is unknown`},
 		{"portal:418=0.1", nil, `kind "418" is unknown`},
 		{"portal:429=1.5", nil, "not a probability"},
 		{"portal:429=abc", nil, "not a probability"},

@@ -37,6 +37,8 @@ var certHosts = []string{
 	"*.access.mcas.ms",
 	// Office 365 Management Activity API (Enterprise).
 	ManageHost,
+	// Microsoft Graph.
+	GraphHost,
 }
 
 // ingestRegions are the Azure regions whose Logs Ingestion host names

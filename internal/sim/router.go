@@ -126,6 +126,8 @@ func (t *Tenant) serviceFor(host string) (service, bool) {
 		return t.mcasService(), true
 	case host == ManageHost:
 		return t.manageService(), true
+	case host == GraphHost:
+		return t.graphService(), true
 	}
 	if m := reLegacy.FindStringSubmatch(host); m != nil {
 		return t.legacyService(m[1]), true

@@ -165,6 +165,10 @@ type Deps struct {
 	// credentials asked for https://manage.office.com/.default. nil when
 	// those credentials are not configured.
 	ActivityFeed func(cloud, publisher string) (mde.ActivityFeed, error)
+	// Graph is Microsoft Graph (graph.microsoft.com) with the public
+	// API's credentials asked for https://graph.microsoft.com/.default;
+	// nil when those credentials are not configured.
+	Graph mde.GraphAPI
 	// TenantName is the tenant's name in a multi-tenant config ("" in a
 	// single-tenant one), e.g. for the auditlog webhook address's
 	// {tenant} placeholder.

@@ -9,6 +9,7 @@ import (
 	_ "github.com/defenderharvester/defenderharvester/internal/source/connectedapps"
 	_ "github.com/defenderharvester/defenderharvester/internal/source/customdetections"
 	_ "github.com/defenderharvester/defenderharvester/internal/source/dataexportsettings"
+	_ "github.com/defenderharvester/defenderharvester/internal/source/detectionrules"
 	_ "github.com/defenderharvester/defenderharvester/internal/source/executedqueries"
 	_ "github.com/defenderharvester/defenderharvester/internal/source/featuresettings"
 	_ "github.com/defenderharvester/defenderharvester/internal/source/libraryfiles"

@@ -29,6 +29,7 @@ var want = map[string]struct {
 	"schema":               {"MdeSchemaReference", source.Snapshot, "portal"},
 	"libraryfiles":         {"MdeLibraryFiles", source.Snapshot, "public"},
 	"auditlog":             {"O365AuditGeneral", source.Event, "public"},
+	"detectionrules":       {"MdeDetectionRules", source.Snapshot, "public"},
 }
 
 func TestRegistry(t *testing.T) {
