@@ -240,6 +240,13 @@ func demoConfig(tenant *sim.Tenant, srv *sim.Server, dir, level string) (*config
 		return nil, err
 	}
 	cfg.Sources["auditlog"] = audit
+	// So are the custom detection rules from Microsoft Graph (who changed
+	// a rule, and when).
+	rules := &yaml.Node{}
+	if err := rules.Encode(map[string]any{"enabled": true}); err != nil {
+		return nil, err
+	}
+	cfg.Sources["detectionrules"] = rules
 	return cfg, nil
 }
 

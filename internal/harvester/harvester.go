@@ -367,6 +367,9 @@ func (t *Tenant) Pacers() map[string]*mde.Pacer {
 	if t.clients.api != nil {
 		out["public"] = t.clients.api.Pacer()
 	}
+	if t.clients.graph != nil {
+		out["graph"] = t.clients.graph.Pacer()
+	}
 	return out
 }
 

@@ -89,6 +89,13 @@ type src struct {
 // Snapshot reads every rule (the client follows and validates
 // @odata.nextLink and checks @odata.count) and emits them only when the
 // list is complete and every id unique.
+// Attribution: Graph names a rule's last editor and creator, which the
+// change records carry as ChangedBy and ChangedAt.
+func (s *src) Attribution() source.Attribution {
+	return source.Attribution{EditedBy: []string{"lastModifiedBy"}, EditedAt: []string{"lastModifiedDateTime"},
+		CreatedBy: []string{"createdBy"}, CreatedAt: []string{"createdDateTime"}}
+}
+
 func (s *src) Snapshot(ctx context.Context, emit source.Emit) error {
 	rules, err := s.graph.DetectionRules(ctx, s.opts)
 	if err != nil {
