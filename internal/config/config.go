@@ -84,6 +84,7 @@ type Config struct {
 	Outputs         PluginConfigs `yaml:"outputs"`
 	Sources         PluginConfigs `yaml:"sources"`
 	Serve           Serve         `yaml:"serve"`
+	Detect          Detect        `yaml:"detect"`
 	// Tenants, when present, makes this a multi-tenant config: each entry
 	// is a tenant's own settings over the top-level ones (TenantConfigs).
 	Tenants TenantNodes `yaml:"tenants"`

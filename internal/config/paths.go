@@ -22,6 +22,7 @@ func (c *Config) resolvePaths() {
 		&c.Serve.LeaseDir,
 		&c.Serve.Webhook.TLSCertFile,
 		&c.Serve.Webhook.TLSKeyFile,
+		&c.Detect.Lookups,
 	} {
 		*p = c.ResolvePath(*p)
 	}

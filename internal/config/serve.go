@@ -134,3 +134,21 @@ func (s Serve) validate(add func(key, format string, a ...any)) {
 }
 
 func (s Serve) String() string { return fmt.Sprintf("listen %s", s.Listen) }
+
+// Detect runs the detection pack inside run and serve, over the records
+// each run delivers.
+type Detect struct {
+	// Enabled turns it on.
+	Enabled bool `yaml:"enabled"`
+	// Lookups is the folder of allow-lists: <name>.csv with a SearchKey
+	// column (the rules' not_in_lookup lists; an absent list is empty).
+	Lookups string `yaml:"lookups"`
+	// Emit writes the findings to every output, table
+	// DefenderHarvesterFindings (default true); false only logs them.
+	Emit *bool `yaml:"emit"`
+	// Rules limits the pack to these rule ids (default: all).
+	Rules []string `yaml:"rules"`
+}
+
+// Emits says whether findings go to the outputs.
+func (d Detect) Emits() bool { return d.Emit == nil || *d.Emit }

@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/defenderharvester/defenderharvester/internal/record"
 
 	"github.com/defenderharvester/defenderharvester/internal/tables"
 )
@@ -76,7 +80,8 @@ type Evaluator struct {
 	lookups Lookups
 	byTable map[string][]*Rule
 	fields  map[string]map[string]string // table → column → payload field
-	seen    map[string]bool              // rule + record id: dedup of re-delivered records
+	seen    map[string]time.Time         // rule + record id → record time: dedup of re-delivered records
+	taken   map[string]int               // finding key → its count when last taken (TakeNew)
 	single  []Finding
 	groups  map[string]*groupState
 	order   []string
@@ -92,7 +97,7 @@ type groupState struct {
 // reading a list that is absent treats it as empty: everything fires).
 func NewEvaluator(rules []*Rule, lookups Lookups) *Evaluator {
 	e := &Evaluator{rules: rules, lookups: lookups, byTable: map[string][]*Rule{}, fields: map[string]map[string]string{},
-		seen: map[string]bool{}, groups: map[string]*groupState{}}
+		seen: map[string]time.Time{}, groups: map[string]*groupState{}}
 	for _, r := range rules {
 		e.byTable[r.Table] = append(e.byTable[r.Table], r)
 		if _, ok := e.fields[r.Table]; !ok {
@@ -153,10 +158,10 @@ func (e *Evaluator) Add(rec Record) {
 			continue
 		}
 		key := r.ID + "\x00" + rec.ID()
-		if rec.ID() != "" && e.seen[key] {
+		if _, dup := e.seen[key]; dup && rec.ID() != "" {
 			continue // the same record delivered twice (at least once)
 		}
-		e.seen[key] = true
+		e.seen[key] = rec.Time()
 		e.addMatch(r, names, rec)
 	}
 }
@@ -327,5 +332,87 @@ func text(v any) string {
 		enc.SetEscapeHTML(false)
 		_ = enc.Encode(x)
 		return strings.TrimSpace(buf.String())
+	}
+}
+
+// FromRecord is a delivered record as the outputs write it (the standard
+// fields, the payload's fields, the extra fields), for the in-process
+// evaluation. ok is false when the line cannot be read back (never for
+// a record the pipeline delivered).
+func FromRecord(r record.Record) (Record, bool) {
+	line, err := r.AppendJSON(nil)
+	if err != nil {
+		return Record{}, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil || m == nil {
+		return Record{}, false
+	}
+	return Record{Table: r.Table, Fields: m}, true
+}
+
+// TakeNew returns the findings that are new, or grew, since the last
+// TakeNew: what to report after each run of a long-lived evaluator.
+func (e *Evaluator) TakeNew() []Finding {
+	if e.taken == nil {
+		e.taken = map[string]int{}
+	}
+	var out []Finding
+	for _, f := range e.Findings() {
+		k := findingKey(f)
+		n := f.Count*1_000_000 + f.Distinct
+		if e.taken[k] == n {
+			continue
+		}
+		e.taken[k] = n
+		out = append(out, f)
+	}
+	return out
+}
+
+// findingKey identifies a finding across evaluations: its rule, group
+// and first matched record (a threshold group keeps its first record).
+func findingKey(f Finding) string {
+	var b strings.Builder
+	b.WriteString(f.RuleID)
+	for _, k := range slices.Sorted(maps.Keys(f.Group)) {
+		b.WriteString("\x00" + k + "=" + f.Group[k])
+	}
+	if len(f.RecordIDs) > 0 {
+		b.WriteString("\x00" + f.RecordIDs[0])
+	}
+	return b.String()
+}
+
+// Prune forgets what is older than before: single findings and threshold
+// groups whose last record is older, and the record ids kept for
+// dropping duplicates — so a long-lived evaluator (serve) stays bounded.
+// A record older than before that arrives later is evaluated again.
+func (e *Evaluator) Prune(before time.Time) {
+	keep := e.single[:0]
+	for _, f := range e.single {
+		if !f.LastSeen.Before(before) {
+			keep = append(keep, f)
+		} else {
+			delete(e.taken, findingKey(f))
+		}
+	}
+	e.single = keep
+	order := e.order[:0]
+	for _, k := range e.order {
+		if g := e.groups[k]; g.finding.LastSeen.Before(before) {
+			delete(e.taken, findingKey(g.finding))
+			delete(e.groups, k)
+			continue
+		}
+		order = append(order, k)
+	}
+	e.order = order
+	for k, at := range e.seen {
+		if at.Before(before) {
+			delete(e.seen, k)
+		}
 	}
 }

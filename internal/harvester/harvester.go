@@ -20,9 +20,11 @@ import (
 	"github.com/defenderharvester/defenderharvester/internal/auth"
 	"github.com/defenderharvester/defenderharvester/internal/clock"
 	"github.com/defenderharvester/defenderharvester/internal/config"
+	"github.com/defenderharvester/defenderharvester/internal/detect"
 	"github.com/defenderharvester/defenderharvester/internal/httpx"
 	"github.com/defenderharvester/defenderharvester/internal/mde"
 	"github.com/defenderharvester/defenderharvester/internal/pipeline"
+	"github.com/defenderharvester/defenderharvester/internal/record"
 	"github.com/defenderharvester/defenderharvester/internal/schedule"
 	"github.com/defenderharvester/defenderharvester/internal/sink"
 	"github.com/defenderharvester/defenderharvester/internal/source"
@@ -81,6 +83,9 @@ type Report struct {
 	// DeadlineHit says the run was stopped by its Timeout.
 	DeadlineHit bool
 	Timeout     time.Duration
+	// Findings are what the detection pack found in this run's records
+	// (detect.enabled).
+	Findings []detect.Finding
 }
 
 // OutputsFailing counts outputs that are still failing at the end of the
@@ -145,7 +150,7 @@ func Run(ctx context.Context, req Request) (rep Report, err error) {
 	if err != nil {
 		return Report{}, err
 	}
-	return Report{TenantID: t.tenant, Results: results, Outputs: outputs, Duration: time.Since(start)}, nil
+	return Report{TenantID: t.tenant, Results: results, Outputs: outputs, Duration: time.Since(start), Findings: t.findings}, nil
 }
 
 // Tenant is one tenant opened for harvesting: its API clients, sources,
@@ -164,6 +169,8 @@ type Tenant struct {
 	store     *state.Store
 	p         *pipeline.Pipeline
 	hook      *hookedTenant // the audit log's webhook (Request.Webhook)
+	detect    *inProcess    // the detection pack over what runs deliver (detect.enabled)
+	findings  []detect.Finding
 }
 
 // Open prepares a tenant: checks which tenant the portal session belongs
@@ -298,7 +305,19 @@ func Open(ctx context.Context, req Request) (*Tenant, error) {
 		}
 		return nil, errors.Join(errs...)
 	}
+	if cfg.Detect.Enabled && !req.Redeliver {
+		if t.detect, err = newInProcess(cfg.Detect); err != nil {
+			shutdown(sinks, req.Logger)
+			store.Close()
+			return nil, err
+		}
+	}
+	var tap func(string, []record.Record)
+	if t.detect != nil {
+		tap = t.detect.tap
+	}
 	p, err := pipeline.New(pipeline.Options{
+		Tap:             tap,
 		Unavailable:     unavailable,
 		Store:           store,
 		Sinks:           sinks,
@@ -403,6 +422,7 @@ func (t *Tenant) run(ctx context.Context, names []string, ro pipeline.RunOptions
 	}
 	results = append(results, t.p.RunSources(ctx, t.tenant, runnable, ro)...)
 	sortResults(results, t.factories)
+	t.findings = append(t.findings, t.reportFindings(ctx)...)
 	return results
 }
 

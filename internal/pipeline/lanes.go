@@ -261,6 +261,24 @@ func (l *lane) fail(err error) {
 // fails: the source stops and the data stays at the source, where the
 // next run reads it again.
 func (p *Pipeline) deliver(ctx context.Context, table string, recs []record.Record) error {
+	err := p.deliverToLanes(ctx, table, recs)
+	if err == nil && p.opts.Tap != nil {
+		p.opts.Tap(table, recs)
+	}
+	return err
+}
+
+// Deliver writes records of table to every output (spooling for the ones
+// down) outside any run: what the harvester makes itself, such as the
+// detection pack's findings. Nothing is checkpointed.
+func (p *Pipeline) Deliver(ctx context.Context, table string, recs []record.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	return p.deliverAll(ctx, table, recs)
+}
+
+func (p *Pipeline) deliverToLanes(ctx context.Context, table string, recs []record.Record) error {
 	states := make([]laneState, len(p.lanes))
 	for i, l := range p.lanes {
 		l.mu.Lock()

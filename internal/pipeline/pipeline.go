@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/delivery"
+	"github.com/defenderharvester/defenderharvester/internal/record"
 	"github.com/defenderharvester/defenderharvester/internal/sink"
 	"github.com/defenderharvester/defenderharvester/internal/source"
 	"github.com/defenderharvester/defenderharvester/internal/state"
@@ -84,6 +85,10 @@ type Options struct {
 	// Observer is told about progress, deliveries and outcomes (metrics,
 	// progress display); nil: nobody.
 	Observer Observer
+	// Tap, when set, sees every batch once every output accepted it (or
+	// it was spooled for the ones down): the in-process detections read
+	// records this way. It must not keep recs past the call.
+	Tap func(table string, recs []record.Record)
 }
 
 // DefaultSpoolAfter is the default of Options.SpoolAfter.
