@@ -130,7 +130,7 @@ func (t *Tenant) alerts(now, from time.Time) []alertRecord {
 				// Most alerts name one device, some two.
 				for range 1 + r.IntN(4)/3 {
 					m := t.w.machines[prone[r.IntN(len(prone))]]
-					a.ImpactedEntities.Machines = append(a.ImpactedEntities.Machines, alertMachine{m.ID, m.ID, m.DNS, groupName(m.Group)})
+					a.ImpactedEntities.Machines = append(a.ImpactedEntities.Machines, alertMachine{m.ID, m.ID, m.DNS, groupName(t.w.groupAt(m, gen))})
 				}
 			} else {
 				a.DetectionSource, a.ProviderName = "AAD", "Microsoft Entra ID Protection"

@@ -81,6 +81,10 @@ type auditBlob struct {
 	// new content id and time.
 	redelivery bool
 	srcHour    int64
+	// A scenario blob publishes the abuse scenario's records of one
+	// ten-minute slot (slot: Unix time / 600).
+	abuse bool
+	slot  int64
 }
 
 type auditKey struct {
@@ -122,6 +126,9 @@ func (t *Tenant) genAuditBucket(ct int, h int64) []auditBlob {
 			created := hourStart(h).Add(time.Duration(r.Int64N(3600_000)) * time.Millisecond)
 			out = append(out, auditBlob{ct: ct, hour: h, k: nb, created: created, redelivery: true, srcHour: src})
 		}
+	}
+	if t.w.abuse != nil {
+		out = append(out, t.w.abuse.auditBlobs(ct, h)...)
 	}
 	for i := range out {
 		out[i].id = auditContentID(t.w.seed, out[i].ct, h, out[i].k)
@@ -211,6 +218,9 @@ func (t *Tenant) auditRecords(b *auditBlob) []json.RawMessage {
 			return []json.RawMessage{}
 		}
 		return t.auditRecords(&src[0])
+	}
+	if b.abuse {
+		return t.abuseAuditRecords(b.ct, b.slot)
 	}
 	r := rngFor(t.w.seed, lblAudit, uint64(b.ct), uint64(b.hour), uint64(b.k), 1)
 	out := make([]json.RawMessage, 0, b.n)
@@ -407,13 +417,21 @@ func (t *Tenant) defenderRecord(r *rand.Rand, at time.Time, op int) map[string]a
 	case "RunLiveResponseSession":
 	case "RunLiveResponseApi":
 		rec["ActionComment"] = "Triage via API"
-		rec["CommandsString"] = pick(r, []string{
+		cmds := []string{
 			`RunScript minidump.ps1 OfficeClickToRun; GetFile C:\windows\TEMP\OfficeClickToRun.dmp.zip`,
 			`GetFile C:\Users\Public\Downloads\invoice.exe`,
 			`RunScript Collect-Triage.ps1`,
-		})
+		}
+		if t.w.scenario != ScenarioDefault {
+			cmds = cmds[1:] // a normal day dumps no memory
+		}
+		rec["CommandsString"] = pick(r, cmds)
 	case "LiveResponseGetFile":
-		file := pick(r, []string{"invoice.exe", "OfficeClickToRun.dmp.zip", "payload.dll"})
+		files := []string{"invoice.exe", "OfficeClickToRun.dmp.zip", "payload.dll"}
+		if t.w.scenario != ScenarioDefault {
+			files = []string{"invoice.exe", "payload.dll"}
+		}
+		file := pick(r, files)
 		rec["FileName"] = file
 		rec["FileSHA256"] = hexN(r, 64)
 		rec["FileSize"] = 1024 + r.IntN(8<<20)

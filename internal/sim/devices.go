@@ -72,7 +72,7 @@ func (t *Tenant) hMachines(q *req) {
 		}
 		ms = append(ms, ndrMachine{MachineID: m.ID, SenseMachineID: m.ID, ComputerDNSName: m.DNS, OsPlatform: m.OS,
 			LastSeen: fmt7Z(ls), FirstSeen: fmt7Z(m.FirstSeen), HealthStatus: m.Health, RiskScore: m.RiskScore, Domain: m.Domain,
-			RbacGroupID: m.Group, RbacGroupName: groupName(m.Group), lastSeen: ls})
+			RbacGroupID: t.w.groupAt(m, q.now), RbacGroupName: groupName(t.w.groupAt(m, q.now)), lastSeen: ls})
 	}
 	var less func(a, b ndrMachine) int
 	switch field {

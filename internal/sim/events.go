@@ -74,19 +74,26 @@ func (w *world) genQueries(h int64) []*queryRecord {
 			QueryText: q, DurationMs: d, CpuTimeMs: cpu, ResourceUsage: usage(cpu), State: st, RowCount: rows, at: at,
 		})
 	}
+	pq, aq := portalQueries, apiQueries
+	if w.scenario != ScenarioDefault {
+		pq, aq = routinePortalQueries, routineAPIQueries
+	}
 	for n := r.IntN(4); n > 0; n-- {
-		add(hs.Add(tick100ns(r, time.Hour)), "Portal", pick(r, w.users).UPN, nil, pick(r, portalQueries), r.Float64() < 0.05)
+		add(hs.Add(tick100ns(r, time.Hour)), "Portal", pick(r, w.users).UPN, nil, pick(r, pq), r.Float64() < 0.05)
 	}
 	for _, a := range w.queryApps(hs) {
 		if r.Float64() < 0.6 {
 			id := a.ID
-			add(hs.Add(tick100ns(r, time.Hour)), "Api", a.Name, &id, pick(r, apiQueries), false)
+			add(hs.Add(tick100ns(r, time.Hour)), "Api", a.Name, &id, pick(r, aq), false)
 		}
 	}
 	for _, d := range w.rules {
 		if t, ok := d.runsIn(h); ok {
-			add(t, "CustomDetection", d.CreatedBy, nil, d.Query, d.Failing)
+			add(t, "CustomDetection", d.CreatedBy, nil, d.stateAt(t).Query, d.Failing)
 		}
+	}
+	if w.abuse != nil {
+		out = append(out, w.abuse.queries(w, h)...)
 	}
 	out = filterQueries(out, w.dataFrom)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })

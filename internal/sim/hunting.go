@@ -68,4 +68,4 @@ func (t *Tenant) hReports(q *req) {
 	}{len(out), out})
 }
 
-func (t *Tenant) hSchema(q *req) { q.json(http.StatusOK, huntingSchema()) }
+func (t *Tenant) hSchema(q *req) { q.json(http.StatusOK, t.w.huntingSchema(q.now)) }

@@ -318,14 +318,15 @@ func (w *world) genOps(h int64) *opsBucket {
 		w.airAction(b, r, at())
 	}
 
-	// Scripted story beats, so a short demo shows the interesting records.
-	if t := w.start.Add(90 * time.Minute); hourOf(t) == h && !t.Before(w.dataFrom) {
+	// Scripted story beats, so a short demo shows the interesting records
+	// (default scenario; the abuse scenario scripts its own).
+	if t := w.start.Add(90 * time.Minute); w.scenario == ScenarioDefault && hourOf(t) == h && !t.Before(w.dataFrom) {
 		sr := rngFor(w.seed, lblOps, uint64(h), 1)
 		w.portalLRSession(b, sr, t, w.users[0], w.randomServer(sr), []string{
 			"processes", "putfile tools.exe", "run memdump.ps1 -ProcessName lsass", `getfile "C:\Windows\Temp\lsass.dmp"`,
 		})
 	}
-	if t := w.start.Add(ChangeConnectedAppAdded + 25*time.Minute); hourOf(t) == h {
+	if t := w.start.Add(ChangeConnectedAppAdded + 25*time.Minute); w.scenario == ScenarioDefault && hourOf(t) == h {
 		sr := rngFor(w.seed, lblOps, uint64(h), 2)
 		app := w.apps[len(w.apps)-1]
 		a := w.responseActionWith(b, sr, t, "LiveResponse", app.ID, app.Name, false, []lrCommand{
@@ -333,6 +334,9 @@ func (w *world) genOps(h int64) *opsBucket {
 			{Type: "GetFile", Params: []lrParam{{"Path", `C:\Users\Public\creds.zip`}}},
 		})
 		a.RequestorComment = "test"
+	}
+	if w.abuse != nil {
+		w.abuse.ops(w, b, h)
 	}
 	w.setVisibility(b)
 	return b
@@ -346,7 +350,7 @@ func (w *world) portalLRSession(b *opsBucket, r *rand.Rand, t time.Time, u user,
 	session := "CLR" + hexN(r, 8)
 	upn := u.UPN
 	for i := 0; i < n; i++ {
-		cmd := pick(r, portalLRCommands)
+		cmd := pick(r, w.lrCommands())
 		if script != nil {
 			cmd = script[i]
 		}
@@ -390,7 +394,7 @@ func (w *world) responseAction(b *opsBucket, r *rand.Rand, t time.Time, typ, req
 		if portal {
 			typ = "Isolate" // portal Live Response is a session, not a machine action
 		} else {
-			cmds = append([]lrCommand(nil), pick(r, apiLR)...)
+			cmds = append([]lrCommand(nil), pick(r, w.apiLRChoices())...)
 		}
 	}
 	w.responseActionWith(b, r, t, typ, requestor, decidedBy, portal, cmds)

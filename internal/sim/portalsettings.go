@@ -18,7 +18,7 @@ func (t *Tenant) hMachineGroups(q *req) {
 	if s, ok := param(q, "addMachineGroupCount"); ok {
 		counts = strings.EqualFold(s, "true")
 	}
-	q.json(http.StatusOK, t.w.machineGroups(counts))
+	q.json(http.StatusOK, t.w.machineGroups(counts, q.now))
 }
 
 func (t *Tenant) hDataExport(q *req) {
@@ -43,7 +43,7 @@ func (t *Tenant) hLibraryPortal(q *req) {
 	out := []file{}
 	for _, f := range t.w.libraryFiles(q.now) {
 		x := file{FileName: f.Name, Sha256: f.SHA256, CreationTime: fmt7Z(f.Created), CreatedBy: f.CreatedBy,
-			LastUpdatedTime: fmt7Z(f.Created), HasParameters: f.HasParams}
+			LastUpdatedTime: fmt7Z(f.lastUpdated()), HasParameters: f.HasParams}
 		if f.Description != "" {
 			d := f.Description
 			x.Description = &d

@@ -551,7 +551,7 @@ func (t *Tenant) hLibraryFiles(q *req) {
 	}
 	files := []file{}
 	for _, f := range t.w.libraryFiles(q.now) {
-		x := file{FileName: f.Name, Sha256: f.SHA256, CreationTime: fmt7Z(f.Created), LastUpdatedTime: fmt7Z(f.Created),
+		x := file{FileName: f.Name, Sha256: f.SHA256, CreationTime: fmt7Z(f.Created), LastUpdatedTime: fmt7Z(f.lastUpdated()),
 			CreatedBy: f.CreatedBy, HasParameters: f.HasParams, ParametersDescription: f.ParamsDesc}
 		if f.Description != "" {
 			d := f.Description

@@ -172,6 +172,18 @@ type Options struct {
 	// may fail (every retry refused) before the subscription's webhook is
 	// disabled until a start re-enables it (default 3; negative: never).
 	AuditWebhookDisableAfter int
+
+	// Scenario is the story the data tells (README "Scenarios"): ""
+	// (ScenarioDefault: the scheduled changes of Changes and the scripted
+	// story beats), "quiet" (a normal day: routine work by the
+	// RegularOperators only, no suspicious change) or "abuse" (the quiet
+	// day plus the scripted attack of AbuseSteps).
+	Scenario string
+	// AbuseAt is the attack's first step (Scenario "abuse" only; default
+	// Start + 2h, truncated to the second). Everything before it is the
+	// quiet baseline; it may lie in the history (not before Start -
+	// History).
+	AbuseAt time.Time
 }
 
 // Credentials are the secrets a client needs to talk to this tenant.
@@ -366,6 +378,9 @@ func New(opts Options) (*Tenant, error) {
 	opts.LegacyLocation = strings.ToLower(opts.LegacyLocation)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := opts.scenarioDefaults(); err != nil {
+		return nil, err
 	}
 	switch {
 	case opts.History < 0 || opts.History > maxHistory:
@@ -707,8 +722,12 @@ type Info struct {
 	Hosts              []string          `json:"hosts"`
 	BaseURLs           map[string]string `json:"base_urls"`
 	Changes            []Change          `json:"changes"`
-	Sentinel           SentinelInfo      `json:"sentinel"`
-	Splunk             SplunkInfo        `json:"splunk"`
+	// Scenario is Options.Scenario; AbuseSteps the attack's steps (abuse
+	// scenario only).
+	Scenario   string       `json:"scenario,omitempty"`
+	AbuseSteps []AbuseStep  `json:"abuse_steps,omitempty"`
+	Sentinel   SentinelInfo `json:"sentinel"`
+	Splunk     SplunkInfo   `json:"splunk"`
 	// Tenants lists every tenant when the emulator serves more than one
 	// (secrets left out: see Tenants()); the fields above describe this one.
 	Tenants []TenantInfo `json:"tenants,omitempty"`
@@ -730,6 +749,7 @@ func (t *Tenant) Info(s *Server) Info {
 			"auditlog": "https://" + ManageHost + "/api/v1.0/" + c.TenantID + "/activity/feed",
 		},
 		Changes:  t.Changes(),
+		Scenario: t.w.scenario, AbuseSteps: t.AbuseSteps(),
 		Sentinel: t.root.sentinelInfo(),
 		Splunk: SplunkInfo{
 			URL: "https://" + hecHost + "/services/collector/event", Token: c.HECToken,

@@ -29,8 +29,16 @@ type Change struct {
 	Description string    `json:"description"`
 }
 
-// Changes lists the scheduled snapshot changes of this tenant.
+// Changes lists the scheduled snapshot changes of this tenant: those of
+// the default scenario, none on a quiet day, the attack's in the abuse
+// scenario (README "Scenarios").
 func (t *Tenant) Changes() []Change {
+	switch t.w.scenario {
+	case ScenarioQuiet:
+		return []Change{}
+	case ScenarioAbuse:
+		return t.w.abuse.changes()
+	}
 	s := t.w.start
 	return []Change{
 		{"advancedfeatures", s.Add(ChangeTamperProtectionOff), "tamper protection (EnableWdavAntiTampering) switched off"},
@@ -47,6 +55,10 @@ func (t *Tenant) Changes() []Change {
 
 // ---- custom detection rules (ARCHITECTURE decision 2) ----
 
+// detectionRule is one custom detection rule. The fields describe it as
+// it stood before the data window; Edits (and AutoOff) change it inside
+// the window, so views read it through stateAt (or world.rulesStateAt):
+// the custom detections route, and any other view of the same rules.
 type detectionRule struct {
 	ID        int64
 	Name      string
@@ -55,13 +67,23 @@ type detectionRule struct {
 	Frequency int // hours; 0 = continuous
 	CreatedBy string
 	Created   time.Time
-	Updated   time.Time
+	Updated   time.Time     // last modification
+	UpdatedBy string        // who made it (the creator, for every rule before the window)
 	Offset    time.Duration // minute within the run hour
 	Disabled  bool          // disabled before history starts
 	Failing   bool
 	AutoOff   time.Time // auto-disabled at (zero: never)
 	Appears   time.Time // zero: exists throughout
 	Mitre     []string
+	Edits     []ruleEdit // changes by users inside the data window, oldest first
+}
+
+// ruleEdit is a user's change of a rule: switching it off, or a new query.
+type ruleEdit struct {
+	At    time.Time
+	By    string
+	Off   bool   // the rule is switched off
+	Query string // the new query ("": unchanged)
 }
 
 var ruleDefs = []struct {
@@ -89,22 +111,31 @@ func newRules(w *world, r *rand.Rand) []detectionRule {
 			Updated: created.Add(time.Duration(r.IntN(24*10)) * time.Hour).Truncate(time.Millisecond),
 			Offset:  time.Duration(1+r.IntN(50))*time.Minute + time.Duration(r.IntN(60))*time.Second, Mitre: d.mitre,
 		}
+		rule.UpdatedBy = rule.CreatedBy
 		switch i {
 		case 4, 7:
 			rule.Disabled = true
 		case 3:
 			rule.Failing = true // fails every run
-			rule.AutoOff = w.start.Add(ChangeRuleAutoDisabled)
+			if w.scenario == ScenarioDefault {
+				rule.AutoOff = w.start.Add(ChangeRuleAutoDisabled)
+			}
 		case 6:
 			rule.Failing = true // fails, but stays enabled
 		}
+		if q, ok := scenarioRuleQuery[i]; ok && w.scenario != ScenarioDefault {
+			rule.Query = q
+		}
 		out = append(out, rule)
+	}
+	if w.scenario != ScenarioDefault {
+		return out // a normal day creates no rule
 	}
 	out = append(out, detectionRule{
 		ID: 200, Name: "Process injection into browser", Severity: "High", Frequency: 1,
 		Query:     "DeviceEvents | where ActionType == 'CreateRemoteThreadApiCall' and FileName in~ ('msedge.exe','chrome.exe')",
 		CreatedBy: w.users[1].UPN, Created: w.start.Add(ChangeRuleCreated), Updated: w.start.Add(ChangeRuleCreated),
-		Offset: 17 * time.Minute, Appears: w.start.Add(ChangeRuleCreated), Mitre: []string{"T1055"},
+		UpdatedBy: w.users[1].UPN, Offset: 17 * time.Minute, Appears: w.start.Add(ChangeRuleCreated), Mitre: []string{"T1055"},
 	})
 	return out
 }
@@ -114,7 +145,53 @@ func (d detectionRule) enabledAt(t time.Time) bool {
 	if d.Disabled || (!d.Appears.IsZero() && t.Before(d.Appears)) {
 		return false
 	}
+	if off := d.offAt(); !off.IsZero() && !t.Before(off) {
+		return false
+	}
 	return d.AutoOff.IsZero() || t.Before(d.AutoOff)
+}
+
+// offAt is when a user switched the rule off (zero: never).
+func (d detectionRule) offAt() time.Time {
+	for _, e := range d.Edits {
+		if e.Off {
+			return e.At
+		}
+	}
+	return time.Time{}
+}
+
+// stateAt is the rule as it stands at now: the query, last modification
+// and modifier after the edits made by then (and an auto-disable).
+// Enablement is enabledAt(now).
+func (d detectionRule) stateAt(now time.Time) detectionRule {
+	for _, e := range d.Edits {
+		if now.Before(e.At) {
+			break
+		}
+		d.Updated, d.UpdatedBy = e.At, e.By
+		if e.Query != "" {
+			d.Query = e.Query
+		}
+	}
+	if !d.AutoOff.IsZero() && !now.Before(d.AutoOff) {
+		d.Updated, d.UpdatedBy = d.AutoOff, "Microsoft Defender"
+	}
+	return d
+}
+
+// rulesStateAt is every rule that exists at now, as it stands then
+// (stateAt): the one source of the custom detection rules' state for all
+// views of them.
+func (w *world) rulesStateAt(now time.Time) []detectionRule {
+	var out []detectionRule
+	for _, d := range w.rules {
+		if !d.Appears.IsZero() && now.Before(d.Appears) {
+			continue
+		}
+		out = append(out, d.stateAt(now))
+	}
+	return out
 }
 
 // runsIn returns the scheduled run time of the rule in hour h, if any.
@@ -138,6 +215,9 @@ func (d detectionRule) lastRun(now time.Time) (time.Time, bool) {
 	}
 	if !d.AutoOff.IsZero() && d.AutoOff.Before(upto) {
 		upto = d.AutoOff
+	}
+	if off := d.offAt(); !off.IsZero() && off.Before(upto) {
+		upto = off
 	}
 	for h := hourOf(upto); h >= hourOf(upto)-int64(d.Frequency)-1; h-- {
 		if h%int64(d.Frequency) != 0 {
@@ -192,20 +272,13 @@ type ruleJSON struct {
 
 func (w *world) rulesAt(now time.Time) []ruleJSON {
 	var out []ruleJSON
-	for _, d := range w.rules {
-		if !d.Appears.IsZero() && now.Before(d.Appears) {
-			continue
-		}
+	for _, d := range w.rulesStateAt(now) {
 		j := ruleJSON{
 			ID: d.ID, Name: d.Name, Severity: d.Severity, IsEnabled: d.enabledAt(now),
-			CreatedBy: d.CreatedBy, CreationTime: fmtMsZ(d.Created), LastUpdatedBy: d.CreatedBy,
+			CreatedBy: d.CreatedBy, CreationTime: fmtMsZ(d.Created), LastUpdatedBy: d.UpdatedBy,
 			LastUpdateTime: fmtMsZ(d.Updated), QueryText: d.Query, Frequency: d.Frequency,
 			MitreTechniques: append([]string{}, d.Mitre...),
-		}
-		if !d.AutoOff.IsZero() && !now.Before(d.AutoOff) {
-			j.IsAutoDisabled = true
-			j.LastUpdatedBy = "Microsoft Defender"
-			j.LastUpdateTime = fmtMsZ(d.AutoOff)
+			IsAutoDisabled:  !d.AutoOff.IsZero() && !now.Before(d.AutoOff),
 		}
 		if lr, ok := d.lastRun(now); ok {
 			s := fmtMsZ(lr)
@@ -230,7 +303,7 @@ func (w *world) rulesAt(now time.Time) []ruleJSON {
 // ---- advanced features and Live Response settings ----
 
 func (w *world) advancedFeatures(now time.Time) json.RawMessage {
-	tamper := now.Before(w.start.Add(ChangeTamperProtectionOff))
+	tamper := !happened(w.tamperOffAt(), now)
 	// The live fixture's field order (docs/REFERENCE.md §1.7).
 	return json.RawMessage(fmt.Sprintf(`{"EnableWdavPassiveModeRemediation":false,"EnableWdavAuditMode":false,"MagellanOptOut":false,`+
 		`"HidePotentialDuplications":true,"BlockListEnabled":true,"LicenseEnabled":true,"SkypeIntegrationEnabled":true,`+
@@ -245,7 +318,7 @@ func (w *world) advancedFeatures(now time.Time) json.RawMessage {
 }
 
 func (w *world) lrSettings(now time.Time) json.RawMessage {
-	unsigned := !now.Before(w.start.Add(ChangeUnsignedScriptsOn))
+	unsigned := happened(w.unsignedOnAt(), now)
 	return json.RawMessage(fmt.Sprintf(`{"AutomatedIrLiveResponse":true,"AutomatedIrUnsignedScripts":%t,"LiveResponseForServers":true}`, unsigned))
 }
 
@@ -313,19 +386,29 @@ func (w *world) suppressionRules(now time.Time) []suppressionRule {
 		mk(4101, "Suppress scanner noise on SQL", w.users[2].UPN, day.Add(-12*24*time.Hour), false, 1,
 			cond("FileName", "sqlscanner.exe"), `[[{"Type":"MachineGroup","Value":"2"}]]`, "Vulnerability scanner triggers credential access alerts"),
 	}
-	if t := w.start.Add(ChangeSuppressionRuleAdded); !now.Before(t) {
+	switch t := w.start.Add(ChangeSuppressionRuleAdded); {
+	case w.scenario == ScenarioDefault && !now.Before(t):
 		out = append(out, mk(4102, "Suppress all alerts for admin tools", w.users[5].UPN, t, false, 1,
 			cond("FolderPath", `C:\Tools\`), "[[]]", "temporary"))
+	case w.abuse != nil && happened(w.abuse.at.Add(abSuppression), now):
+		// Tenant-wide (no scope condition): every alert raised from a Live
+		// Response process is hidden, whatever its title.
+		at := w.abuse.at.Add(abSuppression)
+		s := mk(4102, "Live Response maintenance noise", w.abuse.user, at, false, 1,
+			cond("ParentProcessName", "SenseIR.exe"), "[[]]", "Known admin tooling")
+		s.AlertTitle = "Suspicious Live Response activity"
+		s.UpdateTime = fmt7Z(at)
+		out = append(out, s)
 	}
 	return out
 }
 
 // ---- machine groups (decision 6) ----
 
-func (w *world) machineGroups(counts bool) json.RawMessage {
+func (w *world) machineGroups(counts bool, now time.Time) json.RawMessage {
 	n := map[int]int{}
 	for _, m := range w.machines {
-		n[m.Group]++
+		n[w.groupAt(m, now)]++
 	}
 	type rule struct {
 		OperatorType  int    `json:"OperatorType"`
@@ -350,9 +433,13 @@ func (w *world) machineGroups(counts bool) json.RawMessage {
 		}
 		return 0
 	}
+	srvLU, srvRules := lu, []rule{{3, 1, "srv-"}}
+	if at := w.groupRulesChangedAt(); happened(at, now) {
+		srvLU, srvRules = fmt7Z(at), []rule{{3, 1, abuseServersPrefix}}
+	}
 	items := []group{
 		{1, "Workstations", "All user devices", 1, 1, lu, false, c(1), []rule{{3, 1, "ws-"}, {3, 1, "lt-dev"}}},
-		{2, "Servers", "Tier 0/1 servers", 0, 2, lu, false, c(2), []rule{{3, 1, "srv-"}}},
+		{2, "Servers", "Tier 0/1 servers", 0, 2, srvLU, false, c(2), srvRules},
 		{3, "Executives", "VIP laptops", 2, 3, lu, false, c(3), []rule{{3, 1, "lt-exec"}}},
 		{4, "Ungrouped devices (default)", "", 1, 2147483647, lu, true, c(4), []rule{}},
 	}
@@ -382,6 +469,10 @@ func (w *world) connectedApps(now time.Time) json.RawMessage {
 		stats := make([]int, 30)
 		for d := 0; d < 30; d++ {
 			day := today - int64(29-d)
+			if a.Calls != nil {
+				stats[d] = callsOn(a.Calls, day, now)
+				continue
+			}
 			if !a.Appears.IsZero() && hourStart(day*24+23).Before(a.Appears) {
 				continue
 			}
@@ -395,7 +486,7 @@ func (w *world) connectedApps(now time.Time) json.RawMessage {
 		if lc.After(now) {
 			lc = lc.Add(-24 * time.Hour)
 		}
-		if !a.Appears.IsZero() && lc.Before(a.Appears) {
+		if !a.Appears.IsZero() && (lc.Before(a.Appears) || a.Calls != nil) {
 			lc = a.Appears
 		}
 		s := fmt7Z(lc)
@@ -423,7 +514,7 @@ func (w *world) alertServiceSettings(now time.Time) json.RawMessage {
 		},
 	}
 	t := w.start.Add(ChangeAlertWorkloadDisabled)
-	if !now.Before(t) {
+	if w.scenario == ScenarioDefault && !now.Before(t) {
 		out["Mdc"] = map[string]any{
 			"reasons":         []string{"TooManyAlerts"},
 			"feedback":        "Noisy informational alerts from Defender for Cloud",
@@ -454,7 +545,10 @@ func (w *world) dataExportSettings(now time.Time, contextHost string) json.RawMe
 		},
 		"logs": cats(true, "AdvancedHunting-DeviceProcessEvents", "AdvancedHunting-DeviceNetworkEvents", "AdvancedHunting-DeviceFileEvents", "Alert"),
 	}}
-	if !now.Before(w.start.Add(ChangeDataExportAdded)) {
+	if w.abuse != nil {
+		values = w.abuse.dataExport(w, now, values)
+	}
+	if w.scenario == ScenarioDefault && !now.Before(w.start.Add(ChangeDataExportAdded)) {
 		values = append(values, map[string]any{
 			"id": "EventHubExport-archive", "designatedTenantId": nil,
 			"eventHubProperties": map[string]any{
@@ -474,29 +568,44 @@ type libraryFile struct {
 	Name, SHA256, Description, CreatedBy, ParamsDesc string
 	Created                                          time.Time
 	HasParams                                        bool
+	Updated                                          time.Time // last upload (zero: Created)
+}
+
+// lastUpdated is when the file was last uploaded.
+func (f libraryFile) lastUpdated() time.Time {
+	if f.Updated.IsZero() {
+		return f.Created
+	}
+	return f.Updated
 }
 
 func (w *world) libraryFiles(now time.Time) []libraryFile {
 	r := rngFor(w.seed, lblTenant, 7)
 	base := w.dataFrom.Add(-20 * 24 * time.Hour)
 	out := []libraryFile{
-		{"memdump.ps1", hexN(r, 64), "Process memory dump", w.users[0].UPN, "-ProcessName <name>", base.Add(tick100ns(r, 24*time.Hour)), true},
-		{"collect-triage.ps1", hexN(r, 64), "Collect triage package", w.users[3].UPN, "", base.Add(48 * time.Hour).Add(tick100ns(r, 24*time.Hour)), false},
-		{"tools.exe", hexN(r, 64), "", w.users[0].UPN, "", base.Add(72 * time.Hour).Add(tick100ns(r, 24*time.Hour)), false},
-		{"minidump.ps1", hexN(r, 64), "Minidump of a process", w.users[4].UPN, "process name", base.Add(96 * time.Hour).Add(tick100ns(r, 24*time.Hour)), true},
+		{"memdump.ps1", hexN(r, 64), "Process memory dump", w.users[0].UPN, "-ProcessName <name>", base.Add(tick100ns(r, 24*time.Hour)), true, time.Time{}},
+		{"collect-triage.ps1", hexN(r, 64), "Collect triage package", w.users[3].UPN, "", base.Add(48 * time.Hour).Add(tick100ns(r, 24*time.Hour)), false, time.Time{}},
+		{"tools.exe", hexN(r, 64), "", w.users[0].UPN, "", base.Add(72 * time.Hour).Add(tick100ns(r, 24*time.Hour)), false, time.Time{}},
+		{"minidump.ps1", hexN(r, 64), "Minidump of a process", w.users[4].UPN, "process name", base.Add(96 * time.Hour).Add(tick100ns(r, 24*time.Hour)), true, time.Time{}},
 	}
-	if t := w.start.Add(ChangeLibraryScriptUploaded); !now.Before(t) {
-		out = append(out, libraryFile{"export-browser-creds.ps1", hexN(r, 64), "", w.users[7].UPN, "", t, false})
+	if t := w.start.Add(ChangeLibraryScriptUploaded); w.scenario == ScenarioDefault && !now.Before(t) {
+		out = append(out, libraryFile{"export-browser-creds.ps1", hexN(r, 64), "", w.users[7].UPN, "", t, false, time.Time{}})
+	}
+	if w.abuse != nil {
+		out = w.abuse.library(now, out)
 	}
 	return out
 }
 
 // ---- hunting schema (decision 11) ----
 
-var schemaTables = []struct {
+// schemaTable is one table of the hunting schema.
+type schemaTable struct {
 	name, desc string
 	cols       [][3]string
-}{
+}
+
+var schemaTables = []schemaTable{
 	{"DeviceProcessEvents", "Process creation and related events", [][3]string{{"Timestamp", "datetime", "Date and time when the event was recorded"}, {"DeviceId", "string", "Unique identifier for the machine in the service"}, {"DeviceName", "string", "Fully qualified domain name (FQDN) of the machine"}, {"FileName", "string", "Name of the file that the recorded action was applied to"}, {"ProcessCommandLine", "string", "Command line used to create the new process"}, {"InitiatingProcessFileName", "string", "Name of the process that initiated the event"}, {"AccountName", "string", "User name of the account"}}},
 	{"DeviceNetworkEvents", "Network connection and related events", [][3]string{{"Timestamp", "datetime", "Date and time when the event was recorded"}, {"DeviceId", "string", "Unique identifier for the machine in the service"}, {"RemoteIP", "string", "IP address that was being connected to"}, {"RemotePort", "int", "TCP port on the remote device"}, {"RemoteUrl", "string", "URL or FQDN that was being connected to"}}},
 	{"DeviceFileEvents", "File creation, modification, and other file system events", [][3]string{{"Timestamp", "datetime", "Date and time when the event was recorded"}, {"DeviceId", "string", "Unique identifier for the machine in the service"}, {"FileName", "string", "Name of the file"}, {"FolderPath", "string", "Folder containing the file"}, {"SHA1", "string", "SHA-1 of the file"}}},
@@ -507,14 +616,18 @@ var schemaTables = []struct {
 	{"AlertInfo", "Alerts from Microsoft Defender XDR", [][3]string{{"Timestamp", "datetime", "Date and time when the event was recorded"}, {"AlertId", "string", "Unique identifier for the alert"}, {"Title", "string", "Title of the alert"}, {"Severity", "string", "Severity of the alert"}}},
 }
 
-func huntingSchema() json.RawMessage {
+func (w *world) huntingSchema(now time.Time) json.RawMessage {
 	type col struct{ Name, Type, Description string }
 	type table struct {
 		Name, Description string
 		Columns           []col
 	}
+	tables := schemaTables
+	if w.abuse != nil && happened(w.abuse.at.Add(abSchema), now) {
+		tables = abuseSchemaTables()
+	}
 	var ts []table
-	for _, t := range schemaTables {
+	for _, t := range tables {
 		tb := table{Name: t.name, Description: t.desc}
 		for _, c := range t.cols {
 			tb.Columns = append(tb.Columns, col{c[0], c[1], c[2]})

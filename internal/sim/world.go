@@ -34,6 +34,9 @@ type apiApp struct {
 	Appears time.Time // zero: exists from the start of history
 	Actor   bool      // performs response actions
 	Queries bool      // runs advanced hunting queries
+	// Calls, when set, are the times of every API call the app makes
+	// (a scripted app: its connected-apps statistics count them).
+	Calls []time.Time
 }
 
 // world is the static part of the tenant: who and what exists. Everything
@@ -53,6 +56,10 @@ type world struct {
 	rules     []detectionRule
 	tlPerHour int
 	lag       time.Duration // Options.IngestionLag
+	// scenario is Options.Scenario; abuse is the scripted attack (nil
+	// unless the scenario is "abuse").
+	scenario string
+	abuse    *abusePlan
 }
 
 var (
@@ -79,6 +86,7 @@ func newWorld(o Options, index int) *world {
 		tlPerHour: o.TimelineEventsPerMachineHour,
 		lag:       o.IngestionLag,
 		byID:      map[string]int{},
+		scenario:  o.Scenario,
 	}
 	w.tenantID = guid(r)
 	if o.TenantID != "" {
@@ -152,7 +160,15 @@ func newWorld(o Options, index int) *world {
 		{ID: guid(ar), Name: "VulnMgmt-Integration", Queries: true},
 		{ID: guid(ar), Name: "IR-Automation-Test", Actor: true, Appears: o.Start.Add(ChangeConnectedAppAdded)},
 	}
+	if w.scenario != ScenarioDefault {
+		// A normal day has no new connected app.
+		w.apps = w.apps[:3]
+	}
 	w.rules = newRules(w, rngFor(o.Seed, lblTenant, 3))
+	if w.scenario == ScenarioAbuse {
+		w.abuse = newAbusePlan(w, o.AbuseAt)
+		w.apps = append(w.apps, w.abuse.app) // acts only as scripted
+	}
 	return w
 }
 
