@@ -103,4 +103,3 @@ func (t *Tenant) reportFindings(ctx context.Context) []detect.Finding {
 	}
 	return fs
 }
-
