@@ -10,14 +10,18 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
+	"github.com/defenderharvester/defenderharvester/detections"
 	"github.com/defenderharvester/defenderharvester/internal/config"
+	"github.com/defenderharvester/defenderharvester/internal/detect"
 	"github.com/defenderharvester/defenderharvester/internal/harvester"
+	"github.com/defenderharvester/defenderharvester/internal/pipeline"
 	"github.com/defenderharvester/defenderharvester/internal/sim"
 	"go.yaml.in/yaml/v3"
 )
@@ -49,7 +53,11 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 		level = "debug"
 	}
 	log := newLogger(env, level, false)
-	tenant, err := sim.New(sim.Options{Seed: *seed, Now: clock.Now, Logger: log})
+	// The abuse scenario: a quiet tenant until an hour after pass 1, then
+	// an attacker with a stolen admin session (the emulator's README,
+	// Scenarios); pass 2 harvests it and the detection pack finds it.
+	attack := clock.Now().Add(time.Hour).Truncate(time.Second)
+	tenant, err := sim.New(sim.Options{Seed: *seed, Now: clock.Now, Logger: log, Scenario: sim.ScenarioAbuse, AbuseAt: attack})
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "demo:", err)
 		return exitFailed
@@ -84,11 +92,15 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	}
 	printReport(env.Stdout, rep1)
 
-	// Twelve emulated hours: long enough for the tenant's scheduled
-	// changes (tamper protection off, a new API app, a new export
-	// destination, …) to happen, so pass 2 shows change records.
+	// Twelve emulated hours: the attack happens an hour after pass 1
+	// (a library script, Live Response on many devices, files pulled, a
+	// detection disabled, tamper protection off, an export destination,
+	// a broad suppression rule, …), so pass 2 shows its records and
+	// change records.
 	clock.Advance(12 * time.Hour)
 	pass2 := clock.Now()
+	user, _ := tenant.AbuseActors()
+	fmt.Fprintf(env.Stdout, "\nMeanwhile, at %s, %s starts abusing a stolen admin session.\n", attack.UTC().Format("15:04 UTC"), user)
 	fmt.Fprintln(env.Stdout, "\nPass 2 — twelve emulated hours later, incremental from the checkpoints:")
 	rep2, err := harvester.Run(ctx, req)
 	if err != nil {
@@ -115,7 +127,7 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	for _, t := range tables {
 		c := counts[t]
 		p1, p2 := "-", "-" // a source writing several tables counts them together (below)
-		if shared[t] == "" {
+		if shared[t] == "" && t != pipeline.ConfigurationChangesTable {
 			p1, p2 = fmt.Sprint(newFor(rep1, t)), fmt.Sprint(newFor(rep2, t))
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\n", t, c.records, p1, p2, c.duplicates)
@@ -126,16 +138,23 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	for _, src := range sortedValues(shared) {
 		fmt.Fprintf(env.Stdout, "(%s writes several tables: pass 1 %d, pass 2 %d records over them.)\n", src, newOf(rep1, src), newOf(rep2, src))
 	}
+	fmt.Fprintf(env.Stdout, "(%s: every snapshot data set's changes, one row per changed field.)\n", pipeline.ConfigurationChangesTable)
 	if err := printChanges(env.Stdout, *out, pass2); err != nil {
+		fmt.Fprintln(env.Stderr, "demo:", err)
+		return exitFailed
+	}
+	fired, err := demoFindings(env.Stdout, *out, tenant)
+	if err != nil {
 		fmt.Fprintln(env.Stderr, "demo:", err)
 		return exitFailed
 	}
 	receiversOK := printReceivers(env.Stdout, tenant, counts, *toSentinel, *toSplunk)
 	fmt.Fprintf(env.Stdout, "\n%d records in %d tables, %d duplicates, in %s.\n", total, len(tables), dups, time.Since(began).Round(time.Millisecond))
-	if rep1.Failed()+rep2.Failed()+rep1.OutputsFailing()+rep2.OutputsFailing() > 0 || dups > 0 || !receiversOK {
+	if rep1.Failed()+rep2.Failed()+rep1.OutputsFailing()+rep2.OutputsFailing() > 0 || dups > 0 || !receiversOK || fired == 0 {
 		fmt.Fprintln(env.Stderr, "demo: something went wrong (see above)")
 		return exitFailed
 	}
+	fmt.Fprintf(env.Stdout, "Try: defenderharvester detect --in %s --lookups %s --json | jq -c '{RuleId, Actor, FirstSeen}'\n", *out, filepath.Join(*out, "allow-lists"))
 	fmt.Fprintf(env.Stdout, "Try: jq -c 'select(.ActionType==\"LiveResponseCommand\") | {EventTime, UserPrincipalName, ComputerName, cmd: .AdditionalFields.raw_command}' %s/MdeMachineActions-*.jsonl | head\n", *out)
 	return exitOK
 }
@@ -474,4 +493,80 @@ func (c *demoClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
+}
+
+// demoFindings runs the detection pack over what the demo harvested, with
+// the emulated tenant's regular operators on the allow-lists (the tuning
+// a real tenant needs too; written to <out>/allow-lists so detect can be
+// run again by hand), and prints the findings. It returns how many fired.
+func demoFindings(w io.Writer, dir string, tenant *sim.Tenant) (int, error) {
+	lists := filepath.Join(dir, "allow-lists")
+	if err := os.MkdirAll(lists, 0o700); err != nil {
+		return 0, err
+	}
+	ops := "SearchKey\n" + strings.Join(tenant.RegularOperators(), "\n") + "\n"
+	rules, err := detections.Rules()
+	if err != nil {
+		return 0, err
+	}
+	names := map[string]bool{}
+	for _, r := range rules {
+		for _, l := range r.Lookups() {
+			names[l] = true
+		}
+	}
+	for l := range names {
+		if err := os.WriteFile(filepath.Join(lists, l+".csv"), []byte(ops), 0o600); err != nil {
+			return 0, err
+		}
+	}
+	lookups, err := detect.LoadLookups(lists)
+	if err != nil {
+		return 0, err
+	}
+	ev := detect.NewEvaluator(rules, lookups)
+	st, err := detect.ReadDir(dir, nil, ev.Add)
+	if err != nil {
+		return 0, err
+	}
+	fs := ev.Findings()
+	fmt.Fprintln(w, "\nWhat the detection pack finds (defenderharvester detect, regular operators on the allow-lists):")
+	fmt.Fprintf(w, "%d findings from %d rules over %d records\n", len(fs), len(rules), st.Records)
+	type perRule struct {
+		n      int
+		first  time.Time
+		actors []string
+	}
+	by := map[string]*perRule{}
+	for _, f := range fs {
+		p := by[f.RuleID]
+		if p == nil {
+			p = &perRule{first: f.FirstSeen}
+			by[f.RuleID] = p
+		}
+		p.n++
+		if f.FirstSeen.Before(p.first) {
+			p.first = f.FirstSeen
+		}
+		if f.Actor != "" && !slices.Contains(p.actors, f.Actor) {
+			p.actors = append(p.actors, f.Actor)
+		}
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RULE\tSEVERITY\tFINDINGS\tFIRST SEEN (UTC)\tACTORS\tTITLE")
+	for _, r := range rules {
+		p := by[r.ID]
+		if p == nil {
+			fmt.Fprintf(tw, "%s\t%s\t0\t-\t-\t%s\n", r.ID, r.Severity, r.Title)
+			continue
+		}
+		actors := strings.Join(p.actors, ", ")
+		if actors == "" {
+			actors = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", r.ID, r.Severity, p.n, p.first.UTC().Format("2006-01-02 15:04"), clip(actors, 50), r.Title)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d of %d rules fired.\n", len(by), len(rules))
+	return len(fs), nil
 }

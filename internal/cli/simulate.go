@@ -20,7 +20,7 @@ func init() {
 }
 
 func runSimulate(ctx context.Context, env *Env, args []string) int {
-	fs := newFlagSet(env, "simulate", "simulate [--listen ADDR] [--plain] [--ca-out FILE] [--write-config FILE] [--tenants N] [--seed N] [--faults SPEC] [--page-clamp SPEC] [--ingestion-lag DUR] [--clock-skew DUR] [--page-latency DUR] [--throttle-concurrency K] [--timeline-events N] [--audit-records-per-hour N] [--audit-page-cap N] [--audit-throttle-status 403|429] [--audit-webhook-poll DUR] [--webhook-cert PREFIX] [--log-requests]")
+	fs := newFlagSet(env, "simulate", "simulate [--listen ADDR] [--plain] [--ca-out FILE] [--write-config FILE] [--tenants N] [--seed N] [--faults SPEC] [--page-clamp SPEC] [--ingestion-lag DUR] [--clock-skew DUR] [--page-latency DUR] [--throttle-concurrency K] [--timeline-events N] [--audit-records-per-hour N] [--audit-page-cap N] [--audit-throttle-status 403|429] [--audit-webhook-poll DUR] [--webhook-cert PREFIX] [--scenario quiet|abuse [--abuse-at TIME]] [--log-requests]")
 	listen := fs.String("listen", "127.0.0.1:8443", "address to listen on (loopback recommended; port 0 picks a free one)")
 	plain := fs.Bool("plain", false, "serve plain HTTP instead of HTTPS (loopback tests only)")
 	caOut := fs.String("ca-out", "", "write the emulator's CA certificate (PEM) to this file")
@@ -42,11 +42,21 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 	auditRate := fs.Int("audit-records-per-hour", 0, fmt.Sprintf("Office 365 Management Activity API: about this many audit records per content type an hour (0 = default %d, at most %d; DLP.All a quarter)", sim.DefaultAuditRecordsPerHour, sim.MaxAuditRecordsPerHour))
 	auditPageCap := fs.Int("audit-page-cap", 0, fmt.Sprintf("Office 365 Management Activity API: content items per page before NextPageUri (0 = default %d)", sim.DefaultAuditPageCap))
 	auditThrottle := fs.Int("audit-throttle-status", 0, "Office 365 Management Activity API: HTTP status of AF429 throttling answers, 403 (default, as documented) or 429")
+	scenario := fs.String("scenario", "", "emulated story: quiet (a normal day: routine work by the regular operators only) or abuse (the quiet day, then an attacker with a stolen admin session: see the emulator README's Scenarios); default: the classic scheduled changes")
+	abuseAt := fs.String("abuse-at", "", "with --scenario abuse: when the attack starts (RFC 3339; default two hours after the data's start)")
 	hookPoll := fs.String("audit-webhook-poll", "1m", "Office 365 Management Activity API: how often a subscription with a webhook is sent its new content (0 or negative: never)")
 	hookCert := fs.String("webhook-cert", "", "write a TLS certificate for 127.0.0.1 and localhost, signed by the emulator's CA (which its webhook client trusts), to PREFIX.crt and PREFIX.key (0600): serve.webhook.tls_cert_file / tls_key_file of a harvester receiving the emulator's notifications")
 	logRequests := fs.Bool("log-requests", false, "print one line per request to stderr: time, method, host, path, query parameter names, status, bytes, duration (never headers, cookies, bodies or query values)")
 	if code, ok := parseFlags(fs, env, args); !ok {
 		return code
+	}
+	var attackAt time.Time
+	if *abuseAt != "" {
+		var err error
+		if attackAt, err = time.Parse(time.RFC3339, *abuseAt); err != nil {
+			fmt.Fprintf(env.Stderr, "simulate: --abuse-at %q is not an RFC 3339 time such as 2026-11-30T10:00:00Z\n", *abuseAt)
+			return exitUsage
+		}
 	}
 	poll, err := config.ParseDuration(*hookPoll)
 	if err != nil {
@@ -161,6 +171,8 @@ func runSimulate(ctx context.Context, env *Env, args []string) int {
 		AuditPageCap:                 *auditPageCap,
 		AuditThrottleStatus:          *auditThrottle,
 		AuditWebhookPoll:             poll,
+		Scenario:                     *scenario,
+		AbuseAt:                      attackAt,
 	})
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "simulate:", err)

@@ -177,26 +177,20 @@ const graphFailureReason = "The query was preempted after using too much CPU or 
 
 // graphRulesAt is every rule that exists at now, as Graph shows it, by
 // ascending id. It reads the rules the portal's custom detections are
-// built from and names the last editor the way the portal view does
-// (world.rulesAt): the creator, or "Microsoft Defender" at the
-// auto-disable once it happened.
+// built from, in their state at now (world.rulesStateAt: the edits made
+// by then, the last editor and edit time — the creator, a user who
+// edited the rule, or "Microsoft Defender" at an auto-disable).
 func (t *Tenant) graphRulesAt(now time.Time) []graphRule {
 	var out []graphRule
-	for _, d := range t.w.rules {
-		if !d.Appears.IsZero() && now.Before(d.Appears) {
-			continue
-		}
+	for _, d := range t.w.rulesStateAt(now) {
 		g := graphRule{
 			ODataType: "#microsoft.graph.security.detectionRule",
 			ID:        strconv.FormatInt(d.ID, 10), DisplayName: d.Name, IsEnabled: d.enabledAt(now),
 			CreatedBy: d.CreatedBy, CreatedDateTime: fmt7Z(d.Created),
-			LastModifiedBy: d.CreatedBy, LastModifiedDateTime: fmt7Z(d.Updated),
+			LastModifiedBy: d.UpdatedBy, LastModifiedDateTime: fmt7Z(d.Updated),
 			DetectorID:     guid(rngFor(t.w.seed, lblGraph, uint64(d.ID))),
 			QueryCondition: graphQueryCondition{QueryText: d.Query},
 			Schedule:       graphSchedule{Period: "0"},
-		}
-		if !d.AutoOff.IsZero() && !now.Before(d.AutoOff) {
-			g.LastModifiedBy, g.LastModifiedDateTime = graphRuleModifier, fmt7Z(d.AutoOff)
 		}
 		if d.Frequency > 0 {
 			g.Schedule.Period = strconv.Itoa(d.Frequency) + "H"
