@@ -375,11 +375,18 @@ class Evaluator {
   summarize(op, input, env, outCols) {
     const byExprs = op.ByClause ? listItems(op.ByClause.Expressions) : [];
     const aggs = listItems(op.Aggregates);
-    if (outCols.length !== byExprs.length + aggs.length) throw new Unsupported('summarize with tuple-valued aggregates (e.g. arg_max)');
+    const unwrap = (e) => (kindName(e) === 'SimpleNamedExpression' ? e.Expression : e);
     const byCols = outCols.slice(0, byExprs.length);
     const aggCols = outCols.slice(byExprs.length);
+    let argAgg = null;
+    if (outCols.length !== byExprs.length + aggs.length) {
+      // arg_max(expr, cols...)/arg_min as the only aggregate: its columns are the rest
+      const a = unwrap(aggs[0]);
+      const fn = kindName(a) === 'FunctionCallExpression' ? a.Name.SimpleName : '';
+      if (aggs.length !== 1 || (fn !== 'arg_max' && fn !== 'arg_min')) throw new Unsupported('summarize with several tuple-valued aggregates');
+      argAgg = { sign: fn === 'arg_max' ? 1 : -1, by: listItems(a.ArgumentList.Expressions)[0] };
+    }
     const groups = new Map();
-    const unwrap = (e) => (kindName(e) === 'SimpleNamedExpression' ? e.Expression : e);
     for (const r of input.rows) {
       const keyVals = byExprs.map((e) => this.scalar(unwrap(e), r, env));
       const key = JSON.stringify(keyVals.map(keyOf));
@@ -391,7 +398,17 @@ class Evaluator {
     for (const g of groups.values()) {
       const o = {};
       byCols.forEach((c, i) => { o[c.name] = g.keyVals[i]; });
-      aggs.forEach((a, i) => { o[aggCols[i].name] = this.aggregate(unwrap(a), g.rows, env); });
+      if (argAgg) {
+        let best = null; let bestV = null;
+        for (const r of g.rows) {
+          const v = this.scalar(argAgg.by, r, env);
+          if (isNullish(v)) continue;
+          if (best === null || cmp(v, bestV) === argAgg.sign) { best = r; bestV = v; }
+        }
+        aggCols.forEach((c, i) => { o[c.name] = i === 0 ? bestV : (best ? (best[c.name] === undefined ? null : best[c.name]) : null); });
+      } else {
+        aggs.forEach((a, i) => { o[aggCols[i].name] = this.aggregate(unwrap(a), g.rows, env); });
+      }
       rows.push(o);
     }
     return { columns: outCols, rows };
