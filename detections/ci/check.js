@@ -103,6 +103,33 @@ function checkSpl(text, td, notes) {
   return { ok: true, text: 'lint ok (not run)' };
 }
 
+// The evaluator's regression cases: each query over the file's records must
+// analyse without errors and return the given number of rows.
+function evaluatorCases(file, g) {
+  if (!fs.existsSync(file)) return [];
+  const spec = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const tables = new Map();
+  for (const [name, recs] of Object.entries(spec.tables)) {
+    const ws = name + '_CL';
+    tables.set(ws, testdata.tableOf(file, ws, g.tables.get(ws), recs));
+  }
+  const now = parseDate(spec.now);
+  return spec.cases.map((c, i) => {
+    const res = { i: i + 1, kql: c.kql, ok: false, msg: '' };
+    const { code, diagnostics } = kusto.analyze(c.kql, g.globals);
+    const errs = diagnostics.filter((d) => d.severity === 'error');
+    if (errs.length) { res.msg = `analyser: ${errs[0].code} ${errs[0].message}`; return res; }
+    try {
+      const n = new Evaluator({ tables, watchlists: new Map() }, now).run(code).rows.length;
+      res.ok = n === c.rows;
+      if (!res.ok) res.msg = `${n} rows, expected ${c.rows}`;
+    } catch (e) {
+      res.msg = `${e.constructor.name}: ${e.message}`;
+    }
+    return res;
+  });
+}
+
 function table(rows) {
   const head = ['rule', 'KQL', 'SPL'];
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
@@ -159,8 +186,16 @@ function main() {
     if (!ok || o.verbose) details.push([rel(d), problems.concat(r.notes)]);
   }
 
+  let cases = [];
+  if (o.selfTest) cases = evaluatorCases(path.join(here, 'testdata', 'evaluator-cases.json'), g);
+  for (const c of cases) {
+    c.ok ? passed++ : failed++;
+    if (!c.ok) details.push([`evaluator case ${c.i}`, [c.kql, c.msg]]);
+  }
+  if (cases.length) rows.push([`detections/ci/testdata/evaluator-cases.json`, `${cases.filter((c) => c.ok).length}/${cases.length} cases ok`, '-']);
+
   const n = positive.length + negative.length;
-  console.log(`${o.selfTest ? 'self-test' : 'detection pack'}: ${n} rule${n === 1 ? '' : 's'}${o.selfTest ? ` (${positive.length} samples that must pass, ${negative.length} that must fail)` : ''}`);
+  console.log(`${o.selfTest ? 'self-test' : 'detection pack'}: ${n} rule${n === 1 ? '' : 's'}${o.selfTest ? ` (${positive.length} samples that must pass, ${negative.length} that must fail) and ${cases.length} evaluator cases` : ''}`);
   if (rows.length) table(rows);
   for (const [d, notes] of details) {
     if (!notes.length) continue;

@@ -206,6 +206,18 @@ function hasPrefix(hay, needle, cs) {
   return false;
 }
 
+function hasSuffix(hay, needle, cs) {
+  let h = toStr(hay); let n = toStr(needle);
+  if (!cs) { h = h.toLowerCase(); n = n.toLowerCase(); }
+  let i = h.indexOf(n);
+  while (i !== -1) {
+    const end = i + n.length;
+    if (end === h.length || !isAlnum(h[end]) || !isAlnum(n[n.length - 1])) return true;
+    i = h.indexOf(n, i + 1);
+  }
+  return false;
+}
+
 function ci(v) { return toStr(v).toLowerCase(); }
 
 // ---- the evaluator -------------------------------------------------------
@@ -358,18 +370,40 @@ class Evaluator {
         return { columns: outCols, rows };
       }
       case 'SortOperator':
-      case 'OrderByOperator':
-        // row order does not change row counts; kept as is
-        return input;
+        return { columns: input.columns, rows: this.sorted(input.rows, listItems(op.Expressions), env) };
       case 'TopOperator': {
         const n = toNum(this.scalar(op.Expression, null, env), true);
-        return { columns: input.columns, rows: input.rows.slice(0, n) };
+        return { columns: input.columns, rows: this.sorted(input.rows, [op.ByExpression], env).slice(0, n) };
       }
       case 'SummarizeOperator':
         return this.summarize(op, input, env, outCols);
       default:
         throw new Unsupported(`operator ${kindName(op)}`);
     }
+  }
+
+  // sort/order by and top: desc by default, nulls last for desc and first for asc (Kusto's defaults)
+  sorted(rows, orderedExprs, env) {
+    const keys = orderedExprs.map((e) => {
+      const ordered = kindName(e) === 'OrderedExpression';
+      const ord = ordered && e.Ordering ? e.Ordering : null;
+      const dir = ord && ord.AscOrDescKeyword && String(ord.AscOrDescKeyword.Text).toLowerCase() === 'asc' ? 1 : -1;
+      const nullsTok = ord && ord.NullsClause && ord.NullsClause.FirstOrLastKeyword ? String(ord.NullsClause.FirstOrLastKeyword.Text).toLowerCase() : '';
+      const nullsFirst = nullsTok ? nullsTok === 'first' : dir === 1;
+      return { ex: ordered ? e.Expression : e, dir, nullsFirst };
+    });
+    const withKeys = rows.map((r, i) => ({ r, i, k: keys.map((k) => this.scalar(k.ex, r, env)) }));
+    withKeys.sort((a, b) => {
+      for (let j = 0; j < keys.length; j++) {
+        const x = a.k[j]; const y = b.k[j];
+        const xn = isNullish(x); const yn = isNullish(y);
+        if (xn || yn) { if (xn && yn) continue; return (xn ? -1 : 1) * (keys[j].nullsFirst ? 1 : -1); }
+        const c = cmp(x, y);
+        if (c) return c * keys[j].dir;
+      }
+      return a.i - b.i;
+    });
+    return withKeys.map((w) => w.r);
   }
 
   summarize(op, input, env, outCols) {
@@ -519,8 +553,8 @@ class Evaluator {
         const n = toNum(v); return n === null ? null : -n;
       }
       case 'UnaryPlusExpression': return this.scalar(node.Expression, row, env);
+      // Kusto.Language names `in~` InCsExpression and `!in~` NotInCsExpression
       case 'InExpression': case 'NotInExpression': case 'InCsExpression': case 'NotInCsExpression':
-      case 'InCiExpression': case 'NotInCiExpression':
         return this.inExpr(k, node, row, env);
       case 'HasAnyExpression': {
         const l = this.scalar(node.Left, row, env);
@@ -580,7 +614,7 @@ class Evaluator {
   inExpr(k, node, row, env) {
     const l = this.scalar(node.Left, row, env);
     const vals = this.listValues(node.Right, row, env);
-    const insensitive = k === 'InCiExpression' || k === 'NotInCiExpression';
+    const insensitive = k === 'InCsExpression' || k === 'NotInCsExpression'; // in~, !in~
     let found;
     if (insensitive) { const x = ci(l); found = vals.some((v) => ci(v) === x); }
     else found = vals.some((v) => eq(l, v) === true);
@@ -605,6 +639,12 @@ class Evaluator {
       case 'NotHasCsExpression': return !has(l, r, true);
       case 'HasPrefixExpression': return hasPrefix(l, r, false);
       case 'NotHasPrefixExpression': return !hasPrefix(l, r, false);
+      case 'HasPrefixCsExpression': return hasPrefix(l, r, true);
+      case 'NotHasPrefixCsExpression': return !hasPrefix(l, r, true);
+      case 'HasSuffixExpression': return hasSuffix(l, r, false);
+      case 'NotHasSuffixExpression': return !hasSuffix(l, r, false);
+      case 'HasSuffixCsExpression': return hasSuffix(l, r, true);
+      case 'NotHasSuffixCsExpression': return !hasSuffix(l, r, true);
       case 'ContainsExpression': return ci(l).includes(ci(r));
       case 'NotContainsExpression': return !ci(l).includes(ci(r));
       case 'ContainsCsExpression': return toStr(l).includes(toStr(r));

@@ -27,6 +27,28 @@ function readJsonl(file) {
   return out;
 }
 
+// Records (JSON objects) of table ws -> {columns, rows}: keys are column
+// names or the harvester's renamed field names; values get the column types.
+function tableOf(label, ws, cols, records) {
+  const byName = new Map();
+  for (const c of cols) {
+    byName.set(c.name, c);
+    if (c.field) byName.set(c.field, c);
+  }
+  const rows = records.map((rec, i) => {
+    const row = {};
+    for (const c of cols) row[c.name] = coerce(undefined, c.type);
+    for (const [k, v] of Object.entries(rec)) {
+      const c = byName.get(k);
+      if (!c) throw new DataError(`${label}: record ${i + 1}: field ${k} is not a column of ${ws}`);
+      row[c.name] = coerce(v, c.type);
+    }
+    if (!('Type' in rec)) row.Type = ws;
+    return row;
+  });
+  return { columns: cols.map((c) => ({ name: c.name, type: c.type })), rows };
+}
+
 // tables: Map(workspaceName -> [{name, type, field}]) from lib/kusto.js buildGlobals
 function load(dir, tables) {
   const td = path.join(dir, 'testdata');
@@ -42,23 +64,7 @@ function load(dir, tables) {
     const ws = table + '_CL';
     const cols = tables.get(ws);
     if (!cols) throw new DataError(`${full}: no table ${ws} in internal/tables (file names are the table name without _CL)`);
-    const byName = new Map();
-    for (const c of cols) {
-      byName.set(c.name, c);
-      if (c.field) byName.set(c.field, c);
-    }
-    const rows = readJsonl(full).map((rec, i) => {
-      const row = {};
-      for (const c of cols) row[c.name] = coerce(undefined, c.type);
-      for (const [k, v] of Object.entries(rec)) {
-        const c = byName.get(k);
-        if (!c) throw new DataError(`${full}: record ${i + 1}: field ${k} is not a column of ${ws}`);
-        row[c.name] = coerce(v, c.type);
-      }
-      if (!('Type' in rec)) row.Type = ws;
-      return row;
-    });
-    res.tables.set(ws, { columns: cols.map((c) => ({ name: c.name, type: c.type })), rows });
+    res.tables.set(ws, tableOf(full, ws, cols, readJsonl(full)));
     res.files.push(f);
   }
   const wd = path.join(td, 'watchlists');
@@ -96,4 +102,4 @@ function load(dir, tables) {
   return res;
 }
 
-module.exports = { load, DataError };
+module.exports = { load, tableOf, DataError };
