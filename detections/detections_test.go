@@ -3,6 +3,7 @@ package detections
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -232,4 +233,64 @@ func readConf(t *testing.T, p string) map[string]map[string]string {
 		t.Fatalf("%s: a continuation line ends the file", p)
 	}
 	return out
+}
+
+// TestTestdataAgreesWithTheNativeEvaluator: every rule has a test set
+// (testdata/, built by go run ./detections/gen -testdata from the
+// emulated abuse scenario), and the rows expected.json promises — what the
+// CI harness checks the KQL against — are what the native evaluator finds
+// there: the KQL, the native rule and the test set cannot drift apart.
+func TestTestdataAgreesWithTheNativeEvaluator(t *testing.T) {
+	for _, r := range rules(t) {
+		dir := filepath.Join(r.Dir(), "testdata")
+		b, err := os.ReadFile(filepath.Join(dir, "expected.json"))
+		if err != nil {
+			t.Errorf("%s has no test set: run go run ./detections/gen -testdata (%v)", r.ID, err)
+			continue
+		}
+		var exp struct {
+			KQLRows *int `json:"kql_rows"`
+		}
+		if err := json.Unmarshal(b, &exp); err != nil || exp.KQLRows == nil || *exp.KQLRows == 0 {
+			t.Errorf("%s: expected.json has no positive kql_rows (%v)", r.ID, err)
+			continue
+		}
+		lists, err := detect.LoadLookups(filepath.Join(dir, "lookups"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := detect.NewEvaluator([]*detect.Rule{r}, lists)
+		st, err := detect.ReadDir(dir, nil, ev.Add)
+		if err == nil && st.Records == 0 {
+			// The test set is <Table>.jsonl, not the files output's
+			// <Table>-<day>.jsonl: read it directly.
+			err = readJSONL(filepath.Join(dir, r.Table+".jsonl"), r.Table, ev.Add)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(ev.Findings()); n != *exp.KQLRows {
+			t.Errorf("%s: the native evaluator finds %d rows in its test set, expected.json says %d: regenerate the test set", r.ID, n, *exp.KQLRows)
+		}
+	}
+}
+
+func readJSONL(p, table string, fn func(detect.Record)) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		dec := json.NewDecoder(strings.NewReader(sc.Text()))
+		dec.UseNumber()
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		fn(detect.Record{Table: table, Fields: m})
+	}
+	return sc.Err()
 }

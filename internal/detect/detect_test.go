@@ -160,7 +160,7 @@ func TestForms(t *testing.T) {
 `)
 	kql := r.KQL()
 	for _, w := range []string{"MdeMachineActions_CL", `ActionType in~ ("LiveResponseCommand")`, `tostring(AdditionalFields["raw_command"]) contains "lsass"`,
-		`DecidedBy !in~ ((_GetWatchlist("DH_Ops") | project SearchKey))`, "| project TimeGenerated, ComputerName, AdditionalFields_raw_command"} {
+		`let DH_Ops = _GetWatchlist("DH_Ops") | project SearchKey;`, `DecidedBy !in~ (DH_Ops)`, "| project TimeGenerated, ComputerName, AdditionalFields_raw_command"} {
 		if !strings.Contains(kql, w) {
 			t.Errorf("KQL lacks %s:\n%s", w, kql)
 		}

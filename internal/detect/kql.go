@@ -15,6 +15,9 @@ func (r *Rule) KQL() string {
 	types := columnTypes(r.Table)
 	var b strings.Builder
 	fmt.Fprintf(&b, "// %s — %s\n", r.ID, r.Title)
+	for _, l := range r.Lookups() {
+		fmt.Fprintf(&b, "let %s = _GetWatchlist(%s) | project SearchKey;\n", l, kqlString(l))
+	}
 	fmt.Fprintf(&b, "%s_CL\n", r.Table)
 	fmt.Fprintf(&b, "| where TimeGenerated > ago(%s)\n", kqlSpan(r.Lookback()))
 	fmt.Fprintf(&b, "| where %s\n", kqlCond(&r.Where, types, true))
@@ -152,7 +155,7 @@ func kqlCond(c *Cond, types map[string]string, top bool) string {
 			s = "isempty(" + f + ")"
 		}
 	case c.NotInLookup != "":
-		return fmt.Sprintf("%s !in~ ((_GetWatchlist(%s) | project SearchKey))", f, kqlString(c.NotInLookup))
+		return fmt.Sprintf("%s !in~ (%s)", f, c.NotInLookup)
 	}
 	if c.Not {
 		return "not(" + s + ")"

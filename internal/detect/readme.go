@@ -94,6 +94,14 @@ const readmeTail = `
   duplicates) and the generated forms; ` + "`FuzzParse`" + `.
 - ` + "`go test ./internal/e2e -run Detect`" + `: ` + "`detect`" + ` fires every rule on the emulated abuse scenario and none on a quiet
   emulated day (with the emulator's regular operators on the allow-lists).
-- The KQL and SPL themselves run in CI in their own step: see [` + "`ci/README.md`" + `](ci/README.md) for the engines,
-  what they execute and what they can only parse.
-`
+- **The KQL runs in CI** (` + "`detections/ci/run`" + `, its own step of ` + "`.ci/run`" + `, pinned npm packages): every
+  ` + "`rule.kql`" + ` goes through Microsoft's Kusto parser and semantic analyser (` + "`@kusto/language-service-next`" + `,
+  the Kusto.Language library) against the harvester's tables as ` + "`<Table>_CL`" + ` with their column types, then
+  the harness's own KQL evaluator (not Kusto; its limits are in [` + "`ci/README.md`" + `](ci/README.md)) runs it over the
+  rule's test set and compares the rows with ` + "`expected.json`" + `. The test sets (` + "`<id>/testdata/`" + `) are
+  harvested from the emulated abuse scenario (` + "`go run ./detections/gen -testdata`" + `), and ` + "`expected.json`" + ` holds
+  what the native evaluator finds there (a test checks it): the KQL and the native rule agree on real data.
+- **The SPL is only linted.** No SPL engine or parser can be installed here (PyPI is unreachable and no Go or
+  npm package parses SPL), so CI runs the harness's structural lint (balanced quotes and subsearches, known
+  commands and functions, shapes of ` + "`stats`" + `, ` + "`bin`" + `, ` + "`rename`" + `, ` + "`inputlookup`" + `); nothing executes it. The SPL is
+  generated from the same condition tree as the KQL and the native rule.`

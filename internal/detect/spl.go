@@ -24,7 +24,7 @@ func (r *Rule) SPL() string {
 			aggs = append(aggs, fmt.Sprintf("dc(%s) AS Distinct", splField(th.Distinct, names)))
 		}
 		for _, f := range r.Show {
-			aggs = append(aggs, fmt.Sprintf("values(%s) AS %s", splField(f, names), splQuote(kqlName(f)+"s")))
+			aggs = append(aggs, fmt.Sprintf("values(%s) AS %s", splField(f, names), kqlName(f)+"s"))
 		}
 		by := []string{"_time"}
 		for _, f := range th.By {

@@ -1,12 +1,18 @@
 package tables
 
+// Writers of the tables no source writes.
+const (
+	WriterPipeline = "every snapshot source (the pipeline)"
+	WriterDetect   = "detect (the detection pack's findings)"
+)
+
 // MdeConfigurationChanges is written by the pipeline for every snapshot
 // source: one row per changed field of a modified item, one per added or
 // removed item (no rows for a first snapshot), so one rule can watch
 // every configuration change.
 func init() {
 	all = append(all, Table{
-		Name: "MdeConfigurationChanges", Source: "every snapshot source",
+		Name: "MdeConfigurationChanges", Source: WriterPipeline,
 		Description: "Every configuration change of every snapshot data set: one row per changed field (per item when added or removed), with before and after, the interval it happened in, and who and when where the item says.",
 		Columns: append(standard(false),
 			c("DataSet", String, "Table of the data set that changed, e.g. MdeAdvancedFeatureSettings."),
@@ -29,7 +35,7 @@ func init() {
 // when the harvester runs them itself (detect --emit).
 func init() {
 	all = append(all, Table{
-		Name: "DefenderHarvesterFindings", Source: "detect",
+		Name: "DefenderHarvesterFindings", Source: WriterDetect,
 		Description: "Findings of the detection pack's rules run by the harvester (detect --emit): one record per matching record, or per group that reached a rule's threshold.",
 		Columns: append(standard(false),
 			c("RuleId", String, "Rule id (DH-NNN), its folder in detections/."),

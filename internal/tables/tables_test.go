@@ -38,7 +38,7 @@ func TestEverySourceTableIsDescribed(t *testing.T) {
 		}
 	}
 	for _, tb := range tables.All() {
-		if !seen[tb.Name] {
+		if !seen[tb.Name] && tb.Source != tables.WriterPipeline && tb.Source != tables.WriterDetect {
 			t.Errorf("table %s is described but no source writes it", tb.Name)
 		}
 	}
