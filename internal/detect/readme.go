@@ -11,7 +11,7 @@ func Readme(rules []*Rule) string {
 	var b strings.Builder
 	b.WriteString(readmeHead)
 	b.WriteString("\n## Rules\n\n")
-	b.WriteString("| Rule | Severity | ATT&CK | Table | Allow-lists | Forms | Needs |\n|---|---|---|---|---|---|---|\n")
+	b.WriteString("| Rule | Severity | ATT&CK | Table and columns | Allow-lists | Forms | Needs |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range rules {
 		forms := fmt.Sprintf("[rule](%[1]s/rule.yaml) · [KQL](%[1]s/rule.kql) · [Sentinel](%[1]s/sentinel.yaml) · [SPL](%[1]s/rule.spl)", r.ID)
 		if r.SigmaExpressible() {
@@ -21,8 +21,8 @@ func Readme(rules []*Rule) string {
 		if lists == "" {
 			lists = "—"
 		}
-		fmt.Fprintf(&b, "| **%s** %s | %s | %s | `%s` | %s | %s | %s |\n", r.ID, r.Title, r.Severity,
-			strings.Join(r.Techniques, ", "), r.Table, lists, forms, strings.Join(r.Needs, "; "))
+		fmt.Fprintf(&b, "| **%s** %s | %s | %s | `%s`: %s | %s | %s | %s |\n", r.ID, r.Title, r.Severity,
+			strings.Join(r.Techniques, ", "), r.Table, strings.Join(r.Columns(), ", "), lists, forms, strings.Join(r.Needs, "; "))
 	}
 	b.WriteString("\nEach rule's `rule.yaml` also says when it fires wrongly (`false_positives`) and how to tune it (`tuning`).\n")
 	b.WriteString(readmeTail)
