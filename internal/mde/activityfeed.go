@@ -523,43 +523,11 @@ func (c *ActivityFeedClient) ValidateLink(link, wantOp string) (*url.URL, error)
 	bad := func(format string, a ...any) (*url.URL, error) {
 		return nil, fmt.Errorf("%w: %s", ErrBadFeedLink, fmt.Sprintf(format, a...))
 	}
-	if link == "" {
-		return bad("it is empty")
-	}
-	if len(link) > 8192 {
-		return bad("it is longer than 8 KiB")
-	}
-	if strings.ContainsAny(link, "\\\r\n\t\x00 ") {
-		return bad("it contains a backslash, space or control character")
-	}
-	u, err := url.Parse(link)
-	if err != nil {
-		return bad("it does not parse as a URL")
-	}
-	if u.Scheme != "https" {
-		return bad("it is not an absolute https URL (scheme %q)", u.Scheme)
-	}
-	if u.User != nil {
-		return bad("it carries user info")
-	}
-	if u.Fragment != "" || strings.Contains(link, "#") {
-		return bad("it has a fragment")
-	}
-	if p := u.Port(); p != "" && p != "443" {
-		return bad("host %q uses a port other than 443", u.Host)
-	}
-	if !strings.EqualFold(u.Hostname(), c.base.Hostname()) {
-		return bad("host %q is not the management host %q of the configured cloud", u.Hostname(), c.base.Hostname())
-	}
-	if strings.Contains(strings.ToLower(u.RawPath), "%2f") || strings.Contains(strings.ToLower(u.RawPath), "%2e") {
-		return bad("its path has encoded slashes or dots")
+	u, problem := serviceLink(link, c.base.Hostname(), fmt.Sprintf("the management host %q of the configured cloud", c.base.Hostname()))
+	if problem != "" {
+		return bad("%s", problem)
 	}
 	segs := strings.Split(u.Path, "/")
-	for _, s := range segs {
-		if s == "." || s == ".." {
-			return bad("its path %q has dot segments", u.Path)
-		}
-	}
 	// "", "api", version, tenant, "activity", "feed", op...
 	if len(segs) < 7 || segs[0] != "" || segs[1] != "api" || (segs[2] != "v1.0" && segs[2] != "v1") ||
 		segs[4] != "activity" || segs[5] != "feed" {

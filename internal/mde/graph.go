@@ -267,25 +267,15 @@ func odataEncode(q url.Values) string {
 	return strings.Join(parts, "&")
 }
 
-func hasDotSegment(p string) bool {
-	for _, s := range strings.Split(p, "/") {
-		if s == "." || s == ".." {
-			return true
-		}
-	}
-	return false
-}
-
-// ValidateLink checks an @odata.nextLink before it is followed: an
-// absolute https URL on graph.microsoft.com (default port, no user info,
-// no fragment), whose path is wantPath (the list's own path, compared
-// case-insensitively) without dot segments or encoded slashes and dots,
-// and whose query parses. The error wraps ErrBadGraphLink and names the
-// host and path, never the query (it may carry a skip token).
-func (c *GraphClient) ValidateLink(link, wantPath string) (*url.URL, error) {
-	bad := func(format string, a ...any) (*url.URL, error) {
-		return nil, fmt.Errorf("%w: %s", ErrBadGraphLink, fmt.Sprintf(format, a...))
-	}
+// serviceLink runs the checks every link a service hands out gets before
+// its path is compared: not empty, at most 8 KiB, no backslash, space or
+// control character, an absolute hierarchical https URL without user info
+// or fragment, port 443 at most, the host host (hostName describes it in
+// the problem), no encoded slash, dot or backslash and no dot segment in
+// the path. It returns the parsed URL, or the problem, which names host
+// and path but never the query (it may carry a token).
+func serviceLink(link, host, hostName string) (*url.URL, string) {
+	bad := func(format string, a ...any) (*url.URL, string) { return nil, fmt.Sprintf(format, a...) }
 	if link == "" {
 		return bad("it is empty")
 	}
@@ -312,14 +302,41 @@ func (c *GraphClient) ValidateLink(link, wantPath string) (*url.URL, error) {
 	if p := u.Port(); p != "" && p != "443" {
 		return bad("host %q uses a port other than 443", clean(u.Host, 100))
 	}
-	if !strings.EqualFold(u.Hostname(), c.base.Hostname()) {
-		return bad("host %q is not %s", clean(u.Hostname(), 100), c.base.Hostname())
+	if !strings.EqualFold(u.Hostname(), host) {
+		return bad("host %q is not %s", clean(u.Hostname(), 100), hostName)
 	}
 	if lower := strings.ToLower(u.RawPath); strings.Contains(lower, "%2f") || strings.Contains(lower, "%2e") || strings.Contains(lower, "%5c") {
 		return bad("its path has encoded slashes or dots")
 	}
 	if hasDotSegment(u.Path) {
 		return bad("its path %q has dot segments", clean(u.Path, 200))
+	}
+	return u, ""
+}
+
+// hasDotSegment reports a "." or ".." path segment.
+func hasDotSegment(p string) bool {
+	for _, s := range strings.Split(p, "/") {
+		if s == "." || s == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// ValidateLink checks an @odata.nextLink before it is followed: an
+// absolute https URL on graph.microsoft.com (default port, no user info,
+// no fragment), whose path is wantPath (the list's own path, compared
+// case-insensitively) without dot segments or encoded slashes and dots,
+// and whose query parses. The error wraps ErrBadGraphLink and names the
+// host and path, never the query (it may carry a skip token).
+func (c *GraphClient) ValidateLink(link, wantPath string) (*url.URL, error) {
+	bad := func(format string, a ...any) (*url.URL, error) {
+		return nil, fmt.Errorf("%w: %s", ErrBadGraphLink, fmt.Sprintf(format, a...))
+	}
+	u, problem := serviceLink(link, c.base.Hostname(), c.base.Hostname())
+	if problem != "" {
+		return bad("%s", problem)
 	}
 	if !strings.EqualFold(u.Path, wantPath) {
 		return bad("its path %q is not the list's path %q", clean(u.Path, 200), wantPath)

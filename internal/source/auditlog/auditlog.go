@@ -558,12 +558,9 @@ func init() {
 		Description: "Unified Audit Log (Office 365 Management Activity API), one table per content type, Defender response actions in MdeAuditResponseActions",
 		NewConfig:   func() any { return NewConfig() },
 		New: func(deps source.Deps, cfg any) (source.Source, error) {
-			c, err := srcutil.CheckConfig[Config](Name, cfg)
+			c, err := srcutil.Settings(Name, cfg, NewConfig)
 			if err != nil {
 				return nil, err
-			}
-			if err := c.Validate(); err != nil {
-				return nil, fmt.Errorf("%s: %w", Name, err)
 			}
 			if deps.ActivityFeed == nil {
 				return nil, fmt.Errorf("%s: needs the public API credentials (public_api.auth) for the Office 365 Management Activity API: an app registration granted ActivityFeed.Read (Office 365 Management APIs) with admin consent", Name)

@@ -142,15 +142,9 @@ func init() {
 		Description: "Executed advanced hunting queries (portal, API, custom detections) with who ran them",
 		NewConfig:   func() any { return NewConfig() },
 		New: func(deps source.Deps, cfg any) (source.Source, error) {
-			if cfg == nil {
-				cfg = NewConfig()
-			}
-			c, err := srcutil.CheckConfig[Config](Name, cfg)
+			c, err := srcutil.Settings(Name, cfg, NewConfig)
 			if err != nil {
 				return nil, err
-			}
-			if err := c.Validate(); err != nil {
-				return nil, fmt.Errorf("%s: %w", Name, err)
 			}
 			if err := srcutil.NeedPortal(Name, deps); err != nil {
 				return nil, err

@@ -214,12 +214,9 @@ func init() {
 		Description: "Machine actions from the public API (isolation, scans, Live Response, quarantine)",
 		NewConfig:   func() any { return NewConfig() },
 		New: func(deps source.Deps, cfg any) (source.Source, error) {
-			c, err := srcutil.CheckConfig[Config](Name, cfg)
+			c, err := srcutil.Settings(Name, cfg, NewConfig)
 			if err != nil {
 				return nil, err
-			}
-			if err := c.Validate(); err != nil {
-				return nil, fmt.Errorf("%s: %w", Name, err)
 			}
 			if err := srcutil.NeedPublic(Name, deps); err != nil {
 				return nil, err

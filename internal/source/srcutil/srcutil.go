@@ -317,6 +317,27 @@ func CheckConfig[T any](src string, cfg any) (*T, error) {
 	return c, nil
 }
 
+// Settings is a factory's settings: cfg as the config decoded it (nil:
+// defaults()), of the source's own type, checked by its Validate; errors
+// name the source.
+func Settings[T any, PT interface {
+	*T
+	Validate() error
+}](src string, cfg any, defaults func() PT) (PT, error) {
+	if cfg == nil {
+		cfg = defaults()
+	}
+	c, err := CheckConfig[T](src, cfg)
+	if err != nil {
+		return nil, err
+	}
+	pc := PT(c)
+	if err := pc.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	return pc, nil
+}
+
 // Windowing is the YAML form of source.Windowing, inlined in event
 // source configs.
 type Windowing struct {

@@ -392,12 +392,9 @@ func (c *Config) devices() (ids []string, all bool, err error) {
 }
 
 func newSource(deps source.Deps, cfg any) (source.Source, error) {
-	c, err := srcutil.CheckConfig[Config](Name, cfg)
+	c, err := srcutil.Settings(Name, cfg, NewConfig)
 	if err != nil {
 		return nil, err
-	}
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
 	cc := *c
 	var all bool
