@@ -335,22 +335,27 @@ func (c *Cond) check(at string, col func(what, f string)) error {
 	return errors.Join(errs...)
 }
 
+// each calls fn on every leaf of c.
+func (c *Cond) each(fn func(leaf *Cond)) {
+	for i := range c.All {
+		c.All[i].each(fn)
+	}
+	for i := range c.Any {
+		c.Any[i].each(fn)
+	}
+	if c.Field != "" {
+		fn(c)
+	}
+}
+
 // Lookups lists the allow-lists the rule reads.
 func (r *Rule) Lookups() []string {
 	var out []string
-	var walk func(c *Cond)
-	walk = func(c *Cond) {
-		for i := range c.All {
-			walk(&c.All[i])
-		}
-		for i := range c.Any {
-			walk(&c.Any[i])
-		}
+	r.Where.each(func(c *Cond) {
 		if c.NotInLookup != "" && !slices.Contains(out, c.NotInLookup) {
 			out = append(out, c.NotInLookup)
 		}
-	}
-	walk(&r.Where)
+	})
 	sort.Strings(out)
 	return out
 }
@@ -365,17 +370,7 @@ func (r *Rule) Columns() []string {
 			set[name] = true
 		}
 	}
-	var walk func(c *Cond)
-	walk = func(c *Cond) {
-		for i := range c.All {
-			walk(&c.All[i])
-		}
-		for i := range c.Any {
-			walk(&c.Any[i])
-		}
-		addF(c.Field)
-	}
-	walk(&r.Where)
+	r.Where.each(func(c *Cond) { addF(c.Field) })
 	addF(r.Actor)
 	for _, f := range r.Show {
 		addF(f)
