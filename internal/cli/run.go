@@ -222,6 +222,20 @@ func harvestAndReport(ctx context.Context, env *Env, req harvester.Request, w io
 		return exitFailed
 	}
 	printReport(w, rep)
+	if len(rep.Findings) > 0 {
+		by := map[string]int{}
+		var ids []string
+		for _, f := range rep.Findings {
+			if by[f.RuleID] == 0 {
+				ids = append(ids, f.RuleID+" "+f.Title)
+			}
+			by[f.RuleID]++
+		}
+		fmt.Fprintf(w, "detections: %d findings in this run's records (also in DefenderHarvesterFindings unless detect.emit is false):\n", len(rep.Findings))
+		for _, id := range ids {
+			fmt.Fprintf(w, "  %-4d %s\n", by[strings.SplitN(id, " ", 2)[0]], id)
+		}
+	}
 	code := exitOK
 	if rep.DeadlineHit {
 		fmt.Fprintf(env.Stderr, "the run was stopped at its deadline (%s; run_timeout or --timeout): what finished is kept, the rest is read again next run\n", rep.Timeout)

@@ -66,6 +66,9 @@ func TestDetectFiresOnAbuseAndNotOnAQuietDay(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("pass 2 exit %d\n%s\n%s", code, out, errs)
 			}
+			if got := strings.Contains(out, "detections: "); got != (scenario == sim.ScenarioAbuse) {
+				t.Errorf("pass 2's summary reports findings: %v, want %v\n%s", got, scenario == sim.ScenarioAbuse, out)
+			}
 			outDir := filepath.Join(f.dir, "detect-out")
 
 			code, out, errs = f.runCLI("detect", "--in", outDir, "--lookups", lists, "--json")

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/auth"
@@ -145,12 +146,16 @@ func Run(ctx context.Context, req Request) (rep Report, err error) {
 	if err != nil {
 		return Report{}, err
 	}
+	t.keepFindings = true
 	results := t.run(ctx, nil, pipeline.RunOptions{Since: req.Since, Redeliver: req.Redeliver, Outputs: req.RedeliverTo})
 	outputs, err := t.close()
 	if err != nil {
 		return Report{}, err
 	}
-	return Report{TenantID: t.tenant, Results: results, Outputs: outputs, Duration: time.Since(start), Findings: t.findings}, nil
+	t.findingsMu.Lock()
+	fs := t.findings
+	t.findingsMu.Unlock()
+	return Report{TenantID: t.tenant, Results: results, Outputs: outputs, Duration: time.Since(start), Findings: fs}, nil
 }
 
 // Tenant is one tenant opened for harvesting: its API clients, sources,
@@ -170,7 +175,12 @@ type Tenant struct {
 	p         *pipeline.Pipeline
 	hook      *hookedTenant // the audit log's webhook (Request.Webhook)
 	detect    *inProcess    // the detection pack over what runs deliver (detect.enabled)
-	findings  []detect.Finding
+
+	// keepFindings: the one-shot Run reports the findings of its run;
+	// serve only logs and delivers them (kept, they would grow forever).
+	keepFindings bool
+	findingsMu   sync.Mutex // serve runs sources of one tenant at once
+	findings     []detect.Finding
 }
 
 // Open prepares a tenant: checks which tenant the portal session belongs
@@ -422,7 +432,11 @@ func (t *Tenant) run(ctx context.Context, names []string, ro pipeline.RunOptions
 	}
 	results = append(results, t.p.RunSources(ctx, t.tenant, runnable, ro)...)
 	sortResults(results, t.factories)
-	t.findings = append(t.findings, t.reportFindings(ctx)...)
+	if fs := t.reportFindings(ctx); len(fs) > 0 && t.keepFindings {
+		t.findingsMu.Lock()
+		t.findings = append(t.findings, fs...)
+		t.findingsMu.Unlock()
+	}
 	return results
 }
 
