@@ -64,6 +64,17 @@ func TestDoctorExplainsInjectedFailures(t *testing.T) {
 				return map[string]string{"DH_CLIENT_ID": "", "DH_CLIENT_SECRET": ""}
 			},
 			code: exitFailed, fails: []row{{"public API token", "needs credentials", "public_api.auth.method"}}},
+		{name: "audit log webhook without a certificate", sources: "auditlog",
+			yaml: func(sim.Credentials, string) string {
+				return "sources:\n  auditlog:\n    webhook:\n      address: https://dh.example.com/o365\n"
+			},
+			env:  func(sim.Credentials) map[string]string { return map[string]string{"DH_WEBHOOK_AUTH_ID": "s3cret-authid"} },
+			code: exitFailed, ok: []string{"auditlog"}, fails: []row{{"auditlog webhook", "no certificate", "tls_cert_file"}}},
+		{name: "audit log webhook without an AuthID", sources: "auditlog",
+			yaml: func(sim.Credentials, string) string {
+				return "sources:\n  auditlog:\n    webhook:\n      address: https://dh.example.com/o365\nserve:\n  webhook:\n    plain_http: true\n"
+			},
+			code: exitFailed, fails: []row{{"auditlog", "DH_WEBHOOK_AUTH_ID", "DH_WEBHOOK_AUTH_ID"}}},
 		{name: "wrong legacy region", sources: "suppressionrules", opts: sim.Options{LegacyLocation: "eus"},
 			yaml: func(sim.Credentials, string) string { return "portal:\n  mode: legacy\n  location: weu\n" },
 			code: exitFailed, fails: []row{{"suppressionrules", "region", "portal.location"}}},

@@ -268,6 +268,26 @@ serve:
 	if code != http.StatusOK || !strings.Contains(resp, `"rejected":4`) {
 		t.Errorf("spoofed items: %d %s; want 200 with the 4 items rejected", code, resp)
 	}
+	// A path no tenant serves (a scanner): 404, counted without a tenant.
+	rq, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("https://127.0.0.1:%d/wp-login.php", port), strings.NewReader("[]"))
+	if res, err := hc.Do(rq); err != nil || res.StatusCode != http.StatusNotFound {
+		t.Errorf("an unserved path: %v %v, want 404", res, err)
+	} else {
+		res.Body.Close()
+	}
+	families, err := svc.Metrics().Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unrouted := -1.0
+	for _, mf := range families {
+		if mf.GetName() == "defenderharvester_webhook_unrouted_requests_total" {
+			unrouted = mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	if unrouted != 1 {
+		t.Errorf("webhook_unrouted_requests_total = %v, want 1", unrouted)
+	}
 	time.Sleep(3 * time.Second) // longer than a push batch waits
 	if n := spied.Load(); n != 0 {
 		t.Fatalf("a spoofed contentUri was fetched %d times", n)

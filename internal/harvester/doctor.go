@@ -11,9 +11,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/defenderharvester/defenderharvester/internal/auth"
 	"github.com/defenderharvester/defenderharvester/internal/config"
 	"github.com/defenderharvester/defenderharvester/internal/sink"
 	"github.com/defenderharvester/defenderharvester/internal/source"
+	"github.com/defenderharvester/defenderharvester/internal/source/auditlog"
+	"github.com/defenderharvester/defenderharvester/internal/webhook"
 )
 
 // DoctorCheck is one line of the doctor's table.
@@ -146,7 +149,11 @@ func Doctor(ctx context.Context, req DoctorRequest) ([]DoctorCheck, error) {
 		out = append(out, row)
 	}
 
-	deps := source.Deps{TenantID: tenant, Logger: req.Logger, Now: req.Now}
+	getenv := req.Getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	deps := source.Deps{TenantID: tenant, TenantName: cfg.Name, Logger: req.Logger, Now: req.Now, Getenv: tenantGetenv(cfg.Name, getenv)}
 	if c.portal != nil {
 		deps.Portal = c.portal
 	}
@@ -185,9 +192,34 @@ func Doctor(ctx context.Context, req DoctorRequest) ([]DoctorCheck, error) {
 			continue
 		}
 		out = append(out, DoctorCheck{DataSet: f.Name, API: api, OK: true})
+		if h, ok := src.(auditlog.Hooked); ok {
+			if ws, on := h.Webhook(); on {
+				out = append(out, checkWebhook(cfg.Serve.Webhook, ws))
+			}
+		}
 	}
 	out = append(out, checkOutputs(ctx, cfg, req, c, timed)...)
 	return out, nil
+}
+
+// checkWebhook checks what serve needs to receive the audit log's
+// notifications, without listening: the AuthID was read (the source was
+// built), the listener's TLS files load, or plain_http is said. Whether
+// the service can reach the address only the registration shows (serve
+// logs "webhook registered").
+func checkWebhook(c config.Webhook, ws auditlog.WebhookSettings) DoctorCheck {
+	row := DoctorCheck{DataSet: "auditlog webhook", API: "webhook", OK: true}
+	switch {
+	case c.TLSCertFile != "":
+		if _, err := webhook.TLSFromFiles(c.TLSCertFile, c.TLSKeyFile, auth.CheckPrivateFile, nil); err != nil {
+			row = DoctorCheck{DataSet: row.DataSet, API: "webhook", Problem: err.Error(),
+				Fix: "give serve.webhook.tls_cert_file and tls_key_file a PEM certificate chain for the host of " + ws.Address + " and its key (mode 0600)"}
+		}
+	case !c.PlainHTTP:
+		row = DoctorCheck{DataSet: row.DataSet, API: "webhook", Problem: "serve.webhook has no certificate and plain_http is not set",
+			Fix: "set serve.webhook.tls_cert_file and tls_key_file, or plain_http: true behind a proxy that terminates TLS"}
+	}
+	return row
 }
 
 // checkOutputs checks the outputs named in the config (none: nothing to

@@ -511,6 +511,7 @@ func populated(clk *fakeClock) *Metrics {
 	m.ObserveAttempt(httpx.Attempt{Label: "portal", Class: "5xx"})
 	m.SetWebhookStats("t1", webhook.Stats{Requests: 1, Notifications: 1, Accepted: 1, Queued: 1, Remembered: 1})
 	m.WebhookPushed("t1", pipeline.Result{Source: "auditlog", Fetched: 1, New: 1}, 1)
+	m.WebhookUnrouted(func() uint64 { return 1 })
 	return m
 }
 

@@ -108,3 +108,14 @@ func collectWebhook(ch chan<- prometheus.Metric, tenant string, st *webhook.Stat
 	ch <- prometheus.MustNewConstMetric(descHookQueued, prometheus.GaugeValue, float64(st.Queued), tenant)
 	ch <- prometheus.MustNewConstMetric(descHookRemembered, prometheus.GaugeValue, float64(st.Remembered), tenant)
 }
+
+// WebhookUnrouted counts, through n, the requests the webhook server
+// answered 404 because no tenant's listener is mounted on their path
+// (scanners, a proxy that rewrites paths): no tenant label, as no tenant
+// is involved. Called once by the service that runs the server.
+func (m *Metrics) WebhookUnrouted(n func() uint64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "webhook_unrouted_requests_total",
+		Help: "Requests the webhook server answered 404 because no tenant's listener serves their path.",
+	}, func() float64 { return float64(n()) }))
+}

@@ -191,6 +191,7 @@ func New(opts Options) (*Service, error) {
 		if s.hooks, err = newWebhookServer(cfg.Serve.Webhook, opts.WebhookListen, opts.Logger); err != nil {
 			return nil, err
 		}
+		s.metrics.WebhookUnrouted(s.hooks.NotFound)
 	}
 	if opts.ShardCount > 1 || opts.LeaseDir != "" {
 		owner := opts.OwnerID
