@@ -68,7 +68,9 @@ func TestDoctorExplainsInjectedFailures(t *testing.T) {
 			yaml: func(sim.Credentials, string) string {
 				return "sources:\n  auditlog:\n    webhook:\n      address: https://dh.example.com/o365\n"
 			},
-			env:  func(sim.Credentials) map[string]string { return map[string]string{"DH_WEBHOOK_AUTH_ID": "s3cret-authid"} },
+			env: func(sim.Credentials) map[string]string {
+				return map[string]string{"DH_WEBHOOK_AUTH_ID": "s3cret-authid"}
+			},
 			code: exitFailed, ok: []string{"auditlog"}, fails: []row{{"auditlog webhook", "no certificate", "tls_cert_file"}}},
 		{name: "audit log webhook without an AuthID", sources: "auditlog",
 			yaml: func(sim.Credentials, string) string {
