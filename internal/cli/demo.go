@@ -524,12 +524,10 @@ func demoFindings(w io.Writer, dir string, tenant *sim.Tenant) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	ev := detect.NewEvaluator(rules, lookups)
-	st, err := detect.ReadDir(dir, nil, ev.Add)
+	fs, st, err := detect.EvaluateDir(dir, rules, lookups, time.Time{})
 	if err != nil {
 		return 0, err
 	}
-	fs := ev.Findings()
 	fmt.Fprintln(w, "\nWhat the detection pack finds (defenderharvester detect, regular operators on the allow-lists):")
 	fmt.Fprintf(w, "%d findings from %d rules over %d records\n", len(fs), len(rules), st.Records)
 	type perRule struct {
@@ -564,7 +562,7 @@ func demoFindings(w io.Writer, dir string, tenant *sim.Tenant) (int, error) {
 		if actors == "" {
 			actors = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", r.ID, r.Severity, p.n, p.first.UTC().Format("2006-01-02 15:04"), clip(actors, 50), r.Title)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", r.ID, r.Severity, p.n, p.first.UTC().Format("2006-01-02 15:04"), truncate(actors, 50), r.Title)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d of %d rules fired.\n", len(by), len(rules))

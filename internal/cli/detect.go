@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -76,23 +77,13 @@ func runDetect(ctx context.Context, env *Env, args []string) int {
 			return fail(exitUsage, "--lookups: %v", err)
 		}
 	}
-	ev := detect.NewEvaluator(rules, lists)
-	want := map[string]bool{}
-	for _, t := range ev.Tables() {
-		want[t] = true
-	}
-	st, err := detect.ReadDir(*in, want, func(r detect.Record) {
-		if from.IsZero() || !r.Time().Before(from) {
-			ev.Add(r)
-		}
-	})
+	findings, st, err := detect.EvaluateDir(*in, rules, lists, from)
 	if err != nil {
 		return fail(exitFailed, "%v", err)
 	}
 	for _, p := range st.Problems {
 		fmt.Fprintln(env.Stderr, "defenderharvester detect: skipped:", p)
 	}
-	findings := ev.Findings()
 	if *asJSON {
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetEscapeHTML(false)
@@ -151,7 +142,7 @@ func printFindings(w io.Writer, fs []detect.Finding, rules []*detect.Rule, st de
 			actor = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", f.FirstSeen.UTC().Format("2006-01-02 15:04:05"), f.RuleID, f.Severity,
-			clip(actor, 40), f.Count, clip(f.Title, 60), clip(evidenceLine(f), 100))
+			truncate(actor, 40), f.Count, truncate(f.Title, 60), truncate(evidenceLine(f), 100))
 	}
 	tw.Flush()
 }
@@ -161,7 +152,7 @@ func printFindings(w io.Writer, fs []detect.Finding, rules []*detect.Rule, st de
 func evidenceLine(f detect.Finding) string {
 	var parts []string
 	if len(f.Group) > 0 {
-		for _, k := range slices.Sorted(mapKeys(f.Group)) {
+		for _, k := range slices.Sorted(maps.Keys(f.Group)) {
 			parts = append(parts, k+"="+f.Group[k])
 		}
 		if f.Distinct > 0 {
@@ -170,30 +161,13 @@ func evidenceLine(f detect.Finding) string {
 	}
 	if len(f.Evidence) > 0 {
 		e := f.Evidence[0]
-		for _, k := range slices.Sorted(mapKeys(e)) {
+		for _, k := range slices.Sorted(maps.Keys(e)) {
 			if v := e[k]; v != "" && len(f.Group) == 0 {
 				parts = append(parts, k+"="+oneLine(v))
 			}
 		}
 	}
 	return strings.Join(parts, " ")
-}
-
-func mapKeys(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
-func clip(s string, n int) string {
-	if len([]rune(s)) <= n {
-		return s
-	}
-	return string([]rune(s)[:n-1]) + "…"
 }
 
 // printRules lists the pack: id, severity, table, allow-lists, forms.

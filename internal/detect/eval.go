@@ -189,20 +189,14 @@ func (e *Evaluator) addMatch(r *Rule, names map[string]string, rec Record) {
 	// bin are (time.Truncate aligns to the zero time).
 	w := int64(th.Within.D())
 	bin := time.Unix(0, at.UnixNano()-((at.UnixNano()%w)+w)%w).UTC()
-	group := map[string]string{}
-	var k strings.Builder
-	fmt.Fprintf(&k, "%s\x00%d", r.ID, bin.UnixNano())
-	for _, f := range th.By {
-		v := text(lookup(rec.Fields, payloadPath(names, f)))
-		group[f] = v
-		k.WriteString("\x00" + strings.ToLower(v))
-	}
-	g, ok := e.groups[k.String()]
+	group, byKey := r.group(names, rec)
+	k := fmt.Sprintf("%s\x00%d\x00%s", r.ID, bin.UnixNano(), byKey)
+	g, ok := e.groups[k]
 	if !ok {
 		base.Group, base.Evidence, base.RecordIDs, base.Count = group, nil, nil, 0
 		g = &groupState{rule: r, finding: base, distinct: map[string]bool{}}
-		e.groups[k.String()] = g
-		e.order = append(e.order, k.String())
+		e.groups[k] = g
+		e.order = append(e.order, k)
 	}
 	f := &g.finding
 	f.Count++
@@ -223,6 +217,19 @@ func (e *Evaluator) addMatch(r *Rule, names map[string]string, rec Record) {
 		f.Evidence = append(f.Evidence, ev)
 		f.RecordIDs = append(f.RecordIDs, rec.ID())
 	}
+}
+
+// group is a threshold rule's group of rec: its by-column values, and
+// their key (compared case-insensitively).
+func (r *Rule) group(names map[string]string, rec Record) (map[string]string, string) {
+	group := map[string]string{}
+	var k strings.Builder
+	for _, f := range r.Threshold.By {
+		v := text(lookup(rec.Fields, payloadPath(names, f)))
+		group[f] = v
+		k.WriteString(strings.ToLower(v) + "\x00")
+	}
+	return group, k.String()
 }
 
 // Findings are the findings so far: every single match, and every group
@@ -361,7 +368,7 @@ func (e *Evaluator) TakeNew() []Finding {
 	}
 	var out []Finding
 	for _, f := range e.Findings() {
-		k := findingKey(f)
+		k := f.Key()
 		n := f.Count*1_000_000 + f.Distinct
 		if e.taken[k] == n {
 			continue
@@ -372,9 +379,9 @@ func (e *Evaluator) TakeNew() []Finding {
 	return out
 }
 
-// findingKey identifies a finding across evaluations: its rule, group
+// Key identifies a finding across evaluations and runs: its rule, group
 // and first matched record (a threshold group keeps its first record).
-func findingKey(f Finding) string {
+func (f Finding) Key() string {
 	var b strings.Builder
 	b.WriteString(f.RuleID)
 	for _, k := range slices.Sorted(maps.Keys(f.Group)) {
@@ -396,14 +403,14 @@ func (e *Evaluator) Prune(before time.Time) {
 		if !f.LastSeen.Before(before) {
 			keep = append(keep, f)
 		} else {
-			delete(e.taken, findingKey(f))
+			delete(e.taken, f.Key())
 		}
 	}
 	e.single = keep
 	order := e.order[:0]
 	for _, k := range e.order {
 		if g := e.groups[k]; g.finding.LastSeen.Before(before) {
-			delete(e.taken, findingKey(g.finding))
+			delete(e.taken, g.finding.Key())
 			delete(e.groups, k)
 			continue
 		}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // fileRe matches what the files output writes: <Table>-<YYYYMMDD>[.<n>].jsonl.
@@ -148,4 +149,24 @@ func readLookup(p, name string, l Lookups) error {
 			l.Add(name, rec[col])
 		}
 	}
+}
+
+// EvaluateDir runs rules over the files output under dir, reading only
+// the tables they read, records from since on (zero: all), and returns
+// the findings and what was read.
+func EvaluateDir(dir string, rules []*Rule, lookups Lookups, since time.Time) ([]Finding, ReadStats, error) {
+	ev := NewEvaluator(rules, lookups)
+	want := map[string]bool{}
+	for _, t := range ev.Tables() {
+		want[t] = true
+	}
+	st, err := ReadDir(dir, want, func(r Record) {
+		if since.IsZero() || !r.Time().Before(since) {
+			ev.Add(r)
+		}
+	})
+	if err != nil {
+		return nil, st, err
+	}
+	return ev.Findings(), st, nil
 }

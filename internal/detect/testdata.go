@@ -51,14 +51,11 @@ func Testdata(r *Rule, recs []Record, lookups Lookups) (files map[string][]byte,
 			}
 			continue
 		}
-		var k strings.Builder
-		for _, f := range r.Threshold.By {
-			k.WriteString(strings.ToLower(text(lookup(rec.Fields, payloadPath(names, f)))) + "\x00")
+		_, k := r.group(names, rec)
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
 		}
-		if _, ok := groups[k.String()]; !ok {
-			order = append(order, k.String())
-		}
-		groups[k.String()] = append(groups[k.String()], rec)
+		groups[k] = append(groups[k], rec)
 	}
 	if r.Threshold != nil {
 		best := ""

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/clock"
@@ -33,22 +31,13 @@ func FindingRecords(tenant string, fs []detect.Finding, now time.Time) ([]record
 		if err != nil {
 			return nil, fmt.Errorf("finding of %s: %w", f.RuleID, err)
 		}
-		parts := []string{f.RuleID, f.FirstSeen.UTC().Format(time.RFC3339Nano)}
-		for _, k := range sortedGroup(f.Group) {
-			parts = append(parts, k+"="+f.Group[k])
-		}
-		if len(f.RecordIDs) > 0 {
-			parts = append(parts, f.RecordIDs[0])
-		}
 		out = append(out, record.Record{
-			Tenant: f.Tenant, Source: "detect", Table: FindingsTable, ID: record.StableID(parts...),
+			Tenant: f.Tenant, Source: "detect", Table: FindingsTable, ID: record.StableID(f.Key(), f.FirstSeen.UTC().Format(time.RFC3339Nano)),
 			Time: f.LastSeen, HarvestedAt: now.UTC(), Raw: raw,
 		})
 	}
 	return out, nil
 }
-
-func sortedGroup(g map[string]string) []string { return slices.Sorted(maps.Keys(g)) }
 
 // Emit writes records of one table to the configured outputs (req.Outputs
 // or every configured one): each is started, written and shut down; an
