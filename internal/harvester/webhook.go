@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/config"
@@ -204,21 +202,14 @@ func WebhookPath(tc *config.Config) (string, error) {
 			return "", err
 		}
 		c, ok := settings.(*auditlog.Config)
-		if !ok || c.Webhook.Address == "" {
+		if !ok {
 			return "", nil
 		}
-		who := tc.Name
-		if who == "" {
-			who = tc.TenantID
-		}
-		u, err := url.Parse(strings.ReplaceAll(c.Webhook.Address, auditlog.TenantPlaceholder, who))
+		_, path, err := c.Webhook.Expand(tc.Name, tc.TenantID)
 		if err != nil {
-			return "", fmt.Errorf("sources.auditlog.webhook.address: %w", err)
+			return "", fmt.Errorf("sources.auditlog.%w", err)
 		}
-		if u.Path == "" {
-			return "/", nil
-		}
-		return u.Path, nil
+		return path, nil
 	}
 	return "", nil
 }

@@ -102,6 +102,24 @@ func checkAddress(addr string) (string, error) {
 	return u.Path, nil
 }
 
+// Expand is the tenant's webhook address ({tenant} replaced by its name,
+// or its id in a single-tenant config) and the path a listener serves it
+// on; "" for both when no address is configured.
+func (w WebhookConfig) Expand(tenantName, tenantID string) (addr, path string, err error) {
+	if strings.TrimSpace(w.Address) == "" {
+		return "", "", nil
+	}
+	name := tenantName
+	if name == "" {
+		name = tenantID
+	}
+	addr = strings.ReplaceAll(strings.TrimSpace(w.Address), TenantPlaceholder, url.PathEscape(name))
+	if path, err = checkAddress(addr); err != nil {
+		return "", "", fmt.Errorf("webhook.address (%s = %q): %w", TenantPlaceholder, name, err)
+	}
+	return addr, path, nil
+}
+
 // hookConf is the resolved webhook: what starts send and the listener
 // serves.
 type hookConf struct {
@@ -114,14 +132,9 @@ type hookConf struct {
 // named by AuthIDEnv through getenv (nil: no environment), else
 // AuthIDFile. Errors name keys, variables and files, never the AuthID.
 func resolveWebhook(w WebhookConfig, tenantName, tenantID string, getenv func(string) string, now time.Time) (*hookConf, error) {
-	name := tenantName
-	if name == "" {
-		name = tenantID
-	}
-	addr := strings.ReplaceAll(strings.TrimSpace(w.Address), TenantPlaceholder, url.PathEscape(name))
-	path, err := checkAddress(addr)
+	addr, path, err := w.Expand(tenantName, tenantID)
 	if err != nil {
-		return nil, fmt.Errorf("webhook.address (%s = %q): %w", TenantPlaceholder, name, err)
+		return nil, err
 	}
 	u, _ := url.Parse(addr)
 	env := w.AuthIDEnv
