@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/defenderharvester/defenderharvester/internal/clock"
@@ -53,6 +54,9 @@ func Emit(ctx context.Context, req Request, table string, recs []record.Record) 
 	if req.Getenv == nil {
 		req.Getenv = func(string) string { return "" }
 	}
+	if req.Logger == nil {
+		req.Logger = slog.New(slog.DiscardHandler)
+	}
 	n, err := NewNet(req.Config, clock.NewSkewMeter(), req.Logger)
 	if err != nil {
 		return err
@@ -63,24 +67,22 @@ func Emit(ctx context.Context, req Request, table string, recs []record.Record) 
 	}
 	var errs []error
 	for _, s := range sinks {
-		errs = append(errs, emitTo(ctx, s, table, recs))
+		errs = append(errs, emitTo(ctx, s, table, recs, req.Logger))
 	}
 	return errors.Join(errs...)
 }
 
-func emitTo(ctx context.Context, s sink.Sink, table string, recs []record.Record) error {
+func emitTo(ctx context.Context, s sink.Sink, table string, recs []record.Record, log *slog.Logger) error {
 	if err := s.Start(ctx); err != nil {
 		return fmt.Errorf("output %s cannot start: %w", s.Name(), err)
 	}
 	werr := s.Write(ctx, table, recs)
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	serr := s.Shutdown(sctx)
+	serr := shutdown([]sink.Sink{s}, log)
 	switch {
 	case werr != nil:
 		return fmt.Errorf("output %s: %w", s.Name(), werr)
 	case serr != nil:
-		return fmt.Errorf("output %s: %w", s.Name(), serr)
+		return serr
 	}
 	return nil
 }
