@@ -11,12 +11,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/defenderharvester/defenderharvester/internal/auth"
 	"github.com/defenderharvester/defenderharvester/internal/config"
 	"github.com/defenderharvester/defenderharvester/internal/sink"
 	"github.com/defenderharvester/defenderharvester/internal/source"
 	"github.com/defenderharvester/defenderharvester/internal/source/auditlog"
-	"github.com/defenderharvester/defenderharvester/internal/webhook"
 )
 
 // DoctorCheck is one line of the doctor's table.
@@ -209,15 +207,14 @@ func Doctor(ctx context.Context, req DoctorRequest) ([]DoctorCheck, error) {
 // logs "webhook registered").
 func checkWebhook(c config.Webhook, ws auditlog.WebhookSettings) DoctorCheck {
 	row := DoctorCheck{DataSet: "auditlog webhook", API: "webhook", OK: true}
-	switch {
-	case c.TLSCertFile != "":
-		if _, err := webhook.TLSFromFiles(c.TLSCertFile, c.TLSKeyFile, auth.CheckPrivateFile, nil); err != nil {
-			row = DoctorCheck{DataSet: row.DataSet, API: "webhook", Problem: err.Error(),
-				Fix: "give serve.webhook.tls_cert_file and tls_key_file a PEM certificate chain for the host of " + ws.Address + " and its key (mode 0600)"}
-		}
-	case !c.PlainHTTP:
+	switch _, err := WebhookTLS(c, nil); {
+	case err == nil:
+	case c.TLSCertFile == "":
 		row = DoctorCheck{DataSet: row.DataSet, API: "webhook", Problem: "serve.webhook has no certificate and plain_http is not set",
 			Fix: "set serve.webhook.tls_cert_file and tls_key_file, or plain_http: true behind a proxy that terminates TLS"}
+	default:
+		row = DoctorCheck{DataSet: row.DataSet, API: "webhook", Problem: err.Error(),
+			Fix: "give serve.webhook.tls_cert_file and tls_key_file a PEM certificate chain for the host of " + ws.Address + " and its key (mode 0600)"}
 	}
 	return row
 }

@@ -2,11 +2,13 @@ package harvester
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/defenderharvester/defenderharvester/internal/auth"
 	"github.com/defenderharvester/defenderharvester/internal/config"
 	"github.com/defenderharvester/defenderharvester/internal/mde"
 	"github.com/defenderharvester/defenderharvester/internal/pipeline"
@@ -212,4 +214,18 @@ func WebhookPath(tc *config.Config) (string, error) {
 		return path, nil
 	}
 	return "", nil
+}
+
+// WebhookTLS is the TLS of the webhook listener: the certificate files
+// (reloaded when replaced, the key checked like any secret file), nil
+// when plain_http says a proxy in front terminates TLS, an error when
+// neither is set — the service only posts to https.
+func WebhookTLS(c config.Webhook, log *slog.Logger) (*tls.Config, error) {
+	switch {
+	case c.TLSCertFile != "":
+		return webhook.TLSFromFiles(c.TLSCertFile, c.TLSKeyFile, auth.CheckPrivateFile, log)
+	case c.PlainHTTP:
+		return nil, nil
+	}
+	return nil, errors.New("serve.webhook: the Management Activity API only posts to https addresses: set tls_cert_file and tls_key_file (PEM), or plain_http: true when a proxy in front terminates TLS")
 }

@@ -19,7 +19,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/defenderharvester/defenderharvester/internal/auth"
 	"github.com/defenderharvester/defenderharvester/internal/clock"
 	"github.com/defenderharvester/defenderharvester/internal/config"
 	"github.com/defenderharvester/defenderharvester/internal/harvester"
@@ -369,21 +368,15 @@ func newWebhookServer(c config.Webhook, listen string, log *slog.Logger) (*webho
 	if listen == "" {
 		listen = c.Listen
 	}
-	opts := webhook.ServerOptions{Listen: listen, Logger: log}
-	switch {
-	case c.TLSCertFile != "":
-		tlsCfg, err := webhook.TLSFromFiles(c.TLSCertFile, c.TLSKeyFile, auth.CheckPrivateFile, log)
-		if err != nil {
-			return nil, err
-		}
-		opts.TLSConfig = tlsCfg
-	case c.PlainHTTP:
+	tlsCfg, err := harvester.WebhookTLS(c, log)
+	if err != nil {
+		return nil, err
+	}
+	if tlsCfg == nil {
 		log.Warn("the audit log webhook listens without TLS (serve.webhook.plain_http): only run it behind a proxy that terminates TLS, on a network nobody else can read — the AuthID travels in every request",
 			"listen", listen)
-	default:
-		return nil, errors.New("serve.webhook: the Management Activity API only posts to https addresses: set tls_cert_file and tls_key_file (PEM), or plain_http: true when a proxy in front terminates TLS")
 	}
-	return webhook.NewServer(opts)
+	return webhook.NewServer(webhook.ServerOptions{Listen: listen, Logger: log, TLSConfig: tlsCfg})
 }
 
 // alive is /healthz: the scheduler's loop must still fire on time.
