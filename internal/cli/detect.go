@@ -44,16 +44,9 @@ func runDetect(ctx context.Context, env *Env, args []string) int {
 		return fail(exitFailed, "the built-in pack does not load (a bug): %v", err)
 	}
 	if *only != "" {
-		want := splitList(*only)
-		var sel []*detect.Rule
-		for _, id := range want {
-			i := slices.IndexFunc(rules, func(r *detect.Rule) bool { return strings.EqualFold(r.ID, id) })
-			if i < 0 {
-				return fail(exitUsage, "--rules: unknown rule %q (see detect --list)", id)
-			}
-			sel = append(sel, rules[i])
+		if rules, err = detect.Select(rules, splitList(*only)); err != nil {
+			return fail(exitUsage, "--rules: %v (see detect --list)", err)
 		}
-		rules = sel
 	}
 	if *list {
 		printRules(env.Stdout, rules)

@@ -182,6 +182,20 @@ func Parse(b []byte) (*Rule, error) {
 	return &r, nil
 }
 
+// Select picks the rules with these ids (case-insensitive), in the order
+// given; an unknown id is an error naming it.
+func Select(rules []*Rule, ids []string) ([]*Rule, error) {
+	var out []*Rule
+	for _, id := range ids {
+		i := slices.IndexFunc(rules, func(r *Rule) bool { return strings.EqualFold(r.ID, id) })
+		if i < 0 {
+			return nil, fmt.Errorf("unknown rule %q", id)
+		}
+		out = append(out, rules[i])
+	}
+	return out, nil
+}
+
 // Dir is the rule's folder in the pack.
 func (r *Rule) Dir() string { return r.dir }
 

@@ -3,7 +3,6 @@ package harvester
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -35,19 +34,9 @@ func newInProcess(cfg config.Detect) (*inProcess, error) {
 		return nil, fmt.Errorf("detect: the built-in pack does not load (a bug): %w", err)
 	}
 	if len(cfg.Rules) > 0 {
-		var sel []*detect.Rule
-		for _, id := range cfg.Rules {
-			found := false
-			for _, r := range rules {
-				if strings.EqualFold(r.ID, id) {
-					sel, found = append(sel, r), true
-				}
-			}
-			if !found {
-				return nil, fmt.Errorf("detect.rules: unknown rule %q (defenderharvester detect --list)", id)
-			}
+		if rules, err = detect.Select(rules, cfg.Rules); err != nil {
+			return nil, fmt.Errorf("detect.rules: %w (defenderharvester detect --list)", err)
 		}
-		rules = sel
 	}
 	lists, err := detect.LoadLookups(cfg.Lookups)
 	if err != nil {
