@@ -45,7 +45,7 @@ func DiffFields(old, cur json.RawMessage) []FieldChange {
 	if errA != nil || errB != nil {
 		return []FieldChange{{Path: "Value", Before: compactRaw(old), After: compactRaw(cur)}}
 	}
-	d := &differ{}
+	d := &differ{maxDepth: maxDiffDepth}
 	d.diff("", a, b, 0)
 	if len(d.out) > maxDiffChanges {
 		// Too many to list: the top-level fields that changed, whole.
@@ -54,7 +54,11 @@ func DiffFields(old, cur json.RawMessage) []FieldChange {
 	return d.out
 }
 
-type differ struct{ out []FieldChange }
+// differ collects changes, reporting values whole from depth maxDepth on.
+type differ struct {
+	out      []FieldChange
+	maxDepth int
+}
 
 func (d *differ) add(path string, a, b any, hasA, hasB bool) {
 	if path == "" {
@@ -74,7 +78,7 @@ func (d *differ) diff(path string, a, b any, depth int) {
 	if equalJSON(a, b) {
 		return
 	}
-	if depth >= maxDiffDepth {
+	if depth >= d.maxDepth {
 		d.add(path, a, b, true, true)
 		return
 	}
@@ -215,32 +219,14 @@ func join(path, key string) string {
 // topLevelChanges is the fallback of DiffFields for items with too many
 // changes: one entry per changed top-level field, whole.
 func topLevelChanges(a, b any) []FieldChange {
-	am, okA := a.(map[string]any)
-	bm, okB := b.(map[string]any)
+	_, okA := a.(map[string]any)
+	_, okB := b.(map[string]any)
 	if !okA || !okB {
 		return []FieldChange{{Path: "Value", Before: marshal(a), After: marshal(b)}}
 	}
-	d := &differ{}
-	for _, k := range sortedKeys(unionKeys(am, bm)) {
-		x, inA := am[k]
-		y, inB := bm[k]
-		if inA && inB && equalJSON(x, y) {
-			continue
-		}
-		d.add(k, x, y, inA, inB)
-	}
+	d := &differ{maxDepth: 1}
+	d.diff("", a, b, 0)
 	return d.out
-}
-
-func unionKeys(a, b map[string]any) map[string]bool {
-	out := make(map[string]bool, len(a)+len(b))
-	for k := range a {
-		out[k] = true
-	}
-	for k := range b {
-		out[k] = true
-	}
-	return out
 }
 
 func equalJSON(a, b any) bool { return bytes.Equal(marshal(a), marshal(b)) }
